@@ -1,0 +1,228 @@
+"""Admin: a window on every table. Writes go through the same services as the pages and the API."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+
+from releases import services
+from releases.errors import LineageError
+from releases.models import (
+    Approval,
+    Commit,
+    DatasetVersion,
+    Deployment,
+    Endpoint,
+    ExperimentRun,
+    FeaturePipelineVersion,
+    GitRepository,
+    GitTag,
+    ModelVersion,
+    RegisteredModel,
+    Release,
+    TrackingServer,
+)
+
+
+class RecordAdmin(admin.ModelAdmin):
+    """Read-only by default: rows are written by services, never edited in place, never deleted."""
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        if obj is None:
+            return []
+        return [f.name for f in self.model._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: Any, form: forms.ModelForm, change: bool) -> None:
+        try:
+            self.create_through_service(request, form.cleaned_data)
+        except LineageError as exc:
+            # Turn a refusal into a message instead of a 500; the row was not written.
+            self.message_user(request, exc.message, messages.ERROR)
+
+    def create_through_service(self, request: HttpRequest, data: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        return
+
+
+class ReasonForm(forms.Form):
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=True)
+
+
+def reason_action(
+    label: str, apply: Callable[[Any, HttpRequest, str], object]
+) -> Callable[[admin.ModelAdmin, HttpRequest, QuerySet[Any]], HttpResponse | None]:
+    """An admin action that asks for a reason on a confirmation page, then calls a service per row."""
+
+    def action(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Any]) -> HttpResponse | None:
+        form = ReasonForm(request.POST if "confirm" in request.POST else None)
+        if "confirm" in request.POST and form.is_valid():
+            for obj in queryset:
+                try:
+                    apply(obj, request, form.cleaned_data["reason"])
+                    modeladmin.message_user(request, f"{label}: {obj}")
+                except LineageError as exc:
+                    modeladmin.message_user(request, f"{obj}: {exc.message}", messages.ERROR)
+            return None
+        context = {
+            **modeladmin.admin_site.each_context(request),
+            "title": f"{label}: confirm",
+            "label": label,
+            "objects": list(queryset),
+            "form": form,
+            "action": request.POST.get("action"),
+            "opts": modeladmin.model._meta,
+        }
+        return TemplateResponse(request, "admin/releases/reason_confirm.html", context)
+
+    action.short_description = label  # type: ignore[attr-defined]
+    action.__name__ = label.lower().replace(" ", "_")
+    return action
+
+
+@admin.register(GitRepository)
+class GitRepositoryAdmin(RecordAdmin):
+    list_display = ["name", "url", "default_branch"]
+    fields = ["name", "url", "commit_url_template"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_superuser
+
+    def create_through_service(self, request: HttpRequest, data: dict[str, Any]) -> None:
+        services.add_repository(
+            name=data["name"], url=data["url"], commit_url_template=data["commit_url_template"], by=request.user
+        )
+
+
+@admin.register(Commit)
+class CommitAdmin(RecordAdmin):
+    list_display = ["short_sha", "repository", "author_name", "committed_at", "summary"]
+    list_filter = ["repository"]
+    search_fields = ["sha", "message", "author_name"]
+    list_select_related = ["repository"]
+
+
+@admin.register(GitTag)
+class GitTagAdmin(RecordAdmin):
+    list_display = ["name", "repository", "commit", "moved_to_sha", "moved_at"]
+    list_filter = ["repository"]
+    search_fields = ["name"]
+    list_select_related = ["repository", "commit"]
+
+
+@admin.register(DatasetVersion)
+class DatasetVersionAdmin(RecordAdmin):
+    list_display = ["key", "content_hash", "status", "mutated", "registered_at"]
+    list_filter = ["status", "mutated", "dataset"]
+    search_fields = ["dataset__name", "content_hash", "uri"]
+    list_select_related = ["dataset"]
+    actions = [
+        reason_action(
+            "Quarantine",
+            lambda obj, request, reason: services.quarantine_dataset_version(obj, by=request.user, reason=reason),
+        )
+    ]
+
+
+@admin.register(FeaturePipelineVersion)
+class FeaturePipelineVersionAdmin(RecordAdmin):
+    list_display = ["key", "commit", "created_at"]
+    list_select_related = ["pipeline", "commit"]
+
+
+@admin.register(TrackingServer)
+class TrackingServerAdmin(RecordAdmin):
+    list_display = ["name", "tracking_uri", "ui_url"]
+    fields = ["name", "tracking_uri", "ui_url"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_superuser
+
+    def create_through_service(self, request: HttpRequest, data: dict[str, Any]) -> None:
+        services.add_tracking_server(
+            name=data["name"], tracking_uri=data["tracking_uri"], ui_url=data["ui_url"], by=request.user
+        )
+
+
+@admin.register(ExperimentRun)
+class ExperimentRunAdmin(RecordAdmin):
+    list_display = ["run_id", "name", "server", "status", "user", "start_time", "commit_sha"]
+    list_filter = ["server", "status"]
+    search_fields = ["run_id", "name", "commit_sha"]
+    list_select_related = ["server"]
+
+
+@admin.register(RegisteredModel)
+class RegisteredModelAdmin(RecordAdmin):
+    list_display = ["name", "server"]
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(RecordAdmin):
+    list_display = ["key", "source_run_id", "artifact_uri", "created_at"]
+    list_filter = ["registered_model"]
+    list_select_related = ["registered_model"]
+
+
+@admin.register(Release)
+class ReleaseAdmin(RecordAdmin):
+    list_display = ["name", "model_version", "state", "created_by", "created_at"]
+    list_filter = ["state"]
+    search_fields = ["name"]
+    list_select_related = ["model_version__registered_model", "created_by"]
+    actions = [
+        reason_action(
+            "Retire", lambda obj, request, reason: services.retire_release(obj, by=request.user, reason=reason)
+        )
+    ]
+
+
+@admin.register(Approval)
+class ApprovalAdmin(RecordAdmin):
+    list_display = ["release", "approver_name", "decision", "meaning", "signed_at"]
+    list_filter = ["decision"]
+    list_select_related = ["release"]
+
+
+@admin.register(Endpoint)
+class EndpointAdmin(RecordAdmin):
+    list_display = ["name", "environment", "registered_model", "mlflow_alias"]
+    list_filter = ["environment"]
+    fields = ["name", "environment", "registered_model", "mlflow_alias", "description"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_superuser
+
+    def create_through_service(self, request: HttpRequest, data: dict[str, Any]) -> None:
+        model = data.get("registered_model")
+        services.create_endpoint(
+            name=data["name"],
+            environment=data["environment"],
+            registered_model=model.name if model else "",
+            mlflow_alias=data["mlflow_alias"],
+            description=data["description"],
+            by=request.user,
+        )
+
+
+@admin.register(Deployment)
+class DeploymentAdmin(RecordAdmin):
+    list_display = ["endpoint", "release", "deployed_at", "kind", "actor", "source"]
+    list_filter = ["kind", "source", "endpoint"]
+    list_select_related = ["endpoint", "release"]

@@ -1,0 +1,33 @@
+"""The release chain, one module per link."""
+
+from __future__ import annotations
+
+from releases.models.base import ImmutableFieldError
+from releases.models.code import Commit, GitRepository, GitTag
+from releases.models.data import Dataset, DatasetDigest, DatasetVersion
+from releases.models.deployment import Deployment, Endpoint
+from releases.models.experiment import ExperimentRun, RunDatasetInput, TrackingServer
+from releases.models.features import FeaturePipeline, FeaturePipelineVersion
+from releases.models.registry import ModelVersion, RegisteredModel
+from releases.models.release import Approval, Release
+
+__all__ = [
+    "Approval",
+    "Commit",
+    "Dataset",
+    "DatasetDigest",
+    "DatasetVersion",
+    "Deployment",
+    "Endpoint",
+    "ExperimentRun",
+    "FeaturePipeline",
+    "FeaturePipelineVersion",
+    "GitRepository",
+    "GitTag",
+    "ImmutableFieldError",
+    "ModelVersion",
+    "RegisteredModel",
+    "Release",
+    "RunDatasetInput",
+    "TrackingServer",
+]

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from django.db import models
+
+_DEFERRED = object()
+
+
+class ImmutableFieldError(Exception):
+    """A write tried to change a column that is fixed once the row exists."""
+
+
+class GuardedModel(models.Model):
+    """Refuses changes to ``immutable_fields`` after the row is first saved.
+
+    The model layer is the first line; on PostgreSQL a ReadOnly trigger on the same
+    columns also stops ``QuerySet.update()`` and raw SQL.
+    """
+
+    immutable_fields: ClassVar[tuple[str, ...]] = ()
+
+    class Meta:
+        abstract = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._loaded_immutable = {name: self._immutable_value(name) for name in self.immutable_fields}
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            changed = [
+                name
+                for name in self.immutable_fields
+                if self._loaded_immutable[name] is not _DEFERRED
+                and self._immutable_value(name) != self._loaded_immutable[name]
+            ]
+            if changed:
+                raise ImmutableFieldError(
+                    f"{self._meta.verbose_name} {self}: {', '.join(changed)} cannot change once registered"
+                )
+        super().save(*args, **kwargs)
+        self._loaded_immutable = {name: self._immutable_value(name) for name in self.immutable_fields}
+
+    def _immutable_value(self, name: str) -> Any:
+        # Read __dict__, not the attribute, so a deferred column is not fetched just to guard it.
+        return self.__dict__.get(self._meta.get_field(name).attname, _DEFERRED)  # type: ignore[union-attr]

@@ -1,0 +1,107 @@
+"""The code link: repositories, commits and tags."""
+
+from __future__ import annotations
+
+import pgtrigger
+from django.core.validators import RegexValidator
+from django.db import models
+
+from releases.models.base import GuardedModel
+
+sha_validator = RegexValidator(r"^[0-9a-f]{40}$", "A commit sha is 40 lowercase hex characters.")
+name_validator = RegexValidator(
+    r"^[A-Za-z0-9][A-Za-z0-9._-]*$", "Use letters, digits, dot, dash and underscore; start with a letter or digit."
+)
+
+
+class GitRepository(models.Model):
+    name = models.CharField(max_length=100, unique=True, validators=[name_validator])
+    url = models.CharField(max_length=500, help_text="Clone URL or local path.")
+    commit_url_template = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="Web page of a commit, with {sha} in place of the sha, e.g. https://git.example.com/churn/commit/{sha}",
+    )
+    default_branch = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "git repositories"
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def commit_url(self, sha: str) -> str:
+        return self.commit_url_template.replace("{sha}", sha) if self.commit_url_template else ""
+
+
+class CommitQuerySet(models.QuerySet["Commit"]):
+    def by_prefix(self, prefix: str) -> CommitQuerySet:
+        """Commits whose sha starts with ``prefix`` (at least 7 hex characters)."""
+        return self.filter(sha__startswith=prefix.lower())
+
+
+class Commit(GuardedModel):
+    repository = models.ForeignKey(GitRepository, on_delete=models.PROTECT, related_name="commits")
+    sha = models.CharField(max_length=40, validators=[sha_validator])
+    author_name = models.CharField(max_length=200, blank=True)
+    author_email = models.CharField(max_length=200, blank=True)
+    authored_at = models.DateTimeField(null=True, blank=True)
+    committed_at = models.DateTimeField(null=True, blank=True)
+    message = models.TextField(blank=True)
+    parents = models.JSONField(default=list, blank=True)
+
+    immutable_fields = ("repository", "sha")
+    objects = CommitQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-committed_at"]
+        constraints = [models.UniqueConstraint(fields=["repository", "sha"], name="commit_unique_sha_per_repo")]
+        indexes = [
+            # pattern_ops so that sha-prefix lookups (LIKE 'abc%') use the index on PostgreSQL.
+            models.Index(fields=["sha"], name="commit_sha_idx", opclasses=["varchar_pattern_ops"]),
+            models.Index(fields=["repository", "committed_at"], name="commit_repo_time_idx"),
+        ]
+        triggers = [pgtrigger.ReadOnly(name="commit_immutable", fields=["repository", "sha"])]
+
+    def __str__(self) -> str:
+        return self.sha[:12]
+
+    @property
+    def short_sha(self) -> str:
+        return self.sha[:7]
+
+    @property
+    def summary(self) -> str:
+        return self.message.splitlines()[0] if self.message else ""
+
+    @property
+    def url(self) -> str:
+        return self.repository.commit_url(self.sha)
+
+
+class GitTag(GuardedModel):
+    """A tag as first seen. A later move is recorded beside it, never written over it."""
+
+    repository = models.ForeignKey(GitRepository, on_delete=models.PROTECT, related_name="tags")
+    name = models.CharField(max_length=255)
+    commit = models.ForeignKey(Commit, on_delete=models.PROTECT, related_name="tags")
+    first_seen_at = models.DateTimeField(auto_now_add=True)
+    moved_to_sha = models.CharField(max_length=40, blank=True, help_text="Where the tag points now, if it moved.")
+    moved_at = models.DateTimeField(null=True, blank=True)
+
+    immutable_fields = ("repository", "name", "commit")
+
+    class Meta:
+        ordering = ["repository", "name"]
+        constraints = [models.UniqueConstraint(fields=["repository", "name"], name="tag_unique_name_per_repo")]
+        indexes = [models.Index(fields=["name"], name="tag_name_idx")]
+        triggers = [pgtrigger.ReadOnly(name="tag_immutable", fields=["repository", "name", "commit"])]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def moved(self) -> bool:
+        return bool(self.moved_to_sha)

@@ -1,0 +1,104 @@
+"""The data link: datasets, their immutable versions and the digests MLflow reported for them."""
+
+from __future__ import annotations
+
+import pgtrigger
+from django.core.validators import MinValueValidator, RegexValidator
+from django.db import models
+
+from releases.models.base import GuardedModel
+from releases.models.code import name_validator
+
+hash_validator = RegexValidator(r"^sha256:[0-9a-f]{64}$", "A content hash looks like sha256:<64 lowercase hex>.")
+
+
+class Dataset(models.Model):
+    name = models.CharField(max_length=100, unique=True, validators=[name_validator])
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class DatasetVersionQuerySet(models.QuerySet["DatasetVersion"]):
+    def by_key(self, key: str) -> DatasetVersionQuerySet:
+        """The version named ``name:version`` (empty when the key is malformed)."""
+        name, _, version = key.rpartition(":")
+        if not name or not version.isdigit():
+            return self.none()
+        return self.filter(dataset__name=name, version=int(version))
+
+    def unsafe(self) -> DatasetVersionQuerySet:
+        """Versions nobody should train or release on: quarantined or mutated."""
+        return self.filter(models.Q(status=DatasetVersion.Status.QUARANTINED) | models.Q(mutated=True))
+
+
+class DatasetVersion(GuardedModel):
+    class Status(models.TextChoices):
+        ACTIVE = "active"
+        QUARANTINED = "quarantined"
+        RETIRED = "retired"
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="versions")
+    version = models.PositiveIntegerField(validators=[MinValueValidator(1)])
+    uri = models.CharField(max_length=1000)
+    content_hash = models.CharField(max_length=71, validators=[hash_validator])
+    size_bytes = models.PositiveBigIntegerField(null=True, blank=True)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.ACTIVE)
+    status_reason = models.TextField(blank=True)
+    status_changed_at = models.DateTimeField(null=True, blank=True)
+    mutated = models.BooleanField(
+        default=False, help_text="The same declared version was seen with two different contents."
+    )
+    mutation_detail = models.TextField(blank=True)
+    registered_at = models.DateTimeField(auto_now_add=True)
+
+    immutable_fields = ("dataset", "version", "uri", "content_hash", "size_bytes")
+    objects = DatasetVersionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["dataset", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["dataset", "version"], name="dataset_version_unique"),
+            models.CheckConstraint(condition=models.Q(version__gte=1), name="dataset_version_positive"),
+        ]
+        indexes = [
+            models.Index(fields=["content_hash"], name="dsv_hash_idx"),
+            models.Index(fields=["status"], name="dsv_status_idx"),
+        ]
+        triggers = [
+            pgtrigger.ReadOnly(
+                name="dataset_version_immutable", fields=["dataset", "version", "uri", "content_hash", "size_bytes"]
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.key
+
+    @property
+    def key(self) -> str:
+        return f"{self.dataset.name}:{self.version}"
+
+    @property
+    def is_quarantined(self) -> bool:
+        return self.status == self.Status.QUARANTINED
+
+
+class DatasetDigest(models.Model):
+    """A digest MLflow (or a client) reported for a dataset version. More than one means mutation."""
+
+    dataset_version = models.ForeignKey(DatasetVersion, on_delete=models.PROTECT, related_name="digests")
+    digest = models.CharField(max_length=200)
+    source = models.CharField(max_length=1000, blank=True)
+    first_seen_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["first_seen_at"]
+        constraints = [models.UniqueConstraint(fields=["dataset_version", "digest"], name="dataset_digest_unique")]
+
+    def __str__(self) -> str:
+        return self.digest

@@ -1,0 +1,84 @@
+"""The deployment link: endpoints and the append-only history of what was deployed to them."""
+
+from __future__ import annotations
+
+import datetime
+
+import pgtrigger
+from django.conf import settings
+from django.db import models
+
+from releases.models.code import name_validator
+from releases.models.registry import RegisteredModel
+from releases.models.release import Release
+
+
+class Endpoint(models.Model):
+    class Environment(models.TextChoices):
+        PRODUCTION = "production"
+        STAGING = "staging"
+
+    name = models.CharField(max_length=100, unique=True, validators=[name_validator])
+    environment = models.CharField(max_length=12, choices=Environment.choices)
+    registered_model = models.ForeignKey(
+        RegisteredModel, null=True, blank=True, on_delete=models.PROTECT, related_name="endpoints"
+    )
+    mlflow_alias = models.CharField(
+        max_length=100, blank=True, help_text="Registry alias that serving follows, e.g. production."
+    )
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["environment", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment == self.Environment.PRODUCTION
+
+
+class DeploymentQuerySet(models.QuerySet["Deployment"]):
+    def live_at(self, when: datetime.datetime) -> DeploymentQuerySet:
+        """Deployments at or before ``when``, newest first: ``.first()`` per endpoint is what was live."""
+        return self.filter(deployed_at__lte=when).order_by("-deployed_at", "-id")
+
+
+class Deployment(models.Model):
+    """One event: a release went live on an endpoint. Never edited, never deleted."""
+
+    class Kind(models.TextChoices):
+        DEPLOY = "deploy"
+        ROLLBACK = "rollback"
+
+    class Source(models.TextChoices):
+        API = "api"
+        UI = "ui"
+        CLI = "cli"
+        MLFLOW_ALIAS = "mlflow-alias"
+
+    endpoint = models.ForeignKey(Endpoint, on_delete=models.PROTECT, related_name="deployments")
+    release = models.ForeignKey(Release, on_delete=models.PROTECT, related_name="deployments")
+    deployed_at = models.DateTimeField()
+    actor = models.CharField(max_length=150)
+    actor_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.DEPLOY)
+    reason = models.TextField(blank=True)
+    source = models.CharField(max_length=15, choices=Source.choices)
+
+    objects = DeploymentQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-deployed_at", "-id"]
+        indexes = [
+            models.Index(fields=["endpoint", "-deployed_at", "-id"], name="deployment_endpoint_time_idx"),
+            models.Index(fields=["release", "endpoint"], name="deployment_release_idx"),
+        ]
+        triggers = [pgtrigger.Protect(name="deployment_append_only", operation=pgtrigger.Update | pgtrigger.Delete)]
+
+    def __str__(self) -> str:
+        return f"{self.release} on {self.endpoint} at {self.deployed_at:%Y-%m-%d %H:%M}"

@@ -1,0 +1,84 @@
+"""The experiment link: MLflow tracking servers and the runs they hold."""
+
+from __future__ import annotations
+
+from django.db import models
+
+from releases.models.code import Commit, name_validator
+from releases.models.data import DatasetVersion
+from releases.models.features import FeaturePipelineVersion
+
+
+class TrackingServer(models.Model):
+    name = models.CharField(max_length=100, unique=True, validators=[name_validator])
+    tracking_uri = models.CharField(max_length=500)
+    ui_url = models.CharField(max_length=500, blank=True, help_text="Base URL of the MLflow UI for deep links.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ExperimentRun(models.Model):
+    server = models.ForeignKey(TrackingServer, on_delete=models.PROTECT, related_name="runs")
+    run_id = models.CharField(max_length=64)
+    experiment_id = models.CharField(max_length=64, blank=True)
+    experiment_name = models.CharField(max_length=255, blank=True)
+    name = models.CharField(max_length=255, blank=True)
+    status = models.CharField(max_length=20, blank=True)
+    user = models.CharField(max_length=150, blank=True)
+    start_time = models.DateTimeField(null=True, blank=True)
+    end_time = models.DateTimeField(null=True, blank=True)
+    params = models.JSONField(default=dict, blank=True)
+    metrics = models.JSONField(default=dict, blank=True)
+    tags = models.JSONField(default=dict, blank=True)
+    commit_sha = models.CharField(max_length=40, blank=True, help_text="As reported, even when not (yet) resolved.")
+    commit = models.ForeignKey(Commit, null=True, blank=True, on_delete=models.PROTECT, related_name="runs")
+    feature_pipeline_version = models.ForeignKey(
+        FeaturePipelineVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="runs"
+    )
+    warnings = models.JSONField(default=list, blank=True, help_text="Malformed values seen while syncing.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-start_time"]
+        constraints = [models.UniqueConstraint(fields=["server", "run_id"], name="run_unique_per_server")]
+        indexes = [
+            models.Index(fields=["run_id"], name="run_id_idx"),
+            models.Index(fields=["commit_sha"], name="run_commit_sha_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name or self.run_id
+
+    @property
+    def url(self) -> str:
+        if not self.server.ui_url:
+            return ""
+        return f"{self.server.ui_url.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{self.run_id}"
+
+    @property
+    def commit_unresolved(self) -> bool:
+        return bool(self.commit_sha) and self.commit_id is None
+
+
+class RunDatasetInput(models.Model):
+    """A dataset version a run used, in an MLflow context (training, evaluation, ...)."""
+
+    run = models.ForeignKey(ExperimentRun, on_delete=models.CASCADE, related_name="dataset_inputs")
+    dataset_version = models.ForeignKey(DatasetVersion, on_delete=models.PROTECT, related_name="run_inputs")
+    context = models.CharField(max_length=40, default="training")
+    digest = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["context", "dataset_version"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "dataset_version", "context"], name="run_input_unique"),
+        ]
+        indexes = [models.Index(fields=["dataset_version", "run"], name="run_input_dsv_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.dataset_version} ({self.context})"

@@ -1,0 +1,65 @@
+"""The model link: registered models and their versions in the MLflow registry."""
+
+from __future__ import annotations
+
+import pgtrigger
+from django.core.validators import MinValueValidator
+from django.db import models
+
+from releases.models.base import GuardedModel
+from releases.models.experiment import ExperimentRun, TrackingServer
+
+
+class RegisteredModel(models.Model):
+    name = models.CharField(max_length=255, unique=True)
+    server = models.ForeignKey(TrackingServer, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    description = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ModelVersionQuerySet(models.QuerySet["ModelVersion"]):
+    def by_key(self, key: str) -> ModelVersionQuerySet:
+        """The version named ``model/version`` (empty when malformed)."""
+        name, _, version = key.rpartition("/")
+        if not name or not version.isdigit():
+            return self.none()
+        return self.filter(registered_model__name=name, version=int(version))
+
+
+class ModelVersion(GuardedModel):
+    registered_model = models.ForeignKey(RegisteredModel, on_delete=models.PROTECT, related_name="versions")
+    version = models.PositiveIntegerField(validators=[MinValueValidator(1)])
+    source_run_id = models.CharField(max_length=64, blank=True)
+    run = models.ForeignKey(
+        ExperimentRun, null=True, blank=True, on_delete=models.PROTECT, related_name="model_versions"
+    )
+    artifact_uri = models.CharField(max_length=1000, blank=True)
+    aliases = models.JSONField(default=list, blank=True)
+    tags = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(null=True, blank=True)
+
+    immutable_fields = ("registered_model", "version", "source_run_id", "artifact_uri")
+    objects = ModelVersionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["registered_model", "-version"]
+        constraints = [models.UniqueConstraint(fields=["registered_model", "version"], name="model_version_unique")]
+        indexes = [models.Index(fields=["source_run_id"], name="mv_source_run_idx")]
+        triggers = [
+            pgtrigger.ReadOnly(
+                name="model_version_immutable",
+                fields=["registered_model", "version", "source_run_id", "artifact_uri"],
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.key
+
+    @property
+    def key(self) -> str:
+        return f"{self.registered_model.name}/{self.version}"

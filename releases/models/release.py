@@ -1,0 +1,107 @@
+"""The release link: a named, reviewable release of one model version, and its approvals."""
+
+from __future__ import annotations
+
+import pgtrigger
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import models
+
+from releases.models.base import GuardedModel
+from releases.models.code import Commit, GitTag
+from releases.models.registry import ModelVersion
+
+
+class ReleaseQuerySet(models.QuerySet["Release"]):
+    def with_chain(self) -> ReleaseQuerySet:
+        """Releases with every single-valued link joined in (one query for the whole chain)."""
+        return self.select_related(
+            "model_version__registered_model",
+            "model_version__run__server",
+            "model_version__run__commit__repository",
+            "model_version__run__feature_pipeline_version__pipeline",
+            "commit__repository",
+            "git_tag__commit",
+            "created_by",
+        )
+
+    def pending_for(self, user: AbstractBaseUser) -> ReleaseQuerySet:
+        """Releases waiting for approval that ``user`` may sign (not their own, not already signed)."""
+        return (
+            self.filter(state=Release.State.PENDING)
+            .exclude(created_by=user)
+            .exclude(approvals__approver=user, approvals__signed_digest=models.F("lineage_digest"))
+        )
+
+
+class Release(GuardedModel):
+    class State(models.TextChoices):
+        DRAFT = "draft"
+        PENDING = "pending"
+        APPROVED = "approved"
+        REJECTED = "rejected"
+        RETIRED = "retired"
+
+    name = models.CharField(max_length=100, unique=True)
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="releases")
+    commit = models.ForeignKey(Commit, null=True, blank=True, on_delete=models.PROTECT, related_name="releases")
+    git_tag = models.ForeignKey(GitTag, null=True, blank=True, on_delete=models.PROTECT, related_name="releases")
+    validation_report_uri = models.CharField(max_length=1000, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="created_releases"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.DRAFT)
+    state_changed_at = models.DateTimeField(null=True, blank=True)
+    state_reason = models.TextField(blank=True)
+    lineage_digest = models.CharField(max_length=71, blank=True, help_text="Frozen when submitted for approval.")
+
+    immutable_fields = ("name", "model_version", "commit", "git_tag", "validation_report_uri", "created_by")
+    objects = ReleaseQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["state", "created_at"], name="release_state_idx"),
+            models.Index(fields=["model_version", "created_at"], name="release_mv_idx"),
+        ]
+        triggers = [
+            pgtrigger.ReadOnly(
+                name="release_immutable",
+                fields=["name", "model_version", "commit", "git_tag", "validation_report_uri", "created_by"],
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Approval(models.Model):
+    """A signed decision on one release. Append-only: a new decision is a new row."""
+
+    class Decision(models.TextChoices):
+        APPROVED = "approved"
+        REJECTED = "rejected"
+
+    release = models.ForeignKey(Release, on_delete=models.PROTECT, related_name="approvals")
+    approver = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="approvals")
+    approver_name = models.CharField(max_length=300, help_text="Printed name at the time of signing.")
+    decision = models.CharField(max_length=10, choices=Decision.choices)
+    meaning = models.CharField(max_length=200)
+    comment = models.TextField(blank=True)
+    signed_digest = models.CharField(max_length=71)
+    signed_chain = models.JSONField(help_text="The chain as it stood when signed; explains a later invalidation.")
+    signed_at = models.DateTimeField()
+    signature = models.TextField(blank=True, help_text="Ed25519 signature (hex) over the signed statement.")
+
+    class Meta:
+        ordering = ["signed_at"]
+        constraints = [
+            # One decision per approver per chain state: a double-submitted form cannot sign twice.
+            models.UniqueConstraint(fields=["release", "approver", "signed_digest"], name="approval_once_per_digest"),
+        ]
+        indexes = [models.Index(fields=["approver", "signed_at"], name="approval_approver_idx")]
+        triggers = [pgtrigger.Protect(name="approval_append_only", operation=pgtrigger.Update | pgtrigger.Delete)]
+
+    def __str__(self) -> str:
+        return f"{self.release} {self.decision} by {self.approver_name}"

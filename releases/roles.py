@@ -1,0 +1,34 @@
+"""The groups that carry the product's roles, and checks on them."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AnonymousUser, User
+
+from audit.log import Actor, SystemActor
+from releases.errors import PermissionRefused
+
+ML_LEADS = "ml-leads"
+AUDITORS = "auditors"
+ON_CALL = "on-call"
+RELEASE_MANAGERS = "release-managers"
+ALL_ROLES = (ML_LEADS, AUDITORS, ON_CALL, RELEASE_MANAGERS)
+
+
+def has_role(user: User | AnonymousUser, *roles: str) -> bool:
+    """True when the user belongs to any of ``roles`` (cached on the user for the request)."""
+    if not user.is_authenticated:
+        return False
+    cached: set[str] | None = getattr(user, "_role_names", None)
+    if cached is None:
+        cached = set(user.groups.values_list("name", flat=True))
+        setattr(user, "_role_names", cached)  # noqa: B010 - a per-request cache on the user object
+    return bool(cached & set(roles))
+
+
+def require_role(actor: Actor, *roles: str, to: str) -> None:
+    """Refuse a person outside ``roles``; system jobs and superusers pass."""
+    if isinstance(actor, SystemActor) or getattr(actor, "is_superuser", False):
+        return
+    if not has_role(actor, *roles):
+        who = actor.get_username() if actor.is_authenticated else "anonymous"
+        raise PermissionRefused(f"{who} may not {to}: it needs the role {' or '.join(roles)}", rule="role")

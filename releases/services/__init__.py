@@ -1,0 +1,53 @@
+"""Every state change of the chain goes through these functions: one transaction, one audit event."""
+
+from __future__ import annotations
+
+from releases.services.code import CommitData, add_repository, record_commits, record_tag, resolve_commit
+from releases.services.data import hash_file, observe_digest, quarantine_dataset_version, register_dataset_version
+from releases.services.deployment import create_endpoint, promotion_refusal, record_deployment, roll_back
+from releases.services.experiment import (
+    DatasetRef,
+    ModelVersionData,
+    RunData,
+    add_tracking_server,
+    feature_pipeline_version,
+    record_run,
+    register_model_version,
+)
+from releases.services.release import (
+    approval_refusal,
+    approve_release,
+    create_release,
+    reject_release,
+    retire_release,
+    submit_release,
+)
+
+__all__ = [
+    "CommitData",
+    "DatasetRef",
+    "ModelVersionData",
+    "RunData",
+    "add_repository",
+    "add_tracking_server",
+    "approval_refusal",
+    "approve_release",
+    "create_endpoint",
+    "create_release",
+    "feature_pipeline_version",
+    "hash_file",
+    "observe_digest",
+    "promotion_refusal",
+    "quarantine_dataset_version",
+    "record_commits",
+    "record_deployment",
+    "record_run",
+    "record_tag",
+    "register_dataset_version",
+    "register_model_version",
+    "reject_release",
+    "resolve_commit",
+    "retire_release",
+    "roll_back",
+    "submit_release",
+]

@@ -1,0 +1,159 @@
+"""Writes for the data link: registering, quarantining and watching dataset versions."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from audit import log
+from audit.log import Actor
+from releases import lineage
+from releases.errors import Conflict, InvalidInput, RuleViolation
+from releases.models import Dataset, DatasetDigest, DatasetVersion, Release
+from releases.models.code import name_validator
+from releases.models.data import hash_validator
+from releases.roles import ML_LEADS, require_role
+from releases.services.validation import check, require_reason
+
+
+def hash_file(path: Path) -> tuple[str, int]:
+    """sha256 content hash and size of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+            size += len(block)
+    return f"sha256:{digest.hexdigest()}", size
+
+
+def _snapshot(version: DatasetVersion) -> dict[str, object]:
+    return {"uri": version.uri, "content_hash": version.content_hash, "size_bytes": version.size_bytes}
+
+
+def register_dataset_version(
+    *, name: str, version: int, uri: str, content_hash: str, size_bytes: int | None = None, by: Actor
+) -> tuple[DatasetVersion, bool]:
+    """Register ``name:version``. Same content again is a no-op; different content is refused."""
+    check(name_validator, name, "dataset name")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise InvalidInput(f"dataset version must be a positive integer, not {version!r}")
+    if not uri.strip():
+        raise InvalidInput("a dataset version needs a uri")
+    content_hash = content_hash.strip().lower()
+    check(hash_validator, content_hash, "content hash")
+    key = f"{name}:{version}"
+    try:
+        with transaction.atomic():
+            dataset, _ = Dataset.objects.get_or_create(name=name)
+            existing = DatasetVersion.objects.filter(dataset=dataset, version=version).select_related("dataset").first()
+            if existing is not None:
+                _refuse_different_content(existing, uri=uri, content_hash=content_hash, size_bytes=size_bytes)
+                return existing, False
+            created = DatasetVersion.objects.create(
+                dataset=dataset, version=version, uri=uri, content_hash=content_hash, size_bytes=size_bytes
+            )
+            log.record(
+                "dataset_version.registered",
+                actor=by,
+                object_type="dataset_version",
+                object_key=key,
+                new=_snapshot(created),
+            )
+            return created, True
+    except IntegrityError:
+        # Another writer registered the same version between our read and insert: compare with theirs.
+        existing = DatasetVersion.objects.select_related("dataset").get(dataset__name=name, version=version)
+        _refuse_different_content(existing, uri=uri, content_hash=content_hash, size_bytes=size_bytes)
+        return existing, False
+
+
+def _refuse_different_content(existing: DatasetVersion, *, uri: str, content_hash: str, size_bytes: int | None) -> None:
+    if existing.content_hash != content_hash:
+        raise Conflict(
+            f"{existing.key} is already registered with {existing.content_hash}; register a new version",
+            rule="immutable_version",
+        )
+    if existing.uri != uri:
+        raise Conflict(
+            f"{existing.key} is already registered at {existing.uri}; register a new version", rule="immutable_version"
+        )
+    if size_bytes is not None and existing.size_bytes is not None and existing.size_bytes != size_bytes:
+        raise Conflict(
+            f"{existing.key} is already registered with size {existing.size_bytes}; register a new version",
+            rule="immutable_version",
+        )
+
+
+def quarantine_dataset_version(version: DatasetVersion, *, by: Actor, reason: str) -> lineage.Impact:
+    """Quarantine a version: nothing trained on it can be approved, deployed to production or restored."""
+    require_role(by, ML_LEADS, to="quarantine a dataset version")
+    reason = require_reason(reason, "quarantine a dataset version")
+    with transaction.atomic():
+        # Lock the row: two leads quarantining at once must produce one change and one event.
+        locked = DatasetVersion.objects.select_for_update().select_related("dataset").get(pk=version.pk)
+        if locked.status == DatasetVersion.Status.QUARANTINED:
+            raise RuleViolation(
+                f"{locked.key} is already quarantined: {locked.status_reason}", rule="already_quarantined"
+            )
+        old = {"status": locked.status, "reason": locked.status_reason}
+        locked.status = DatasetVersion.Status.QUARANTINED
+        locked.status_reason = reason
+        locked.status_changed_at = timezone.now()
+        locked.save(update_fields=["status", "status_reason", "status_changed_at"])
+        log.record(
+            "dataset_version.quarantined",
+            actor=by,
+            object_type="dataset_version",
+            object_key=locked.key,
+            old=old,
+            new={"status": locked.status},
+            reason=reason,
+        )
+        _record_invalidated_approvals(locked, by=by, why=f"{locked.key} quarantined: {reason}")
+        impact = lineage.impact_of_dataset_version(locked)
+    version.refresh_from_db()
+    return impact
+
+
+def _record_invalidated_approvals(version: DatasetVersion, *, by: Actor, why: str) -> None:
+    """Say in the log which approved releases just lost their approval, so auditors see it happen."""
+    affected = lineage.releases_using([version]).filter(state=Release.State.APPROVED).order_by("name")
+    for name in affected.values_list("name", flat=True):
+        log.record("release.approval_invalidated", actor=by, object_type="release", object_key=name, reason=why)
+
+
+def observe_digest(version: DatasetVersion, *, digest: str, source: str, by: Actor) -> bool:
+    """Record a digest reported for ``version``; a second, different digest flags it as mutated.
+
+    Returns True when this observation newly flagged the version.
+    """
+    if not digest:
+        return False
+    with transaction.atomic():
+        locked = DatasetVersion.objects.select_for_update().select_related("dataset").get(pk=version.pk)
+        _, created = DatasetDigest.objects.get_or_create(
+            dataset_version=locked, digest=digest, defaults={"source": source[:1000]}
+        )
+        if not created:
+            return False
+        digests = list(locked.digests.values_list("digest", flat=True))
+        if len(digests) < 2 or locked.mutated:
+            return False
+        locked.mutated = True
+        locked.mutation_detail = f"seen with digests {', '.join(digests)}"
+        locked.save(update_fields=["mutated", "mutation_detail"])
+        log.record(
+            "dataset_version.mutation_detected",
+            actor=by,
+            object_type="dataset_version",
+            object_key=locked.key,
+            new={"digests": digests},
+            reason="the same declared version was reported with different content",
+        )
+        _record_invalidated_approvals(locked, by=by, why=f"{locked.key} changed in place")
+    version.refresh_from_db()
+    return True

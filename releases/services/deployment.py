@@ -1,0 +1,151 @@
+"""Writes for endpoints and deployments: record a deployment (promotion gate), roll back."""
+
+from __future__ import annotations
+
+import datetime
+
+from django.contrib.auth.models import User
+from django.db import transaction
+from django.utils import timezone
+
+from audit import log
+from audit.log import Actor, actor_label
+from releases import lineage
+from releases.errors import InvalidInput, RuleViolation
+from releases.models import Deployment, Endpoint, RegisteredModel, Release
+from releases.models.code import name_validator
+from releases.roles import ML_LEADS, ON_CALL, RELEASE_MANAGERS, require_role
+from releases.services.validation import check, require_reason
+
+
+def create_endpoint(
+    *, name: str, environment: str, registered_model: str = "", mlflow_alias: str = "", description: str = "", by: Actor
+) -> Endpoint:
+    """Create an endpoint (idempotent when nothing differs)."""
+    check(name_validator, name, "endpoint name")
+    if environment not in Endpoint.Environment.values:
+        raise InvalidInput(f"environment must be one of {', '.join(Endpoint.Environment.values)}, not {environment!r}")
+    model = None
+    if registered_model:
+        model = RegisteredModel.objects.filter(name=registered_model).first()
+        if model is None:
+            raise InvalidInput(f"registered model {registered_model!r} is not known")
+    with transaction.atomic():
+        endpoint, created = Endpoint.objects.get_or_create(
+            name=name,
+            defaults={
+                "environment": environment,
+                "registered_model": model,
+                "mlflow_alias": mlflow_alias,
+                "description": description,
+            },
+        )
+        if not created:
+            if endpoint.environment != environment:
+                raise InvalidInput(f"endpoint {name} already exists in {endpoint.environment}")
+            return endpoint
+        log.record(
+            "endpoint.created",
+            actor=by,
+            object_type="endpoint",
+            object_key=name,
+            new={"environment": environment, "registered_model": registered_model, "mlflow_alias": mlflow_alias},
+        )
+    return endpoint
+
+
+def promotion_refusal(release: Release, endpoint: Endpoint) -> str:
+    """Why ``release`` may not go live on ``endpoint`` (empty when it may)."""
+    if release.state == Release.State.RETIRED:
+        return f"{release.name} is retired"
+    if not endpoint.is_production:
+        return ""
+    trace = lineage.trace(release.name)
+    state = trace.approval_state()
+    if state.is_valid and release.state == Release.State.APPROVED:
+        return ""
+    if state.invalidated:
+        changes = "; ".join(state.stale[-1][1])
+        return f"{release.name}'s approval is no longer valid ({changes}); it must be approved again"
+    return f"{release.name} is {release.state}, not approved; production endpoints only take approved releases"
+
+
+def _record(
+    endpoint: Endpoint,
+    release: Release,
+    *,
+    by: Actor,
+    kind: str,
+    source: str,
+    reason: str,
+    at: datetime.datetime | None,
+) -> Deployment:
+    now = timezone.now()
+    if at is not None and at > now + datetime.timedelta(minutes=5):
+        raise InvalidInput("a deployment cannot be recorded in the future")
+    refusal = promotion_refusal(release, endpoint)
+    if refusal:
+        with transaction.atomic():
+            log.record(
+                "deployment.refused",
+                actor=by,
+                object_type="endpoint",
+                object_key=endpoint.name,
+                new={"release": release.name, "kind": kind, "rule": "promotion_gate"},
+                reason=refusal,
+            )
+        raise RuleViolation(refusal, rule="promotion_gate")
+    with transaction.atomic():
+        # Lock the endpoint: two deployments racing on one endpoint are recorded one after the other.
+        Endpoint.objects.select_for_update().filter(pk=endpoint.pk).first()
+        deployment = Deployment.objects.create(
+            endpoint=endpoint,
+            release=release,
+            deployed_at=at or now,
+            actor=actor_label(by),
+            actor_user=by if isinstance(by, User) else None,
+            kind=kind,
+            reason=reason,
+            source=source,
+        )
+        log.record(
+            "deployment.recorded" if kind == Deployment.Kind.DEPLOY else "deployment.rolled_back",
+            actor=by,
+            object_type="endpoint",
+            object_key=endpoint.name,
+            new={
+                "release": release.name,
+                "kind": kind,
+                "source": source,
+                "deployed_at": deployment.deployed_at.isoformat(),
+            },
+            reason=reason,
+        )
+    return deployment
+
+
+def record_deployment(
+    endpoint: Endpoint,
+    release: Release,
+    *,
+    by: Actor,
+    source: str,
+    reason: str = "",
+    at: datetime.datetime | None = None,
+) -> Deployment:
+    """Record that ``release`` went live on ``endpoint``. Production only takes validly approved releases."""
+    require_role(by, RELEASE_MANAGERS, ML_LEADS, to="record a deployment")
+    return _record(endpoint, release, by=by, kind=Deployment.Kind.DEPLOY, source=source, reason=reason, at=at)
+
+
+def roll_back(endpoint: Endpoint, *, by: Actor, reason: str, source: str) -> Deployment:
+    """Restore the endpoint's rollback target, recorded as a rollback with its reason."""
+    require_role(by, ON_CALL, ML_LEADS, to="roll back an endpoint")
+    reason = require_reason(reason, "roll back")
+    target = lineage.rollback_target(endpoint)
+    if target is None:
+        status = lineage.endpoint_statuses(Endpoint.objects.filter(pk=endpoint.pk))[0]
+        raise RuleViolation(
+            f"{endpoint.name} has no rollback target: {status.rollback_blocker}", rule="no_rollback_target"
+        )
+    return _record(endpoint, target, by=by, kind=Deployment.Kind.ROLLBACK, source=source, reason=reason, at=None)
