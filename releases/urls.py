@@ -2,11 +2,11 @@ from __future__ import annotations
 
 from django.urls import path
 
-from releases import views
+from releases.views import pages
 
 app_name = "releases"
 
 urlpatterns = [
-    path("", views.board, name="board"),
-    path("releases/<str:name>/", views.release_detail, name="release"),
+    path("", pages.board, name="board"),
+    path("releases/<str:name>/", pages.release_detail, name="release"),
 ]
