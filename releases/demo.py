@@ -67,12 +67,12 @@ def _people(password: str) -> dict[str, User]:
         user.is_staff = True
         user.is_superuser = superuser
         user.save()
-        user.groups.add(*Group.objects.filter(name__in=roles))
+        user.groups.add(*(Group.objects.get_or_create(name=role)[0] for role in roles))
         users[username] = user
     ci, _ = User.objects.get_or_create(username="ci", defaults={"first_name": "CI", "last_name": "pipeline"})
     ci.set_unusable_password()
     ci.save()
-    ci.groups.add(Group.objects.get(name=RELEASE_MANAGERS))
+    ci.groups.add(Group.objects.get_or_create(name=RELEASE_MANAGERS)[0])
     users["ci"] = ci
     return users
 
