@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from releases.models.access import ApiToken
 from releases.models.base import ImmutableFieldError
 from releases.models.code import Commit, GitRepository, GitTag
 from releases.models.data import Dataset, DatasetDigest, DatasetVersion
@@ -12,6 +13,7 @@ from releases.models.registry import ModelVersion, RegisteredModel
 from releases.models.release import Approval, Release
 
 __all__ = [
+    "ApiToken",
     "Approval",
     "Commit",
     "Dataset",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from releases.services.access import create_api_token, grant_role, revoke_api_token, revoke_role
 from releases.services.code import CommitData, add_repository, record_commits, record_tag, resolve_commit
 from releases.services.data import hash_file, observe_digest, quarantine_dataset_version, register_dataset_version
 from releases.services.deployment import create_endpoint, promotion_refusal, record_deployment, roll_back
@@ -32,9 +33,11 @@ __all__ = [
     "add_tracking_server",
     "approval_refusal",
     "approve_release",
+    "create_api_token",
     "create_endpoint",
     "create_release",
     "feature_pipeline_version",
+    "grant_role",
     "hash_file",
     "observe_digest",
     "promotion_refusal",
@@ -48,6 +51,8 @@ __all__ = [
     "reject_release",
     "resolve_commit",
     "retire_release",
+    "revoke_api_token",
+    "revoke_role",
     "roll_back",
     "submit_release",
 ]

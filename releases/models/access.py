@@ -1,0 +1,60 @@
+"""API service-account tokens: scoped, stored only as a hash, shown once when created."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+TOKEN_PREFIX = "rl_"  # noqa: S105 - a visible marker, not a secret
+
+
+def hash_token(raw: str) -> str:
+    # Tokens are 256 random bits, so a fast hash is enough: there is nothing to brute-force.
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def new_token() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+class ApiTokenQuerySet(models.QuerySet["ApiToken"]):
+    def active(self) -> ApiTokenQuerySet:
+        """Tokens that still authenticate: not revoked, user still active."""
+        return self.filter(revoked_at__isnull=True, user__is_active=True)
+
+    def for_raw(self, raw: str) -> ApiTokenQuerySet:
+        """The token whose hash matches ``raw`` (the raw value is never stored)."""
+        return self.filter(token_hash=hash_token(raw))
+
+
+class ApiToken(models.Model):
+    class Scope(models.TextChoices):
+        READ = "read", "Read releases, traces and endpoints"
+        DATASETS = "datasets:write", "Register dataset versions"
+        RELEASES = "releases:write", "Create and submit releases"
+        DEPLOYMENTS = "deployments:write", "Record deployments"
+        ROLLBACK = "endpoints:rollback", "Roll endpoints back"
+
+    name = models.CharField(max_length=100, help_text="What uses the token, e.g. ci-churn-pipeline.")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="api_tokens")
+    token_hash = models.CharField(max_length=64, unique=True)
+    hint = models.CharField(max_length=12, help_text="First characters of the token, to recognise it.")
+    scopes = models.JSONField(default=list)
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.CharField(max_length=150)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApiTokenQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.hint}…, {self.user})"
+
+    def allows(self, scope: str) -> bool:
+        return scope in self.scopes
