@@ -41,6 +41,12 @@ def _flush_between_transactional_tests() -> Iterator[None]:
     flush.Command.handle = original  # type: ignore[method-assign]
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings: Any) -> None:
+    # Real hashing costs ~0.3 s a password; the tests check signatures, not key stretching.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def postgres(db: Any) -> None:
     if connection.vendor != "postgresql":

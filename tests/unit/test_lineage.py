@@ -1,0 +1,169 @@
+"""Lineage reads: live-at, rollback target, impact, completeness, digest."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+from django.utils import timezone
+
+from releases import lineage, services
+from tests.factories import SYSTEM, World
+
+
+@pytest.fixture
+def world(db):
+    return World.create()
+
+
+@pytest.fixture
+def story(world, ci_account, lead, release_manager):
+    """churn-v40, v41, v42 deployed in turn to churn-scoring; v42 trained on churn-train:18."""
+    v40 = world.full_release(40, by=ci_account, approver=lead, dataset="churn-train:16")
+    v41 = world.full_release(41, by=ci_account, approver=lead, dataset="churn-train:17")
+    v42 = world.full_release(42, by=ci_account, approver=lead, dataset="churn-train:18")
+    endpoint = world.endpoint()
+    world.deploy(endpoint, v40, by=release_manager, hours_ago=72)
+    world.deploy(endpoint, v41, by=release_manager, hours_ago=48)
+    world.deploy(endpoint, v42, by=release_manager, hours_ago=24)
+    return {"v40": v40, "v41": v41, "v42": v42, "endpoint": endpoint}
+
+
+def test_live_at_several_moments(story):
+    endpoint = story["endpoint"]
+    now = timezone.now()
+    assert lineage.live_at(endpoint, now - datetime.timedelta(hours=100)) is None
+    assert lineage.live_at(endpoint, now - datetime.timedelta(hours=60)).release.name == "churn-v40"
+    assert lineage.live_at(endpoint, now - datetime.timedelta(hours=48)).release.name == "churn-v41"
+    assert lineage.live_at(endpoint, now - datetime.timedelta(hours=30)).release.name == "churn-v41"
+    assert lineage.live_at(endpoint, now).release.name == "churn-v42"
+
+
+def test_live_board_status_at_a_past_moment(story):
+    [status] = lineage.endpoint_statuses(when=timezone.now() - datetime.timedelta(hours=36))
+    assert status.live.release.name == "churn-v41"
+    assert status.rollback_target.name == "churn-v40"
+
+
+def test_rollback_target_is_the_previous_approved_release(story):
+    assert lineage.rollback_target(story["endpoint"]).name == "churn-v41"
+
+
+def test_rollback_target_skips_a_release_trained_on_quarantined_data(story, lead):
+    version = services.register_dataset_version(
+        name="churn-train", version=17, uri="s3://data/churn-train/17.parquet", content_hash=_hash(17), by=SYSTEM
+    )[0]
+    services.quarantine_dataset_version(version, by=lead, reason="label mapping changed upstream")
+    assert lineage.rollback_target(story["endpoint"]).name == "churn-v40"
+
+
+def test_rollback_target_skips_retired_and_unapproved_releases(story, world, ci_account, release_manager, lead):
+    services.retire_release(story["v41"], by=release_manager, reason="superseded")
+    assert lineage.rollback_target(story["endpoint"]).name == "churn-v40"
+    staging = world.endpoint("churn-staging", "staging")
+    draft = world.release("churn-v43", world.model_version("churn-model/43"), by=ci_account)
+    world.deploy(staging, draft, by=release_manager, hours_ago=10)
+    world.deploy(staging, story["v42"], by=release_manager, hours_ago=5)
+    target = lineage.rollback_target(staging)
+    assert target is None, "an unapproved draft is never a rollback target"
+    [status] = [s for s in lineage.endpoint_statuses() if s.endpoint.name == "churn-staging"]
+    assert "approved" in status.rollback_blocker
+
+
+def test_rollback_target_is_none_when_nothing_is_live(world):
+    endpoint = world.endpoint()
+    assert lineage.rollback_target(endpoint) is None
+    [status] = lineage.endpoint_statuses()
+    assert status.rollback_blocker == "Nothing is live on this endpoint."
+
+
+def test_impact_of_a_dataset_version_reaches_every_downstream_link(story, world):
+    staging = world.endpoint("churn-staging", "staging")
+    version = story["v42"].model_version.run.dataset_inputs.get().dataset_version
+    impact = lineage.impact_of_dataset_version(version)
+    assert [r.name for r in impact.runs] == ["churn-model-42"]
+    assert [m.key for m in impact.model_versions] == ["churn-model/42"]
+    assert [r.name for r in impact.releases] == ["churn-v42"]
+    assert [e.name for e in impact.live_endpoints] == ["churn-scoring"]
+    assert [e.name for e in impact.endpoints_ever] == ["churn-scoring"]
+    assert staging not in impact.endpoints_ever
+
+
+def test_impact_of_an_older_dataset_lists_endpoints_ever_but_not_live(story):
+    version = story["v40"].model_version.run.dataset_inputs.get().dataset_version
+    impact = lineage.impact_of_dataset_version(version)
+    assert [r.name for r in impact.releases] == ["churn-v40"]
+    assert impact.live_endpoints == []
+    assert [e.name for e in impact.endpoints_ever] == ["churn-scoring"]
+
+
+def test_impact_of_a_commit_and_of_a_run(story):
+    run = story["v41"].model_version.run
+    commit_impact = lineage.impact_of_commit(run.commit)
+    assert [r.name for r in commit_impact.releases] == ["churn-v41"]
+    run_impact = lineage.impact_of_run(run)
+    assert [m.key for m in run_impact.model_versions] == ["churn-model/41"]
+    assert run_impact.live_endpoints == []
+
+
+def test_impact_runs_in_a_fixed_number_of_queries(story, django_assert_num_queries):
+    version = story["v42"].model_version.run.dataset_inputs.get().dataset_version
+    # runs, model versions, releases, deployments, live endpoints
+    with django_assert_num_queries(5):
+        lineage.impact_of_dataset_version(version)
+
+
+def test_completeness_explains_each_missing_link(world, ci_account):
+    mv = world.model_version("fraud-model/8", feature_view="")
+    world.release("fraud-v8", mv, by=ci_account)
+    trace = lineage.trace("fraud-v8")
+    missing = {link.key: link.explanation for link in trace.links if not link.present}
+    assert missing == {
+        "code": "No Git commit: nobody can rebuild this model or tell which code change caused a regression.",
+        "data": "No dataset version: a data bug and a code bug look the same.",
+        "features": "No feature pipeline version: training/serving skew cannot be traced to a feature change.",
+        "deployment": "Not deployed anywhere: there is no record of where it ran and nothing to roll back from.",
+    }
+    assert trace.completeness == (2, 6)
+    assert [link.key for link in trace.missing_for_approval] == ["code", "data", "features"]
+
+
+def test_complete_trace_and_digest_changes_when_data_is_quarantined(story, lead):
+    trace = lineage.trace("churn-v42")
+    assert trace.completeness == (6, 6)
+    before = trace.digest
+    assert before.startswith("sha256:")
+    assert trace.approval_state().is_valid
+    version = trace.dataset_versions[0]
+    services.quarantine_dataset_version(version, by=lead, reason="bad labels")
+    after = lineage.trace("churn-v42")
+    assert after.digest != before
+    state = after.approval_state()
+    assert not state.is_valid
+    assert state.invalidated
+    assert state.stale[0][1] == ["dataset churn-train:18 status changed from active to quarantined"]
+    assert after.links[1].state == "warning"
+
+
+def test_unresolved_commit_is_a_warning_not_a_link_lost(world, ci_account):
+    mv = world.model_version("churn-model/42")
+    run = mv.run
+    services.record_run(
+        world.server, services.RunData(run_id=run.run_id, name=run.name, commit_sha="8d4f2c1"), by=SYSTEM
+    )
+    world.release("churn-v42", mv, by=ci_account)
+    trace = lineage.trace("churn-v42")
+    code = trace.links[0]
+    assert code.present
+    assert code.warnings == ["Commit 8d4f2c1 is not in any synced repository."]
+
+
+def test_previous_release_of_the_same_model(story):
+    assert lineage.previous_release(story["v42"]).name == "churn-v41"
+    assert lineage.previous_release(story["v40"]) is None
+
+
+def _hash(version: int) -> str:
+    from tests.factories import content_hash
+
+    return content_hash(f"churn-train:{version}")
