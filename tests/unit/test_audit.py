@@ -1,0 +1,136 @@
+"""The audit log: hash chain, append-only at every level, audit_verify."""
+
+from __future__ import annotations
+
+import io
+
+import pgtrigger
+import pytest
+from django.core.management import call_command
+from django.db import DatabaseError, connection, transaction
+
+from audit import log
+from audit.models import AppendOnlyError, AuditEvent
+from tests.factories import SYSTEM
+
+
+def _events(count: int) -> list[AuditEvent]:
+    with transaction.atomic():
+        return [
+            log.record("test.event", actor=SYSTEM, object_type="thing", object_key=str(i), new={"i": i}, reason="r")
+            for i in range(count)
+        ]
+
+
+def _verify() -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        call_command("audit_verify", stdout=out, stderr=err)
+    except SystemExit as exc:
+        return int(exc.code or 0), out.getvalue(), err.getvalue()
+    return 0, out.getvalue(), err.getvalue()
+
+
+@pytest.mark.django_db
+def test_events_are_numbered_and_chained():
+    first, second, third = _events(3)
+    assert [e.seq for e in (first, second, third)] == [1, 2, 3]
+    assert first.prev_hash == log.GENESIS_HASH
+    assert second.prev_hash == first.hash
+    assert third.prev_hash == second.hash
+    stored = AuditEvent.objects.get(seq=2)
+    assert stored.compute_hash() == stored.hash
+
+
+@pytest.mark.django_db(transaction=True)
+def test_events_must_be_written_inside_a_transaction():
+    with pytest.raises(RuntimeError, match="inside the transaction"):
+        log.record("x", actor=SYSTEM, object_type="t", object_key="k")
+
+
+@pytest.mark.django_db
+def test_orm_refuses_update_and_delete():
+    [event] = _events(1)
+    event.reason = "rewritten"
+    with pytest.raises(AppendOnlyError):
+        event.save()
+    with pytest.raises(AppendOnlyError):
+        event.delete()
+    with pytest.raises(AppendOnlyError):
+        AuditEvent.objects.filter(pk=event.pk).update(reason="rewritten")
+    with pytest.raises(AppendOnlyError):
+        AuditEvent.objects.all().delete()
+    assert AuditEvent.objects.get().reason == "r"
+
+
+@pytest.mark.django_db
+def test_audit_verify_passes_on_an_intact_log():
+    _events(5)
+    assert _verify() == (0, "audit log intact: 5 events verified\n", "")
+
+
+def _tamper(sql: str, params: list[object]) -> None:
+    # Behind the ORM's back; on PostgreSQL the append-only trigger has to be switched off first.
+    with pgtrigger.ignore("audit.AuditEvent:audit_append_only"), connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+@pytest.mark.django_db
+def test_audit_verify_names_the_first_edited_event():
+    _events(5)
+    _tamper("UPDATE audit_auditevent SET reason = %s WHERE seq = %s", ["nothing to see", 3])
+    code, out, err = _verify()
+    assert code == 1
+    assert err == "audit log broken at #3: event #3 was changed after it was written\n"
+
+
+@pytest.mark.django_db
+def test_audit_verify_names_a_deleted_event():
+    _events(5)
+    _tamper("DELETE FROM audit_auditevent WHERE seq = %s", [2])
+    code, _, err = _verify()
+    assert code == 1
+    assert err.startswith("audit log broken at #2: event #2 is missing")
+
+
+@pytest.mark.django_db
+def test_audit_verify_catches_a_rehashed_event_through_the_next_link():
+    events = _events(4)
+    forged = AuditEvent.objects.get(seq=2)
+    forged.reason = "forged"
+    new_hash = forged.compute_hash()
+    _tamper("UPDATE audit_auditevent SET reason = %s, hash = %s WHERE seq = %s", ["forged", new_hash, 2])
+    assert events[2].prev_hash != new_hash
+    code, _, err = _verify()
+    assert code == 1
+    assert err.startswith("audit log broken at #3: event #3 does not link to event #2")
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    "sql",
+    ["UPDATE audit_auditevent SET reason = 'x'", "DELETE FROM audit_auditevent", "TRUNCATE audit_auditevent"],
+)
+def test_postgres_refuses_update_delete_and_truncate(postgres, sql):
+    _events(2)
+    with pytest.raises(DatabaseError, match="append-only|Cannot"), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(sql)
+    assert AuditEvent.objects.count() == 2
+
+
+@pytest.mark.django_db
+def test_events_written_during_a_request_carry_its_request_id(rf):
+    from django.http import HttpResponse
+
+    from audit.middleware import RequestIdMiddleware
+
+    def view(request):
+        _events(1)
+        return HttpResponse("ok")
+
+    response = RequestIdMiddleware(view)(rf.get("/", HTTP_X_REQUEST_ID="ci-run-123"))
+    assert response["X-Request-ID"] == "ci-run-123"
+    assert AuditEvent.objects.get().request_id == "ci-run-123"
+    RequestIdMiddleware(view)(rf.get("/"))
+    generated = AuditEvent.objects.get(seq=2).request_id
+    assert len(generated) == 32
