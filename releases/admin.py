@@ -12,6 +12,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
 from releases import services
+from releases.approval_forms import SignatureForm
 from releases.errors import LineageError
 from releases.models import (
     Approval,
@@ -83,6 +84,59 @@ def reason_action(
         context = {
             **modeladmin.admin_site.each_context(request),
             "title": f"{label}: confirm",
+            "label": label,
+            "objects": list(queryset),
+            "form": form,
+            "action": request.POST.get("action"),
+            "opts": modeladmin.model._meta,
+        }
+        return TemplateResponse(request, "admin/releases/reason_confirm.html", context)
+
+    action.short_description = label  # type: ignore[attr-defined]
+    action.__name__ = label.lower().replace(" ", "_")
+    return action
+
+
+def signature_action(
+    label: str, decision: str
+) -> Callable[[admin.ModelAdmin, HttpRequest, QuerySet[Any]], HttpResponse | None]:
+    """An admin action that signs each selected release after a confirmation page (password, meaning, comment)."""
+
+    def action(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Any]) -> HttpResponse | None:
+        data = request.POST.copy() if "confirm" in request.POST else None
+        if data is not None:
+            data["decision"] = decision
+        form = SignatureForm(data)
+        if form.is_valid():
+            for release in queryset:
+                try:
+                    if decision == "reject":
+                        services.reject_release(
+                            release,
+                            by=request.user,
+                            password=form.cleaned_data["password"],
+                            comment=form.cleaned_data["comment"],
+                        )
+                    else:
+                        services.approve_release(
+                            release,
+                            by=request.user,
+                            password=form.cleaned_data["password"],
+                            meaning=form.cleaned_data["meaning"],
+                            comment=form.cleaned_data["comment"],
+                        )
+                    modeladmin.message_user(
+                        request, f"{label}: {release} signed by {request.user.get_full_name() or request.user}"
+                    )
+                except LineageError as exc:
+                    modeladmin.message_user(request, f"{release}: {exc.message}", messages.ERROR)
+            return None
+        del form.fields["decision"], form.fields["digest"]
+        if decision == "reject":
+            del form.fields["meaning"]
+        context = {
+            **modeladmin.admin_site.each_context(request),
+            "title": f"{label}: sign",
             "label": label,
             "objects": list(queryset),
             "form": form,
@@ -189,7 +243,9 @@ class ReleaseAdmin(RecordAdmin):
     actions = [
         reason_action(
             "Retire", lambda obj, request, reason: services.retire_release(obj, by=request.user, reason=reason)
-        )
+        ),
+        signature_action("Approve (sign)", "approve"),
+        signature_action("Reject (sign)", "reject"),
     ]
 
 

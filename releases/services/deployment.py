@@ -98,6 +98,10 @@ def _record(
     with transaction.atomic():
         # Lock the endpoint: two deployments racing on one endpoint are recorded one after the other.
         Endpoint.objects.select_for_update().filter(pk=endpoint.pk).first()
+        live = Deployment.objects.filter(endpoint=endpoint).live_at(at or now).first()
+        if live is not None and live.release_id == release.pk and live.kind == kind == Deployment.Kind.DEPLOY:
+            # The same report twice (a CI retry, a double click): one event, not two.
+            return live
         deployment = Deployment.objects.create(
             endpoint=endpoint,
             release=release,
@@ -138,14 +142,33 @@ def record_deployment(
     return _record(endpoint, release, by=by, kind=Deployment.Kind.DEPLOY, source=source, reason=reason, at=at)
 
 
-def roll_back(endpoint: Endpoint, *, by: Actor, reason: str, source: str) -> Deployment:
-    """Restore the endpoint's rollback target, recorded as a rollback with its reason."""
+def roll_back(endpoint: Endpoint, *, by: Actor, reason: str, source: str, expected_target: str = "") -> Deployment:
+    """Restore the endpoint's rollback target, recorded as a rollback with its reason.
+
+    ``expected_target`` is the release the person confirmed; if the target changed meanwhile
+    (someone else rolled back first) nothing is recorded and the refusal says what is live now.
+    """
     require_role(by, ON_CALL, ML_LEADS, to="roll back an endpoint")
     reason = require_reason(reason, "roll back")
-    target = lineage.rollback_target(endpoint)
-    if target is None:
-        status = lineage.endpoint_statuses(Endpoint.objects.filter(pk=endpoint.pk))[0]
-        raise RuleViolation(
-            f"{endpoint.name} has no rollback target: {status.rollback_blocker}", rule="no_rollback_target"
-        )
-    return _record(endpoint, target, by=by, kind=Deployment.Kind.ROLLBACK, source=source, reason=reason, at=None)
+    with transaction.atomic():
+        # Decide the target under the endpoint lock: two rollbacks at once must not walk back two releases.
+        Endpoint.objects.select_for_update().filter(pk=endpoint.pk).first()
+        [status] = lineage.endpoint_statuses(Endpoint.objects.filter(pk=endpoint.pk))
+        target = status.rollback_target
+        if expected_target and (target is None or target.name != expected_target):
+            live = status.live
+            now_live = (
+                f"{live.release.name} ({live.kind} by {live.actor} at {live.deployed_at:%H:%M:%S} UTC)"
+                if live
+                else "nothing"
+            )
+            raise RuleViolation(
+                f"{endpoint.name} changed since you confirmed: live now is {now_live}; "
+                f"the rollback target is no longer {expected_target}",
+                rule="rollback_target_changed",
+            )
+        if target is None:
+            raise RuleViolation(
+                f"{endpoint.name} has no rollback target: {status.rollback_blocker}", rule="no_rollback_target"
+            )
+        return _record(endpoint, target, by=by, kind=Deployment.Kind.ROLLBACK, source=source, reason=reason, at=None)

@@ -244,10 +244,24 @@ def _check_signature(trace: lineage.Trace, *, by: User, password: str, meaning: 
         )
 
 
-def approve_release(release: Release, *, by: User, password: str, meaning: str, comment: str = "") -> Approval:
-    """Sign an approval: ML lead, not the creator, password re-entered, complete and clean chain."""
+def _changed_since_reviewed(trace: lineage.Trace, expected_digest: str) -> tuple[str, str] | None:
+    if expected_digest and expected_digest != trace.digest:
+        return (
+            "chain_changed",
+            f"the chain of {trace.release.name} changed since you opened it; review it again before signing",
+        )
+    return None
+
+
+def approve_release(
+    release: Release, *, by: User, password: str, meaning: str, comment: str = "", expected_digest: str = ""
+) -> Approval:
+    """Sign an approval: ML lead, not the creator, password re-entered, complete and clean chain.
+
+    ``expected_digest`` is the lineage digest the approver was shown; a different chain is refused.
+    """
     trace = lineage.trace(release.name)
-    refusal = approval_refusal(trace, by)
+    refusal = approval_refusal(trace, by) or _changed_since_reviewed(trace, expected_digest)
     if refusal is not None:
         rule, message = refusal
         _refuse(
@@ -263,7 +277,7 @@ def approve_release(release: Release, *, by: User, password: str, meaning: str, 
             locked = _locked(release)
             # Re-read the chain under the lock: it may have changed since the checks above.
             trace = lineage.trace(locked.name)
-            refusal = approval_refusal(trace, by)
+            refusal = approval_refusal(trace, by) or _changed_since_reviewed(trace, expected_digest)
             if refusal is not None:
                 raise RuleViolation(refusal[1], rule=refusal[0])
             approval = _sign(

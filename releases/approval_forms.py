@@ -1,0 +1,49 @@
+"""Forms for the signed decisions and the rollback confirmation, shared by the pages and the admin."""
+
+from __future__ import annotations
+
+from django import forms
+
+MEANINGS = ("Approved for production", "Reviewed")
+
+
+class SignatureForm(forms.Form):
+    """An electronic signature: the decision, what it means, and the signer's password re-entered."""
+
+    decision = forms.ChoiceField(
+        choices=[("approve", "Approve"), ("reject", "Reject")], initial="approve", widget=forms.RadioSelect
+    )
+    meaning = forms.ChoiceField(
+        choices=[(m, m) for m in MEANINGS], initial=MEANINGS[0], help_text="What your signature means."
+    )
+    comment = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 3}), help_text="Required when you reject."
+    )
+    password = forms.CharField(
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
+        help_text="Your password is your signature.",
+    )
+    digest = forms.CharField(widget=forms.HiddenInput, required=False)
+
+    def clean(self) -> dict[str, str]:
+        data: dict[str, str] = super().clean() or {}
+        if data.get("decision") == "reject" and not data.get("comment", "").strip():
+            self.add_error("comment", "A rejection needs a comment saying why.")
+        return data
+
+
+class RollbackForm(forms.Form):
+    """The confirmation of a rollback: the target the person saw, and why."""
+
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}), help_text="Recorded with the rollback, e.g. the incident link."
+    )
+    target = forms.CharField(widget=forms.HiddenInput)
+    next = forms.CharField(widget=forms.HiddenInput, required=False)
+
+
+class DeploymentForm(forms.Form):
+    """Record that a release went live on an endpoint (production takes validly approved releases only)."""
+
+    release = forms.CharField(max_length=100, help_text="Release name, e.g. churn-v42.")
+    reason = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))

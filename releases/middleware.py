@@ -1,0 +1,37 @@
+"""Site-wide access: every page needs a signed-in person who holds a role."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.contrib.auth.middleware import LoginRequiredMiddleware
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponseBase
+
+from releases.roles import ALL_ROLES, has_role
+
+
+class RoleRequiredMiddleware(LoginRequiredMiddleware):
+    """Anonymous visitors are sent to the login page; signed-in people without any role get 403.
+
+    Views marked ``login_not_required`` (the login page, the API, which authenticates its own
+    tokens and answers JSON) are exempt. The admin keeps its own staff and model-permission checks.
+    """
+
+    def process_view(
+        self,
+        request: HttpRequest,
+        view_func: Callable[..., HttpResponseBase],
+        view_args: tuple[Any, ...],
+        view_kwargs: dict[str, Any],
+    ) -> HttpResponseBase | None:
+        response = super().process_view(request, view_func, view_args, view_kwargs)
+        if response is not None or not getattr(view_func, "login_required", True):
+            return response
+        match = request.resolver_match
+        if match is not None and match.app_name == "admin":
+            return None
+        if request.user.is_superuser or has_role(request.user, *ALL_ROLES):
+            return None
+        raise PermissionDenied(f"{request.user.get_username()} has no role yet; ask an administrator to grant one.")

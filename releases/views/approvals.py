@@ -1,0 +1,99 @@
+"""Signing decisions and rolling back from the pages. Each view parses, calls one service, renders."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.models import User
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from releases import lineage, services
+from releases.approval_forms import RollbackForm, SignatureForm
+from releases.errors import LineageError
+from releases.models import Approval, Deployment, Endpoint, Release
+from releases.roles import ML_LEADS, ON_CALL
+from releases.views.decorators import role_required
+
+
+@require_GET
+@role_required(ML_LEADS, to="see the approval queue")
+def approval_queue(request: HttpRequest) -> HttpResponse:
+    waiting = Release.objects.pending_for(request.user).values("pk")
+    releases = lineage.traced_releases().filter(pk__in=waiting).order_by("state_changed_at", "pk")
+    return render(request, "releases/approvals.html", {"traces": [lineage.Trace(r) for r in releases]})
+
+
+def _decide(release: Release, user: User, data: dict[str, str]) -> Approval:
+    if data["decision"] == "reject":
+        return services.reject_release(release, by=user, password=data["password"], comment=data["comment"])
+    return services.approve_release(
+        release,
+        by=user,
+        password=data["password"],
+        meaning=data["meaning"],
+        comment=data["comment"],
+        expected_digest=data["digest"],
+    )
+
+
+@require_POST
+def sign(request: HttpRequest, name: str) -> HttpResponse:
+    # No role decorator on purpose: the service refuses a non-lead and records the attempt as audit evidence.
+    assert isinstance(request.user, User)  # the site middleware lets only signed-in people through
+    release = get_object_or_404(Release, name=name)
+    form = SignatureForm(request.POST)
+    status = 400
+    if form.is_valid():
+        try:
+            approval = _decide(release, request.user, form.cleaned_data)
+        except LineageError as exc:
+            form.add_error(None, exc.message)
+            status = exc.status_code
+        else:
+            messages.success(request, f"{release.name}: {approval.decision} by {approval.approver_name}, signed.")
+            return redirect("releases:release", name=release.name)
+    trace = lineage.trace(name)
+    context = {"trace": trace, "approval": trace.approval_state(), "form": form}
+    return render(request, "releases/sign.html", context, status=status)
+
+
+def _back_to(request: HttpRequest) -> str:
+    """Where to go after the rollback: the page it was started from, if it is one of ours."""
+    wanted = request.POST.get("next") or request.GET.get("next", "")
+    if wanted and url_has_allowed_host_and_scheme(wanted, {request.get_host()}, request.is_secure()):
+        return wanted
+    return reverse("releases:board")
+
+
+@require_http_methods(["GET", "POST"])
+@role_required(ON_CALL, ML_LEADS, to="roll back an endpoint")
+def rollback(request: HttpRequest, name: str) -> HttpResponse:
+    endpoint = get_object_or_404(Endpoint, name=name)
+    [status] = lineage.endpoint_statuses(Endpoint.objects.filter(pk=endpoint.pk))
+    target = status.rollback_target.name if status.rollback_target else ""
+    back = _back_to(request)
+    form = RollbackForm(request.POST or None, initial={"target": target, "next": back})
+    code = 200
+    if form.is_bound and form.is_valid():
+        try:
+            deployment = services.roll_back(
+                endpoint,
+                by=request.user,
+                reason=form.cleaned_data["reason"],
+                source=Deployment.Source.UI,
+                expected_target=form.cleaned_data["target"],
+            )
+        except LineageError as exc:
+            form.add_error(None, exc.message)
+            code = exc.status_code
+        else:
+            messages.success(request, f"{endpoint.name} rolled back to {deployment.release.name}.")
+            return redirect(back)
+    elif form.is_bound:
+        code = 400
+    return render(
+        request, "releases/rollback_confirm.html", {"status": status, "form": form, "back": back}, status=code
+    )

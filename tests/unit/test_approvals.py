@@ -1,0 +1,276 @@
+"""Approval rules through the service: four-eyes, signature, refusals that name the rule, N approvals."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import override_settings
+
+from audit import signing
+from audit.models import AuditEvent
+from releases import lineage, services
+from releases.errors import InvalidInput, PermissionRefused, RuleViolation
+from releases.models import Approval, Release
+from releases.services.release import _signed_statement
+from tests.conftest import PASSWORD
+from tests.factories import SYSTEM, World
+
+MEANING = "Approved for production"
+
+
+def refusals(name: str) -> list[AuditEvent]:
+    return list(AuditEvent.objects.filter(action="release.approval_refused", object_key=name).order_by("seq"))
+
+
+@pytest.fixture
+def world(db: object) -> World:
+    return World.create()
+
+
+def pending_release(
+    world: World,
+    by: User,
+    *,
+    number: int = 42,
+    datasets: tuple[str, ...] = ("churn-train:17",),
+    report: str = "s3://reports/v42.html",
+    tag: str = "",
+    feature_view: str = "customer_features_v5",
+    run_user: str = "data-scientist",
+    with_commit: bool = True,
+) -> Release:
+    for key in datasets:
+        world.dataset(key)
+    commit = world.commit(f"churn v{number}") if with_commit else None
+    if tag and commit is not None:
+        world.tag(tag, commit)
+    mv = world.model_version(
+        f"churn-model/{number}", commit=commit, datasets=datasets, feature_view=feature_view, user=run_user
+    )
+    release = world.release(f"churn-v{number}", mv, by=by, report=report, tag=tag)
+    return services.submit_release(release, by=by)
+
+
+def test_approval_signs_the_lineage_digest_and_is_audited(world, release_manager, lead):
+    release = pending_release(world, release_manager)
+    digest = lineage.trace(release.name).digest
+
+    approval = services.approve_release(release, by=lead, password=PASSWORD, meaning=MEANING, comment="looks good")
+
+    release.refresh_from_db()
+    approval = Approval.objects.get(pk=approval.pk)
+    assert release.state == Release.State.APPROVED
+    assert approval.approver_name == "Lena Lead"
+    assert approval.signed_digest == digest
+    assert approval.meaning == MEANING
+    statement = _signed_statement(release, lead, "approved", MEANING, digest, approval.signed_at.isoformat())
+    assert signing.verify(statement, approval.signature)
+    event = AuditEvent.objects.get(action="release.approved", object_key="churn-v42")
+    assert event.actor == "lead"
+    assert event.new["lineage_digest"] == digest
+    assert event.reason == "looks good"
+    assert AuditEvent.objects.filter(action="release.state_changed", object_key="churn-v42").count() == 1
+
+
+@pytest.mark.parametrize(
+    ("setup", "rule", "words"),
+    [
+        pytest.param({"datasets": ()}, "incomplete_chain", "missing dataset version", id="no-dataset"),
+        pytest.param({"with_commit": False}, "incomplete_chain", "missing git commit", id="no-commit"),
+        pytest.param({"feature_view": ""}, "incomplete_chain", "missing feature pipeline version", id="no-features"),
+        pytest.param({"report": ""}, "no_validation_report", "has no validation report", id="no-report"),
+        pytest.param({"run_user": "lead"}, "four_eyes", "MLflow run author", id="run-author"),
+    ],
+)
+def test_approval_refusal_names_the_rule(world, release_manager, lead, setup, rule, words):
+    release = pending_release(world, release_manager, **setup)
+
+    with pytest.raises(RuleViolation) as refused:
+        services.approve_release(release, by=lead, password=PASSWORD, meaning=MEANING)
+
+    assert refused.value.rule == rule
+    assert words in refused.value.message
+    release.refresh_from_db()
+    assert release.state == Release.State.PENDING
+    assert not Approval.objects.filter(release=release).exists()
+    [event] = refusals(release.name)
+    assert event.new == {"rule": rule}
+    assert words in event.reason
+    assert event.actor == "lead"
+
+
+def test_quarantined_dataset_refuses_approval(world, release_manager, lead):
+    release = pending_release(world, release_manager)
+    services.quarantine_dataset_version(world.dataset("churn-train:17"), by=lead, reason="label mapping changed")
+
+    with pytest.raises(RuleViolation, match="churn-train:17, which is quarantined") as refused:
+        services.approve_release(release, by=lead, password=PASSWORD, meaning=MEANING)
+
+    assert refused.value.rule == "quarantined_data"
+    assert [e.new["rule"] for e in refusals(release.name)] == ["quarantined_data"]
+
+
+def test_mutated_dataset_refuses_approval(world, release_manager, lead):
+    release = pending_release(world, release_manager)
+    version = world.dataset("churn-train:17")
+    services.observe_digest(version, digest="aaaa", source="mlflow", by=SYSTEM)
+    services.observe_digest(version, digest="bbbb", source="mlflow", by=SYSTEM)
+
+    with pytest.raises(RuleViolation, match="changed in place") as refused:
+        services.approve_release(release, by=lead, password=PASSWORD, meaning=MEANING)
+
+    assert refused.value.rule == "mutated_data"
+    assert [e.new["rule"] for e in refusals(release.name)] == ["mutated_data"]
+
+
+def test_moved_tag_refuses_approval(world, release_manager, lead):
+    release = pending_release(world, release_manager, tag="model-churn-v42")
+    services.record_tag(world.repo, name="model-churn-v42", sha=world.commit("hotfix").sha, by=SYSTEM)
+
+    with pytest.raises(RuleViolation, match="tag model-churn-v42 moved") as refused:
+        services.approve_release(release, by=lead, password=PASSWORD, meaning=MEANING)
+
+    assert refused.value.rule == "moved_tag"
+    assert [e.new["rule"] for e in refusals(release.name)] == ["moved_tag"]
+
+
+def test_approve_own_release_is_refused(world, lead):
+    release = pending_release(world, lead)
+
+    with pytest.raises(RuleViolation, match="another ML lead must approve it") as refused:
+        services.approve_release(release, by=lead, password=PASSWORD, meaning=MEANING)
+
+    assert refused.value.rule == "four_eyes"
+    assert [e.new["rule"] for e in refusals(release.name)] == ["four_eyes"]
+
+
+def test_approval_by_someone_who_is_not_an_ml_lead_is_refused(world, release_manager, oncall):
+    release = pending_release(world, release_manager)
+
+    with pytest.raises(PermissionRefused, match="not an ML lead") as refused:
+        services.approve_release(release, by=oncall, password=PASSWORD, meaning=MEANING)
+
+    assert refused.value.rule == "not_ml_lead"
+    [event] = refusals(release.name)
+    assert (event.actor, event.new) == ("oncall", {"rule": "not_ml_lead"})
+
+
+def test_wrong_password_records_no_signature(world, release_manager, lead):
+    release = pending_release(world, release_manager)
+
+    with pytest.raises(PermissionRefused, match="password does not match") as refused:
+        services.approve_release(release, by=lead, password="guess", meaning=MEANING)
+
+    assert refused.value.rule == "wrong_password"
+    assert not Approval.objects.exists()
+    assert [e.new["rule"] for e in refusals(release.name)] == ["wrong_password"]
+
+
+def test_signature_needs_a_meaning(world, release_manager, lead):
+    release = pending_release(world, release_manager)
+
+    with pytest.raises(InvalidInput, match="state what your signature means"):
+        services.approve_release(release, by=lead, password=PASSWORD, meaning="  ")
+
+    assert [e.new["rule"] for e in refusals(release.name)] == ["no_meaning"]
+
+
+def test_draft_release_cannot_be_approved(world, release_manager, lead):
+    world.dataset("churn-train:17")
+    mv = world.model_version("churn-model/42", commit=world.commit("v42"), datasets=("churn-train:17",))
+    release = world.release("churn-v42", mv, by=release_manager)
+
+    with pytest.raises(RuleViolation, match="submit it for approval first"):
+        services.approve_release(release, by=lead, password=PASSWORD, meaning=MEANING)
+
+    assert [e.new["rule"] for e in refusals("churn-v42")] == ["wrong_state"]
+
+
+def test_chain_changed_since_reviewed_is_refused(world, release_manager, lead):
+    release = pending_release(world, release_manager)
+
+    with pytest.raises(RuleViolation, match="changed since you opened it") as refused:
+        services.approve_release(
+            release, by=lead, password=PASSWORD, meaning=MEANING, expected_digest="sha256:" + "0" * 64
+        )
+
+    assert refused.value.rule == "chain_changed"
+    assert not Approval.objects.exists()
+    assert [e.new["rule"] for e in refusals(release.name)] == ["chain_changed"]
+
+
+def test_signing_twice_as_the_chain_stands_is_refused(world, release_manager, lead):
+    release = pending_release(world, release_manager)
+    services.approve_release(release, by=lead, password=PASSWORD, meaning=MEANING)
+
+    with pytest.raises(RuleViolation, match="already signed") as refused:
+        services.approve_release(release, by=lead, password=PASSWORD, meaning="Reviewed")
+
+    assert refused.value.rule == "already_signed"
+    assert Approval.objects.count() == 1
+
+
+@override_settings(LINEAGE_REQUIRED_APPROVALS=2)
+def test_required_approvals_need_distinct_leads(world, release_manager, lead, lead2):
+    release = pending_release(world, release_manager)
+
+    services.approve_release(release, by=lead, password=PASSWORD, meaning=MEANING)
+    release.refresh_from_db()
+    assert release.state == Release.State.PENDING
+    assert not lineage.trace(release.name).approval_state().is_valid
+
+    services.approve_release(release, by=lead2, password=PASSWORD, meaning="Reviewed")
+    release.refresh_from_db()
+    assert release.state == Release.State.APPROVED
+    assert [a.approver_name for a in lineage.trace(release.name).approval_state().valid] == [
+        "Lena Lead",
+        "Omar Second",
+    ]
+    [changed] = AuditEvent.objects.filter(action="release.state_changed", object_key=release.name)
+    assert changed.actor == "lead2"
+    assert AuditEvent.objects.filter(action="release.approved", object_key=release.name).count() == 2
+
+
+def test_rejection_needs_a_comment(world, release_manager, lead):
+    release = pending_release(world, release_manager)
+
+    with pytest.raises(InvalidInput, match="needs a comment") as refused:
+        services.reject_release(release, by=lead, password=PASSWORD, comment=" ")
+
+    assert refused.value.rule == "comment_required"
+    release.refresh_from_db()
+    assert release.state == Release.State.PENDING
+
+
+def test_rejection_is_signed_and_audited(world, release_manager, lead):
+    release = pending_release(world, release_manager)
+
+    services.reject_release(release, by=lead, password=PASSWORD, comment="AUC regressed on the eval set")
+
+    release.refresh_from_db()
+    assert release.state == Release.State.REJECTED
+    rejection = Approval.objects.get(release=release)
+    assert (rejection.decision, rejection.comment) == ("rejected", "AUC regressed on the eval set")
+    event = AuditEvent.objects.get(action="release.rejected", object_key=release.name)
+    assert event.reason == "AUC regressed on the eval set"
+
+
+def test_rejection_by_a_non_lead_is_refused_and_audited(world, release_manager, auditor):
+    release = pending_release(world, release_manager)
+
+    with pytest.raises(PermissionRefused):
+        services.reject_release(release, by=auditor, password=PASSWORD, comment="no")
+
+    assert [e.new["rule"] for e in refusals(release.name)] == ["not_ml_lead"]
+    release.refresh_from_db()
+    assert release.state == Release.State.PENDING
+
+
+def test_pending_for_lists_only_releases_the_lead_may_sign(world, release_manager, lead, lead2):
+    theirs = pending_release(world, release_manager, number=42)
+    own = pending_release(world, lead, number=43)
+
+    assert list(Release.objects.pending_for(lead)) == [theirs]
+    assert set(Release.objects.pending_for(lead2)) == {theirs, own}
+    services.approve_release(theirs, by=lead2, password=PASSWORD, meaning=MEANING)
+    assert list(Release.objects.pending_for(lead2)) == [own]
