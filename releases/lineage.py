@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypedDict
@@ -20,11 +21,13 @@ from audit.models import canonical_json
 from releases.models import (
     Approval,
     Commit,
+    DatasetDigest,
     DatasetVersion,
     Deployment,
     Endpoint,
     ExperimentRun,
     ModelVersion,
+    RegisteredModel,
     Release,
     RunDatasetInput,
 )
@@ -479,3 +482,415 @@ def audit_refs(trace: Trace) -> list[tuple[str, str]]:
     refs.extend(("dataset_version", version.key) for version in trace.dataset_versions)
     refs.extend(("endpoint", name) for name in {d.endpoint.name for d in trace.deployments})
     return refs
+
+
+# Search --------------------------------------------------------------------------------------
+
+HEX_RE = re.compile(r"^[0-9a-fA-F]{4,40}$")
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """Something a search box entry names: its kind ("release", "dataset_version", ...) and key."""
+
+    kind: str
+    key: str
+    label: str
+    anchor: str = ""
+
+
+def resolve(query: str, limit: int = 10) -> list[SearchHit]:
+    """Pages a typed identifier may name: release, `dataset:version`, `model/version`, sha prefix, run id.
+
+    At most six queries, whatever matches.
+    """
+    text = query.strip()
+    if not text:
+        return []
+    hits: list[SearchHit] = []
+    if ":" in text:
+        for dv in DatasetVersion.objects.by_key(text).select_related("dataset")[:1]:
+            hits.append(SearchHit("dataset_version", dv.key, f"Dataset version {dv.key}"))
+    if "/" in text:
+        for mv in ModelVersion.objects.by_key(text).select_related("registered_model")[:1]:
+            hits.append(SearchHit("model", mv.registered_model.name, f"Model version {mv.key}", f"v{mv.version}"))
+    for name in Release.objects.filter(name__iexact=text).values_list("name", flat=True)[:1]:
+        hits.append(SearchHit("release", name, f"Release {name}"))
+    for name in Endpoint.objects.filter(name__iexact=text).values_list("name", flat=True)[:1]:
+        hits.append(SearchHit("endpoint", name, f"Endpoint {name}"))
+    for name in RegisteredModel.objects.filter(name__iexact=text).values_list("name", flat=True)[:1]:
+        hits.append(SearchHit("model", name, f"Registered model {name}"))
+    if HEX_RE.match(text):
+        for commit in Commit.objects.by_prefix(text).select_related("repository")[:limit]:
+            hits.append(SearchHit("commit", commit.sha, f"Commit {commit.short_sha} in {commit.repository.name}"))
+    if len(text) >= 4 and " " not in text:
+        for run in ExperimentRun.objects.filter(run_id__startswith=text).order_by("run_id")[:limit]:
+            hits.append(SearchHit("run", run.run_id, f"MLflow run {run.name or run.run_id} ({run.run_id})"))
+    return hits
+
+
+# Compare -------------------------------------------------------------------------------------
+
+COMMITS_BETWEEN_LIMIT = 500
+
+
+@dataclass(frozen=True)
+class Difference:
+    label: str
+    a: str
+    b: str
+
+    @property
+    def changed(self) -> bool:
+        return self.a != self.b
+
+
+@dataclass(frozen=True)
+class MetricDelta:
+    key: str
+    a: float | None
+    b: float | None
+
+    @property
+    def delta(self) -> float | None:
+        if self.a is None or self.b is None:
+            return None
+        return self.b - self.a
+
+    @property
+    def changed(self) -> bool:
+        return self.a != self.b
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Two releases side by side across every link; ``a`` is the baseline, ``b`` the one compared to it."""
+
+    a: Trace
+    b: Trace
+    rows: list[Difference]
+    params: list[Difference]
+    metrics: list[MetricDelta]
+    commits: list[Commit]
+    commits_note: str
+
+    @property
+    def changed_params(self) -> list[Difference]:
+        return [p for p in self.params if p.changed]
+
+    @property
+    def change_count(self) -> int:
+        return sum(1 for row in self.rows if row.changed) + len(self.changed_params)
+
+
+def _float(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _datasets_by_role(trace: Trace) -> dict[str, DatasetVersion]:
+    return {f"{i.dataset_version.dataset.name} ({i.context})": i.dataset_version for i in trace.dataset_inputs}
+
+
+def _chain_rows(a: Trace, b: Trace) -> list[Difference]:
+    def commit_text(t: Trace) -> str:
+        return t.commit_sha or "none"
+
+    def fv(t: Trace) -> str:
+        return t.feature_version.key if t.feature_version else "none"
+
+    def approvers(t: Trace) -> str:
+        names = sorted({ap.approver_name for ap in t.approval_state().valid})
+        return ", ".join(names) or "none"
+
+    def endpoints(t: Trace) -> str:
+        return ", ".join(sorted({d.endpoint.name for d in t.deployments})) or "never deployed"
+
+    rows = [
+        Difference("State", a.release.state, b.release.state),
+        Difference("Git commit", commit_text(a), commit_text(b)),
+        Difference(
+            "Git tag",
+            a.release.git_tag.name if a.release.git_tag else "none",
+            b.release.git_tag.name if b.release.git_tag else "none",
+        ),
+        Difference("Feature pipeline version", fv(a), fv(b)),
+        Difference("MLflow run", a.run.run_id if a.run else "none", b.run.run_id if b.run else "none"),
+        Difference("Model version", a.model_version.key, b.model_version.key),
+        Difference(
+            "Validation report", a.release.validation_report_uri or "none", b.release.validation_report_uri or "none"
+        ),
+        Difference("Approved by", approvers(a), approvers(b)),
+        Difference("Endpoints", endpoints(a), endpoints(b)),
+    ]
+    sets_a, sets_b = _datasets_by_role(a), _datasets_by_role(b)
+    rows[3:3] = [
+        Difference(
+            f"Dataset {role}",
+            _dataset_text(sets_a.get(role)),
+            _dataset_text(sets_b.get(role)),
+        )
+        for role in sorted(sets_a.keys() | sets_b.keys())
+    ]
+    return rows
+
+
+def _dataset_text(version: DatasetVersion | None) -> str:
+    if version is None:
+        return "none"
+    flags = "".join(
+        [f" ({version.status})" if version.status != "active" else "", " (mutated)" if version.mutated else ""]
+    )
+    return f"{version.key} {version.content_hash}{flags}"
+
+
+def commits_between(base: Commit | None, head: Commit | None) -> tuple[list[Commit], str]:
+    """Commits in ``head`` and not in ``base``, newest first, from one bounded query (at most one query)."""
+    if base is None or head is None:
+        return [], "A release has no synced commit, so the commits between them are unknown."
+    if base.sha == head.sha:
+        return [], "Both releases were built from the same commit."
+    if base.repository_id != head.repository_id:
+        return [], "The releases were built from different repositories."
+    low, high = sorted([base, head], key=lambda c: (c.committed_at is None, c.committed_at))
+    window = Commit.objects.filter(repository_id=head.repository_id)
+    if low.committed_at and high.committed_at:
+        window = window.filter(committed_at__gte=low.committed_at, committed_at__lte=high.committed_at)
+    fetched = {c.sha: c for c in window.order_by("-committed_at")[: COMMITS_BETWEEN_LIMIT + 1]}
+    fetched.setdefault(head.sha, head)
+    found: list[Commit] = []
+    seen: set[str] = set()
+    pending = [head.sha]
+    reached_base = False
+    while pending:
+        sha = pending.pop()
+        if sha in seen:
+            continue
+        seen.add(sha)
+        if sha == base.sha:
+            reached_base = True
+            continue
+        commit = fetched.get(sha)
+        if commit is None:
+            continue
+        found.append(commit)
+        pending.extend(commit.parents or [])
+    found.sort(key=lambda c: (c.committed_at is not None, c.committed_at), reverse=True)
+    if reached_base:
+        note = ""
+    elif base.sha in fetched and len(fetched) > 1:
+        # No parent links (a shallow sync): fall back to commit time within the window.
+        found = [c for c in fetched.values() if c.sha != base.sha]
+        found.sort(key=lambda c: (c.committed_at is not None, c.committed_at), reverse=True)
+        note = "Parent links are not synced; showing commits by commit time."
+    else:
+        note = f"{base.short_sha} is not an ancestor of {head.short_sha} in the synced history."
+    if len(found) > COMMITS_BETWEEN_LIMIT:
+        found = found[:COMMITS_BETWEEN_LIMIT]
+        note = f"Showing the newest {COMMITS_BETWEEN_LIMIT} commits."
+    return found, note
+
+
+def compare_traces(a: Trace, b: Trace) -> Comparison:
+    """Compare two loaded traces (one query: the commits between them)."""
+    base, head = (a, b) if (a.release.created_at, a.release.pk) <= (b.release.created_at, b.release.pk) else (b, a)
+    commits, note = commits_between(base.commit, head.commit)
+    params_a = a.run.params if a.run else {}
+    params_b = b.run.params if b.run else {}
+    params = [
+        Difference(key, str(params_a.get(key, "—")), str(params_b.get(key, "—")))
+        for key in sorted(params_a.keys() | params_b.keys())
+    ]
+    metrics_a = a.run.metrics if a.run else {}
+    metrics_b = b.run.metrics if b.run else {}
+    metrics = [
+        MetricDelta(key, _float(metrics_a.get(key)), _float(metrics_b.get(key)))
+        for key in sorted(metrics_a.keys() | metrics_b.keys())
+    ]
+    return Comparison(a, b, _chain_rows(a, b), params, metrics, commits, note)
+
+
+def compare(a: str, b: str) -> Comparison:
+    """Compare releases named ``a`` and ``b`` (five queries). Raises Release.DoesNotExist naming the missing one."""
+    loaded = {r.name: r for r in traced_releases().filter(name__in=[a, b])}
+    for name in (a, b):
+        if name not in loaded:
+            raise Release.DoesNotExist(f"No release named {name}")
+    return compare_traces(Trace(loaded[a]), Trace(loaded[b]))
+
+
+# Investigate and endpoint history -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Investigation:
+    """What was live on an endpoint at a moment, and how it differs from the previous stable release."""
+
+    endpoint: Endpoint
+    at: datetime.datetime
+    status: EndpointStatus
+    comparison: Comparison | None
+
+
+def investigate(endpoint_name: str, at: datetime.datetime) -> Investigation:
+    """The release live on ``endpoint_name`` at ``at``, its chain, and the diff with its rollback target.
+
+    Five queries at most. Raises Endpoint.DoesNotExist.
+    """
+    statuses = endpoint_statuses(Endpoint.objects.filter(name=endpoint_name), when=at)
+    if not statuses:
+        raise Endpoint.DoesNotExist(f"No endpoint named {endpoint_name}")
+    status = statuses[0]
+    comparison = None
+    if status.live_trace is not None and status.rollback_target is not None:
+        comparison = compare_traces(Trace(status.rollback_target), status.live_trace)
+    return Investigation(status.endpoint, at, status, comparison)
+
+
+DEPLOYMENT_HISTORY_LIMIT = 200
+
+
+@dataclass(frozen=True)
+class EndpointHistory:
+    endpoint: Endpoint
+    now: EndpointStatus
+    deployments: list[Deployment]
+    then: EndpointStatus | None
+    truncated: bool
+
+
+def endpoint_history(name: str, at: datetime.datetime | None = None) -> EndpointHistory:
+    """An endpoint's status now, its newest deployments, and (given ``at``) what was live then.
+
+    At most ten queries. Raises Endpoint.DoesNotExist.
+    """
+    statuses = endpoint_statuses(Endpoint.objects.filter(name=name))
+    if not statuses:
+        raise Endpoint.DoesNotExist(f"No endpoint named {name}")
+    now = statuses[0]
+    deployments = list(
+        Deployment.objects.filter(endpoint=now.endpoint)
+        .select_related("release")
+        .order_by("-deployed_at", "-id")[: DEPLOYMENT_HISTORY_LIMIT + 1]
+    )
+    then = endpoint_statuses(Endpoint.objects.filter(pk=now.endpoint.pk), when=at)[0] if at is not None else None
+    return EndpointHistory(
+        now.endpoint, now, deployments[:DEPLOYMENT_HISTORY_LIMIT], then, len(deployments) > DEPLOYMENT_HISTORY_LIMIT
+    )
+
+
+# Datasets, commits, runs, models ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DatasetVersionDetail:
+    version: DatasetVersion
+    digests: list[DatasetDigest]
+    impact: Impact
+
+
+def dataset_version_detail(name: str, version: int) -> DatasetVersionDetail:
+    """One dataset version, the digests seen for it and its impact (seven queries)."""
+    found = (
+        DatasetVersion.objects.select_related("dataset")
+        .prefetch_related("digests")
+        .get(dataset__name=name, version=version)
+    )
+    return DatasetVersionDetail(found, list(found.digests.all()), impact_of_dataset_version(found))
+
+
+def commit_detail(sha_prefix: str) -> tuple[list[Commit], Impact | None]:
+    """Commits matching a sha prefix, and the impact of the commit when exactly one matches (six queries)."""
+    commits = list(Commit.objects.by_prefix(sha_prefix).select_related("repository")[:20])
+    return commits, (impact_of_commit(commits[0]) if len(commits) == 1 else None)
+
+
+def run_detail(run_id: str) -> tuple[ExperimentRun, Impact]:
+    """One MLflow run with its inputs and its impact (seven queries). Raises ExperimentRun.DoesNotExist."""
+    run = (
+        ExperimentRun.objects.select_related("server", "commit__repository", "feature_pipeline_version__pipeline")
+        .prefetch_related(
+            Prefetch(
+                "dataset_inputs",
+                queryset=RunDatasetInput.objects.select_related("dataset_version__dataset").order_by(
+                    "context", "dataset_version__dataset__name"
+                ),
+            )
+        )
+        .filter(run_id=run_id)
+        .order_by("server__name")[:1]
+        .get()
+    )
+    return run, impact_of_run(run)
+
+
+LOWER_IS_BETTER = ("loss", "error", "rmse", "mae", "mse", "latency")
+
+
+@dataclass(frozen=True)
+class MetricPoint:
+    version: int
+    value: float
+    worse: bool
+
+
+@dataclass(frozen=True)
+class MetricSeries:
+    key: str
+    points: list[MetricPoint]
+
+    @property
+    def lower_is_better(self) -> bool:
+        return any(word in self.key.lower() for word in LOWER_IS_BETTER)
+
+
+@dataclass(frozen=True)
+class ModelHistory:
+    model: RegisteredModel
+    versions: list[ModelVersion]
+    releases: list[Release]
+    metrics: list[MetricSeries]
+    endpoints: list[Endpoint]
+
+
+def model_history(name: str, limit: int = 100) -> ModelHistory:
+    """A registered model's newest versions, their releases and each metric across versions (four queries)."""
+    model = RegisteredModel.objects.get(name=name)
+    versions = list(
+        ModelVersion.objects.filter(registered_model=model)
+        .select_related("run__server")
+        .prefetch_related(Prefetch("releases", queryset=Release.objects.order_by("-created_at")))
+        .order_by("-version")[:limit]
+    )
+    for mv in versions:
+        mv.registered_model = model
+    chronological = list(reversed(versions))
+    series: dict[str, list[MetricPoint]] = {}
+    for mv in chronological:
+        for key, raw in sorted((mv.run.metrics if mv.run else {}).items()):
+            value = _float(raw)
+            if value is None:
+                continue
+            points = series.setdefault(key, [])
+            lower = any(word in key.lower() for word in LOWER_IS_BETTER)
+            worse = bool(points) and (value > points[-1].value if lower else value < points[-1].value)
+            points.append(MetricPoint(mv.version, value, worse))
+    releases = [r for mv in versions for r in mv.releases.all()]
+    endpoints = list(Endpoint.objects.filter(deployments__release__model_version__registered_model=model).distinct())
+    return ModelHistory(
+        model, versions, releases, [MetricSeries(k, v) for k, v in sorted(series.items())], sorted(endpoints, key=str)
+    )
+
+
+def release_list(*, model: str = "", state: str = "", waiting_for: Any = None) -> QuerySet[Release]:
+    """Releases for the list page, newest first, filtered; rows carry their chain for completeness."""
+    releases = traced_releases().order_by("-created_at", "-id")
+    if model:
+        releases = releases.filter(model_version__registered_model__name=model)
+    if state:
+        releases = releases.filter(state=state)
+    if waiting_for is not None:
+        releases = releases.filter(pk__in=Release.objects.pending_for(waiting_for).values("pk"))
+    return releases

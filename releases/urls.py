@@ -2,13 +2,23 @@ from __future__ import annotations
 
 from django.urls import path
 
-from releases.views import actions, approvals, pages
+from releases.views import actions, approvals, explore, links, pages
 
 app_name = "releases"
 
 urlpatterns = [
     path("", pages.board, name="board"),
+    path("releases/", pages.release_list, name="release_list"),
+    path("releases/compare/", explore.compare, name="compare"),
     path("releases/<str:name>/", pages.release_detail, name="release"),
+    path("search/", explore.search, name="search"),
+    path("investigate/", explore.investigate, name="investigate"),
+    path("datasets/<str:name>/<int:version>/", links.dataset_version, name="dataset_version"),
+    path("datasets/<str:name>/<int:version>/quarantine/", links.quarantine, name="quarantine"),
+    path("commits/<str:sha>/", links.commit, name="commit"),
+    path("runs/<str:run_id>/", links.run, name="run"),
+    path("models/<str:name>/", links.model, name="model"),
+    path("endpoints/<str:name>/", links.endpoint, name="endpoint"),
     path("approvals/", approvals.approval_queue, name="approvals"),
     path("releases/<str:name>/sign/", approvals.sign, name="sign"),
     path("endpoints/<str:name>/rollback/", approvals.rollback, name="rollback"),

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from audit.models import AuditEvent
 from releases import lineage
-from releases.models import Endpoint, Release
+from releases.models import Endpoint, RegisteredModel, Release
+from releases.views.params import parse_page
+
+RELEASES_PER_PAGE = 25
 
 
 @login_required
@@ -36,3 +40,24 @@ def release_detail(request: HttpRequest, name: str) -> HttpResponse:
         "events": AuditEvent.objects.for_objects(lineage.audit_refs(trace)),
     }
     return render(request, "releases/release_detail.html", context)
+
+
+@login_required
+def release_list(request: HttpRequest) -> HttpResponse:
+    model = request.GET.get("model", "").strip()
+    state = request.GET.get("state", "").strip()
+    mine = request.GET.get("waiting") == "me"
+    error = "" if not state or state in Release.State.values else f"“{state}” is not a release state."
+    releases = lineage.release_list(
+        model=model, state=state if not error else "", waiting_for=request.user if mine else None
+    )
+    page = Paginator(releases, RELEASES_PER_PAGE).get_page(parse_page(request.GET.get("page")))
+    context = {
+        "page": page,
+        "traces": [lineage.Trace(release) for release in page.object_list],
+        "models": RegisteredModel.objects.values_list("name", flat=True),
+        "states": Release.State.values,
+        "filters": {"model": model, "state": state, "mine": mine},
+        "error": error,
+    }
+    return render(request, "releases/release_list.html", context, status=400 if error else 200)
