@@ -4,12 +4,18 @@ from argparse import ArgumentParser
 from pathlib import Path
 from typing import Any
 
+from django.core.management.base import CommandParser
+
 from releases import services
 from releases.management.base import ServiceCommand
 
 
 class Command(ServiceCommand):
     help = "Register an immutable dataset version (hashing a local file, or with a given uri and hash)."
+
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
+        # Our --version is the dataset version (a team habit), not Django's version flag.
+        return super().create_parser(prog_name, subcommand, conflict_handler="resolve", **kwargs)
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         super().add_arguments(parser)

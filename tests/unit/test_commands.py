@@ -1,0 +1,155 @@
+"""The CLI: each command does its job through the services, and bad input exits 2 with one line."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from audit.models import AuditEvent
+from releases.models import DatasetVersion, Deployment, Release
+from tests.factories import World
+
+
+def run(*args: str, stdin: str = "") -> str:
+    out = io.StringIO()
+    if stdin:
+        import sys
+
+        old, sys.stdin = sys.stdin, io.StringIO(stdin)
+        try:
+            call_command(*args, stdout=out)
+        finally:
+            sys.stdin = old
+    else:
+        call_command(*args, stdout=out)
+    return out.getvalue()
+
+
+def refused(*args: str) -> str:
+    with pytest.raises(CommandError) as error:
+        run(*args)
+    assert error.value.returncode == 2
+    message = str(error.value)
+    assert "\n" not in message
+    return message
+
+
+@pytest.fixture
+def world(db):
+    return World.create()
+
+
+def test_register_dataset_hashes_a_file(world, tmp_path: Path, lead):
+    data = tmp_path / "train.csv"
+    data.write_text("a,b\n1,2\n")
+    out = run("register_dataset", "churn-train", "--version", "17", "--path", str(data), "--as", "lead")
+    version = DatasetVersion.objects.by_key("churn-train:17").get()
+    assert version.content_hash == "sha256:" + hashlib.sha256(b"a,b\n1,2\n").hexdigest()
+    assert version.size_bytes == 8
+    assert version.uri == data.resolve().as_uri()
+    assert out.startswith("churn-train:17 registered (sha256:")
+    assert AuditEvent.objects.filter(action="dataset_version.registered", actor="lead").exists()
+    again = run("register_dataset", "churn-train", "--version", "17", "--path", str(data), "--as", "lead")
+    assert "already registered with the same content" in again
+
+
+def test_register_dataset_bad_input(world, tmp_path: Path, lead):
+    data = tmp_path / "train.csv"
+    data.write_text("x")
+    run("register_dataset", "churn-train", "--version", "17", "--path", str(data), "--as", "lead")
+    data.write_text("changed in place")
+    assert refused(
+        "register_dataset", "churn-train", "--version", "17", "--path", str(data), "--as", "lead"
+    ).startswith("churn-train:17 is already registered with sha256:")
+    assert refused("register_dataset", "churn-train", "--version", "18", "--as", "lead") == (
+        "give --path FILE, or both --uri URI and --hash sha256:HEX"
+    )
+    assert refused("register_dataset", "churn-train", "--version", "18", "--path", "/no/such", "--as", "lead") == (
+        "/no/such is not a readable file"
+    )
+    assert "content hash 'sha256:xyz' is not valid" in refused(
+        "register_dataset", "churn-train", "--version", "18", "--uri", "s3://x", "--hash", "sha256:xyz", "--as", "lead"
+    )
+    assert refused("register_dataset", "churn-train", "--version", "18", "--uri", "s3://x", "--as", "ghost").startswith(
+        "no active user named 'ghost'"
+    )
+
+
+def test_create_and_approve_release_commands(world, ci_account, lead):
+    world.dataset("churn-train:17")
+    mv = world.model_version("churn-model/42", commit=world.commit("c"), datasets=("churn-train:17",))
+    out = run(
+        "create_release",
+        "churn-v42",
+        "--model-version",
+        mv.key,
+        "--validation-report",
+        "s3://r",
+        "--submit",
+        "--as",
+        "ci",
+    )
+    assert out == "churn-v42 created (pending)\n"
+    out = run(
+        "approve_release", "churn-v42", "--as", "lead", "--password-stdin", stdin="correct horse battery staple\n"
+    )
+    assert out == "churn-v42 signed by Lena Lead (Approved for production); now approved\n"
+    assert Release.objects.get().state == "approved"
+
+
+def test_create_and_approve_release_bad_input(world, ci_account, lead):
+    mv = world.model_version("churn-model/42")
+    assert refused("create_release", "final-final-v2", "--model-version", mv.key, "--as", "ci").startswith(
+        "release name 'final-final-v2' is ambiguous"
+    )
+    assert refused("create_release", "churn-v42", "--model-version", "churn-model/99", "--as", "ci").startswith(
+        "model version 'churn-model/99' is not registered"
+    )
+    assert refused("approve_release", "churn-v99", "--as", "lead", "--password-stdin") == "no release named 'churn-v99'"
+    run("create_release", "churn-v42", "--model-version", mv.key, "--submit", "--as", "ci")
+    with pytest.raises(CommandError) as error:
+        run("approve_release", "churn-v42", "--as", "lead", "--password-stdin", stdin="x\n")
+    assert error.value.returncode == 2
+    assert "incomplete chain" in str(error.value)
+
+
+def test_deployment_rollback_and_quarantine_commands(world, ci_account, lead, oncall, release_manager):
+    endpoint = world.endpoint()
+    world.deploy(endpoint, world.full_release(41, by=ci_account, approver=lead), by=release_manager, hours_ago=3)
+    world.full_release(42, by=ci_account, approver=lead, dataset="churn-train:18")
+    out = run("record_deployment", "churn-scoring", "churn-v42", "--as", "relman")
+    assert out.startswith("churn-v42 live on churn-scoring since ")
+    out = run("quarantine_dataset", "churn-train:18", "--reason", "label mapping changed", "--as", "lead")
+    assert "releases: churn-v42" in out
+    assert "live on: churn-scoring" in out
+    out = run("rollback", "churn-scoring", "--reason", "AUC alert", "--as", "oncall")
+    assert out == "churn-scoring rolled back to churn-v41\n"
+    latest = Deployment.objects.order_by("-deployed_at", "-id").first()
+    assert (latest.kind, latest.source, latest.actor) == ("rollback", "cli", "oncall")
+
+
+def test_deployment_rollback_and_quarantine_bad_input(world, ci_account, lead, oncall, release_manager):
+    endpoint = world.endpoint()
+    draft = world.release("churn-v42", world.model_version("churn-model/42"), by=ci_account)
+    assert refused("record_deployment", "nowhere", "churn-v42", "--as", "relman") == "no endpoint named 'nowhere'"
+    assert refused("record_deployment", "churn-scoring", "churn-v1", "--as", "relman") == "no release named 'churn-v1'"
+    assert refused("record_deployment", "churn-scoring", draft.name, "--as", "relman").startswith(
+        "churn-v42 is draft, not approved"
+    )
+    assert refused("rollback", "churn-scoring", "--reason", "x", "--as", "oncall").startswith(
+        "churn-scoring has no rollback target"
+    )
+    assert refused("rollback", "nowhere", "--reason", "x", "--as", "oncall") == "no endpoint named 'nowhere'"
+    assert refused("quarantine_dataset", "garbage", "--reason", "x", "--as", "lead").startswith(
+        "no dataset version 'garbage'"
+    )
+    world.dataset("churn-train:18")
+    assert refused("quarantine_dataset", "churn-train:18", "--reason", "x", "--as", "oncall").startswith(
+        "oncall may not quarantine a dataset version"
+    )
+    assert not endpoint.deployments.exists()
