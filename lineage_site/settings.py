@@ -127,6 +127,7 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -186,3 +187,21 @@ LINEAGE_SIGNING_KEY_FILE = Path(env_str("LINEAGE_SIGNING_KEY_FILE", str(VAR_DIR 
 LINEAGE_SIGNING_KEY_AUTOCREATE = env_bool("LINEAGE_SIGNING_KEY_AUTOCREATE", default=DEBUG)
 # Four-eyes also forbids the author of the MLflow run from approving its release.
 LINEAGE_FOUR_EYES_RUN_AUTHOR = env_bool("LINEAGE_FOUR_EYES_RUN_AUTHOR", default=True)
+
+# Sync from Git and MLflow (README, Sync and workers).
+LINEAGE_SYNC_INTERVAL_SECONDS = env_int("LINEAGE_SYNC_INTERVAL_SECONDS", 300)
+LINEAGE_SYNC_LEASE_SECONDS = env_int("LINEAGE_SYNC_LEASE_SECONDS", 900)
+LINEAGE_GIT_CACHE_DIR = Path(env_str("LINEAGE_GIT_CACHE_DIR", str(VAR_DIR / "git-cache")))
+LINEAGE_MLFLOW_COMMIT_TAG = env_str("LINEAGE_MLFLOW_COMMIT_TAG", "git_commit")
+LINEAGE_MLFLOW_DATASET_TAG = env_str("LINEAGE_MLFLOW_DATASET_TAG", "dataset_version")
+LINEAGE_MLFLOW_FEATURE_PARAM = env_str("LINEAGE_MLFLOW_FEATURE_PARAM", "feature_view")
+LINEAGE_MLFLOW_RELEASE_TAG = env_str("LINEAGE_MLFLOW_RELEASE_TAG", "release")
+# Runs started this recently are read again on every sync (they still get tags and metrics);
+# older runs are re-read by the full pass, at most this many hours apart.
+LINEAGE_MLFLOW_LOOKBACK_HOURS = env_int("LINEAGE_MLFLOW_LOOKBACK_HOURS", 24)
+LINEAGE_MLFLOW_FULL_SYNC_HOURS = env_int("LINEAGE_MLFLOW_FULL_SYNC_HOURS", 24)
+LINEAGE_MLFLOW_WEBHOOK_SECRET = env_str("LINEAGE_MLFLOW_WEBHOOK_SECRET")
+CELERY_BEAT_SCHEDULE = {
+    "sync-due-sources": {"task": "releases.tasks.sync_due_sources", "schedule": 60.0},
+    "retry-write-backs": {"task": "releases.tasks.retry_write_backs", "schedule": 300.0},
+}
