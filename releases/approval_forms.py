@@ -14,7 +14,10 @@ class SignatureForm(forms.Form):
         choices=[("approve", "Approve"), ("reject", "Reject")], initial="approve", widget=forms.RadioSelect
     )
     meaning = forms.ChoiceField(
-        choices=[(m, m) for m in MEANINGS], initial=MEANINGS[0], help_text="What your signature means."
+        choices=[(m, m) for m in MEANINGS],
+        initial=MEANINGS[0],
+        required=False,
+        help_text="What your approval means.",
     )
     comment = forms.CharField(
         required=False, widget=forms.Textarea(attrs={"rows": 3}), help_text="Required when you reject."
@@ -29,6 +32,8 @@ class SignatureForm(forms.Form):
         data: dict[str, str] = super().clean() or {}
         if data.get("decision") == "reject" and not data.get("comment", "").strip():
             self.add_error("comment", "A rejection needs a comment saying why.")
+        if data.get("decision") == "approve" and not data.get("meaning"):
+            self.add_error("meaning", "State what your approval means.")
         return data
 
 
