@@ -109,7 +109,9 @@ def test_model_version_artifact_cannot_be_rewritten(ci_account, lead):
     with pytest.raises(Conflict, match="churn-model/42 is already registered with artifact_uri"):
         services.register_model_version(
             world.server,
-            services.ModelVersionData(name="churn-model", version=42, source_run_id=mv.source_run_id, artifact_uri="s3://x"),
+            services.ModelVersionData(
+                name="churn-model", version=42, source_run_id=mv.source_run_id, artifact_uri="s3://x"
+            ),
             by=SYSTEM,
         )
 
