@@ -47,6 +47,18 @@ def _fast_password_hashing(settings: Any) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True)
+def _celery_eager() -> Iterator[None]:
+    """Run tasks in-process even when REDIS_URL is set; the worker test starts a real worker itself."""
+    from lineage_site.celery import app
+
+    before = app.conf.task_always_eager, app.conf.task_eager_propagates
+    app.conf.task_always_eager = True
+    app.conf.task_eager_propagates = True
+    yield
+    app.conf.task_always_eager, app.conf.task_eager_propagates = before
+
+
 @pytest.fixture
 def postgres(db: Any) -> None:
     if connection.vendor != "postgresql":

@@ -11,6 +11,7 @@ from releases.models.experiment import ExperimentRun, RunDatasetInput, TrackingS
 from releases.models.features import FeaturePipeline, FeaturePipelineVersion
 from releases.models.registry import ModelVersion, RegisteredModel
 from releases.models.release import Approval, Release
+from releases.models.sync import SyncedRun, SyncState, WriteBack
 
 __all__ = [
     "ApiToken",
@@ -31,5 +32,8 @@ __all__ = [
     "RegisteredModel",
     "Release",
     "RunDatasetInput",
+    "SyncState",
+    "SyncedRun",
     "TrackingServer",
+    "WriteBack",
 ]

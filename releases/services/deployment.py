@@ -15,6 +15,7 @@ from releases.errors import InvalidInput, RuleViolation
 from releases.models import Deployment, Endpoint, RegisteredModel, Release
 from releases.models.code import name_validator
 from releases.roles import ML_LEADS, ON_CALL, RELEASE_MANAGERS, require_role
+from releases.services import writeback
 from releases.services.validation import check, require_reason
 
 
@@ -125,6 +126,9 @@ def _record(
             },
             reason=reason,
         )
+        if source != Deployment.Source.MLFLOW_ALIAS and (at is None or at >= now - datetime.timedelta(minutes=5)):
+            # Serving follows the MLflow alias: move it, unless the alias is where this came from.
+            writeback.queue_alias_move(endpoint, release, by=by, reason=f"{kind} of {release.name}")
     return deployment
 
 

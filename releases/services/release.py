@@ -15,6 +15,7 @@ from releases.errors import Conflict, InvalidInput, NotFound, PermissionRefused,
 from releases.models import Approval, GitTag, ModelVersion, Release
 from releases.naming import check_release_name
 from releases.roles import ML_LEADS, RELEASE_MANAGERS, has_role, require_role
+from releases.services import writeback
 from releases.services.code import resolve_commit
 from releases.services.validation import require_reason
 
@@ -303,6 +304,7 @@ def approve_release(
             trace = lineage.trace(locked.name)
             if trace.approval_state().is_valid and locked.state != Release.State.APPROVED:
                 _transition(locked, Release.State.APPROVED, by=by, action="release.state_changed")
+                writeback.queue_release_tag(locked, by=by)
     except IntegrityError as exc:
         raise RuleViolation(f"{by.get_username()} has already signed {release.name}", rule="already_signed") from exc
     release.refresh_from_db()

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from argparse import ArgumentParser
+from typing import Any
+
+from audit.log import SystemActor
+from releases.management.base import ServiceCommand
+from releases.sync import sources
+
+
+class Command(ServiceCommand):
+    help = "Add a Git repository to sync from (a clone URL or a local path)."
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument("name")
+        parser.add_argument("url")
+        parser.add_argument("--commit-url-template", default="", help="e.g. https://git.example.com/x/commit/{sha}")
+        parser.add_argument("--interval", type=int, help="seconds between periodic syncs")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        state = sources.add_git_repository(
+            name=options["name"],
+            url=options["url"],
+            commit_url_template=options["commit_url_template"],
+            by=SystemActor("cli"),
+        )
+        set_interval(self, state, options["interval"])
+        self.stdout.write(
+            f"git repository {state.source_name} at {state.source_location}; "
+            f"sync it with: manage.py sync --source {state.source_name}"
+        )
+
+
+def set_interval(command: ServiceCommand, state: Any, interval: int | None) -> None:
+    if interval is None:
+        return
+    if interval < 10:
+        raise command.fail("--interval must be at least 10 seconds")
+    type(state).objects.filter(pk=state.pk).update(interval_seconds=interval)

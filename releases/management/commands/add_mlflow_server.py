@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+from argparse import ArgumentParser
+from typing import Any
+
+from audit.log import SystemActor
+from releases.management.base import ServiceCommand
+from releases.management.commands.add_git_repository import set_interval
+from releases.sync import sources
+
+
+class Command(ServiceCommand):
+    help = "Add an MLflow tracking server to sync from."
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument("name")
+        parser.add_argument("tracking_uri")
+        parser.add_argument("--ui-url", default="", help="base URL of the MLflow UI for links (default: the URI)")
+        parser.add_argument("--interval", type=int, help="seconds between periodic syncs")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        state = sources.add_mlflow_server(
+            name=options["name"], tracking_uri=options["tracking_uri"], ui_url=options["ui_url"], by=SystemActor("cli")
+        )
+        set_interval(self, state, options["interval"])
+        self.stdout.write(
+            f"MLflow server {state.source_name} at {state.source_location}; "
+            f"sync it with: manage.py sync --source {state.source_name}"
+        )

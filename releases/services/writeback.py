@@ -1,0 +1,73 @@
+"""Queue the changes the product owes to MLflow: the endpoint's alias on deploy/rollback, the release tag on approval.
+
+The row is written in the caller's transaction, and the task that applies it is enqueued only
+once that transaction commits, so a write-back is never sent for a change that rolled back and
+never lost for one that committed (a failed one stays queued and is retried).
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import transaction
+
+from audit import log
+from audit.log import Actor
+from releases.models import Endpoint, ModelVersion, Release, TrackingServer, WriteBack
+
+
+def _enqueue(write_back_id: int) -> None:
+    from releases.tasks import apply_write_back
+
+    apply_write_back.delay(write_back_id)
+
+
+def _queue(server: TrackingServer, *, by: Actor, object_key: str, **fields: object) -> WriteBack:
+    write_back = WriteBack.objects.create(server=server, **fields)
+    log.record(
+        "mlflow.write_back_queued",
+        actor=by,
+        object_type="tracking_server",
+        object_key=server.name,
+        new={"change": str(write_back), "for": object_key},
+    )
+    transaction.on_commit(lambda: _enqueue(write_back.pk))
+    return write_back
+
+
+def queue_alias_move(endpoint: Endpoint, release: Release, *, by: Actor, reason: str) -> WriteBack | None:
+    """Point the endpoint's followed alias at the release's model version (when the endpoint follows one)."""
+    if not endpoint.mlflow_alias or endpoint.registered_model_id is None:
+        return None
+    version = ModelVersion.objects.select_related("registered_model__server").get(pk=release.model_version_id)
+    server = version.registered_model.server
+    if server is None or version.registered_model_id != endpoint.registered_model_id:
+        return None
+    return _queue(
+        server,
+        by=by,
+        object_key=f"endpoint:{endpoint.name}",
+        kind=WriteBack.Kind.SET_ALIAS,
+        model_name=version.registered_model.name,
+        version=version.version,
+        key=endpoint.mlflow_alias,
+        reason=reason[:300],
+    )
+
+
+def queue_release_tag(release: Release, *, by: Actor) -> WriteBack | None:
+    """Tag the model version with the release that was approved from it."""
+    version = ModelVersion.objects.select_related("registered_model__server").get(pk=release.model_version_id)
+    server = version.registered_model.server
+    if server is None:
+        return None
+    return _queue(
+        server,
+        by=by,
+        object_key=f"release:{release.name}",
+        kind=WriteBack.Kind.SET_TAG,
+        model_name=version.registered_model.name,
+        version=version.version,
+        key=settings.LINEAGE_MLFLOW_RELEASE_TAG,
+        value=release.name,
+        reason=f"{release.name} approved",
+    )

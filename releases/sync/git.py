@@ -1,0 +1,211 @@
+"""Git adapter: a bare mirror per repository, read with the git CLI.
+
+The CLI was chosen over GitPython by measurement (README, benchmark): one ``git log`` stream
+parsed here reads 50,000 commits several times faster than GitPython's per-commit object reads.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+
+from audit import log
+from audit.log import SystemActor
+from releases import services
+from releases.errors import LineageError
+from releases.models import GitRepository
+from releases.sync.state import Lease, SourceUnavailable, SyncResult, leased, record_success, state_for_repository
+
+BATCH = 5000
+_FIELD, _RECORD = "\x1f", "\x1e"
+_LOG_FORMAT = _FIELD.join(["%H", "%P", "%an", "%ae", "%aI", "%cI", "%B"]) + _RECORD
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
+# Never wait for a password prompt on a worker; parse output in a fixed locale.
+_ENV = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+
+
+def mirror_path(repository: GitRepository) -> Path:
+    return Path(settings.LINEAGE_GIT_CACHE_DIR) / f"{_SAFE_NAME.sub('_', repository.name)}-{repository.pk}.git"
+
+
+def _git(*args: str, cwd: Path | None = None, stdin: str | None = None, timeout: int = 600) -> str:
+    try:
+        done = subprocess.run(
+            ["git", *args],
+            cwd=cwd,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=_ENV,
+            encoding="utf-8",
+            errors="replace",
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise SourceUnavailable(f"git {args[0]} took longer than {timeout} seconds") from exc
+    except FileNotFoundError as exc:
+        raise SourceUnavailable("the git command is not installed on this worker") from exc
+    if done.returncode != 0:
+        lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
+        raise SourceUnavailable(f"git {args[0]} failed: {lines[-1] if lines else f'exit code {done.returncode}'}")
+    return done.stdout
+
+
+def update_mirror(repository: GitRepository) -> Path:
+    """Clone the bare mirror on first use, else fetch; a moved tag is force-updated in the mirror."""
+    path = mirror_path(repository)
+    if not (path / "HEAD").exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            _git("clone", "--mirror", "--quiet", "--", repository.url, str(path))
+        except SourceUnavailable as exc:
+            raise SourceUnavailable(f"cannot clone {repository.url}: {exc}") from exc
+    else:
+        try:
+            _git("remote", "set-url", "origin", repository.url, cwd=path)
+            _git(
+                "fetch",
+                "--quiet",
+                "--prune",
+                "--force",
+                "origin",
+                "+refs/heads/*:refs/heads/*",
+                "+refs/tags/*:refs/tags/*",
+                cwd=path,
+            )
+        except SourceUnavailable as exc:
+            raise SourceUnavailable(f"cannot fetch from {repository.url}: {exc}") from exc
+    return path
+
+
+def read_refs(path: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """(branch -> commit, tag -> commit), annotated tags peeled to their commit."""
+    out = _git(
+        "for-each-ref",
+        "--format=%(refname)%09%(objecttype)%09%(objectname)%09%(*objectname)",
+        "refs/heads",
+        "refs/tags",
+        cwd=path,
+    )
+    heads: dict[str, str] = {}
+    tags: dict[str, str] = {}
+    for line in out.splitlines():
+        ref, kind, sha, peeled = line.split("\t")
+        if ref.startswith("refs/heads/"):
+            heads[ref.removeprefix("refs/heads/")] = sha
+        elif kind == "commit" or (kind == "tag" and peeled):
+            tags[ref.removeprefix("refs/tags/")] = peeled or sha
+    return heads, tags
+
+
+def _when(value: str) -> datetime.datetime | None:
+    return datetime.datetime.fromisoformat(value) if value else None
+
+
+def new_commits(path: Path, tips: list[str], known: list[str]) -> Iterator[services.CommitData]:
+    """Commits reachable from ``tips`` but not from ``known``, streamed from one ``git log``."""
+    if not tips:
+        return
+    revs = "\n".join([*tips, *(f"^{sha}" for sha in known)]) + "\n"
+    with subprocess.Popen(
+        ["git", "log", "--ignore-missing", "--stdin", f"--format={_LOG_FORMAT}"],
+        cwd=path,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+        env=_ENV,
+    ) as proc:
+        assert proc.stdin is not None
+        assert proc.stdout is not None
+        proc.stdin.write(revs)
+        proc.stdin.close()
+        buffer = ""
+        while chunk := proc.stdout.read(1 << 20):
+            buffer += chunk
+            *records, buffer = buffer.split(_RECORD)
+            for record in records:
+                fields = record.lstrip("\n").split(_FIELD)
+                if len(fields) != 7:
+                    continue
+                sha, parents, name, email, authored, committed, message = fields
+                yield services.CommitData(
+                    sha=sha,
+                    author_name=name,
+                    author_email=email,
+                    authored_at=_when(authored),
+                    committed_at=_when(committed),
+                    message=message.strip(),
+                    parents=tuple(parents.split()),
+                )
+        stderr = proc.stderr.read() if proc.stderr else ""
+    if proc.returncode:
+        raise SourceUnavailable(
+            f"git log failed: {stderr.strip().splitlines()[-1] if stderr.strip() else proc.returncode}"
+        )
+
+
+def sync_repository(repository: GitRepository) -> SyncResult:
+    """Mirror the repository and record new commits and every tag that is new or moved."""
+    state = state_for_repository(repository)
+    started = time.monotonic()
+    with leased(state) as lease:
+        return _sync(repository, lease, started)
+
+
+def _sync(repository: GitRepository, lease: Lease, started: float) -> SyncResult:
+    actor = SystemActor(f"git-sync:{repository.name}")
+    result = SyncResult()
+    path = update_mirror(repository)
+    heads, tags = read_refs(path)
+    watermark = lease.state.watermark or {}
+    known_tips = sorted(set(watermark.get("heads", {}).values()) | set(watermark.get("tags", {}).values()))
+    tips = sorted(set(heads.values()) | set(tags.values()))
+    batch: list[services.CommitData] = []
+    seen = 0
+    for commit in new_commits(path, tips, known_tips):
+        batch.append(commit)
+        if len(batch) >= BATCH:
+            seen += len(batch)
+            result.count("created", "commits", services.record_commits(repository, batch))
+            batch = []
+            lease.progress(seen, f"{seen} commits read")
+    if batch:
+        seen += len(batch)
+        result.count("created", "commits", services.record_commits(repository, batch))
+    result.count("unchanged", "commits", seen - result.details.get("commits created", 0))
+    lease.progress(seen, f"{seen} commits read; checking tags", force=True)
+    known_tags: dict[str, str] = watermark.get("tags", {})
+    for name, sha in sorted(tags.items()):
+        if known_tags.get(name) == sha:
+            result.count("unchanged", "tags")
+            continue
+        try:
+            _, outcome = services.record_tag(repository, name=name, sha=sha, by=actor)
+        except LineageError as exc:
+            result.warn(f"tag {name}: {exc.message}")
+            continue
+        if outcome == "moved":
+            result.warn(f"tag {name} moved to {sha[:12]}; releases cut from it keep the commit it first named")
+        result.count("updated" if outcome == "moved" else outcome, "tags")
+    if result.changed:
+        with transaction.atomic():
+            log.record(
+                "sync.git.completed",
+                actor=actor,
+                object_type="git_repository",
+                object_key=repository.name,
+                new={"summary": result.summary(), "heads": len(heads), "tags": len(tags)},
+            )
+    record_success(lease.state, result, started=started, watermark={"heads": heads, "tags": tags})
+    return result

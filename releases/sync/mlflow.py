@@ -1,0 +1,350 @@
+"""MLflow adapter: runs, registered model versions and aliases, read with the official client.
+
+Only ``mlflow-skinny`` APIs are used (``MlflowClient``), so a worker needs no MLflow server code.
+Incremental: runs started since the last sync (minus a look-back, because recent runs still get
+tags and metrics) plus runs whose commit or dataset was not yet known; a full pass at most
+``LINEAGE_MLFLOW_FULL_SYNC_HOURS`` apart catches late edits on old runs. A fingerprint per run
+makes an unchanged run cost no write.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from audit import log
+from audit.log import SystemActor
+from releases import services
+from releases.errors import LineageError
+from releases.models import (
+    DatasetVersion,
+    Deployment,
+    Endpoint,
+    ExperimentRun,
+    ModelVersion,
+    Release,
+    SyncedRun,
+    TrackingServer,
+)
+from releases.sync import mapping
+from releases.sync.state import Lease, SourceUnavailable, SyncResult, leased, record_success, state_for_server
+
+# The client retries a failed request up to 7 times with exponential backoff (minutes in all);
+# the Celery task has its own bounded retries, so the client gives up fast and says why.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
+
+PAGE = 1000
+T = TypeVar("T")
+
+
+def client_for(server: TrackingServer) -> Any:
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=server.tracking_uri, registry_uri=server.tracking_uri)
+
+
+def plain_error(server: TrackingServer, exc: Exception) -> str:
+    """The error an on-call engineer can act on, not a stack of urllib3 wrappers."""
+    text = str(exc)
+    lowered = text.lower()
+    where = f"MLflow at {server.tracking_uri}"
+    if "connection refused" in lowered or "failed to establish a new connection" in lowered:
+        return f"{where} is unreachable: connection refused"
+    if "name or service not known" in lowered or "nodename nor servname" in lowered:
+        return f"{where} is unreachable: the host name does not resolve"
+    if "timed out" in lowered or "timeout" in lowered:
+        return f"{where} did not answer in time"
+    if "max retries exceeded" in lowered:
+        return f"{where} is unreachable"
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return f"{where} answered with an error: {first[:300]}"
+
+
+def call(server: TrackingServer, fn: Callable[[], T]) -> T:
+    from mlflow.exceptions import MlflowException
+    from requests import RequestException
+
+    try:
+        return fn()
+    except (MlflowException, RequestException, OSError) as exc:
+        raise SourceUnavailable(plain_error(server, exc)) from exc
+
+
+def _paged(server: TrackingServer, fetch: Callable[[str | None], Any]) -> Iterator[list[Any]]:
+    """Pages of a paged MLflow search; the next page is fetched while the caller writes this one."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        future = pool.submit(fetch, None)
+        while True:
+            page = call(server, future.result)
+            token = getattr(page, "token", None)
+            if token:
+                future = pool.submit(fetch, token)
+            yield list(page)
+            if not token:
+                return
+
+
+def sync_server(
+    server: TrackingServer, *, full: bool = False, model_name: str = "", run_ids: tuple[str, ...] = ()
+) -> SyncResult:
+    """Sync runs, model versions and aliases; ``model_name``/``run_ids`` narrow it to what a webhook named."""
+    state = state_for_server(server)
+    started = time.monotonic()
+    with leased(state) as lease:
+        return _Sync(server, lease).run(started, full=full, model_name=model_name, run_ids=run_ids)
+
+
+class _Sync:
+    def __init__(self, server: TrackingServer, lease: Lease) -> None:
+        self.server = server
+        self.lease = lease
+        self.client = client_for(server)
+        self.actor = SystemActor(f"mlflow-sync:{server.name}")
+        self.result = SyncResult()
+        self.watermark: dict[str, Any] = dict(lease.state.watermark or {})
+        self.experiment_names: dict[str, str] = {}
+        self.seen_runs: set[str] = set()
+        self.done = 0
+
+    def run(self, started: float, *, full: bool, model_name: str, run_ids: tuple[str, ...]) -> SyncResult:
+        now_ms = int(time.time() * 1000)
+        targeted = bool(model_name or run_ids)
+        self.experiment_names = self._experiments()
+        if not targeted:
+            last_full = self.watermark.get("last_full_ms")
+            full = full or not last_full or now_ms - last_full > settings.LINEAGE_MLFLOW_FULL_SYNC_HOURS * 3_600_000
+            since = self.watermark.get("runs_since_ms")
+            lookback = settings.LINEAGE_MLFLOW_LOOKBACK_HOURS * 3_600_000
+            where = "" if full or since is None else f"attributes.start_time >= {int(since) - lookback}"
+            self._sync_runs(where)
+        self._sync_runs_by_id(list(run_ids))
+        self._sync_runs_by_id(self._pending_run_ids())
+        self._sync_model_versions(model_name)
+        self._follow_aliases()
+        if not targeted:
+            self.watermark["runs_since_ms"] = now_ms
+            if full:
+                self.watermark["last_full_ms"] = now_ms
+        if self.result.changed:
+            with transaction.atomic():
+                log.record(
+                    "sync.mlflow.completed",
+                    actor=self.actor,
+                    object_type="tracking_server",
+                    object_key=self.server.name,
+                    new={"summary": self.result.summary(), "full": full, "model": model_name},
+                )
+        record_success(self.lease.state, self.result, started=started, watermark=self.watermark)
+        return self.result
+
+    # Runs
+
+    def _experiments(self) -> dict[str, str]:
+        names: dict[str, str] = {}
+
+        def fetch(token: str | None) -> Any:
+            return self.client.search_experiments(max_results=PAGE, page_token=token)
+
+        for page in _paged(self.server, fetch):
+            names.update({str(e.experiment_id): e.name for e in page})
+        return names
+
+    def _sync_runs(self, where: str) -> None:
+        if not self.experiment_names:
+            return
+        ids = sorted(self.experiment_names)
+
+        def fetch(token: str | None) -> Any:
+            return self.client.search_runs(
+                ids, where, max_results=PAGE, order_by=["attributes.start_time ASC"], page_token=token
+            )
+
+        for page in _paged(self.server, fetch):
+            self._write_runs(page)
+
+    def _pending_run_ids(self) -> list[str]:
+        pending = SyncedRun.objects.filter(server=self.server, pending=True).values_list("run_id", flat=True)
+        return [run_id for run_id in pending if run_id not in self.seen_runs]
+
+    def _sync_runs_by_id(self, run_ids: list[str]) -> None:
+        run_ids = [r for r in run_ids if r and r not in self.seen_runs and r.isalnum()]
+        if not run_ids or not self.experiment_names:
+            return
+        ids = sorted(self.experiment_names)
+        for start in range(0, len(run_ids), 100):
+            quoted = ", ".join(f"'{r}'" for r in run_ids[start : start + 100])
+
+            def fetch(token: str | None, quoted: str = quoted) -> Any:
+                return self.client.search_runs(
+                    ids, f"attributes.run_id IN ({quoted})", max_results=PAGE, page_token=token
+                )
+
+            for page in _paged(self.server, fetch):
+                self._write_runs(page)
+
+    def _write_runs(self, page: list[Any]) -> None:
+        datas = [mapping.run_data(run, self.experiment_names) for run in page]
+        known = {
+            row["run_id"]: row
+            for row in SyncedRun.objects.filter(server=self.server, run_id__in=[d.run_id for d in datas]).values(
+                "run_id", "fingerprint", "pending"
+            )
+        }
+        written: dict[str, str] = {}
+        for data in datas:
+            self.seen_runs.add(data.run_id)
+            fingerprint = mapping.fingerprint(data)
+            row = known.get(data.run_id)
+            if row and row["fingerprint"] == fingerprint and not row["pending"]:
+                self.result.count("unchanged", "runs")
+                continue
+            self.result.count(services.record_run(self.server, data, by=self.actor), "runs")
+            written[data.run_id] = fingerprint
+        if written:
+            self._remember(datas, written)
+        self.done += len(page)
+        self.lease.progress(self.done, f"{self.done} runs read")
+
+    def _remember(self, datas: list[services.RunData], written: dict[str, str]) -> None:
+        """Store fingerprints; a run whose commit or dataset is not known yet stays pending."""
+        keys = {ref.key for d in datas if d.run_id in written for ref in d.datasets}
+        names = {key.rpartition(":")[0] for key in keys}
+        registered = {
+            f"{name}:{version}"
+            for name, version in DatasetVersion.objects.filter(dataset__name__in=names).values_list(
+                "dataset__name", "version"
+            )
+        }
+        unresolved = set(
+            ExperimentRun.objects.filter(server=self.server, run_id__in=list(written), commit__isnull=True)
+            .exclude(commit_sha="")
+            .values_list("run_id", flat=True)
+        )
+        rows = [
+            SyncedRun(
+                server=self.server,
+                run_id=d.run_id,
+                fingerprint=written[d.run_id],
+                pending=d.run_id in unresolved or any(ref.key not in registered for ref in d.datasets),
+            )
+            for d in datas
+            if d.run_id in written
+        ]
+        SyncedRun.objects.bulk_create(
+            rows, update_conflicts=True, unique_fields=["server", "run_id"], update_fields=["fingerprint", "pending"]
+        )
+
+    # Registry
+
+    def _sync_model_versions(self, model_name: str) -> None:
+        where = f"name = '{model_name}'" if model_name else None
+        if model_name and "'" in model_name:
+            self.result.warn(f"model name {model_name!r} cannot be searched for")
+            return
+
+        def fetch(token: str | None) -> Any:
+            return self.client.search_model_versions(where, max_results=PAGE, page_token=token)
+
+        for page in _paged(self.server, fetch):
+            datas = [mapping.model_version_data(v) for v in page]
+            known = {
+                (mv.registered_model.name, mv.version): mv
+                for mv in ModelVersion.objects.filter(
+                    registered_model__name__in={d.name for d in datas}
+                ).select_related("registered_model")
+            }
+            for data in datas:
+                existing = known.get((data.name, data.version))
+                if (
+                    existing is not None
+                    and existing.aliases == sorted(data.aliases)
+                    and existing.tags == data.tags
+                    and (existing.run_id is not None or not data.source_run_id)
+                ):
+                    self.result.count("unchanged", "model versions")
+                else:
+                    try:
+                        _, outcome = services.register_model_version(self.server, data, by=self.actor)
+                    except LineageError as exc:
+                        self.result.warn(f"{data.name}/{data.version}: {exc.message}")
+                        continue
+                    self.result.count(outcome, "model versions")
+                release_name = data.tags.get(settings.LINEAGE_MLFLOW_RELEASE_TAG, "").strip()
+                if release_name:
+                    self._ensure_release(release_name, f"{data.name}/{data.version}")
+
+    def _ensure_release(self, name: str, model_version: str) -> None:
+        existing = Release.objects.filter(name=name).select_related("model_version__registered_model").first()
+        if existing is not None:
+            if existing.model_version.key != model_version:
+                self.result.warn(
+                    f"{model_version} is tagged release={name}, but {name} is already the release of "
+                    f"{existing.model_version.key}"
+                )
+            return
+        try:
+            services.create_release(name=name, model_version=model_version, by=self.actor)
+        except LineageError as exc:
+            self.result.warn(f"{model_version} is tagged release={name}, which cannot be created: {exc.message}")
+            return
+        self.result.count("created", "releases")
+
+    def _follow_aliases(self) -> None:
+        """A deployment event for each endpoint whose followed alias moved since the last sync."""
+        endpoints = list(
+            Endpoint.objects.filter(registered_model__server=self.server)
+            .exclude(mlflow_alias="")
+            .select_related("registered_model")
+        )
+        if not endpoints:
+            return
+        positions: dict[str, int | None] = dict(self.watermark.get("aliases", {}))
+        versions = ModelVersion.objects.filter(registered_model__in={e.registered_model_id for e in endpoints})
+        by_alias = {(mv.registered_model_id, alias): mv for mv in versions for alias in mv.aliases}
+        for endpoint in endpoints:
+            target = by_alias.get((endpoint.registered_model_id or 0, endpoint.mlflow_alias))
+            number = target.version if target else None
+            if endpoint.name in positions and positions[endpoint.name] == number:
+                continue
+            positions[endpoint.name] = number
+            if target is not None:
+                self._deploy_alias_target(endpoint, target)
+        self.watermark["aliases"] = positions
+
+    def _deploy_alias_target(self, endpoint: Endpoint, target: ModelVersion) -> None:
+        alias = f"{endpoint.registered_model}@{endpoint.mlflow_alias}"
+        candidates = sorted(
+            Release.objects.filter(model_version=target).exclude(state=Release.State.RETIRED),
+            key=lambda r: (r.state == Release.State.APPROVED, r.created_at),
+        )
+        if not candidates:
+            self.result.warn(
+                f"{alias} moved to version {target.version}, which no release names; no deployment recorded"
+            )
+            return
+        release = candidates[-1]
+        live = Deployment.objects.filter(endpoint=endpoint).live_at(timezone.now()).first()
+        if live is not None and live.release_id == release.pk:
+            self.result.count("unchanged", "deployments")
+            return
+        try:
+            services.record_deployment(
+                endpoint,
+                release,
+                by=self.actor,
+                source=Deployment.Source.MLFLOW_ALIAS,
+                reason=f"MLflow alias {alias} moved to version {target.version}",
+            )
+        except LineageError as exc:
+            self.result.warn(f"{alias} moved to version {target.version}: {exc.message}")
+            return
+        self.result.count("created", "deployments")

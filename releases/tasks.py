@@ -1,0 +1,90 @@
+"""Celery tasks: thin wrappers that take ids, call the sync adapters and retry what is transient.
+
+Retry delays stay well below the broker's visibility timeout (one hour by default): a task
+waiting longer than that on Redis would be handed to a second worker while the first still
+holds it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from typing import Any
+
+from celery import Task, shared_task
+from django.utils import timezone
+
+from releases.models import SyncState, WriteBack
+from releases.sync import sources
+from releases.sync import writeback as write_backs
+from releases.sync.state import SourceBusy, SourceUnavailable
+
+logger = logging.getLogger(__name__)
+MAX_RETRIES = 6
+MAX_DELAY = 600
+
+
+def backoff(retries: int) -> int:
+    """15 s, 30 s, 60 s, ... capped at ten minutes."""
+    return int(min(MAX_DELAY, 15 * 2**retries))
+
+
+@shared_task(bind=True, max_retries=MAX_RETRIES, acks_late=True)
+def sync_source(
+    self: Task[Any, Any], state_id: int, full: bool = False, model_name: str = "", run_ids: list[str] | None = None
+) -> str:
+    """Sync one source; an unreachable source is retried with backoff, its error shown meanwhile."""
+    state = SyncState.objects.select_related("repository", "server").filter(pk=state_id).first()
+    if state is None:
+        return "source no longer configured"
+    try:
+        result = sources.sync_state(state, full=full, model_name=model_name, run_ids=tuple(run_ids or ()))
+    except SourceBusy:
+        # A periodic sync finds the work being done already; a targeted one must still happen.
+        if (model_name or run_ids) and not self.request.is_eager:
+            raise self.retry(countdown=30) from None
+        return "already running"
+    except SourceUnavailable as exc:
+        # In-process (no broker) the failure is shown on the source; retrying here would block the caller.
+        if self.request.is_eager:
+            return f"failed: {exc}"
+        raise self.retry(exc=exc, countdown=backoff(self.request.retries)) from exc
+    return result.summary()
+
+
+@shared_task
+def sync_due_sources() -> int:
+    """Celery beat calls this every minute: enqueue each source whose interval has passed."""
+    sources.all_states()
+    due = [state for state in SyncState.objects.due(timezone.now()) if not state.is_running]
+    for state in due:
+        sync_source.delay(state.pk)
+    return len(due)
+
+
+@shared_task(bind=True, max_retries=MAX_RETRIES, acks_late=True)
+def apply_write_back(self: Task[Any, Any], write_back_id: int) -> str:
+    write_back = WriteBack.objects.select_related("server").filter(pk=write_back_id).first()
+    if write_back is None or write_back.status == WriteBack.Status.DONE:
+        return "nothing to do"
+    try:
+        write_backs.apply(write_back)
+    except SourceUnavailable as exc:
+        if self.request.is_eager:
+            return f"failed: {exc}"
+        if self.request.retries >= MAX_RETRIES:
+            # Not dropped: the row stays failed, shown on /sync/, and retry_write_backs picks it up again.
+            logger.warning("write-back %s still failing: %s", write_back, exc)
+            return f"failed: {exc}"
+        raise self.retry(exc=exc, countdown=backoff(self.request.retries)) from exc
+    return "applied"
+
+
+@shared_task
+def retry_write_backs() -> int:
+    """Re-enqueue write-backs still outstanding after a while (a worker died, retries ran out)."""
+    cutoff = timezone.now() - datetime.timedelta(minutes=2)
+    ids = list(WriteBack.objects.outstanding().filter(created_at__lt=cutoff).values_list("pk", flat=True)[:500])
+    for pk in ids:
+        apply_write_back.delay(pk)
+    return len(ids)
