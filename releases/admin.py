@@ -17,16 +17,20 @@ from releases.errors import LineageError
 from releases.models import (
     Approval,
     Commit,
+    Dataset,
+    DatasetDigest,
     DatasetVersion,
     Deployment,
     Endpoint,
     ExperimentRun,
+    FeaturePipeline,
     FeaturePipelineVersion,
     GitRepository,
     GitTag,
     ModelVersion,
     RegisteredModel,
     Release,
+    RunDatasetInput,
     TrackingServer,
 )
 
@@ -180,8 +184,44 @@ class GitTagAdmin(RecordAdmin):
     list_select_related = ["repository", "commit"]
 
 
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [f.name for f in self.model._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class DatasetDigestInline(ReadOnlyInline):
+    model = DatasetDigest
+
+
+class RunDatasetInputInline(ReadOnlyInline):
+    model = RunDatasetInput
+    raw_id_fields = ["dataset_version"]
+
+
+@admin.register(Dataset)
+class DatasetAdmin(RecordAdmin):
+    list_display = ["name", "created_at"]
+    search_fields = ["name"]
+
+
+@admin.register(FeaturePipeline)
+class FeaturePipelineAdmin(RecordAdmin):
+    list_display = ["name"]
+    search_fields = ["name"]
+
+
 @admin.register(DatasetVersion)
 class DatasetVersionAdmin(RecordAdmin):
+    inlines = [DatasetDigestInline]
     list_display = ["key", "content_hash", "status", "mutated", "registered_at"]
     list_filter = ["status", "mutated", "dataset"]
     search_fields = ["dataset__name", "content_hash", "uri"]
@@ -216,6 +256,7 @@ class TrackingServerAdmin(RecordAdmin):
 
 @admin.register(ExperimentRun)
 class ExperimentRunAdmin(RecordAdmin):
+    inlines = [RunDatasetInputInline]
     list_display = ["run_id", "name", "server", "status", "user", "start_time", "commit_sha"]
     list_filter = ["server", "status"]
     search_fields = ["run_id", "name", "commit_sha"]

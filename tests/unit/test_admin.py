@@ -1,0 +1,94 @@
+"""The admin: every table viewable, nothing editable in place, writes through the services."""
+
+from __future__ import annotations
+
+import pytest
+from django.apps import apps
+from django.contrib import admin
+from django.contrib.auth.models import User
+from django.test import Client
+from django.urls import reverse
+
+from audit.models import AuditEvent
+from releases.models import DatasetDigest, DatasetVersion, Release, RunDatasetInput
+from tests.factories import World
+
+
+@pytest.fixture
+def superuser(db) -> User:
+    return User.objects.create_superuser("root", "root@example.com", "pw")
+
+
+@pytest.fixture
+def populated(db, ci_account, lead, release_manager):
+    world = World.create()
+    release = world.full_release(42, by=ci_account, approver=lead, dataset="churn-train:18")
+    world.deploy(world.endpoint(), release, by=release_manager)
+    world.tag("model-churn-v42", release.model_version.run.commit)
+    return world
+
+
+def test_every_model_has_a_read_only_admin(client: Client, superuser, populated):
+    client.force_login(superuser)
+    registered = [m for m in admin.site._registry if m._meta.app_label in {"releases", "audit"}]
+    shown_inline = {DatasetDigest, RunDatasetInput}
+    every_model = {m for m in apps.get_models() if m._meta.app_label in {"releases", "audit"}}
+    assert every_model - set(registered) - shown_inline == set()
+    for model in registered:
+        opts = model._meta
+        changelist = client.get(reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist"))
+        assert changelist.status_code == 200, opts.label
+        obj = model._default_manager.first()
+        if obj is None:
+            continue
+        change = client.get(reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk]))
+        assert change.status_code == 200, opts.label
+        html = change.content.decode()
+        assert 'name="_save"' not in html, f"{opts.label} must not be editable in place"
+        assert "deletelink" not in html, f"{opts.label} must not be deletable"
+
+
+def test_audit_events_cannot_be_posted_through_the_admin(client: Client, superuser, populated):
+    client.force_login(superuser)
+    event = AuditEvent.objects.first()
+    url = reverse("admin:audit_auditevent_change", args=[event.pk])
+    response = client.post(url, {"reason": "rewritten"})
+    assert response.status_code == 403
+    event.refresh_from_db()
+    assert event.reason != "rewritten"
+
+
+def test_admin_quarantine_action_goes_through_the_service(client: Client, lead, populated):
+    lead.is_staff = True
+    lead.save()
+    client.force_login(lead)
+    version = DatasetVersion.objects.by_key("churn-train:18").get()
+    url = reverse("admin:releases_datasetversion_changelist")
+    confirm = client.post(url, {"action": "quarantine", "_selected_action": [version.pk]})
+    assert confirm.status_code == 200
+    assert "churn-train:18" in confirm.content.decode()
+    version.refresh_from_db()
+    assert version.status == "active", "nothing happens before the reason is confirmed"
+    done = client.post(
+        url, {"action": "quarantine", "_selected_action": [version.pk], "confirm": "1", "reason": "bad labels"}
+    )
+    assert done.status_code == 302
+    version.refresh_from_db()
+    assert (version.status, version.status_reason) == ("quarantined", "bad labels")
+    event = AuditEvent.objects.get(action="dataset_version.quarantined")
+    assert (event.actor, event.reason) == ("lead", "bad labels")
+
+
+def test_admin_retire_action_refused_for_a_role_without_it(client: Client, oncall, populated):
+    oncall.is_staff = True
+    oncall.save()
+    client.force_login(oncall)
+    release = Release.objects.get(name="churn-v42")
+    url = reverse("admin:releases_release_changelist")
+    response = client.post(
+        url, {"action": "retire", "_selected_action": [release.pk], "confirm": "1", "reason": "x"}, follow=True
+    )
+    assert "oncall may not retire a release" in response.content.decode()
+    release.refresh_from_db()
+    assert release.state == "approved"
+    assert not AuditEvent.objects.filter(action="release.retired").exists()
