@@ -7,6 +7,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth.models import User
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -107,6 +108,7 @@ def signature_action(
     """An admin action that signs each selected release after a confirmation page (password, meaning, comment)."""
 
     def action(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Any]) -> HttpResponse | None:
+        assert isinstance(request.user, User)  # the admin only serves signed-in staff
         data = request.POST.copy() if "confirm" in request.POST else None
         if data is not None:
             data["decision"] = decision

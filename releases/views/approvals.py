@@ -21,6 +21,7 @@ from releases.views.decorators import role_required
 @require_GET
 @role_required(ML_LEADS, to="see the approval queue")
 def approval_queue(request: HttpRequest) -> HttpResponse:
+    assert isinstance(request.user, User)  # the site middleware lets only signed-in people through
     waiting = Release.objects.pending_for(request.user).values("pk")
     releases = lineage.traced_releases().filter(pk__in=waiting).order_by("state_changed_at", "pk")
     return render(request, "releases/approvals.html", {"traces": [lineage.Trace(r) for r in releases]})

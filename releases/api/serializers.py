@@ -1,0 +1,132 @@
+"""What the API reads and writes. Input serializers validate shape; the services enforce the rules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from releases import lineage
+from releases.models import Approval, DatasetVersion, Deployment
+
+
+# Input ----------------------------------------------------------------------------------------------
+class DatasetVersionIn(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+    version = serializers.IntegerField(min_value=1)
+    uri = serializers.CharField(max_length=1000)
+    content_hash = serializers.CharField(max_length=71, help_text="sha256:<64 hex>")
+    size_bytes = serializers.IntegerField(min_value=0, required=False, allow_null=True)
+
+
+class ReleaseIn(serializers.Serializer):
+    name = serializers.CharField(max_length=100, help_text="e.g. churn-v42")
+    model_version = serializers.CharField(max_length=200, help_text="registered model/version, e.g. churn-model/42")
+    commit = serializers.CharField(max_length=40, required=False, default="", allow_blank=True)
+    git_tag = serializers.CharField(max_length=200, required=False, default="", allow_blank=True)
+    validation_report_uri = serializers.CharField(max_length=1000, required=False, default="", allow_blank=True)
+    submit = serializers.BooleanField(required=False, default=False, help_text="submit for approval right away")
+
+
+class DeploymentIn(serializers.Serializer):
+    endpoint = serializers.CharField(max_length=100)
+    release = serializers.CharField(max_length=100)
+    reason = serializers.CharField(required=False, default="", allow_blank=True)
+    deployed_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+
+
+class RollbackIn(serializers.Serializer):
+    reason = serializers.CharField()
+    target = serializers.CharField(
+        required=False, default="", allow_blank=True, help_text="refuse unless this is still the rollback target"
+    )
+
+
+# Output ---------------------------------------------------------------------------------------------
+class DatasetVersionOut(serializers.ModelSerializer):
+    key = serializers.CharField()
+    name = serializers.CharField(source="dataset.name")
+
+    class Meta:
+        model = DatasetVersion
+        fields = ["key", "name", "version", "uri", "content_hash", "size_bytes", "status", "status_reason", "mutated"]
+
+
+class ApprovalOut(serializers.ModelSerializer):
+    class Meta:
+        model = Approval
+        fields = ["approver_name", "decision", "meaning", "comment", "signed_at", "signed_digest", "signature"]
+
+
+class DeploymentOut(serializers.ModelSerializer):
+    endpoint = serializers.CharField(source="endpoint.name")
+    release = serializers.CharField(source="release.name")
+
+    class Meta:
+        model = Deployment
+        fields = ["id", "endpoint", "release", "deployed_at", "kind", "source", "actor", "reason"]
+
+
+class LinkOut(serializers.Serializer):
+    key = serializers.CharField()
+    name = serializers.CharField(source="label")
+    present = serializers.BooleanField()
+    identifiers = serializers.ListField(child=serializers.CharField())
+    explanation = serializers.CharField()
+    warnings = serializers.ListField(child=serializers.CharField())
+
+
+class ReleaseSummaryOut(serializers.Serializer):
+    """One release with its digest and completeness (what a list shows)."""
+
+    name = serializers.CharField(source="release.name")
+    state = serializers.CharField(source="release.state")
+    model_version = serializers.CharField(source="model_version.key")
+    created_at = serializers.DateTimeField(source="release.created_at")
+    lineage_digest = serializers.CharField(source="digest")
+    completeness = serializers.SerializerMethodField()
+
+    def get_completeness(self, trace: lineage.Trace) -> dict[str, Any]:
+        present, total = trace.completeness
+        missing = [{"link": link.key, "explanation": link.explanation} for link in trace.links if not link.present]
+        return {"present": present, "total": total, "missing": missing}
+
+
+class ApprovalStateOut(serializers.Serializer):
+    valid = serializers.BooleanField(source="is_valid")
+    invalidated = serializers.BooleanField()
+    approvals_required = serializers.IntegerField(source="required")
+    reasons = serializers.SerializerMethodField(help_text="why an earlier approval no longer counts")
+
+    def get_reasons(self, state: lineage.ApprovalState) -> list[str]:
+        return [change for _, changes in state.stale for change in changes]
+
+
+class TraceOut(ReleaseSummaryOut):
+    """The full trace of a release."""
+
+    commit = serializers.CharField(source="commit_sha")
+    git_tag = serializers.CharField(source="release.git_tag.name", default="")
+    validation_report_uri = serializers.CharField(source="release.validation_report_uri")
+    links = LinkOut(many=True)
+    dataset_versions = DatasetVersionOut(many=True)
+    run_id = serializers.CharField(source="run.run_id", default="")
+    feature_pipeline_version = serializers.CharField(source="feature_version.key", default="")
+    chain = serializers.DictField(help_text="the canonical chain the digest covers")
+    approval = serializers.SerializerMethodField()
+    approvals = ApprovalOut(many=True)
+    deployments = DeploymentOut(many=True)
+
+    def get_approval(self, trace: lineage.Trace) -> dict[str, Any]:
+        return dict(ApprovalStateOut(trace.approval_state()).data)
+
+
+class EndpointOut(serializers.Serializer):
+    name = serializers.CharField(source="endpoint.name")
+    environment = serializers.CharField(source="endpoint.environment")
+    mlflow_alias = serializers.CharField(source="endpoint.mlflow_alias")
+    live_release = serializers.CharField(source="live.release.name", default=None)
+    live_since = serializers.DateTimeField(source="live.deployed_at", default=None)
+    deployed_by = serializers.CharField(source="live.actor", default=None)
+    rollback_target = serializers.CharField(source="rollback_target.name", default=None)
+    rollback_blocker = serializers.CharField()

@@ -1,0 +1,24 @@
+"""API routes. The views authenticate themselves (session or token), so the site's login redirect skips them."""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_not_required, login_required
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from releases.api import views
+
+app_name = "api"
+
+urlpatterns = [
+    path("dataset-versions/", login_not_required(views.DatasetVersionList.as_view()), name="dataset_versions"),
+    path("releases/", login_not_required(views.ReleaseList.as_view()), name="releases"),
+    path("releases/<str:name>/", login_not_required(views.ReleaseDetail.as_view()), name="release"),
+    path("releases/<str:name>/submit/", login_not_required(views.ReleaseSubmit.as_view()), name="release_submit"),
+    path("deployments/", login_not_required(views.DeploymentCreate.as_view()), name="deployments"),
+    path("endpoints/", login_not_required(views.EndpointList.as_view()), name="endpoints"),
+    path("endpoints/<str:name>/rollback/", login_not_required(views.EndpointRollback.as_view()), name="rollback"),
+    path("schema/", login_not_required(SpectacularAPIView.as_view()), name="schema"),
+    # The docs page is HTML for people: it stays behind the login page like the rest of the site.
+    path("docs/", login_required(SpectacularSwaggerView.as_view(url_name="api:schema")), name="docs"),
+]

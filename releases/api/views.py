@@ -1,0 +1,164 @@
+"""The REST API for CI/CD and scripts. Each view parses, calls one lineage or service function, answers JSON."""
+
+from __future__ import annotations
+
+from django.http import Http404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from releases import lineage, services
+from releases.api import schema as _schema  # noqa: F401 - registers the token scheme
+from releases.api import serializers as s
+from releases.models import ApiToken, DatasetVersion, Deployment, Endpoint, Release
+from releases.roles import ML_LEADS, ON_CALL, RELEASE_MANAGERS
+
+WRITERS = (RELEASE_MANAGERS, ML_LEADS)
+
+
+def _release(name: str) -> Release:
+    release = Release.objects.filter(name=name).first()
+    if release is None:
+        raise Http404(f"no release named {name}")
+    return release
+
+
+def _endpoint(name: str) -> Endpoint:
+    endpoint = Endpoint.objects.filter(name=name).first()
+    if endpoint is None:
+        raise Http404(f"no endpoint named {name}")
+    return endpoint
+
+
+def _limit(request: Request, most: int = 500) -> int:
+    raw = request.query_params.get("limit", "")
+    if not raw:
+        return 100
+    if not raw.isdigit() or not 1 <= int(raw) <= most:
+        raise ValidationError({"limit": [f"a whole number from 1 to {most}"]})
+    return int(raw)
+
+
+class DatasetVersionList(APIView):
+    """Dataset versions, newest first (``?dataset=`` narrows); register one with POST."""
+
+    write_scope, write_roles = ApiToken.Scope.DATASETS, WRITERS
+
+    @extend_schema(
+        responses=s.DatasetVersionOut(many=True),
+        parameters=[OpenApiParameter("dataset", str), OpenApiParameter("limit", int)],
+    )
+    def get(self, request: Request) -> Response:
+        versions = DatasetVersion.objects.select_related("dataset").order_by("-registered_at", "-pk")
+        if name := request.query_params.get("dataset"):
+            versions = versions.filter(dataset__name=name)
+        return Response(s.DatasetVersionOut(versions[: _limit(request)], many=True).data)
+
+    @extend_schema(request=s.DatasetVersionIn, responses={201: s.DatasetVersionOut, 200: s.DatasetVersionOut})
+    def post(self, request: Request) -> Response:
+        """Register an immutable dataset version: same content again is a no-op (200), different is 409."""
+        data = s.DatasetVersionIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        version, created = services.register_dataset_version(**data.validated_data, by=request.user)
+        return Response(s.DatasetVersionOut(version).data, status=201 if created else 200)
+
+
+class ReleaseList(APIView):
+    """Releases, newest first, with lineage digest and completeness; create one with POST."""
+
+    write_scope, write_roles = ApiToken.Scope.RELEASES, WRITERS
+
+    @extend_schema(
+        responses=s.ReleaseSummaryOut(many=True),
+        parameters=[OpenApiParameter("state", str, enum=Release.State.values), OpenApiParameter("limit", int)],
+    )
+    def get(self, request: Request) -> Response:
+        releases = lineage.traced_releases().order_by("-created_at", "-pk")
+        if state := request.query_params.get("state"):
+            releases = releases.filter(state=state)
+        traces = [lineage.Trace(r) for r in releases[: _limit(request)]]
+        return Response(s.ReleaseSummaryOut(traces, many=True).data)
+
+    @extend_schema(request=s.ReleaseIn, responses={201: s.TraceOut, 200: s.TraceOut})
+    def post(self, request: Request) -> Response:
+        data = s.ReleaseIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = dict(data.validated_data)
+        submit = fields.pop("submit")
+        release, created = services.create_release(**fields, by=request.user)
+        if submit and release.state == Release.State.DRAFT:
+            services.submit_release(release, by=request.user)
+        return Response(s.TraceOut(lineage.trace(release.name)).data, status=201 if created else 200)
+
+
+class ReleaseDetail(APIView):
+    """The full trace of one release: every link, its digest, completeness, approvals, deployments."""
+
+    @extend_schema(responses=s.TraceOut)
+    def get(self, request: Request, name: str) -> Response:
+        try:
+            trace = lineage.trace(name)
+        except Release.DoesNotExist:
+            raise Http404(f"no release named {name}") from None
+        return Response(s.TraceOut(trace).data)
+
+
+class ReleaseSubmit(APIView):
+    """Submit a draft (or rejected) release for approval; freezes its lineage digest."""
+
+    write_scope, write_roles = ApiToken.Scope.RELEASES, WRITERS
+
+    @extend_schema(request=None, responses=s.TraceOut)
+    def post(self, request: Request, name: str) -> Response:
+        services.submit_release(_release(name), by=request.user)
+        return Response(s.TraceOut(lineage.trace(name)).data)
+
+
+class DeploymentCreate(APIView):
+    """Record that a release went live. Production refuses a release without a valid approval (409)."""
+
+    write_scope, write_roles = ApiToken.Scope.DEPLOYMENTS, WRITERS
+
+    @extend_schema(request=s.DeploymentIn, responses={201: s.DeploymentOut, 409: None})
+    def post(self, request: Request) -> Response:
+        data = s.DeploymentIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        deployment = services.record_deployment(
+            _endpoint(data.validated_data["endpoint"]),
+            _release(data.validated_data["release"]),
+            by=request.user,
+            source=Deployment.Source.API,
+            reason=data.validated_data["reason"],
+            at=data.validated_data["deployed_at"],
+        )
+        return Response(s.DeploymentOut(deployment).data, status=status.HTTP_201_CREATED)
+
+
+class EndpointList(APIView):
+    """Every endpoint with its live release, since when, by whom, and its rollback target."""
+
+    @extend_schema(responses=s.EndpointOut(many=True))
+    def get(self, request: Request) -> Response:
+        return Response(s.EndpointOut(lineage.endpoint_statuses(), many=True).data)
+
+
+class EndpointRollback(APIView):
+    """Roll an endpoint back to its rollback target (409 when there is none, or it changed)."""
+
+    write_scope, write_roles = ApiToken.Scope.ROLLBACK, (ON_CALL, ML_LEADS)
+
+    @extend_schema(request=s.RollbackIn, responses={201: s.DeploymentOut, 409: None})
+    def post(self, request: Request, name: str) -> Response:
+        data = s.RollbackIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        deployment = services.roll_back(
+            _endpoint(name),
+            by=request.user,
+            reason=data.validated_data["reason"],
+            source=Deployment.Source.API,
+            expected_target=data.validated_data["target"],
+        )
+        return Response(s.DeploymentOut(deployment).data, status=status.HTTP_201_CREATED)

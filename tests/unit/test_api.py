@@ -1,0 +1,417 @@
+"""The REST API: token and session auth, scopes and roles, every endpoint, errors as JSON, constant queries."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.contrib.auth.models import User
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.test import Client
+
+from audit.models import AuditEvent
+from releases import lineage, services
+from releases.models import ApiToken, Deployment, Release
+from releases.models.access import hash_token
+from tests.factories import SYSTEM, World, content_hash
+from tests.unit.test_approvals import pending_release
+
+
+@pytest.fixture
+def world(db: object) -> World:
+    return World.create()
+
+
+def token_for(user: User, *scopes: str) -> str:
+    return services.create_api_token(user, name="ci-churn", scopes=scopes or ApiToken.Scope.values, by=SYSTEM)[1]
+
+
+def api(raw: str) -> Client:
+    return Client(HTTP_AUTHORIZATION=f"Bearer {raw}")
+
+
+def session(user: User) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+# Authentication and authorisation --------------------------------------------------------
+
+
+def test_anonymous_gets_401_json(db):
+    response = Client().get("/api/releases/")
+    assert response.status_code == 401
+    assert response.json()["error"] == "Authentication credentials were not provided."
+    assert response["WWW-Authenticate"] == "Bearer"
+
+
+def test_unknown_token_is_401(db):
+    response = api("rl_not-a-token").get("/api/releases/")
+    assert response.status_code == 401
+    assert response.json()["error"] == "unknown or revoked API token"
+
+
+def test_token_is_stored_hashed_and_works(ci_account):
+    raw = token_for(ci_account, "read")
+
+    token = ApiToken.objects.get()
+    assert raw not in (token.token_hash, token.hint)
+    assert token.token_hash == hash_token(raw)
+    assert api(raw).get("/api/releases/").status_code == 200
+    event = AuditEvent.objects.get(action="api_token.created")
+    assert event.new == {"user": "ci", "scopes": ["read"], "hint": token.hint}
+
+
+def test_revoked_token_stops_working(ci_account):
+    raw = token_for(ci_account, "read")
+    services.revoke_api_token(ApiToken.objects.get(), by=SYSTEM, reason="leaked in a log")
+
+    assert api(raw).get("/api/releases/").status_code == 401
+    assert AuditEvent.objects.get(action="api_token.revoked").reason == "leaked in a log"
+
+
+def test_token_without_the_scope_is_403(ci_account):
+    raw = token_for(ci_account, "read")
+
+    response = api(raw).post("/api/dataset-versions/", {}, content_type="application/json")
+
+    assert response.status_code == 403
+    assert response.json()["error"] == "this token lacks the scope datasets:write"
+
+
+def test_token_acts_with_its_users_roles(oncall):
+    raw = token_for(oncall, "datasets:write")
+
+    response = api(raw).post(
+        "/api/dataset-versions/",
+        {"name": "churn-train", "version": 17, "uri": "s3://d/17", "content_hash": content_hash("x")},
+        content_type="application/json",
+    )
+
+    assert response.status_code == 403
+    assert "needs the role release-managers or ml-leads" in response.json()["error"]
+
+
+def test_session_user_without_a_role_is_refused(db):
+    user = User.objects.create_user("visitor", password="x")
+    assert session(user).get("/api/endpoints/").status_code == 403
+
+
+def test_schema_needs_a_login_and_docs_redirect_to_login(db, auditor):
+    assert Client().get("/api/schema/").status_code == 401
+    docs = Client().get("/api/docs/")
+    assert docs.status_code == 302
+    assert docs["Location"].startswith("/login/")
+    schema = session(auditor).get("/api/schema/")
+    assert schema.status_code == 200
+    assert b"/api/deployments/" in schema.content
+    assert session(auditor).get("/api/docs/").status_code == 200
+
+
+# Dataset versions ------------------------------------------------------------------------------
+
+
+def test_register_dataset_version(ci_account):
+    body = {"name": "churn-train", "version": 17, "uri": "s3://d/17", "content_hash": content_hash("17")}
+    client = api(token_for(ci_account, "datasets:write", "read"))
+
+    first = client.post("/api/dataset-versions/", body, content_type="application/json")
+    again = client.post("/api/dataset-versions/", body, content_type="application/json")
+    changed = client.post(
+        "/api/dataset-versions/", {**body, "content_hash": content_hash("other")}, content_type="application/json"
+    )
+
+    assert (first.status_code, again.status_code, changed.status_code) == (201, 200, 409)
+    assert first.json()["key"] == "churn-train:17"
+    assert changed.json()["rule"] == "immutable_version"
+    assert "already registered" in changed.json()["error"]
+    event = AuditEvent.objects.get(action="dataset_version.registered")
+    assert (event.actor, event.object_key) == ("ci", "churn-train:17")
+    assert client.get("/api/dataset-versions/?dataset=churn-train").json()[0]["content_hash"] == content_hash("17")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"name": "churn-train", "version": 0, "uri": "s3://d", "content_hash": "sha256:" + "a" * 64},
+        {"name": "churn-train", "version": 1, "uri": "s3://d", "content_hash": "md5:abc"},
+        {"name": "Churn Train!", "version": 1, "uri": "s3://d", "content_hash": "sha256:" + "a" * 64},
+        {"version": 1},
+    ],
+)
+def test_bad_dataset_version_is_400_json(ci_account, body):
+    response = api(token_for(ci_account)).post("/api/dataset-versions/", body, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["error"]
+    assert not AuditEvent.objects.filter(action="dataset_version.registered").exists()
+
+
+def test_bad_limit_is_400(ci_account):
+    response = api(token_for(ci_account)).get("/api/releases/?limit=lots")
+    assert response.status_code == 400
+    assert "limit" in response.json()["fields"]
+
+
+# Releases ---------------------------------------------------------------------------------------
+
+
+def test_create_and_submit_release(world, ci_account):
+    world.dataset("churn-train:17")
+    mv = world.model_version("churn-model/42", commit=world.commit("v42"), datasets=("churn-train:17",))
+    client = api(token_for(ci_account, "releases:write", "read"))
+    body = {"name": "churn-v42", "model_version": mv.key, "validation_report_uri": "s3://r/42.html", "submit": True}
+
+    created = client.post("/api/releases/", body, content_type="application/json")
+
+    assert created.status_code == 201
+    data = created.json()
+    assert data["state"] == "pending"
+    release = Release.objects.get(name="churn-v42")
+    assert release.state == "pending"
+    assert data["lineage_digest"] == lineage.trace("churn-v42").digest == release.lineage_digest
+    assert data["completeness"]["present"] == 5
+    assert [m["link"] for m in data["completeness"]["missing"]] == ["deployment"]
+    assert [e.action for e in AuditEvent.objects.filter(object_key="churn-v42").order_by("seq")] == [
+        "release.created",
+        "release.submitted",
+    ]
+    again = client.post("/api/releases/", body, content_type="application/json")
+    assert again.status_code == 200
+    conflict = client.post(
+        "/api/releases/", {**body, "validation_report_uri": "s3://other"}, content_type="application/json"
+    )
+    assert conflict.status_code == 409
+    assert conflict.json()["rule"] == "immutable_release"
+
+
+def test_release_with_bad_name_or_unknown_model_version(world, ci_account):
+    client = api(token_for(ci_account))
+    unknown = client.post(
+        "/api/releases/", {"name": "churn-v42", "model_version": "churn-model/9"}, content_type="application/json"
+    )
+    assert unknown.status_code == 404
+    assert "is not registered" in unknown.json()["error"]
+
+
+def test_submit_release(world, ci_account):
+    world.dataset("churn-train:17")
+    mv = world.model_version("churn-model/42", commit=world.commit("v42"), datasets=("churn-train:17",))
+    world.release("churn-v42", mv, by=ci_account)
+
+    response = api(token_for(ci_account)).post("/api/releases/churn-v42/submit/")
+
+    assert response.status_code == 200
+    assert Release.objects.get(name="churn-v42").state == "pending"
+    assert AuditEvent.objects.filter(action="release.submitted", actor="ci").count() == 1
+    assert api(token_for(ci_account)).post("/api/releases/churn-v42/submit/").status_code == 409
+
+
+def test_read_trace(world, release_manager, lead, auditor):
+    release = world.full_release(42, by=release_manager, approver=lead)
+
+    data = session(auditor).get("/api/releases/churn-v42/").json()
+
+    trace = lineage.trace("churn-v42")
+    assert data["lineage_digest"] == trace.digest
+    assert data["chain"] == trace.chain()
+    assert data["approval"] == {"valid": True, "invalidated": False, "approvals_required": 1, "reasons": []}
+    [approval] = data["approvals"]
+    assert (approval["approver_name"], approval["meaning"]) == ("Lena Lead", "Approved for production")
+    assert approval["signed_at"].endswith("Z")
+    assert [d["key"] for d in data["dataset_versions"]] == ["churn-train:17"]
+    assert data["commit"] == trace.commit_sha
+    assert release.name == data["name"]
+
+
+def test_read_unknown_release_is_404_json(db, auditor):
+    response = session(auditor).get("/api/releases/churn-v9/")
+    assert response.status_code == 404
+    assert response.json()["error"] == "no release named churn-v9"
+
+
+# Deployments and rollback -------------------------------------------------------------------------
+
+
+def test_deployment_gate_is_409_json_and_audited(world, ci_account):
+    pending_release(world, ci_account)
+    world.endpoint("churn-scoring")
+
+    response = api(token_for(ci_account)).post(
+        "/api/deployments/", {"endpoint": "churn-scoring", "release": "churn-v42"}, content_type="application/json"
+    )
+
+    assert response.status_code == 409
+    assert response.json() == {
+        "error": "churn-v42 is pending, not approved; production endpoints only take approved releases",
+        "rule": "promotion_gate",
+    }
+    assert not Deployment.objects.exists()
+    assert AuditEvent.objects.get(action="deployment.refused").actor == "ci"
+
+
+def test_deployment_to_staging_and_approved_to_production(world, ci_account, lead):
+    release = world.full_release(42, by=ci_account, approver=lead)
+    world.endpoint("churn-scoring")
+    world.endpoint("churn-shadow", "staging")
+    client = api(token_for(ci_account))
+
+    for name in ("churn-shadow", "churn-scoring"):
+        response = client.post(
+            "/api/deployments/",
+            {"endpoint": name, "release": "churn-v42", "reason": "pipeline 881"},
+            content_type="application/json",
+        )
+        assert response.status_code == 201
+        assert response.json()["endpoint"] == name
+    assert Deployment.objects.filter(release=release, source="api").count() == 2
+    assert AuditEvent.objects.filter(action="deployment.recorded", actor="ci").count() == 2
+
+
+def test_deployment_to_unknown_endpoint_is_404(world, ci_account):
+    response = api(token_for(ci_account)).post(
+        "/api/deployments/", {"endpoint": "nope", "release": "churn-v42"}, content_type="application/json"
+    )
+    assert response.status_code == 404
+    assert response.json()["error"] == "no endpoint named nope"
+
+
+def test_rollback_through_the_api(world, release_manager, lead, oncall):
+    v41 = world.full_release(41, by=release_manager, approver=lead)
+    v42 = world.full_release(42, by=release_manager, approver=lead, dataset="churn-train:18")
+    endpoint = world.endpoint()
+    world.deploy(endpoint, v41, by=release_manager, hours_ago=48)
+    world.deploy(endpoint, v42, by=release_manager, hours_ago=1)
+    client = api(token_for(oncall, "endpoints:rollback", "read"))
+
+    missing_reason = client.post("/api/endpoints/churn-scoring/rollback/", {}, content_type="application/json")
+    response = client.post(
+        "/api/endpoints/churn-scoring/rollback/",
+        {"reason": "INC-311", "target": "churn-v41"},
+        content_type="application/json",
+    )
+    again = client.post(
+        "/api/endpoints/churn-scoring/rollback/",
+        {"reason": "INC-311", "target": "churn-v41"},
+        content_type="application/json",
+    )
+
+    assert missing_reason.status_code == 400
+    assert response.status_code == 201
+    assert (response.json()["release"], response.json()["kind"]) == ("churn-v41", "rollback")
+    assert again.status_code == 409
+    assert again.json()["rule"] == "rollback_target_changed"
+    assert Deployment.objects.filter(kind="rollback").count() == 1
+    assert AuditEvent.objects.get(action="deployment.rolled_back").reason == "INC-311"
+    [status] = client.get("/api/endpoints/").json()
+    assert status["live_release"] == "churn-v41"
+
+
+def test_release_manager_cannot_roll_back(world, release_manager):
+    world.endpoint()
+    response = session(release_manager).post(
+        "/api/endpoints/churn-scoring/rollback/", {"reason": "x"}, content_type="application/json"
+    )
+    assert response.status_code == 403
+    assert "needs the role on-call or ml-leads" in response.json()["error"]
+
+
+# Query counts of the list endpoints -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_release_list_query_count(world, ci_account, lead, django_assert_num_queries, count):
+    for number in range(41, 41 + count):
+        world.full_release(number, by=ci_account, approver=lead, dataset=f"churn-train:{number}")
+    client = api(token_for(ci_account))
+    # token + user, the user's groups, releases with the whole chain (one join),
+    # then prefetches: dataset inputs, approvals, deployments.
+    with django_assert_num_queries(6):
+        response = client.get("/api/releases/")
+    assert len(response.json()) == count
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_dataset_version_list_query_count(world, ci_account, django_assert_num_queries, count):
+    for number in range(1, 1 + count):
+        world.dataset(f"churn-train:{number}")
+    client = api(token_for(ci_account))
+    # token + user, the user's groups, dataset versions joined to their dataset.
+    with django_assert_num_queries(3):
+        response = client.get("/api/dataset-versions/")
+    assert len(response.json()) == count
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_endpoint_list_query_count(world, ci_account, lead, django_assert_num_queries, count):
+    release = world.full_release(42, by=ci_account, approver=lead)
+    for number in range(count):
+        world.deploy(world.endpoint(f"churn-scoring-{number}"), release, by=ci_account)
+    client = api(token_for(ci_account))
+    # token + user, the user's groups, endpoints annotated with live deployment and rollback target,
+    # the live deployments, the releases with their chain, then prefetches: inputs, approvals, deployments.
+    with django_assert_num_queries(8):
+        response = client.get("/api/endpoints/")
+    assert [e["live_release"] for e in response.json()] == ["churn-v42"] * count
+
+
+# Commands -------------------------------------------------------------------------------------
+
+
+def test_create_api_token_command_prints_the_token_once(ci_account):
+    out, err = io.StringIO(), io.StringIO()
+
+    call_command("create_api_token", "ci", "--scope", "read,deployments:write", stdout=out, stderr=err)
+
+    raw = out.getvalue().strip()
+    token = ApiToken.objects.get()
+    assert token.token_hash == hash_token(raw)
+    assert token.scopes == ["deployments:write", "read"]
+    assert "shown only once" in err.getvalue()
+    assert api(raw).get("/api/endpoints/").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        pytest.param(("nobody", "--scope", "read"), "no user named 'nobody'", id="user"),
+        pytest.param(("ci", "--scope", "admin"), "scope admin is not valid", id="scope"),
+    ],
+)
+def test_create_api_token_command_bad_input_exits_2(ci_account, args, words):
+    with pytest.raises(CommandError) as refused:
+        call_command("create_api_token", *args, stdout=io.StringIO(), stderr=io.StringIO())
+    assert refused.value.returncode == 2
+    assert words in str(refused.value)
+    assert not ApiToken.objects.exists()
+
+
+def test_grant_command_adds_a_role_and_audits_it(auditor):
+    out = io.StringIO()
+    call_command("grant", "auditor", "on-call", stdout=out)
+
+    assert "auditor now has the role on-call" in out.getvalue()
+    assert set(User.objects.get(pk=auditor.pk).groups.values_list("name", flat=True)) == {"auditors", "on-call"}
+    event = AuditEvent.objects.get(action="role.granted")
+    assert (event.object_key, event.new, event.actor) == ("auditor", {"role": "on-call"}, "manage.py grant")
+
+    call_command("grant", "auditor", "on-call", "--revoke", stdout=out)
+    assert list(User.objects.get(pk=auditor.pk).groups.values_list("name", flat=True)) == ["auditors"]
+    assert AuditEvent.objects.filter(action="role.revoked").count() == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        pytest.param(("nobody", "ml-leads"), "no user named 'nobody'", id="user"),
+        pytest.param(("auditor", "admins"), "unknown role 'admins'", id="role"),
+    ],
+)
+def test_grant_command_bad_input_exits_2(auditor, args, words):
+    with pytest.raises(CommandError) as refused:
+        call_command("grant", *args, stdout=io.StringIO())
+    assert refused.value.returncode == 2
+    assert words in str(refused.value)
+    assert "\n" not in str(refused.value)
+    assert not AuditEvent.objects.filter(action="role.granted").exists()
