@@ -91,8 +91,8 @@ class ChainNode:
 def _node_url(key: str, trace: Trace) -> str:
     if key == "code" and trace.commit is not None:
         return reverse("releases:commit", args=[trace.commit.sha])
-    if key == "data" and trace.dataset_versions:
-        dv = trace.dataset_versions[0]
+    if key == "data" and trace.dataset_inputs:
+        dv = _training_first(trace)[0].dataset_version
         return reverse("releases:dataset_version", args=[dv.dataset.name, dv.version])
     if key in ("features", "experiment") and trace.run is not None:
         return reverse("releases:run", args=[trace.run.run_id])
@@ -104,14 +104,19 @@ def _node_url(key: str, trace: Trace) -> str:
     return ""
 
 
-def _short(key: str, identifiers: list[str]) -> str:
+def _training_first(trace: Trace) -> list[Any]:
+    """Dataset inputs with the training data first: that is what people look for in the diagram."""
+    return sorted(trace.dataset_inputs, key=lambda item: item.context != "training")
+
+
+def _short(key: str, identifiers: list[str], trace: Trace) -> str:
     if not identifiers:
         return "missing"
     first = identifiers[0]
     if key == "code":
         return first[:10]
     if key == "data":
-        return first.split(" (")[0]
+        return _training_first(trace)[0].dataset_version.key
     if key == "experiment":
         return first[:12]
     return first if len(first) <= 22 else first[:21] + "…"
@@ -129,7 +134,7 @@ def chain_diagram(trace: Trace) -> dict[str, Any]:
             "key": link.key,
             "label": link.label,
             "state": link.state,
-            "text": _short(link.key, link.identifiers),
+            "text": _short(link.key, link.identifiers, trace),
             "more": more,
             "url": _node_url(link.key, trace) if link.present else "",
             "explanation": "; ".join(link.warnings) if link.warnings else ("" if link.present else link.explanation),

@@ -33,9 +33,7 @@ def search(request: HttpRequest) -> HttpResponse:
     hits = [(hit, hit_url(hit)) for hit in lineage.resolve(query)]
     if len(hits) == 1:
         return HttpResponseRedirect(hits[0][1])
-    return render(
-        request, "releases/search.html", {"query": query, "hits": hits}, status=404 if query and not hits else 200
-    )
+    return render(request, "releases/search.html", {"query": query, "hits": hits})
 
 
 @login_required

@@ -1,0 +1,99 @@
+"""Headless Chromium (Debian's build) driven by Playwright against pytest-django's live server."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import PASSWORD, unavailable
+
+# Playwright's sync API keeps an event loop on the test thread; the ORM calls the tests make
+# between browser steps are still plain synchronous calls, so Django's guard is relaxed here.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+# The demo world writes its runs to a local MLflow file store.
+os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+
+CHROMIUM = Path(os.environ.get("LINEAGE_CHROMIUM", "/usr/bin/chromium"))
+SCREENSHOTS = Path(__file__).parent / "screenshots"
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        unavailable("the playwright Python package is not installed")
+    if not CHROMIUM.exists():
+        unavailable(f"Chromium is not installed at {CHROMIUM}")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield launched
+        launched.close()
+
+
+@dataclass
+class Visit:
+    """One browser context (one person's session) with console errors collected."""
+
+    page: Any
+    base: str
+    errors: list[str] = field(default_factory=list)
+
+    def go(self, path: str) -> Any:
+        response = self.page.goto(self.base + path)
+        assert response is not None
+        assert response.status < 500, f"{path} answered {response.status}"
+        return response
+
+    def login(self, username: str, password: str = PASSWORD) -> None:
+        self.go("/login/")
+        self.page.get_by_label("Username").fill(username)
+        self.page.get_by_label("Password").fill(password)
+        self.page.get_by_role("button", name="Log in").click()
+        self.page.wait_for_url(re.compile(r".*/$"))
+
+    def logout(self) -> None:
+        self.page.get_by_role("button", name="Log out").click()
+        self.page.wait_for_url(re.compile(r".*/login/.*"))
+
+    def shot(self, name: str) -> None:
+        """Full-page screenshots at laptop and phone widths."""
+        SCREENSHOTS.mkdir(exist_ok=True)
+        self.page.screenshot(path=str(SCREENSHOTS / f"{name}-desktop.png"), full_page=True)
+        self.page.set_viewport_size(PHONE)
+        self.page.screenshot(path=str(SCREENSHOTS / f"{name}-phone.png"), full_page=True)
+        self.page.set_viewport_size(DESKTOP)
+        assert self.page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), (
+            f"{name} scrolls sideways at {DESKTOP['width']} px"
+        )
+
+
+@pytest.fixture
+def visit(browser: Any, live_server: Any) -> Iterator[Visit]:
+    context = browser.new_context(viewport=DESKTOP)
+    page = context.new_page()
+    current = Visit(page=page, base=live_server.url)
+    page.on("console", lambda message: current.errors.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: current.errors.append(str(error)))
+    yield current
+    context.close()
+    assert current.errors == [], f"JavaScript console errors: {current.errors}"
+
+
+@pytest.fixture
+def demo_world(transactional_db: Any, tmp_path: Path) -> None:
+    """DESIGN's story world (churn-v40..v42, staging, fraud-v8), built through the services."""
+    from releases import demo
+
+    demo.build(password=PASSWORD, root=tmp_path / "demo", say=lambda _line: None)

@@ -1,0 +1,82 @@
+"""Every page renders in Chromium without console errors, with its screenshot at laptop and phone widths."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from releases.models import Commit, ExperimentRun
+from tests.browser.conftest import Visit
+
+pytestmark = pytest.mark.browser
+
+
+def test_compare_page_highlights_what_changed(visit: Visit, demo_world: None) -> None:
+    page = visit.page
+    visit.login("lead")
+    visit.go("/releases/churn-v42/")
+    page.get_by_role("link", name="Compare with churn-v41").click()
+    page.wait_for_url(re.compile(r".*/releases/compare/\?a=churn-v41&b=churn-v42$"))
+    changed = page.locator("table.compare tr.changed").all_inner_texts()
+    assert any("Dataset churn-train (training)" in row and "churn-train:18" in row for row in changed)
+    assert any(row.startswith("Git commit") for row in changed)
+    assert page.locator("#commits-h").count() == 1
+    assert page.locator("ul.commits li").count() >= 1
+    visit.shot("compare")
+
+
+def test_investigate_page_shows_what_was_live_and_the_diff(visit: Visit, demo_world: None) -> None:
+    page = visit.page
+    visit.login("oncall")
+    visit.go("/investigate/")
+    page.get_by_label("Endpoint", exact=True).select_option("churn-scoring")
+    page.get_by_role("button", name="Show").click()
+    page.wait_for_load_state()
+    live = page.locator("#live-h + p").inner_text()
+    assert "churn-v42" in live
+    assert "churn-train:18" in page.locator("section.card dl.chain").first.inner_text()
+    assert "churn-v41" in page.locator("#cmp-h").inner_text()
+    visit.shot("investigate")
+
+
+def test_every_page_renders(visit: Visit, demo_world: None) -> None:
+    run = ExperimentRun.objects.get(name="churn-v42")
+    commit = Commit.objects.filter(runs=run).get()
+    pages = {
+        "release-list": ("/releases/", "churn-v41"),
+        "release-list-filtered": ("/releases/?model=churn-model&state=approved", "churn-v40"),
+        "trace-fraud-v8": ("/releases/fraud-v8/", "missing"),
+        "endpoint": ("/endpoints/churn-scoring/", "Deployment timeline"),
+        "model": ("/models/churn-model/", "Metrics across versions"),
+        "run": (f"/runs/{run.run_id}/", "churn-train:18"),
+        "commit": (f"/commits/{commit.sha}/", "churn-v42"),
+        "dataset": ("/datasets/churn-train/17/", "churn-v41"),
+        "approvals": ("/approvals/", "fraud-v8"),
+        "search-results": ("/search/?q=zz-nothing", "Nothing matches"),
+    }
+    visit.login("lead")
+    for name, (path, expected) in pages.items():
+        visit.go(path)
+        assert expected in visit.page.locator("main").inner_text(), f"{name}: {expected!r} not shown"
+        visit.shot(name)
+    # The "live at" picker: a moment before churn-v42 went live shows churn-v41 and its trace.
+    visit.go("/endpoints/churn-scoring/")
+    picker = visit.page.get_by_label("What was live at (UTC)")
+    picker.fill(_moment_between(visit))
+    picker.press("Enter")
+    visit.page.wait_for_url(re.compile(r".*\?at=.*"))
+    then = visit.page.locator(".status-box.then")
+    assert "churn-v41" in then.locator("p.big").inner_text()
+    assert then.locator("svg.chain-wide").count() == 1
+    visit.shot("endpoint-live-at")
+
+
+def _moment_between(visit: Visit) -> str:
+    from releases.models import Deployment
+
+    v41, v42 = (
+        Deployment.objects.get(endpoint__name="churn-scoring", release__name=name).deployed_at
+        for name in ("churn-v41", "churn-v42")
+    )
+    return (v41 + (v42 - v41) / 2).strftime("%Y-%m-%dT%H:%M")
