@@ -99,14 +99,16 @@ def _record(
     with transaction.atomic():
         # Lock the endpoint: two deployments racing on one endpoint are recorded one after the other.
         Endpoint.objects.select_for_update().filter(pk=endpoint.pk).first()
-        live = Deployment.objects.filter(endpoint=endpoint).live_at(at or now).first()
+        # Take the time under the lock, so it is never earlier than the deployment that held the lock before.
+        when = at or timezone.now()
+        live = Deployment.objects.filter(endpoint=endpoint).live_at(when).first()
         if live is not None and live.release_id == release.pk and live.kind == kind == Deployment.Kind.DEPLOY:
             # The same report twice (a CI retry, a double click): one event, not two.
             return live
         deployment = Deployment.objects.create(
             endpoint=endpoint,
             release=release,
-            deployed_at=at or now,
+            deployed_at=when,
             actor=actor_label(by),
             actor_user=by if isinstance(by, User) else None,
             kind=kind,

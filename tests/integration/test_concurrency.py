@@ -1,0 +1,164 @@
+"""Races on real PostgreSQL: exactly one row where one is meant, a clear answer to the loser, never a 500."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from django.db import connections
+from django.test import Client
+
+from audit.log import verify_chain
+from audit.models import AuditEvent
+from releases import services
+from releases.errors import RuleViolation
+from releases.models import Approval, Deployment, Release
+from tests.conftest import PASSWORD
+from tests.factories import SYSTEM, World
+from tests.unit.test_approvals import MEANING, pending_release
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+
+def at_once(*calls: Callable[[], Any]) -> list[Any]:
+    """Run the calls in threads released together; each returns its result or the exception it raised."""
+    barrier = threading.Barrier(len(calls))
+
+    def run(call: Callable[[], Any]) -> Any:
+        try:
+            barrier.wait()
+            return call()
+        except Exception as exc:  # the loser's exception is the answer under test
+            return exc
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(len(calls)) as pool:
+        return [future.result() for future in [pool.submit(run, call) for call in calls]]
+
+
+def logged_in(user: User) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.mark.parametrize("required", [1, 2])
+def test_two_leads_approving_at_once(postgres, settings, release_manager, lead, lead2, required):
+    settings.LINEAGE_REQUIRED_APPROVALS = required
+    release = pending_release(World.create(), release_manager)
+
+    results = at_once(
+        *[
+            lambda who=who: services.approve_release(release, by=who, password=PASSWORD, meaning=MEANING)
+            for who in (lead, lead2)
+        ]
+    )
+
+    assert all(isinstance(r, Approval) for r in results), results
+    release.refresh_from_db()
+    assert release.state == Release.State.APPROVED
+    assert sorted(Approval.objects.values_list("approver__username", flat=True)) == ["lead", "lead2"]
+    # One transition to approved, whichever signature completed it.
+    assert AuditEvent.objects.filter(action="release.state_changed", object_key=release.name).count() == 1
+    assert AuditEvent.objects.filter(action="release.approved").count() == 2
+    assert verify_chain().ok
+
+
+def test_double_submitted_approval_form(postgres, release_manager, lead):
+    release = pending_release(World.create(), release_manager)
+    clients = [logged_in(lead), logged_in(lead)]
+    form = {"decision": "approve", "meaning": MEANING, "password": PASSWORD, "comment": ""}
+
+    responses = at_once(*[lambda c=c: c.post(f"/releases/{release.name}/sign/", form) for c in clients])
+
+    assert sorted(r.status_code for r in responses) == [302, 409]
+    [loser] = [r for r in responses if r.status_code == 409]
+    assert "has already signed churn-v42" in loser.content.decode()
+    assert Approval.objects.count() == 1
+    assert AuditEvent.objects.filter(action="release.approved").count() == 1
+    release.refresh_from_db()
+    assert release.state == Release.State.APPROVED
+
+
+def test_same_lead_approving_twice_in_the_service(postgres, release_manager, lead):
+    release = pending_release(World.create(), release_manager)
+
+    results = at_once(
+        *[lambda: services.approve_release(release, by=lead, password=PASSWORD, meaning=MEANING) for _ in range(2)]
+    )
+
+    assert sorted(type(r).__name__ for r in results) == ["Approval", "RuleViolation"]
+    [refused] = [r for r in results if isinstance(r, RuleViolation)]
+    assert refused.rule == "already_signed"
+    assert Approval.objects.count() == 1
+
+
+@pytest.fixture
+def live_endpoint(postgres: None, release_manager: User, lead: User) -> World:
+    """churn-v41 then churn-v42 on churn-scoring (production), both approved; churn-v43 approved, not deployed."""
+    world = World.create()
+    v41 = world.full_release(41, by=release_manager, approver=lead)
+    v42 = world.full_release(42, by=release_manager, approver=lead, dataset="churn-train:18")
+    world.full_release(43, by=release_manager, approver=lead, dataset="churn-train:19")
+    endpoint = world.endpoint()
+    world.deploy(endpoint, v41, by=release_manager, hours_ago=48)
+    world.deploy(endpoint, v42, by=release_manager, hours_ago=1)
+    return world
+
+
+def test_the_same_deployment_reported_twice_at_once(live_endpoint, release_manager):
+    token = services.create_api_token(release_manager, name="ci", scopes=["deployments:write"], by=SYSTEM)[1]
+    clients = [Client(HTTP_AUTHORIZATION=f"Bearer {token}") for _ in range(2)]
+    body = {"endpoint": "churn-scoring", "release": "churn-v43", "reason": "pipeline 881"}
+
+    responses = at_once(
+        *[lambda c=c: c.post("/api/deployments/", body, content_type="application/json") for c in clients]
+    )
+
+    assert [r.status_code for r in responses] == [201, 201]
+    assert responses[0].json()["id"] == responses[1].json()["id"]
+    assert Deployment.objects.filter(release__name="churn-v43").count() == 1
+    assert AuditEvent.objects.filter(action="deployment.recorded", new__release="churn-v43").count() == 1
+
+
+def test_two_releases_deployed_to_one_endpoint_at_once(live_endpoint, release_manager, lead):
+    v44 = live_endpoint.full_release(44, by=release_manager, approver=lead, dataset="churn-train:20")
+    endpoint = v44.deployments.model.objects.first().endpoint
+    releases = [Release.objects.get(name="churn-v43"), v44]
+
+    results = at_once(
+        *[
+            lambda r=r: services.record_deployment(endpoint, r, by=release_manager, source=Deployment.Source.API)
+            for r in releases
+        ]
+    )
+
+    assert all(isinstance(r, Deployment) for r in results), results
+    recorded = list(Deployment.objects.filter(release__in=releases).order_by("deployed_at", "id"))
+    assert len(recorded) == 2
+    # Recorded one after the other under the endpoint lock: the later one is live, times never tie backwards.
+    assert recorded[0].deployed_at <= recorded[1].deployed_at
+    live = Deployment.objects.filter(endpoint=endpoint).order_by("-deployed_at", "-id").first()
+    assert live == recorded[1]
+    assert verify_chain().ok
+
+
+def test_two_on_call_engineers_rolling_back_at_once(live_endpoint, oncall, lead):
+    clients = [logged_in(oncall), logged_in(lead)]
+    form = {"reason": "INC-311 AUC dropped", "target": "churn-v41"}
+
+    responses = at_once(*[lambda c=c: c.post("/endpoints/churn-scoring/rollback/", form) for c in clients])
+
+    assert sorted(r.status_code for r in responses) == [302, 409]
+    [loser] = [r for r in responses if r.status_code == 409]
+    assert "changed since you confirmed: live now is churn-v41 (rollback by" in loser.content.decode()
+    assert Deployment.objects.filter(kind="rollback").count() == 1
+    assert Deployment.objects.filter(endpoint__name="churn-scoring").order_by("-deployed_at", "-id")[
+        0
+    ].release.name == ("churn-v41")
+    assert AuditEvent.objects.filter(action="deployment.rolled_back").count() == 1
