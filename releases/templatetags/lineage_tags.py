@@ -109,17 +109,27 @@ def _training_first(trace: Trace) -> list[Any]:
     return sorted(trace.dataset_inputs, key=lambda item: item.context != "training")
 
 
-def _short(key: str, identifiers: list[str], trace: Trace) -> str:
+def _short(key: str, identifiers: list[str], trace: Trace, width: int) -> str:
     if not identifiers:
         return "missing"
     first = identifiers[0]
     if key == "code":
-        return first[:10]
+        return first[: 10 if width < 30 else 16]
     if key == "data":
         return _training_first(trace)[0].dataset_version.key
     if key == "experiment":
         return first[:12]
-    return first if len(first) <= 22 else first[:21] + "…"
+    return first if len(first) <= width else first[: width - 1] + "…"
+
+
+SHORT_LABELS = {
+    "code": "Git commit",
+    "data": "Dataset",
+    "features": "Features",
+    "experiment": "MLflow run",
+    "model": "Model version",
+    "deployment": "Endpoint",
+}
 
 
 @register.inclusion_tag("releases/_chain_diagram.html")
@@ -132,15 +142,14 @@ def chain_diagram(trace: Trace) -> dict[str, Any]:
         more = f"+{len(link.identifiers) - 1} more" if len(link.identifiers) > 1 else ""
         common = {
             "key": link.key,
-            "label": link.label,
+            "label": SHORT_LABELS[link.key],
             "state": link.state,
-            "text": _short(link.key, link.identifiers, trace),
             "more": more,
             "url": _node_url(link.key, trace) if link.present else "",
             "explanation": "; ".join(link.warnings) if link.warnings else ("" if link.present else link.explanation),
         }
-        wide.append(ChainNode(x=10 + index * 190, y=10, **common))
-        tall.append(ChainNode(x=10, y=10 + index * 84, **common))
+        wide.append(ChainNode(x=10 + index * 190, y=10, text=_short(link.key, link.identifiers, trace, 20), **common))
+        tall.append(ChainNode(x=10, y=10 + index * 84, text=_short(link.key, link.identifiers, trace, 36), **common))
     return {"wide": wide, "tall": tall}
 
 
@@ -196,7 +205,7 @@ def deployment_timeline(deployments: list[Deployment], marker: datetime.datetime
 @register.inclusion_tag("releases/_metric_chart.html")
 def metric_chart(series: MetricSeries) -> dict[str, Any]:
     """One metric across model versions as a small line chart; worse-than-before points in red."""
-    width, height, pad = 320, 110, 22
+    width, height, pad = 320, 124, 24
     values = [p.value for p in series.points]
     low, high = min(values), max(values)
     spread = (high - low) or abs(high) or 1.0
@@ -204,7 +213,7 @@ def metric_chart(series: MetricSeries) -> dict[str, Any]:
     points = []
     for index, point in enumerate(series.points):
         x = pad + (width - 2 * pad) * (index / (count - 1) if count > 1 else 0.5)
-        y = height - pad - (height - 2 * pad) * ((point.value - low) / spread if high != low else 0.5)
+        y = height - pad - 8 - (height - 2 * pad - 8) * ((point.value - low) / spread if high != low else 0.5)
         points.append({"x": round(x, 1), "y": round(y, 1), "point": point})
     return {
         "series": series,
