@@ -1,0 +1,138 @@
+"""Every page runs a constant number of queries: the same count with one item as with three."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+
+from releases.models import Commit, ExperimentRun
+from tests.factories import World
+
+pytestmark = pytest.mark.django_db
+
+
+def build(n: int, *, ci: User, lead: User, manager: User) -> World:
+    """``n`` approved churn releases on one dataset, each deployed to churn-scoring in turn;
+    the newest is also on ``n`` more endpoints."""
+    world = World.create()
+    production = world.endpoint("churn-scoring")
+    releases = [world.full_release(40 + i, by=ci, approver=lead) for i in range(n)]
+    for i, release in enumerate(releases):
+        world.deploy(production, release, by=manager, hours_ago=10 * (n - i))
+    for i in range(n):
+        world.deploy(world.endpoint(f"extra-{i}", "staging"), releases[-1], by=manager, hours_ago=1)
+    return world
+
+
+@pytest.fixture
+def page(client: Client, ci_account: User, lead: User, lead2: User, release_manager: User) -> Any:
+    def get(n: int, path_of: Any, expected: int, assert_queries: Any) -> str:
+        build(n, ci=ci_account, lead=lead2, manager=release_manager)
+        client.force_login(lead)
+        path = path_of() if callable(path_of) else path_of
+        with assert_queries(expected):
+            response = client.get(path)
+        assert response.status_code == 200, path
+        return response.content.decode()
+
+    return get
+
+
+# Every page starts with 3 queries: session, user, and the user's groups (the site-wide role check).
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_board_queries(page: Any, django_assert_num_queries: Any, n: int) -> None:
+    # 3 + endpoints annotated with live release and rollback target (1), live deployments (1),
+    # traced releases (1) and their dataset inputs, approvals, deployments (3)
+    html = page(n, "/", 9, django_assert_num_queries)
+    assert f"churn-v{39 + n}" in html
+    assert html.count('data-label="Endpoint"') == n + 1
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_release_list_queries(page: Any, django_assert_num_queries: Any, n: int) -> None:
+    # 3 + count (1), page of traced releases (1) + inputs, approvals, deployments (3), model names (1)
+    html = page(n, "/releases/", 9, django_assert_num_queries)
+    assert html.count('class="release-name"') == n
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_release_detail_queries(page: Any, django_assert_num_queries: Any, n: int) -> None:
+    # 3 + traced release (1) + inputs, approvals, deployments (3); endpoint statuses: annotated endpoints (1),
+    # live deployments (1), traced releases (1) + their prefetches (3); previous release (1); audit events (1)
+    html = page(n, lambda: f"/releases/churn-v{39 + n}/", 15, django_assert_num_queries)
+    assert html.count('class="status-box"') == n + 1
+    assert "churn-train:17" in html
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_compare_queries(page: Any, django_assert_num_queries: Any, n: int) -> None:
+    # 3 + both traced releases (1) + inputs, approvals, deployments (3), commits between (1), release names (1)
+    html = page(n, lambda: f"/releases/compare/?a=churn-v40&b=churn-v{39 + n}", 9, django_assert_num_queries)
+    assert "Commits between them" in html
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_dataset_version_queries(page: Any, django_assert_num_queries: Any, n: int) -> None:
+    # 3 + version (1) + digests (1); impact: runs, model versions, releases, deployments, live endpoints (5)
+    html = page(n, "/datasets/churn-train/17/", 10, django_assert_num_queries)
+    assert html.count("/releases/churn-v") >= n
+    assert "Quarantine churn-train:17" in html
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_endpoint_queries(page: Any, django_assert_num_queries: Any, n: int) -> None:
+    # 3 + status now: annotated endpoint, live deployment, traced releases + 3 prefetches (6); deployments (1)
+    html = page(n, "/endpoints/churn-scoring/", 10, django_assert_num_queries)
+    assert html.count('class="tl-bar') == n
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_endpoint_live_at_queries(page: Any, django_assert_num_queries: Any, n: int) -> None:
+    # as above, plus the status at the chosen moment (6)
+    html = page(n, "/endpoints/churn-scoring/?at=2999-01-01T00:00", 16, django_assert_num_queries)
+    assert 'class="status-box then"' in html
+    assert 'datetime="2999-01-01T00:00:00+00:00"' in html
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_investigate_queries(page: Any, django_assert_num_queries: Any, n: int) -> None:
+    # 3 + status at the moment (6), commits between live and previous stable (1), endpoint choices (1)
+    html = page(n, "/investigate/?endpoint=churn-scoring", 11, django_assert_num_queries)
+    assert f"churn-v{38 + n}" in html
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_model_queries(page: Any, django_assert_num_queries: Any, n: int) -> None:
+    # 3 + model (1), versions with runs (1), their releases (1), endpoints (1)
+    html = page(n, "/models/churn-model/", 7, django_assert_num_queries)
+    assert html.count('id="v4') == n
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_run_queries(page: Any, django_assert_num_queries: Any, n: int) -> None:
+    # 3 + run (1) + inputs (1); impact (5)
+    html = page(
+        n, lambda: f"/runs/{ExperimentRun.objects.get(name='churn-model-40').run_id}/", 10, django_assert_num_queries
+    )
+    assert "churn-train:17" in html
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_commit_queries(page: Any, django_assert_num_queries: Any, n: int) -> None:
+    # 3 + commits by prefix (1); impact (5)
+    html = page(
+        n, lambda: f"/commits/{Commit.objects.order_by('committed_at').first().sha[:10]}/", 9, django_assert_num_queries
+    )
+    assert "churn-v40" in html
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_search_queries(page: Any, django_assert_num_queries: Any, n: int) -> None:
+    # 3 + release (1), endpoint (1), registered model (1), run-id prefix (1): nothing matches, so a list page
+    html = page(n, "/search/?q=no-such-thing", 7, django_assert_num_queries)
+    assert "Nothing matches" in html
