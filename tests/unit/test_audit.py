@@ -79,7 +79,7 @@ def _tamper(sql: str, params: list[object]) -> None:
 def test_audit_verify_names_the_first_edited_event():
     _events(5)
     _tamper("UPDATE audit_auditevent SET reason = %s WHERE seq = %s", ["nothing to see", 3])
-    code, out, err = _verify()
+    code, _, err = _verify()
     assert code == 1
     assert err == "audit log broken at #3: event #3 was changed after it was written\n"
 
@@ -113,7 +113,7 @@ def test_audit_verify_catches_a_rehashed_event_through_the_next_link():
 )
 def test_postgres_refuses_update_delete_and_truncate(postgres, sql):
     _events(2)
-    with pytest.raises(DatabaseError, match="append-only|Cannot"), transaction.atomic(), connection.cursor() as cursor:
+    with pytest.raises(DatabaseError, match=r"append-only|Cannot"), transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(sql)
     assert AuditEvent.objects.count() == 2
 

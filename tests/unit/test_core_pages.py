@@ -59,7 +59,9 @@ def test_board_warns_about_quarantined_data_on_the_live_release(
 
 
 @pytest.mark.parametrize("count", [1, 3])
-def test_board_query_count_is_constant(client: Client, world, ci_account, lead, release_manager, count, django_assert_num_queries):
+def test_board_query_count_is_constant(
+    client: Client, world, ci_account, lead, release_manager, count, django_assert_num_queries
+):
     board_with(world, count, by=ci_account, approver=lead, deployer=release_manager)
     client.force_login(lead)
     # session, user, user's roles, endpoints with live + rollback annotations, live deployments,
