@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from releases.views import actions, approvals, explore, links, pages
+from releases.views import actions, approvals, explore, links, pages, sync
 
 app_name = "releases"
 
@@ -13,6 +13,8 @@ urlpatterns = [
     path("releases/<str:name>/", pages.release_detail, name="release"),
     path("search/", explore.search, name="search"),
     path("investigate/", explore.investigate, name="investigate"),
+    path("sync/", sync.sync_status, name="sync"),
+    path("sync/<int:pk>/now/", sync.sync_now, name="sync_now"),
     path("datasets/<str:name>/<int:version>/", links.dataset_version, name="dataset_version"),
     path("datasets/<str:name>/<int:version>/quarantine/", links.quarantine, name="quarantine"),
     path("commits/<str:sha>/", links.commit, name="commit"),

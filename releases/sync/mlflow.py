@@ -13,6 +13,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from django.conf import settings
@@ -251,11 +252,25 @@ class _Sync:
             self.result.warn(f"model name {model_name!r} cannot be searched for")
             return
 
+        # search_model_versions leaves aliases out; the registered models carry them.
+        aliases: dict[tuple[str, int], list[str]] = {}
+
+        def fetch_models(token: str | None) -> Any:
+            return self.client.search_registered_models(where, max_results=PAGE, page_token=token)
+
+        for page in _paged(self.server, fetch_models):
+            for model in page:
+                for alias, version in (model.aliases or {}).items():
+                    aliases.setdefault((model.name, int(version)), []).append(alias)
+
         def fetch(token: str | None) -> Any:
             return self.client.search_model_versions(where, max_results=PAGE, page_token=token)
 
         for page in _paged(self.server, fetch):
-            datas = [mapping.model_version_data(v) for v in page]
+            datas = [
+                replace(data, aliases=tuple(sorted(aliases.get((data.name, data.version), []))))
+                for data in map(mapping.model_version_data, page)
+            ]
             known = {
                 (mv.registered_model.name, mv.version): mv
                 for mv in ModelVersion.objects.filter(

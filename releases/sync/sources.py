@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from django.db import transaction
 from django.db.models import Q
 
+from audit import log
 from audit.log import Actor
 from releases import services
 from releases.errors import InvalidInput, NotFound
@@ -72,3 +74,18 @@ def sync_state(
     except Exception as exc:
         record_failure(state, f"the sync stopped on an unexpected error ({type(exc).__name__}: {exc}); it will retry")
         raise
+
+
+def request_sync(state: SyncState, *, by: Actor, full: bool = False) -> None:
+    """Someone pressed "sync now": record who, then enqueue the sync once that is committed."""
+    from releases.tasks import sync_source
+
+    with transaction.atomic():
+        log.record(
+            "sync.requested",
+            actor=by,
+            object_type=f"{state.kind}_source",
+            object_key=state.source_name,
+            new={"full": full},
+        )
+        transaction.on_commit(lambda: sync_source.delay(state.pk, full=full))

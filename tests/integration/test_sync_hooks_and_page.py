@@ -1,0 +1,170 @@
+"""The MLflow webhook receiver and the /sync/ page."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+
+from audit.log import SystemActor
+from audit.models import AuditEvent
+from releases.api.hooks import expected_signature
+from releases.models import ModelVersion, SyncState
+from releases.sync import sources
+from tests.integration.conftest import GitRepo
+from tests.integration.test_mlflow_sync import log_run, register
+
+pytestmark = pytest.mark.django_db
+
+SECRET = "whsec-test-secret"
+CLI = SystemActor("test")
+
+
+def signed_post(client: Client, body: dict[str, Any], *, secret: str = SECRET, url: str = "/api/hooks/mlflow/") -> Any:
+    payload = json.dumps(body)
+    delivery, timestamp = str(uuid.uuid4()), str(int(time.time()))
+    return client.post(
+        url,
+        data=payload,
+        content_type="application/json",
+        headers={
+            "X-MLflow-Signature": expected_signature(secret, delivery, timestamp, payload.encode()),
+            "X-MLflow-Delivery-Id": delivery,
+            "X-MLflow-Timestamp": timestamp,
+        },
+    )
+
+
+@pytest.fixture
+def webhook_secret(settings: Any) -> str:
+    settings.LINEAGE_MLFLOW_WEBHOOK_SECRET = SECRET
+    return SECRET
+
+
+def test_signed_webhook_syncs_the_model_version_it_names(
+    webhook_secret: str, mlflow_uri: str, mlflow_client: Any, uid: str, django_capture_on_commit_callbacks: Any
+) -> None:
+    sources.add_mlflow_server(name="mlflow", tracking_uri=mlflow_uri, by=CLI)
+    run_id = log_run(mlflow_client, f"hook-{uid}")
+    version = register(mlflow_client, f"{uid}-model", run_id)
+    event = {
+        "entity": "model_version",
+        "action": "created",
+        "timestamp": "2026-01-01T00:00:00Z",
+        "data": {"name": f"{uid}-model", "version": str(version), "run_id": run_id, "source": "x", "tags": {}},
+    }
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = signed_post(Client(), event)
+
+    assert response.status_code == 202
+    assert response.json()["queued"].startswith("sync of mlflow for model_version.created")
+    model_version = ModelVersion.objects.select_related("run").get(registered_model__name=f"{uid}-model")
+    assert model_version.run is not None
+    assert model_version.run.run_id == run_id
+    assert AuditEvent.objects.filter(action="model_version.registered", object_key=f"{uid}-model/{version}").exists()
+
+
+def test_webhook_with_a_bad_signature_is_refused_and_recorded(webhook_secret: str) -> None:
+    sources.add_mlflow_server(name="mlflow", tracking_uri="http://127.0.0.1:9", by=CLI)
+
+    response = signed_post(Client(), {"entity": "model_version", "action": "created", "data": {}}, secret="wrong")
+
+    assert response.status_code == 403
+    assert response.json() == {"error": "the signature does not match the configured secret"}
+    event = AuditEvent.objects.get(action="webhook.signature_refused")
+    assert (event.actor, event.reason) == ("mlflow-webhook", "the signature does not match the configured secret")
+
+
+def test_unsigned_webhook_is_refused(webhook_secret: str) -> None:
+    response = Client().post("/api/hooks/mlflow/", data="{}", content_type="application/json")
+
+    assert response.status_code == 403
+    assert "not signed" in response.json()["error"]
+    assert AuditEvent.objects.filter(action="webhook.signature_refused").count() == 1
+
+
+def test_signed_webhook_with_a_body_that_is_not_an_event_is_a_400(webhook_secret: str) -> None:
+    sources.add_mlflow_server(name="mlflow", tracking_uri="http://127.0.0.1:9", by=CLI)
+
+    response = signed_post(Client(), {"hello": "world"})
+
+    assert response.status_code == 400
+    assert "not an MLflow webhook event" in response.json()["error"]
+
+
+def test_webhook_without_a_configured_secret_is_off(settings: Any) -> None:
+    settings.LINEAGE_MLFLOW_WEBHOOK_SECRET = ""
+    response = Client().post("/api/hooks/mlflow/", data="{}", content_type="application/json")
+    assert response.status_code == 503
+
+
+def _page_client(user: User) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_sync_page_lists_every_source_in_constant_queries(
+    count: int, oncall: User, git_repo: GitRepo, django_assert_max_num_queries: Any
+) -> None:
+    for n in range(count):
+        sources.add_git_repository(name=f"repo{n}", url=str(git_repo.path), by=CLI)
+    client = _page_client(oncall)
+    client.get("/sync/")  # warm the session and the role cache
+
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get("/sync/")
+
+    # session, user, groups, 2 checks for sources without a state, states, 2 write-back lists
+    assert len(queries) == 8
+    assert response.status_code == 200
+    for n in range(count):
+        assert f"repo{n}" in response.content.decode()
+
+
+def test_sync_now_runs_the_sync_and_shows_the_outcome(
+    lead: User, git_repo: GitRepo, django_capture_on_commit_callbacks: Any
+) -> None:
+    git_repo.commit("one")
+    state = sources.add_git_repository(name="churn", url=str(git_repo.path), by=CLI)
+    client = _page_client(lead)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        posted = client.post(f"/sync/{state.pk}/now/")
+    response = client.get("/sync/")
+
+    state.refresh_from_db()
+    assert (posted.status_code, response.status_code) == (302, 200)
+    assert state.created_count == 1
+    assert "1 created, 0 updated, 0 unchanged" in response.content.decode()
+    event = AuditEvent.objects.get(action="sync.requested")
+    assert (event.actor, event.object_key) == ("lead", "churn")
+
+
+def test_sync_now_shows_a_failure_in_plain_words(lead: User, django_capture_on_commit_callbacks: Any) -> None:
+    state = sources.add_git_repository(name="gone", url="/nonexistent/repo.git", by=CLI)
+
+    client = _page_client(lead)
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(f"/sync/{state.pk}/now/")
+    response = client.get("/sync/")
+
+    assert response.status_code == 200
+    assert "cannot clone /nonexistent/repo.git" in response.content.decode()
+    assert SyncState.objects.get(pk=state.pk).failures_in_a_row == 1
+
+
+def test_sync_now_is_refused_to_an_auditor(auditor: User) -> None:
+    state = sources.add_git_repository(name="churn", url="/srv/x.git", by=CLI)
+    response = _page_client(auditor).post(f"/sync/{state.pk}/now/")
+    assert response.status_code == 403
+    assert not AuditEvent.objects.filter(action="sync.requested").exists()
