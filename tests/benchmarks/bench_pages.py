@@ -1,0 +1,353 @@
+"""Median server time of every page, on the demo world and on a large generated data set.
+
+    python -m tests.benchmarks.bench_pages            # both data sets, SQLite files under var/bench/
+    DATABASE_URL=postgres://.../lineage python -m tests.benchmarks.bench_pages   # databases lineage_bench_*
+
+Each data set is measured in its own process with its own database, so the numbers of one never
+include the caches of the other. The large set is generated once with bulk_create and reused.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+RUNS = 15
+LARGE = {"releases": 10_000, "runs": 100_000, "endpoints": 500, "deployments": 50_000}
+MODELS = 50
+DATASETS = 50
+VERSIONS_PER_DATASET = 20
+
+
+def _environment(dataset: str) -> dict[str, str]:
+    env = dict(os.environ, MLFLOW_ALLOW_FILE_STORE="true", DEBUG="1")
+    url = os.environ.get("DATABASE_URL", "")
+    if url.startswith("postgres"):
+        base, _, _name = url.rpartition("/")
+        env["DATABASE_URL"] = f"{base}/lineage_bench_{dataset}"
+    else:
+        env.pop("DATABASE_URL", None)
+        env["LINEAGE_VAR_DIR"] = str(ROOT / "var" / "bench" / dataset)
+    env.pop("REDIS_URL", None)
+    return env
+
+
+def _ensure_postgres_database(env: dict[str, str]) -> None:
+    url = env.get("DATABASE_URL", "")
+    if not url:
+        return
+    import psycopg
+
+    base, _, name = url.rpartition("/")
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+# Inside the measuring process ---------------------------------------------------------------
+
+
+def _generate_large() -> None:
+    """The large data set, written with bulk_create (no services: speed over audit for a benchmark)."""
+    from django.contrib.auth.models import Group, User
+    from django.db import transaction
+    from django.utils import timezone
+
+    from releases.models import (
+        Approval,
+        Commit,
+        Dataset,
+        DatasetVersion,
+        Deployment,
+        Endpoint,
+        ExperimentRun,
+        FeaturePipeline,
+        FeaturePipelineVersion,
+        GitRepository,
+        ModelVersion,
+        RegisteredModel,
+        Release,
+        RunDatasetInput,
+        TrackingServer,
+    )
+    from releases.roles import ML_LEADS
+
+    now = timezone.now()
+    start = now - datetime.timedelta(days=730)
+    per_model = LARGE["releases"] // MODELS
+    with transaction.atomic():
+        lead = User.objects.create_user("lead", password="bench-password", first_name="Lena", last_name="Lead")
+        lead.groups.add(Group.objects.get_or_create(name=ML_LEADS)[0])
+        repo = GitRepository.objects.create(
+            name="monorepo", url="/srv/git/mono.git", commit_url_template="https://git.example.com/c/{sha}"
+        )
+        server = TrackingServer.objects.create(name="mlflow", tracking_uri="http://mlflow", ui_url="http://mlflow")
+        shas = [f"{i:040x}" for i in range(1, LARGE["releases"] + 1)]
+        commit_time = [start + datetime.timedelta(minutes=60 * i) for i in range(len(shas))]
+        Commit.objects.bulk_create(
+            Commit(
+                repository=repo,
+                sha=sha,
+                author_name="Dev",
+                committed_at=commit_time[i],
+                message=f"change {i}",
+                parents=[shas[i - 1]] if i else [],
+            )
+            for i, sha in enumerate(shas)
+        )
+        commits = list(Commit.objects.order_by("committed_at"))
+        datasets = Dataset.objects.bulk_create(Dataset(name=f"dataset-{d}") for d in range(DATASETS))
+        versions = DatasetVersion.objects.bulk_create(
+            DatasetVersion(
+                dataset=ds,
+                version=v,
+                uri=f"s3://data/{ds.name}/{v}",
+                content_hash="sha256:" + f"{d * 100 + v:064x}",
+            )
+            for d, ds in enumerate(datasets)
+            for v in range(1, VERSIONS_PER_DATASET + 1)
+        )
+        versions = list(DatasetVersion.objects.order_by("pk"))
+        pipelines = FeaturePipeline.objects.bulk_create(FeaturePipeline(name=f"features_{p}") for p in range(10))
+        features = list(
+            FeaturePipelineVersion.objects.bulk_create(
+                FeaturePipelineVersion(pipeline=p, version=v) for p in pipelines for v in range(1, 11)
+            )
+        )
+        features = list(FeaturePipelineVersion.objects.order_by("pk"))
+        ExperimentRun.objects.bulk_create(
+            (
+                ExperimentRun(
+                    server=server,
+                    run_id=f"{r:032x}",
+                    experiment_id=str(r % MODELS),
+                    name=f"run-{r}",
+                    status="FINISHED",
+                    user="ds",
+                    start_time=start + datetime.timedelta(minutes=7 * r),
+                    params={"max_depth": str(4 + r % 5), "feature_view": f"features_{r % 10}_v{1 + r % 10}"},
+                    metrics={"auc": 0.8 + (r % 97) / 1000, "logloss": 0.3 - (r % 89) / 1000},
+                    commit_sha=shas[r % len(shas)],
+                    commit=commits[r % len(commits)],
+                    feature_pipeline_version=features[r % len(features)],
+                )
+                for r in range(LARGE["runs"])
+            ),
+            batch_size=5000,
+        )
+        runs = list(ExperimentRun.objects.order_by("pk").values_list("pk", flat=True))
+        RunDatasetInput.objects.bulk_create(
+            (
+                RunDatasetInput(run_id=run, dataset_version=versions[i % len(versions)], context="training")
+                for i, run in enumerate(runs)
+            ),
+            batch_size=5000,
+        )
+        models = RegisteredModel.objects.bulk_create(RegisteredModel(name=f"model-{m}") for m in range(MODELS))
+        mvs = ModelVersion.objects.bulk_create(
+            (
+                ModelVersion(
+                    registered_model=models[i % MODELS],
+                    version=1 + i // MODELS,
+                    run_id=runs[i * (LARGE["runs"] // LARGE["releases"])],
+                    source_run_id=f"{i * (LARGE['runs'] // LARGE['releases']):032x}",
+                    created_at=start + datetime.timedelta(minutes=70 * i),
+                )
+                for i in range(LARGE["releases"])
+            ),
+            batch_size=5000,
+        )
+        mvs = list(ModelVersion.objects.order_by("pk"))
+        states = [Release.State.APPROVED] * 8 + [Release.State.PENDING, Release.State.RETIRED]
+        Release.objects.bulk_create(
+            (
+                Release(
+                    name=f"model-{i % MODELS}-v{1 + i // MODELS}",
+                    model_version=mv,
+                    commit=commits[i],
+                    state=states[i % len(states)],
+                    created_by=lead,
+                    validation_report_uri=f"s3://reports/{i}.html",
+                )
+                for i, mv in enumerate(mvs)
+            ),
+            batch_size=5000,
+        )
+        releases = list(Release.objects.order_by("pk"))
+        for i, release in enumerate(releases):
+            release.created_at = start + datetime.timedelta(minutes=70 * i)
+        Release.objects.bulk_update(releases, ["created_at"], batch_size=5000)
+        Approval.objects.bulk_create(
+            (
+                Approval(
+                    release=r,
+                    approver=lead,
+                    approver_name="Lena Lead",
+                    decision="approved",
+                    meaning="Approved for production",
+                    signed_digest="sha256:" + "0" * 64,
+                    signed_chain={},
+                    signed_at=r.created_at,
+                )
+                for r in releases
+                if r.state == Release.State.APPROVED
+            ),
+            batch_size=5000,
+        )
+        endpoints = Endpoint.objects.bulk_create(
+            Endpoint(
+                name=f"endpoint-{e}",
+                environment="production" if e % 2 == 0 else "staging",
+                registered_model=models[e % MODELS],
+            )
+            for e in range(LARGE["endpoints"])
+        )
+        by_model: dict[int, list[Release]] = {}
+        for i, release in enumerate(releases):
+            by_model.setdefault(i % MODELS, []).append(release)
+        per_endpoint = LARGE["deployments"] // LARGE["endpoints"]
+        deployments = []
+        for e, endpoint in enumerate(endpoints):
+            candidates = by_model[e % MODELS]
+            for k in range(per_endpoint):
+                release = candidates[(k * len(candidates)) // per_endpoint]
+                deployments.append(
+                    Deployment(
+                        endpoint=endpoint,
+                        release=release,
+                        deployed_at=release.created_at + datetime.timedelta(hours=1 + e % 5),
+                        actor="ci",
+                        kind="deploy",
+                        source="api",
+                    )
+                )
+        Deployment.objects.bulk_create(deployments, batch_size=5000)
+        assert per_model > 0
+
+
+def _pages(dataset: str) -> list[tuple[str, str]]:
+    from releases.models import Commit, ExperimentRun, Release
+
+    if dataset == "demo":
+        run = ExperimentRun.objects.get(name="churn-v42")
+        return [
+            ("board", "/"),
+            ("release list", "/releases/"),
+            ("release list, filtered", "/releases/?model=churn-model&state=approved"),
+            ("trace", "/releases/churn-v42/"),
+            ("compare", "/releases/compare/?a=churn-v41&b=churn-v42"),
+            ("dataset version", "/datasets/churn-train/18/"),
+            ("endpoint", "/endpoints/churn-scoring/"),
+            ("endpoint, live at", "/endpoints/churn-scoring/?at=2020-01-01T00:00"),
+            ("investigate", "/investigate/?endpoint=churn-scoring"),
+            ("model", "/models/churn-model/"),
+            ("run", f"/runs/{run.run_id}/"),
+            ("commit", f"/commits/{run.commit_sha[:10]}/"),
+            ("search", "/search/?q=nothing-matches"),
+        ]
+    newest = Release.objects.filter(model_version__registered_model__name="model-0").order_by("-created_at")
+    latest, older = newest[0], newest[10]
+    middle = Release.objects.order_by("created_at")[LARGE["releases"] // 2].created_at
+    commit = Commit.objects.order_by("committed_at")[LARGE["releases"] // 2]
+    return [
+        ("board", "/"),
+        ("release list", "/releases/"),
+        ("release list, filtered", "/releases/?model=model-7&state=approved&page=3"),
+        ("trace", f"/releases/{latest.name}/"),
+        ("compare", f"/releases/compare/?a={older.name}&b={latest.name}"),
+        ("dataset version", "/datasets/dataset-7/12/"),
+        ("endpoint", "/endpoints/endpoint-0/"),
+        ("endpoint, live at", f"/endpoints/endpoint-0/?at={middle:%Y-%m-%dT%H:%M}"),
+        ("investigate", f"/investigate/?endpoint=endpoint-0&at={middle:%Y-%m-%dT%H:%M}"),
+        ("model", "/models/model-0/"),
+        ("run", f"/runs/{ExperimentRun.objects.order_by('pk')[5000].run_id}/"),
+        ("commit", f"/commits/{commit.sha[:12]}/"),
+        ("search", "/search/?q=nothing-matches"),
+    ]
+
+
+def _measure(dataset: str) -> dict[str, Any]:
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.contrib.auth.models import User
+    from django.core.management import call_command
+    from django.db import connection
+    from django.test import Client
+
+    call_command("migrate", verbosity=0, interactive=False)
+    if not User.objects.filter(username="lead").exists():
+        if dataset == "demo":
+            from releases import demo
+
+            demo.build(password="bench-password", root=Path(settings.VAR_DIR) / "demo", say=lambda _line: None)
+        else:
+            began = time.perf_counter()
+            _generate_large()
+            print(f"generated the large data set in {time.perf_counter() - began:.0f} s", file=sys.stderr)
+    settings.DEBUG = False  # no query log: measure what production does
+    client = Client(HTTP_HOST="127.0.0.1")
+    client.force_login(User.objects.get(username="lead"))
+    results = {}
+    for label, path in _pages(dataset):
+        for _ in range(2):
+            response = client.get(path)
+            assert response.status_code == 200, (path, response.status_code)
+        timings = []
+        for _ in range(RUNS):
+            began = time.perf_counter()
+            client.get(path)
+            timings.append((time.perf_counter() - began) * 1000)
+        results[label] = round(statistics.median(timings), 1)
+    return {"vendor": connection.vendor, "pages": results}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure both data sets, each in a fresh process, and print a Markdown table."""
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["--measure"]:
+        print(json.dumps(_measure(args[1])))
+        return 0
+    found: dict[str, dict[str, Any]] = {}
+    for dataset in ("demo", "large"):
+        env = _environment(dataset)
+        if "LINEAGE_VAR_DIR" in env:
+            Path(env["LINEAGE_VAR_DIR"]).mkdir(parents=True, exist_ok=True)
+        _ensure_postgres_database(env)
+        done = subprocess.run(
+            [sys.executable, "-m", "tests.benchmarks.bench_pages", "--measure", dataset],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        found[dataset] = json.loads(done.stdout.strip().splitlines()[-1])
+    vendor = found["large"]["vendor"]
+    print(f"\nPage median server time, ms ({RUNS} requests each, Django test client, {vendor})\n")
+    print("| page | demo | large |")
+    print("|---|---:|---:|")
+    slow = []
+    for label, large_ms in found["large"]["pages"].items():
+        print(f"| {label} | {found['demo']['pages'][label]} | {large_ms} |")
+        if large_ms >= 100:
+            slow.append(label)
+    print(f"\nLarge set: {', '.join(f'{v:,} {k}' for k, v in LARGE.items())}.")
+    if slow:
+        print(f"Over the 100 ms target: {', '.join(slow)}")
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "lineage_site.settings")
+    sys.path.insert(0, str(ROOT))
+    raise SystemExit(main())
