@@ -25,6 +25,7 @@ from audit.log import SystemActor
 from releases import services
 from releases.errors import LineageError
 from releases.models import (
+    Commit,
     DatasetVersion,
     Deployment,
     Endpoint,
@@ -128,7 +129,14 @@ class _Sync:
             where = "" if full or since is None else f"attributes.start_time >= {int(since) - lookback}"
             self._sync_runs(where)
         self._sync_runs_by_id(list(run_ids))
-        self._sync_runs_by_id(self._pending_run_ids())
+        # Runs waiting for a commit or dataset version are read again only when one may have arrived.
+        marker = [
+            Commit.objects.order_by("-pk").values_list("pk", flat=True).first(),
+            DatasetVersion.objects.order_by("-pk").values_list("pk", flat=True).first(),
+        ]
+        if marker != self.watermark.get("resolution_marker"):
+            self._sync_runs_by_id(self._pending_run_ids())
+            self.watermark["resolution_marker"] = marker
         self._sync_model_versions(model_name)
         self._follow_aliases()
         if not targeted:
