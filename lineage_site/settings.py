@@ -164,7 +164,7 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "Release lineage API",
     "VERSION": "1.0.0",
-    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "SERVE_PERMISSIONS": ["releases.api.permissions.ScopedRolePermission"],
 }
 
 # Celery: Redis as broker when REDIS_URL is set; otherwise tasks run in-process.
