@@ -11,6 +11,7 @@ import hashlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from django.conf import settings
@@ -156,8 +157,9 @@ class Trace:
             found["experiment"].extend(str(w) for w in self.run.warnings)
         return found
 
-    @property
+    @cached_property
     def links(self) -> list[Link]:
+        # Cached: list pages ask for links, completeness and warnings of the same trace several times.
         warnings = self.warnings()
         identifiers: dict[str, list[str]] = {
             "code": [self.commit_sha] if self.commit_sha else [],
