@@ -7,6 +7,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import models
 
+from audit.models import canonical_json
 from releases.models.base import GuardedModel
 from releases.models.code import Commit, GitTag
 from releases.models.registry import ModelVersion
@@ -105,3 +106,16 @@ class Approval(models.Model):
 
     def __str__(self) -> str:
         return f"{self.release} {self.decision} by {self.approver_name}"
+
+    def statement(self) -> bytes:
+        """The exact bytes the server's Ed25519 key signs; an offline verifier rebuilds them the same way."""
+        return canonical_json(
+            {
+                "release": self.release.name,
+                "approver": self.approver.get_username(),
+                "decision": self.decision,
+                "meaning": self.meaning,
+                "lineage_digest": self.signed_digest,
+                "signed_at": self.signed_at.isoformat(),
+            }
+        ).encode()

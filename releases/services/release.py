@@ -9,7 +9,6 @@ from django.utils import timezone
 
 from audit import log, signing
 from audit.log import Actor
-from audit.models import canonical_json
 from releases import lineage
 from releases.errors import Conflict, InvalidInput, NotFound, PermissionRefused, RuleViolation
 from releases.models import Approval, GitTag, ModelVersion, Release
@@ -195,35 +194,21 @@ def _refuse(
     raise error(message, rule=rule)  # type: ignore[call-arg]
 
 
-def _signed_statement(release: Release, approver: User, decision: str, meaning: str, digest: str, at: str) -> bytes:
-    return canonical_json(
-        {
-            "release": release.name,
-            "approver": approver.get_username(),
-            "decision": decision,
-            "meaning": meaning,
-            "lineage_digest": digest,
-            "signed_at": at,
-        }
-    ).encode()
-
-
 def _sign(release: Release, *, by: User, decision: str, meaning: str, comment: str, trace: lineage.Trace) -> Approval:
-    now = timezone.now()
-    statement = _signed_statement(release, by, decision, meaning, trace.digest, now.isoformat())
-    full_name = by.get_full_name()
-    return Approval.objects.create(
+    approval = Approval(
         release=release,
         approver=by,
-        approver_name=full_name or by.get_username(),
+        approver_name=by.get_full_name() or by.get_username(),
         decision=decision,
         meaning=meaning,
         comment=comment,
         signed_digest=trace.digest,
         signed_chain=trace.chain(),
-        signed_at=now,
-        signature=signing.sign(statement),
+        signed_at=timezone.now(),
     )
+    approval.signature = signing.sign(approval.statement())
+    approval.save()
+    return approval
 
 
 def _check_signature(trace: lineage.Trace, *, by: User, password: str, meaning: str) -> None:
