@@ -5,16 +5,11 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from audit.models import AuditEvent
+from audit.models import AuditEvent, Checkpoint
 
 
-@admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
-    list_display = ["seq", "at", "actor", "action", "object_type", "object_key", "reason"]
-    list_filter = ["action", "object_type"]
-    search_fields = ["object_key", "actor", "request_id"]
-    date_hierarchy = "at"
-    ordering = ["-seq"]
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """The log is append-only: the admin shows it and nothing else."""
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         return [field.name for field in self.model._meta.fields]
@@ -27,3 +22,18 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyAdmin):
+    list_display = ["seq", "at", "actor", "action", "object_type", "object_key", "reason"]
+    list_filter = ["action", "object_type"]
+    search_fields = ["object_key", "actor", "request_id"]
+    date_hierarchy = "at"
+    ordering = ["-seq"]
+
+
+@admin.register(Checkpoint)
+class CheckpointAdmin(ReadOnlyAdmin):
+    list_display = ["size", "issued_at", "origin", "root_hash", "key_id"]
+    ordering = ["-size"]

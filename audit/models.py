@@ -107,3 +107,25 @@ class AuditEvent(models.Model):
 
     def compute_hash(self) -> str:
         return hashlib.sha256(canonical_json(self.hashed_fields()).encode()).hexdigest()
+
+
+class Checkpoint(models.Model):
+    """A signed statement of the log's Merkle root at a size: the log cannot later be rewritten unnoticed."""
+
+    size = models.PositiveBigIntegerField(unique=True)
+    root_hash = models.CharField(max_length=64)
+    origin = models.CharField(max_length=200)
+    issued_at = models.DateTimeField()
+    key_id = models.CharField(max_length=16, help_text="First 16 hex of the signing key's SHA-256 fingerprint.")
+    signature = models.CharField(max_length=128)
+
+    class Meta:
+        ordering = ["-size"]
+        triggers = [pgtrigger.Protect(name="checkpoint_append_only", operation=pgtrigger.Update | pgtrigger.Delete)]
+
+    def __str__(self) -> str:
+        return f"{self.origin} @ {self.size}"
+
+    def note(self) -> bytes:
+        """The signed text: origin, tree size and root, one per line (a transparency-log checkpoint)."""
+        return f"{self.origin}\n{self.size}\n{self.root_hash}\n".encode()

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from releases.views import actions, approvals, explore, links, pages, sync
+from releases.views import actions, approvals, evidence, explore, links, pages, sync
 
 app_name = "releases"
 
@@ -23,6 +23,7 @@ urlpatterns = [
     path("endpoints/<str:name>/", links.endpoint, name="endpoint"),
     path("approvals/", approvals.approval_queue, name="approvals"),
     path("releases/<str:name>/sign/", approvals.sign, name="sign"),
+    path("releases/<str:name>/evidence/", evidence.export, name="evidence"),
     path("endpoints/<str:name>/rollback/", approvals.rollback, name="rollback"),
     path("endpoints/<str:name>/deploy/", actions.deploy, name="deploy"),
 ]

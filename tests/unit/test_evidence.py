@@ -1,0 +1,174 @@
+"""Evidence bundles: exported through the page and the command, verified offline by the shipped verifier."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.test import Client
+
+from audit import checkpoints, merkle, verifier
+from audit.models import AuditEvent, Checkpoint
+from releases import services
+from releases.models import DatasetVersion, Release
+from tests.factories import World
+
+
+@pytest.fixture
+def released(db, ci_account, lead, release_manager):
+    world = World.create()
+    release = world.full_release(42, by=ci_account, approver=lead, dataset="churn-train:18")
+    world.deploy(world.endpoint(), release, by=release_manager)
+    return release
+
+
+def _files(data: bytes) -> dict[str, bytes]:
+    with zipfile.ZipFile(io.BytesIO(data)) as bundle:
+        return {name: bundle.read(name) for name in bundle.namelist()}
+
+
+def test_merkle_proofs_match_rfc6962_for_every_size():
+    def reference_root(hashes: list[bytes]) -> bytes:
+        if len(hashes) == 1:
+            return hashes[0]
+        k = 1
+        while k << 1 < len(hashes):
+            k <<= 1
+        return merkle.node_hash(reference_root(hashes[:k]), reference_root(hashes[k:]))
+
+    for size in range(1, 20):
+        leaves = [merkle.leaf_hash(bytes([i])) for i in range(size)]
+        root = merkle.root(leaves)
+        assert root == reference_root(leaves)
+        for index in range(size):
+            proof = merkle.inclusion_proof(index, leaves)
+            assert merkle.verify_inclusion(index, size, leaves[index], proof, root)
+            assert not merkle.verify_inclusion(index, size, merkle.leaf_hash(b"other"), proof, root)
+
+
+def test_auditor_exports_a_bundle_that_verifies(client: Client, auditor, released):
+    client.force_login(auditor)
+    response = client.post("/releases/churn-v42/evidence/")
+    assert response.status_code == 200
+    assert response["Content-Disposition"].startswith('attachment; filename="churn-v42-evidence-')
+    files = _files(response.content)
+    assert set(files) == {
+        "MANIFEST.json",
+        "MANIFEST.sig",
+        "trace.json",
+        "approvals.json",
+        "deployments.json",
+        "events.json",
+        "checkpoint.json",
+        "public_key.pem",
+        "report.html",
+        "verify.py",
+    }
+    checked = verifier.verify_bundle(files)
+    assert checked[0] == "8 files match the signed manifest"
+    assert any("approved by Lena Lead (Approved for production) signature valid" in line for line in checked)
+    trace = json.loads(files["trace.json"])
+    assert trace["chain"]["datasets"][0]["key"] == "churn-train:18"
+    actions = [e["fields"]["action"] for e in json.loads(files["events.json"])]
+    assert "release.approved" in actions
+    assert "evidence.exported" in actions
+    assert b"Release evidence: churn-v42" in files["report.html"]
+    export = AuditEvent.objects.get(action="evidence.exported")
+    assert export.actor == "auditor"
+    assert Checkpoint.objects.get().size == AuditEvent.objects.count()
+
+
+@pytest.mark.parametrize(
+    ("tamper", "message"),
+    [
+        (
+            lambda f: f.__setitem__("trace.json", f["trace.json"].replace(b"churn-train:18", b"churn-train:17")),
+            "trace.json does not match",
+        ),
+        (lambda f: f.__setitem__("MANIFEST.sig", b"00" * 64), "MANIFEST.json: signature does not verify"),
+        (lambda f: f.pop("deployments.json"), "deployments.json is listed in the manifest but missing"),
+        (lambda f: f.__setitem__("extra.txt", b"x"), "files not covered by the manifest: extra.txt"),
+    ],
+)
+def test_a_tampered_bundle_fails_verification(auditor, released, tamper, message):
+    from releases.evidence import export_evidence
+
+    _, data = export_evidence(released, by=auditor)
+    files = _files(data)
+    tamper(files)
+    with pytest.raises(verifier.VerificationError, match=message):
+        verifier.verify_bundle(files)
+
+
+def test_forged_event_is_caught_even_with_a_re_signed_manifest(auditor, released):
+    """An attacker without the server key cannot alter an event: its inclusion proof no longer holds."""
+    from releases.evidence import export_evidence
+
+    _, data = export_evidence(released, by=auditor)
+    files = _files(data)
+    events = json.loads(files["events.json"])
+    events[0]["fields"]["reason"] = "forged"
+    import hashlib
+
+    events[0]["hash"] = hashlib.sha256(verifier.canonical_json(events[0]["fields"]).encode()).hexdigest()
+    with pytest.raises(verifier.VerificationError):
+        verifier.verify_bundle({**files, "events.json": json.dumps(events).encode()})
+
+
+def test_standalone_verifier_runs_without_django(tmp_path: Path, auditor, released):
+    out = io.StringIO()
+    call_command("export_evidence", "churn-v42", "--out", str(tmp_path / "bundle.zip"), "--as", "auditor", stdout=out)
+    bundle = tmp_path / "bundle.zip"
+    verify = tmp_path / "verify.py"
+    verify.write_bytes(zipfile.ZipFile(bundle).read("verify.py"))
+    result = subprocess.run(
+        [sys.executable, "-I", str(verify), str(bundle)], capture_output=True, text=True, check=False, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("VERIFIED")
+    broken = tmp_path / "broken.zip"
+    with zipfile.ZipFile(bundle) as src, zipfile.ZipFile(broken, "w") as dst:
+        for name in src.namelist():
+            data = src.read(name)
+            dst.writestr(
+                name,
+                data.replace(b"Approved for production", b"Approved for testing!!!")
+                if name == "approvals.json"
+                else data,
+            )
+    result = subprocess.run(
+        [sys.executable, "-I", str(verify), str(broken)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("NOT VERIFIED: approvals.json does not match")
+
+
+def test_stale_approval_is_marked_in_the_bundle(auditor, lead, released):
+    from releases.evidence import export_evidence
+
+    services.quarantine_dataset_version(
+        DatasetVersion.objects.by_key("churn-train:18").get(), by=lead, reason="bad labels"
+    )
+    _, data = export_evidence(Release.objects.get(name="churn-v42"), by=auditor)
+    files = _files(data)
+    [approval] = json.loads(files["approvals.json"])
+    assert approval["valid_for_current_chain"] is False
+    assert verifier.verify_bundle(files)[-1].startswith("lineage digest sha256:")
+
+
+def test_export_is_refused_to_on_call(client: Client, oncall, released):
+    client.force_login(oncall)
+    assert client.post("/releases/churn-v42/evidence/").status_code == 403
+    assert not AuditEvent.objects.filter(action="evidence.exported").exists()
+
+
+def test_checkpoint_is_reused_when_nothing_was_added(released):
+    first = checkpoints.issue_checkpoint()
+    assert checkpoints.issue_checkpoint().pk == first.pk
+    assert Checkpoint.objects.count() == 1
