@@ -15,7 +15,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from django.conf import settings
-from django.db.models import OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from audit.models import canonical_json
@@ -297,15 +297,21 @@ def previous_release(release: Release) -> Release | None:
 # Live and rollback ---------------------------------------------------------------------------
 
 
-def rollback_eligible() -> QuerySet[Release]:
-    """Releases safe to restore: approved, not retired, no quarantined/mutated data, tag not moved."""
-    unsafe_runs = RunDatasetInput.objects.filter(
-        Q(dataset_version__status=DatasetVersion.Status.QUARANTINED) | Q(dataset_version__mutated=True)
-    ).values("run_id")
+def restorable(prefix: str = "") -> Q:
+    """Condition for a release safe to restore: approved (so not retired), clean data, tag not moved.
+
+    ``prefix`` points at the release from another model (``"release__"`` from a deployment). The data
+    check is a correlated NOT EXISTS on the release's own run, so it touches a handful of index
+    entries per candidate instead of every run input of the whole history.
+    """
+    unsafe_input = RunDatasetInput.objects.filter(
+        run_id=OuterRef(f"{prefix}model_version__run_id"),
+        dataset_version__in=DatasetVersion.objects.unsafe().values("pk"),
+    )
     return (
-        Release.objects.filter(state=Release.State.APPROVED)
-        .exclude(model_version__run_id__in=unsafe_runs)
-        .exclude(git_tag__moved_to_sha__gt="")
+        Q(**{f"{prefix}state": Release.State.APPROVED})
+        & ~Q(**{f"{prefix}git_tag__moved_to_sha__gt": ""})
+        & ~Exists(unsafe_input)
     )
 
 
@@ -340,8 +346,8 @@ def endpoints_with_live(when: datetime.datetime | None = None) -> QuerySet[Endpo
             endpoint=OuterRef("pk"),
             deployed_at__lt=OuterRef("live_since"),
             release__created_at__lt=OuterRef("live_release_created"),
-            release__in=rollback_eligible(),
         )
+        .filter(restorable("release__"))
         .exclude(release_id=OuterRef("live_release_id"))
         .order_by("-deployed_at", "-id")
     )
