@@ -63,6 +63,7 @@ class Release(GuardedModel):
     class Meta:
         ordering = ["-created_at"]
         indexes = [
+            models.Index(fields=["-created_at", "-id"], name="release_newest_idx"),
             models.Index(fields=["state", "created_at"], name="release_state_idx"),
             models.Index(fields=["model_version", "created_at"], name="release_mv_idx"),
         ]
