@@ -16,6 +16,7 @@ from releases import services
 from releases.approval_forms import SignatureForm
 from releases.errors import LineageError
 from releases.models import (
+    ApiToken,
     Approval,
     Commit,
     Dataset,
@@ -325,3 +326,21 @@ class DeploymentAdmin(RecordAdmin):
     list_display = ["endpoint", "release", "deployed_at", "kind", "actor", "source"]
     list_filter = ["kind", "source", "endpoint"]
     list_select_related = ["endpoint", "release"]
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(RecordAdmin):
+    """Tokens are issued by `manage.py create_api_token` (the raw value is shown once there, never here)."""
+
+    list_display = ["name", "user", "hint", "scopes", "created_at", "created_by", "revoked_at"]
+    list_filter = ["revoked_at"]
+    list_select_related = ["user"]
+    exclude = ["token_hash"]
+    actions = [
+        reason_action(
+            "Revoke", lambda obj, request, reason: services.revoke_api_token(obj, by=request.user, reason=reason)
+        )
+    ]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [f.name for f in self.model._meta.fields if f.name != "token_hash"]

@@ -415,3 +415,20 @@ def test_grant_command_bad_input_exits_2(auditor, args, words):
     assert words in str(refused.value)
     assert "\n" not in str(refused.value)
     assert not AuditEvent.objects.filter(action="role.granted").exists()
+
+
+def test_admin_revokes_a_token_with_a_reason(ci_account, admin_client):
+    raw = token_for(ci_account, "read")
+    token = ApiToken.objects.get()
+
+    response = admin_client.post(
+        "/admin/releases/apitoken/",
+        {"action": "revoke", "_selected_action": [token.pk], "confirm": "1", "reason": "laptop stolen"},
+    )
+
+    assert response.status_code == 302
+    token.refresh_from_db()
+    assert token.revoked_at is not None
+    assert AuditEvent.objects.get(action="api_token.revoked").reason == "laptop stolen"
+    assert api(raw).get("/api/releases/").status_code == 401
+    assert raw not in admin_client.get(f"/admin/releases/apitoken/{token.pk}/change/").content.decode()

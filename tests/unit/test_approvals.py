@@ -11,7 +11,6 @@ from audit.models import AuditEvent
 from releases import lineage, services
 from releases.errors import InvalidInput, PermissionRefused, RuleViolation
 from releases.models import Approval, Release
-from releases.services.release import _signed_statement
 from tests.conftest import PASSWORD
 from tests.factories import SYSTEM, World
 
@@ -63,8 +62,7 @@ def test_approval_signs_the_lineage_digest_and_is_audited(world, release_manager
     assert approval.approver_name == "Lena Lead"
     assert approval.signed_digest == digest
     assert approval.meaning == MEANING
-    statement = _signed_statement(release, lead, "approved", MEANING, digest, approval.signed_at.isoformat())
-    assert signing.verify(statement, approval.signature)
+    assert signing.verify(approval.statement(), approval.signature)
     event = AuditEvent.objects.get(action="release.approved", object_key="churn-v42")
     assert event.actor == "lead"
     assert event.new["lineage_digest"] == digest

@@ -125,6 +125,13 @@ DOORS = [
         ok=302,
         happened=lambda: AuditEvent.objects.filter(action__startswith="sync.").exists(),
     ),
+    Door(
+        "releases:evidence",
+        frozenset({"auditor", "lead", "admin"}),
+        method="post",
+        args=("churn-v42",),
+        happened=lambda: AuditEvent.objects.filter(object_key="churn-v42", action__startswith="evidence").exists(),
+    ),
     # Signed by MLflow, not by a person: everyone gets the same answer to an unsigned call.
     Door("mlflow_webhook", frozenset(PERSONAS), method="post", ok=403, public=True),
     # Admin: staff only; others are sent to the admin login.
