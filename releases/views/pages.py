@@ -13,16 +13,26 @@ from releases.models import Endpoint, RegisteredModel, Release
 from releases.views.params import parse_page
 
 RELEASES_PER_PAGE = 25
+# The board pages through endpoints so it stays fast with hundreds of them; search narrows it.
+ENDPOINTS_PER_PAGE = 50
 
 
 @login_required
 def board(request: HttpRequest) -> HttpResponse:
-    statuses = lineage.endpoint_statuses()
+    query = request.GET.get("q", "").strip()
+    environment = request.GET.get("env", "").strip()
+    endpoints = Endpoint.objects.filter(name__icontains=query).order_by("environment", "name")
+    if environment in Endpoint.Environment.values:
+        endpoints = endpoints.filter(environment=environment)
+    page = Paginator(endpoints, ENDPOINTS_PER_PAGE).get_page(parse_page(request.GET.get("page")))
+    statuses = lineage.endpoint_statuses(page.object_list)
     environments = [
         (label, [s for s in statuses if s.endpoint.environment == value])
         for value, label in Endpoint.Environment.choices
+        if not environment or environment == value
     ]
-    return render(request, "releases/board.html", {"environments": environments})
+    context = {"environments": environments, "page": page, "filters": {"q": query, "env": environment}}
+    return render(request, "releases/board.html", context)
 
 
 @login_required

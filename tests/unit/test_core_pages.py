@@ -64,9 +64,9 @@ def test_board_query_count_is_constant(
 ):
     board_with(world, count, by=ci_account, approver=lead, deployer=release_manager)
     client.force_login(lead)
-    # session, user, user's roles, endpoints with live + rollback annotations, live deployments,
-    # traced releases (+ dataset inputs, approvals, deployments prefetches)
-    with django_assert_num_queries(9):
+    # session, user, user's roles, endpoint count (pager), endpoints with live + rollback annotations,
+    # live deployments, traced releases (+ dataset inputs, approvals, deployments prefetches)
+    with django_assert_num_queries(10):
         response = client.get("/")
     assert response.content.decode().count("6/6 links") == count
 
@@ -116,3 +116,23 @@ def test_trace_page_query_count_is_constant(
     with django_assert_num_queries(15):
         response = client.get("/releases/churn-v42/")
     assert response.content.decode().count("churn-train:") >= count
+
+
+def test_board_pages_through_many_endpoints_and_finds_one_by_name(client: Client, world, lead, settings):
+    from releases.views import pages
+
+    for i in range(pages.ENDPOINTS_PER_PAGE + 2):
+        world.endpoint(f"scoring-{i:03d}", "staging" if i % 2 else "production")
+    client.force_login(lead)
+    first = client.get("/").content.decode()
+    assert first.count('data-label="Endpoint"') == pages.ENDPOINTS_PER_PAGE
+    assert f"Page 1 of 2 · {pages.ENDPOINTS_PER_PAGE + 2} endpoints" in first
+    second = client.get("/?page=2").content.decode()
+    assert second.count('data-label="Endpoint"') == 2
+    found = client.get("/?q=scoring-007").content.decode()
+    assert found.count('data-label="Endpoint"') == 1
+    assert "scoring-007" in found
+    staging = client.get("/?env=staging").content.decode()
+    assert staging.count('data-label="Endpoint"') == (pages.ENDPOINTS_PER_PAGE + 2) // 2
+    assert "No production endpoints" not in staging
+    assert client.get("/?page=nonsense").status_code in (200, 400)

@@ -46,9 +46,9 @@ def page(client: Client, ci_account: User, lead: User, lead2: User, release_mana
 
 @pytest.mark.parametrize("n", [1, 3])
 def test_board_queries(page: Any, django_assert_num_queries: Any, n: int) -> None:
-    # 3 + endpoints annotated with live release and rollback target (1), live deployments (1),
-    # traced releases (1) and their dataset inputs, approvals, deployments (3)
-    html = page(n, "/", 9, django_assert_num_queries)
+    # 3 + endpoint count for the pager (1), endpoints annotated with live release and rollback
+    # target (1), live deployments (1), traced releases (1) and their inputs, approvals, deployments (3)
+    html = page(n, "/", 10, django_assert_num_queries)
     assert f"churn-v{39 + n}" in html
     assert html.count('data-label="Endpoint"') == n + 1
 
