@@ -33,7 +33,10 @@ from releases.models import (
     RegisteredModel,
     Release,
     RunDatasetInput,
+    SyncedRun,
+    SyncState,
     TrackingServer,
+    WriteBack,
 )
 
 
@@ -344,3 +347,27 @@ class ApiTokenAdmin(RecordAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         return [f.name for f in self.model._meta.fields if f.name != "token_hash"]
+
+
+@admin.register(SyncState)
+class SyncStateAdmin(RecordAdmin):
+    """Sync bookkeeping: shown for diagnosis, changed only by the sync itself (or "sync now" on /sync/)."""
+
+    list_display = ["__str__", "kind", "enabled", "last_success_at", "last_attempt_at", "failures_in_a_row"]
+    list_filter = ["kind", "enabled"]
+    list_select_related = ["repository", "server"]
+
+
+@admin.register(SyncedRun)
+class SyncedRunAdmin(RecordAdmin):
+    list_display = ["run_id", "server", "pending"]
+    list_filter = ["pending", "server"]
+    search_fields = ["run_id"]
+    list_select_related = ["server"]
+
+
+@admin.register(WriteBack)
+class WriteBackAdmin(RecordAdmin):
+    list_display = ["model_name", "version", "kind", "key", "value", "status", "attempts", "created_at"]
+    list_filter = ["status", "kind"]
+    list_select_related = ["server"]
