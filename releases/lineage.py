@@ -311,7 +311,7 @@ def restorable(prefix: str = "") -> Q:
     return (
         Q(**{f"{prefix}state": Release.State.APPROVED})
         & ~Q(**{f"{prefix}git_tag__moved_to_sha__gt": ""})
-        & ~Exists(unsafe_input)
+        & Q(~Exists(unsafe_input))
     )
 
 

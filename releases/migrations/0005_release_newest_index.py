@@ -5,15 +5,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('releases', '0004_sync_state'),
+        ("releases", "0004_sync_state"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='release',
-            index=models.Index(fields=['-created_at', '-id'], name='release_newest_idx'),
+            model_name="release",
+            index=models.Index(fields=["-created_at", "-id"], name="release_newest_idx"),
         ),
     ]

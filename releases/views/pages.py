@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
+from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
@@ -25,7 +28,7 @@ def board(request: HttpRequest) -> HttpResponse:
     if environment in Endpoint.Environment.values:
         endpoints = endpoints.filter(environment=environment)
     page = Paginator(endpoints, ENDPOINTS_PER_PAGE).get_page(parse_page(request.GET.get("page")))
-    statuses = lineage.endpoint_statuses(page.object_list)
+    statuses = lineage.endpoint_statuses(cast("QuerySet[Endpoint]", page.object_list))
     environments = [
         (label, [s for s in statuses if s.endpoint.environment == value])
         for value, label in Endpoint.Environment.choices
