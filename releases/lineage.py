@@ -863,7 +863,7 @@ class ModelHistory:
     endpoints: list[Endpoint]
 
 
-def model_history(name: str, limit: int = 100) -> ModelHistory:
+def model_history(name: str, limit: int = 50) -> ModelHistory:
     """A registered model's newest versions, their releases and each metric across versions (four queries)."""
     model = RegisteredModel.objects.get(name=name)
     versions = list(

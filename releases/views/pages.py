@@ -17,7 +17,7 @@ from releases.views.params import parse_page
 
 RELEASES_PER_PAGE = 25
 # The board pages through endpoints so it stays fast with hundreds of them; search narrows it.
-ENDPOINTS_PER_PAGE = 50
+ENDPOINTS_PER_PAGE = 25
 
 
 @login_required
