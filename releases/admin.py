@@ -75,6 +75,28 @@ class ReasonForm(forms.Form):
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=True)
 
 
+def _confirmation_page(
+    modeladmin: admin.ModelAdmin,
+    request: HttpRequest,
+    queryset: QuerySet[Any],
+    *,
+    label: str,
+    title: str,
+    form: forms.Form,
+) -> TemplateResponse:
+    """The intermediate page of an admin action: the selected rows and the form that confirms it."""
+    context = {
+        **modeladmin.admin_site.each_context(request),
+        "title": title,
+        "label": label,
+        "objects": list(queryset),
+        "form": form,
+        "action": request.POST.get("action"),
+        "opts": modeladmin.model._meta,
+    }
+    return TemplateResponse(request, "admin/releases/reason_confirm.html", context)
+
+
 def reason_action(
     label: str, apply: Callable[[Any, HttpRequest, str], object]
 ) -> Callable[[admin.ModelAdmin, HttpRequest, QuerySet[Any]], HttpResponse | None]:
@@ -90,16 +112,7 @@ def reason_action(
                 except LineageError as exc:
                     modeladmin.message_user(request, f"{obj}: {exc.message}", messages.ERROR)
             return None
-        context = {
-            **modeladmin.admin_site.each_context(request),
-            "title": f"{label}: confirm",
-            "label": label,
-            "objects": list(queryset),
-            "form": form,
-            "action": request.POST.get("action"),
-            "opts": modeladmin.model._meta,
-        }
-        return TemplateResponse(request, "admin/releases/reason_confirm.html", context)
+        return _confirmation_page(modeladmin, request, queryset, label=label, title=f"{label}: confirm", form=form)
 
     action.short_description = label  # type: ignore[attr-defined]
     action.__name__ = label.lower().replace(" ", "_")
@@ -144,16 +157,7 @@ def signature_action(
         del form.fields["decision"], form.fields["digest"]
         if decision == "reject":
             del form.fields["meaning"]
-        context = {
-            **modeladmin.admin_site.each_context(request),
-            "title": f"{label}: sign",
-            "label": label,
-            "objects": list(queryset),
-            "form": form,
-            "action": request.POST.get("action"),
-            "opts": modeladmin.model._meta,
-        }
-        return TemplateResponse(request, "admin/releases/reason_confirm.html", context)
+        return _confirmation_page(modeladmin, request, queryset, label=label, title=f"{label}: sign", form=form)
 
     action.short_description = label  # type: ignore[attr-defined]
     action.__name__ = label.lower().replace(" ", "_")

@@ -52,18 +52,14 @@ def test_tag_move_is_flagged_and_audited_not_rewritten(world):
 def test_run_records_links_and_warns_about_malformed_references(world):
     commit = world.commit("c")
     world.dataset("churn-train:17")
-    outcome = services.record_run(
-        world.server,
-        services.RunData(
-            run_id="r1",
-            name="churn-v42",
-            commit_sha=commit.sha[:7],
-            feature_view="not a view",
-            datasets=[services.DatasetRef("churn-train:17"), services.DatasetRef("garbage")],
-        ),
-        by=SYSTEM,
+    data = services.RunData(
+        run_id="r1",
+        name="churn-v42",
+        commit_sha=commit.sha[:7],
+        feature_view="not a view",
+        datasets=[services.DatasetRef("churn-train:17"), services.DatasetRef("garbage")],
     )
-    assert outcome == "created"
+    assert services.record_run(world.server, data, by=SYSTEM) == "created"
     run = world.server.runs.get(run_id="r1")
     assert run.commit_id == commit.pk
     assert run.commit_sha == commit.sha
@@ -73,18 +69,7 @@ def test_run_records_links_and_warns_about_malformed_references(world):
         "dataset version 'garbage' is not registered",
     ]
     assert last_event("run.created").object_key == "mlflow:r1"
-    again = services.record_run(
-        world.server,
-        services.RunData(
-            run_id="r1",
-            name="churn-v42",
-            commit_sha=commit.sha[:7],
-            feature_view="not a view",
-            datasets=[services.DatasetRef("churn-train:17"), services.DatasetRef("garbage")],
-        ),
-        by=SYSTEM,
-    )
-    assert again == "unchanged"
+    assert services.record_run(world.server, data, by=SYSTEM) == "unchanged"
     assert AuditEvent.objects.filter(action__startswith="run.").count() == 1
 
 
