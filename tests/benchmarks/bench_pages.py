@@ -28,7 +28,7 @@ VERSIONS_PER_DATASET = 20
 
 
 def _environment(dataset: str) -> dict[str, str]:
-    env = dict(os.environ, MLFLOW_ALLOW_FILE_STORE="true", DEBUG="1")
+    env = dict(os.environ, DEBUG="1")
     url = os.environ.get("DATABASE_URL", "")
     if url.startswith("postgres"):
         base, _, _name = url.rpartition("/")

@@ -16,8 +16,6 @@ from tests.conftest import PASSWORD, unavailable
 # Playwright's sync API keeps an event loop on the test thread; the ORM calls the tests make
 # between browser steps are still plain synchronous calls, so Django's guard is relaxed here.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-# The demo world writes its runs to a local MLflow file store.
-os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
 
 CHROMIUM = Path(os.environ.get("LINEAGE_CHROMIUM", "/usr/bin/chromium"))
 SCREENSHOTS = Path(__file__).parent / "screenshots"

@@ -12,21 +12,24 @@ import pytest
 from django.core.management import call_command
 
 from audit.log import verify_chain
+from audit.models import AuditEvent
 from releases import lineage
-from releases.models import Deployment, Release
+from releases.models import Deployment, ExperimentRun, GitTag, ModelVersion, Release, SyncState, WriteBack
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 def test_demo_builder_tells_the_story_and_runs_twice(tmp_path: Path, settings):
+    # Transactional: the write-backs an approval queues run once its transaction commits, as in `make demo`.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.LINEAGE_GIT_CACHE_DIR = tmp_path / "git-cache"
     out = io.StringIO()
     call_command("build_demo", "--root", str(tmp_path), stdout=out)
     assert "Password for all: lineage-demo" in out.getvalue()
-    counts = (Release.objects.count(), Deployment.objects.count())
+    counts = (Release.objects.count(), Deployment.objects.count(), AuditEvent.objects.count())
     call_command("build_demo", "--root", str(tmp_path), stdout=io.StringIO())
-    assert (Release.objects.count(), Deployment.objects.count()) == counts
+    assert (Release.objects.count(), Deployment.objects.count(), AuditEvent.objects.count()) == counts
 
     statuses = {s.endpoint.name: s for s in lineage.endpoint_statuses()}
     production = statuses["churn-scoring"]
@@ -46,6 +49,47 @@ def test_demo_builder_tells_the_story_and_runs_twice(tmp_path: Path, settings):
     assert (tmp_path / "git" / "churn-model" / ".git").is_dir()
     assert (tmp_path / "data" / "churn-train-18.csv").is_file()
     assert verify_chain().ok
+    _assert_chain_came_from_the_sync_and_wrote_back(tmp_path)
+
+
+def _assert_chain_came_from_the_sync_and_wrote_back(tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    git_state = SyncState.objects.get(repository__name="churn-model")
+    mlflow_state = SyncState.objects.get(server__name="mlflow")
+    assert git_state.last_success_at is not None
+    assert mlflow_state.last_success_at is not None
+    assert (git_state.last_error, mlflow_state.last_error) == ("", "")
+    uri = mlflow_state.server.tracking_uri
+    assert uri == f"sqlite:///{(tmp_path / 'mlflow.db').resolve()}"
+
+    created_by = dict(
+        AuditEvent.objects.filter(
+            action__in=["run.created", "model_version.registered", "git_tag.created"]
+        ).values_list("object_key", "actor")
+    )
+    mlflow_sync, git_sync = "mlflow-sync:mlflow", "git-sync:churn-model"
+    runs = {run.name: run for run in ExperimentRun.objects.select_related("commit")}
+    assert sorted(runs) == ["churn-v40", "churn-v41", "churn-v42", "fraud-v8"]
+    assert {created_by[f"mlflow:{run.run_id}"] for run in runs.values()} == {mlflow_sync}
+    assert {created_by[f"churn-model/{n}"] for n in (40, 41, 42)} == {mlflow_sync}
+    assert created_by["fraud-model/8"] == mlflow_sync
+    assert {created_by[f"churn-model:model-churn-v{n}"] for n in (40, 41, 42)} == {git_sync}
+    assert runs["churn-v42"].commit == GitTag.objects.get(name="model-churn-v42").commit
+    assert runs["churn-v42"].warnings == []
+
+    # The approvals' release tags reached MLflow, and the last sync read them back.
+    assert set(WriteBack.objects.values_list("status", flat=True)) == {WriteBack.Status.DONE}
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    in_mlflow = client.get_model_version_by_alias("churn-model", "production")
+    assert (str(in_mlflow.version), in_mlflow.tags["release"]) == ("42", "churn-v42")
+    assert in_mlflow.run_id == runs["churn-v42"].run_id
+    [dataset_input] = [
+        i for i in client.get_run(in_mlflow.run_id).inputs.dataset_inputs if i.dataset.name == "churn-train"
+    ]
+    assert runs["churn-v42"].dataset_inputs.get(context="training").digest == dataset_input.dataset.digest
+    v42 = ModelVersion.objects.get(registered_model__name="churn-model", version=42)
+    assert (v42.aliases, v42.tags) == (["production", "staging"], {"release": "churn-v42"})
 
 
 def test_production_settings_pass_check_deploy(tmp_path: Path):

@@ -5,25 +5,36 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
 
 from lineage_site.env import env_str
 from releases import demo
+from releases.errors import LineageError
+from releases.management.base import ServiceCommand
+from releases.sync.state import SourceBusy, SourceUnavailable
 
 DEFAULT_PASSWORD = "lineage-demo"  # noqa: S105 - demo only, printed to the person running it
 
 
-class Command(BaseCommand):
-    help = "Build the demo world of the product story (idempotent) and print the logins."
+class Command(ServiceCommand):
+    help = (
+        "Build the demo world of the product story (idempotent): a git repository and an MLflow store are "
+        "written, synced, then released, approved and deployed. Prints the logins."
+    )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument(
-            "--root", default=str(settings.VAR_DIR / "demo"), help="where the git repo and data files go"
+            "--root", default=str(settings.VAR_DIR / "demo"), help="where the git repo, data files and MLflow store go"
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
         password = env_str("DEMO_PASSWORD", DEFAULT_PASSWORD)
-        demo.build(password=password, root=Path(options["root"]), say=self.stdout.write)
+        try:
+            demo.build(password=password, root=Path(options["root"]), say=self.stdout.write)
+        except (SourceUnavailable, SourceBusy) as exc:
+            raise self.fail(f"the demo could not sync: {exc}") from exc
+        except LineageError as exc:
+            # Typically a database left by an older demo that does not match this one.
+            raise self.fail(f"{exc.message} (to build the demo afresh, remove {settings.VAR_DIR})") from exc
         self.stdout.write("")
         self.stdout.write("Log in at http://127.0.0.1:8000/ as any of:")
         for username, first, last, roles, _ in demo.PEOPLE:

@@ -1,0 +1,158 @@
+"""What the team's training jobs leave in MLflow, written with the MLflow client.
+
+Runs with params, metrics, the DESIGN.md tags and dataset inputs built with ``mlflow.data`` from the
+CSV files; a small model artifact per run; registered model versions and serving aliases. The store
+is a SQLite file with artifacts on disk beside it: no server, no network. Everything is looked up
+before it is logged, so a second build adds nothing.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from releases.demo.story import CHURN, FRAUD, SERVING_ALIASES, ModelRelease
+from releases.demo.workspace import DataFile, git
+from releases.errors import InvalidInput
+
+
+def tracking_uri(root: Path) -> str:
+    return f"sqlite:///{(root / 'mlflow.db').resolve()}"
+
+
+def log_training(root: Path, repo: Path, files: dict[str, DataFile]) -> str:
+    """Log every run and model version of the story into the store under ``root``; returns its tracking URI."""
+    from mlflow.tracking import MlflowClient
+
+    uri = tracking_uri(root)
+    _empty_store(root / "mlflow.db")
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    artifacts = (root / "mlartifacts").resolve()
+    for item in (*CHURN, FRAUD):
+        run_id = _run(client, item, artifacts=artifacts, repo=repo, files=files)
+        created = _model_version(client, item, run_id=run_id, uri=uri)
+        if created and item == CHURN[-1]:
+            for alias in SERVING_ALIASES:
+                client.set_registered_model_alias(item.registered_model, alias, str(item.number))
+    return uri
+
+
+def _empty_store(db: Path) -> None:
+    """Start the store from a copy of an empty one, made once per MLflow version.
+
+    MLflow builds its SQLite schema with dozens of migrations, several seconds each time a demo
+    world is built (every browser test builds one).
+    """
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    if db.exists():
+        return
+    template = Path(settings.VAR_DIR) / "cache" / f"mlflow-{mlflow.__version__}-empty.sqlite3"
+    if not template.exists():
+        template.parent.mkdir(parents=True, exist_ok=True)
+        scratch = template.with_name(f"{template.name}.{os.getpid()}.tmp")
+        MlflowClient(tracking_uri=f"sqlite:///{scratch}").search_experiments()
+        os.replace(scratch, template)
+    db.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(template, db)
+
+
+def _experiment(client: Any, name: str, artifacts: Path) -> str:
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return str(found.experiment_id)
+    # An explicit artifact location: the store's default is ./mlruns under whatever directory this runs in.
+    return str(client.create_experiment(name, artifact_location=(artifacts / name).as_uri()))
+
+
+def _run(client: Any, item: ModelRelease, *, artifacts: Path, repo: Path, files: dict[str, DataFile]) -> str:
+    from mlflow.entities import Metric, Param
+
+    experiment_id = _experiment(client, item.model, artifacts)
+    for run in client.search_runs([experiment_id], f"attributes.run_name = '{item.name}'"):
+        if run.info.status == "FINISHED":
+            return str(run.info.run_id)
+        # A build stopped half-way through this run: log it again from the start.
+        client.delete_run(run.info.run_id)
+    commit = git(repo, "rev-parse", f"{item.git_tag or 'HEAD'}^{{commit}}")
+    started = timezone.now() - datetime.timedelta(days=item.days_ago + 0.5)
+    start_ms = int(started.timestamp() * 1000)
+    end_ms = start_ms + 42 * 60 * 1000
+    tags = {"mlflow.user": item.user, "mlflow.source.name": f"{item.model}.py", "git_commit": commit[:7]}
+    if item.dataset is not None:
+        tags["dataset_version"] = f"churn-train:{item.dataset}"
+    run = client.create_run(experiment_id, start_time=start_ms, tags=tags, run_name=item.name)
+    run_id = str(run.info.run_id)
+    params = {
+        "feature_view": item.feature_view,
+        "learning_rate": "0.05",
+        "max_depth": "8" if item.number >= 42 else "6",
+    }
+    metrics = {"auc": item.auc, "precision_at_10": round(item.auc - 0.21, 3)}
+    client.log_batch(
+        run_id,
+        metrics=[Metric(key, value, end_ms, 0) for key, value in metrics.items()],
+        params=[Param(key, value) for key, value in params.items()],
+    )
+    if item.dataset is not None:
+        _log_inputs(client, run_id, train=files[f"churn-train:{item.dataset}"], evaluation=files["churn-eval:3"])
+    model = {"kind": "logistic-regression", "feature_view": item.feature_view, "params": params, "metrics": metrics}
+    client.log_text(run_id, json.dumps(model, indent=2, sort_keys=True), "model/model.json")
+    client.set_terminated(run_id, "FINISHED", end_time=end_ms)
+    return run_id
+
+
+def _log_inputs(client: Any, run_id: str, *, train: DataFile, evaluation: DataFile) -> None:
+    """The training set named like the dataset_version tag declares it; the evaluation set names its version."""
+    import pandas as pd
+    from mlflow.data.pandas_dataset import from_pandas
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+    inputs = []
+    for file, name, context in ((train, train.name, "training"), (evaluation, evaluation.key, "evaluation")):
+        with warnings.catch_warnings():
+            # MLflow warns that a file URI could be several kinds of source, and (when it infers the
+            # schema) that integer columns cannot hold missing values: neither matters for a demo file.
+            warnings.simplefilter("ignore", UserWarning)
+            dataset = from_pandas(
+                pd.read_csv(file.path), source=file.path.resolve().as_uri(), name=name, targets="label"
+            )
+            entity = Dataset(**dataset.to_dict())
+        inputs.append(DatasetInput(entity, [InputTag(MLFLOW_DATASET_CONTEXT, context)]))
+    client.log_inputs(run_id, datasets=inputs)
+
+
+def _model_version(client: Any, item: ModelRelease, *, run_id: str, uri: str) -> bool:
+    """Register the run's model as version ``item.number``; True when it was registered now.
+
+    MLflow numbers versions itself and never reuses a number, even a deleted one. The story's
+    churn-model/40 had 39 predecessors, so the numbers below it are used up by versions
+    registered and deleted at once (search and the sync never see deleted versions).
+    """
+    name = item.registered_model
+    if not client.search_registered_models(f"name = '{name}'"):
+        client.create_registered_model(name)
+    for version in client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'"):
+        if int(version.version) == item.number:
+            return False
+    source = f"{client.get_run(run_id).info.artifact_uri}/model"
+    while True:
+        version = client.create_model_version(name, source, run_id=run_id)
+        number = int(version.version)
+        if number == item.number:
+            return True
+        client.delete_model_version(name, version.version)
+        if number > item.number:
+            raise InvalidInput(
+                f"{name} in {uri} is already past version {item.number}; remove the demo folder and build again"
+            )
