@@ -36,7 +36,7 @@ class Command(ServiceCommand):
             # Typically a database left by an older demo that does not match this one.
             raise self.fail(f"{exc.message} (to build the demo afresh, remove {settings.VAR_DIR})") from exc
         self.stdout.write("")
-        self.stdout.write("Log in at http://127.0.0.1:8000/ as any of:")
+        self.stdout.write(f"Log in at http://127.0.0.1:{env_str('PORT', '8000')}/ as any of:")
         for username, first, last, roles, _ in demo.PEOPLE:
             self.stdout.write(f"  {username:<8} {first} {last:<8} ({', '.join(roles)})")
         shown = password if password == DEFAULT_PASSWORD else "(the value of DEMO_PASSWORD)"
