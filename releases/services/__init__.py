@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from releases.services.access import create_api_token, grant_role, revoke_api_token, revoke_role
-from releases.services.code import CommitData, add_repository, record_commits, record_tag, resolve_commit
+from releases.services.code import (
+    CommitData,
+    add_repository,
+    record_commits,
+    record_tag,
+    resolve_commit,
+    resolve_commits,
+)
 from releases.services.data import hash_file, observe_digest, quarantine_dataset_version, register_dataset_version
 from releases.services.deployment import create_endpoint, promotion_refusal, record_deployment, roll_back
 from releases.services.experiment import (
@@ -13,6 +20,7 @@ from releases.services.experiment import (
     add_tracking_server,
     feature_pipeline_version,
     record_run,
+    record_runs,
     register_model_version,
 )
 from releases.services.release import (
@@ -45,11 +53,13 @@ __all__ = [
     "record_commits",
     "record_deployment",
     "record_run",
+    "record_runs",
     "record_tag",
     "register_dataset_version",
     "register_model_version",
     "reject_release",
     "resolve_commit",
+    "resolve_commits",
     "retire_release",
     "revoke_api_token",
     "revoke_role",

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import datetime
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
 
 from audit import log
 from audit.log import Actor
 from releases.errors import Conflict, InvalidInput
 from releases.models import (
+    DatasetDigest,
     DatasetVersion,
     ExperimentRun,
     FeaturePipeline,
@@ -23,7 +27,7 @@ from releases.models import (
 )
 from releases.models.code import name_validator
 from releases.models.features import FEATURE_VIEW_RE
-from releases.services.code import resolve_commit
+from releases.services.code import resolve_commit, resolve_commits
 from releases.services.data import observe_digest
 from releases.services.validation import check
 
@@ -119,76 +123,175 @@ def record_run(server: TrackingServer, data: RunData, *, by: Actor) -> str:
 
     Malformed references become warnings on the run, so one bad tag never stops a sync.
     """
-    warnings = list(data.warnings)
-    commit = resolve_commit(data.commit_sha) if data.commit_sha else None
-    feature_version = None
-    if data.feature_view:
-        try:
-            feature_version = feature_pipeline_version(data.feature_view)
-        except InvalidInput as exc:
-            warnings.append(str(exc))
-    inputs: dict[tuple[int, str], tuple[DatasetVersion, DatasetRef]] = {}
-    for ref in data.datasets:
-        version = DatasetVersion.objects.by_key(ref.key).select_related("dataset").first()
-        if version is None:
-            warnings.append(f"dataset version {ref.key!r} is not registered")
-            continue
-        inputs[(version.pk, ref.context)] = (version, ref)
-    values: dict[str, Any] = {
-        "experiment_id": data.experiment_id,
-        "experiment_name": data.experiment_name,
-        "name": data.name,
-        "status": data.status,
-        "user": data.user,
-        "start_time": data.start_time,
-        "end_time": data.end_time,
-        "params": data.params,
-        "metrics": data.metrics,
-        "tags": data.tags,
-        "commit_sha": commit.sha if commit else data.commit_sha.lower()[:40],
-        "commit_id": commit.pk if commit else None,
-        "feature_pipeline_version_id": feature_version.pk if feature_version else None,
-        "warnings": warnings,
-    }
+    return record_runs(server, [data], by=by)[0]
+
+
+@dataclass
+class _PlannedRun:
+    """What one run's row and inputs should become, resolved before the write transaction."""
+
+    data: RunData
+    values: dict[str, Any]
+    inputs: dict[tuple[int, str], tuple[DatasetVersion, DatasetRef]]
+
+
+def record_runs(server: TrackingServer, runs: Sequence[RunData], *, by: Actor) -> list[str]:
+    """``record_run`` for a page of runs: one outcome per run, in order, the same rows and events.
+
+    References (commits, feature versions, dataset versions) are resolved for the whole page with a
+    few queries, the rows are written with bulk statements in one transaction, and each created or
+    updated run still gets its own audit event. A run listed twice is written once, as last listed.
+    """
+    latest = {data.run_id: data for data in runs}
+    planned = _plan_runs(list(latest.values()))
+    outcomes: dict[str, str] = {}
     with transaction.atomic():
-        run = ExperimentRun.objects.select_for_update().filter(server=server, run_id=data.run_id).first()
-        if run is None:
-            run = ExperimentRun.objects.create(server=server, run_id=data.run_id, **values)
-            outcome = "created"
-        else:
-            changed = [name for name in _RUN_FIELDS if getattr(run, name) != values[name]]
+        # Row locks: a run written by two syncs at once is compared and written by one, then the other.
+        existing = {
+            run.run_id: run
+            for run in ExperimentRun.objects.select_for_update().filter(server=server, run_id__in=list(latest))
+        }
+        stored_inputs: dict[int, dict[tuple[int, str], str]] = {}
+        for run_pk, version_pk, context, digest in RunDatasetInput.objects.filter(
+            run_id__in=[run.pk for run in existing.values()]
+        ).values_list("run_id", "dataset_version_id", "context", "digest"):
+            stored_inputs.setdefault(run_pk, {})[(version_pk, context)] = digest
+        created: list[ExperimentRun] = []
+        updated: list[ExperimentRun] = []
+        changed_fields: set[str] = set()
+        rewire: list[tuple[ExperimentRun, _PlannedRun]] = []
+        now = timezone.now()
+        for plan in planned:
+            run = existing.get(plan.data.run_id)
+            if run is None:
+                run = ExperimentRun(server=server, run_id=plan.data.run_id, **plan.values)
+                created.append(run)
+                outcomes[plan.data.run_id] = "created"
+                if plan.inputs:
+                    rewire.append((run, plan))
+                continue
+            changed = [name for name in _RUN_FIELDS if getattr(run, name) != plan.values[name]]
             for name in changed:
-                setattr(run, name, values[name])
+                setattr(run, name, plan.values[name])
             if changed:
-                run.save(update_fields=[*changed, "updated_at"])
-            outcome = "updated" if changed else "unchanged"
-        known = {(i.dataset_version_id, i.context): i for i in run.dataset_inputs.all()}
-        if set(known) != set(inputs) or any(
-            known[k].digest != inputs[k][1].digest for k in known.keys() & inputs.keys()
-        ):
-            run.dataset_inputs.all().delete()
+                run.updated_at = now
+                updated.append(run)
+                changed_fields.update(changed)
+            known = stored_inputs.get(run.pk, {})
+            wanted = {key: ref.digest for key, (_, ref) in plan.inputs.items()}
+            if known != wanted:
+                rewire.append((run, plan))
+            outcomes[plan.data.run_id] = "updated" if changed or known != wanted else "unchanged"
+        ExperimentRun.objects.bulk_create(created, batch_size=500)
+        if updated:
+            ExperimentRun.objects.bulk_update(updated, [*sorted(changed_fields), "updated_at"], batch_size=200)
+        if rewire:
+            RunDatasetInput.objects.filter(run__in=[run for run, _ in rewire if run.pk in stored_inputs]).delete()
             RunDatasetInput.objects.bulk_create(
-                RunDatasetInput(run=run, dataset_version=version, context=ref.context, digest=ref.digest)
-                for version, ref in inputs.values()
+                [
+                    RunDatasetInput(run=run, dataset_version=version, context=ref.context, digest=ref.digest)
+                    for run, plan in rewire
+                    for version, ref in plan.inputs.values()
+                ],
+                batch_size=1000,
             )
-            outcome = "updated" if outcome == "unchanged" else outcome
-        if outcome != "unchanged":
-            log.record(
-                f"run.{outcome}",
-                actor=by,
-                object_type="run",
-                object_key=f"{server.name}:{data.run_id}",
-                new={
-                    "name": data.name,
-                    "commit": values["commit_sha"],
-                    "datasets": sorted(f"{v.key} ({r.context})" for v, r in inputs.values()),
-                    "feature_view": data.feature_view,
-                    "warnings": warnings,
-                },
-            )
-        for version, ref in inputs.values():
-            observe_digest(version, digest=ref.digest, source=ref.source, by=by)
-    return outcome
+        log.record_many(
+            [
+                log.PendingEvent(
+                    f"run.{outcomes[plan.data.run_id]}",
+                    object_type="run",
+                    object_key=f"{server.name}:{plan.data.run_id}",
+                    new={
+                        "name": plan.data.name,
+                        "commit": plan.values["commit_sha"],
+                        "datasets": sorted(f"{v.key} ({r.context})" for v, r in plan.inputs.values()),
+                        "feature_view": plan.data.feature_view,
+                        "warnings": plan.values["warnings"],
+                    },
+                )
+                for plan in planned
+                if outcomes[plan.data.run_id] != "unchanged"
+            ],
+            actor=by,
+        )
+        _observe_digests(planned, by=by)
+    return [outcomes[data.run_id] for data in runs]
+
+
+def _plan_runs(datas: list[RunData]) -> list[_PlannedRun]:
+    """Resolve every reference of a page of runs; what cannot be resolved becomes a warning."""
+    commits = resolve_commits(data.commit_sha for data in datas if data.commit_sha)
+    features: dict[str, FeaturePipelineVersion | str] = {}
+    for key in sorted({data.feature_view for data in datas if data.feature_view}):
+        try:
+            features[key] = feature_pipeline_version(key)
+        except InvalidInput as exc:
+            features[key] = str(exc)
+    versions = _dataset_versions({ref.key for data in datas for ref in data.datasets})
+    planned: list[_PlannedRun] = []
+    for data in datas:
+        warnings = list(data.warnings)
+        commit = commits.get(data.commit_sha) if data.commit_sha else None
+        feature_version = features.get(data.feature_view) if data.feature_view else None
+        if isinstance(feature_version, str):
+            warnings.append(feature_version)
+            feature_version = None
+        inputs: dict[tuple[int, str], tuple[DatasetVersion, DatasetRef]] = {}
+        for ref in data.datasets:
+            version = versions.get(ref.key)
+            if version is None:
+                warnings.append(f"dataset version {ref.key!r} is not registered")
+                continue
+            inputs[(version.pk, ref.context)] = (version, ref)
+        values: dict[str, Any] = {
+            "experiment_id": data.experiment_id,
+            "experiment_name": data.experiment_name,
+            "name": data.name,
+            "status": data.status,
+            "user": data.user,
+            "start_time": data.start_time,
+            "end_time": data.end_time,
+            "params": data.params,
+            "metrics": data.metrics,
+            "tags": data.tags,
+            "commit_sha": commit.sha if commit else data.commit_sha.lower()[:40],
+            "commit_id": commit.pk if commit else None,
+            "feature_pipeline_version_id": feature_version.pk if feature_version else None,
+            "warnings": warnings,
+        }
+        planned.append(_PlannedRun(data, values, inputs))
+    return planned
+
+
+def _dataset_versions(keys: set[str]) -> dict[str, DatasetVersion]:
+    """The registered versions among ``name:version`` keys, by key, in one query."""
+    query = Q()
+    for key in keys:
+        name, _, version = key.rpartition(":")
+        if name and version.isdigit():
+            query |= Q(dataset__name=name, version=int(version))
+    if not query:
+        return {}
+    return {version.key: version for version in DatasetVersion.objects.filter(query).select_related("dataset")}
+
+
+def _observe_digests(planned: list[_PlannedRun], *, by: Actor) -> None:
+    """Hand each digest not seen before for its version to observe_digest, which flags a mutation."""
+    reported: dict[tuple[int, str], tuple[DatasetVersion, str]] = {}
+    for plan in planned:
+        for version, ref in plan.inputs.values():
+            if ref.digest:
+                reported.setdefault((version.pk, ref.digest), (version, ref.source))
+    if not reported:
+        return
+    seen = set(
+        DatasetDigest.objects.filter(
+            dataset_version_id__in={pk for pk, _ in reported}, digest__in={digest for _, digest in reported}
+        ).values_list("dataset_version_id", "digest")
+    )
+    for (pk, digest), (version, source) in reported.items():
+        if (pk, digest) not in seen:
+            observe_digest(version, digest=digest, source=source, by=by)
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import datetime
 import os
+import queue
 import re
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +26,8 @@ from releases.errors import LineageError
 from releases.models import GitRepository
 from releases.sync.state import Lease, SourceUnavailable, SyncResult, leased, record_success, state_for_repository
 
-BATCH = 5000
+# Large batches: each costs one existence read and one COPY, whatever its size.
+BATCH = 25_000
 _FIELD, _RECORD = "\x1f", "\x1e"
 _LOG_FORMAT = _FIELD.join(["%H", "%P", "%an", "%ae", "%aI", "%cI", "%B"]) + _RECORD
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
@@ -130,8 +133,22 @@ def new_commits(path: Path, tips: list[str], known: list[str]) -> Iterator[servi
         assert proc.stdout is not None
         proc.stdin.write(revs)
         proc.stdin.close()
+        # A thread drains the pipe, so git keeps walking history on another core while this one
+        # writes a batch to the database, instead of blocking on a full 64 KiB pipe buffer.
+        chunks: queue.Queue[str] = queue.Queue()
+        stdout = proc.stdout
+
+        def drain() -> None:
+            try:
+                while chunk := stdout.read(1 << 20):
+                    chunks.put(chunk)
+            finally:
+                chunks.put("")
+
+        reader = threading.Thread(target=drain, name="git-log-reader", daemon=True)
+        reader.start()
         buffer = ""
-        while chunk := proc.stdout.read(1 << 20):
+        while chunk := chunks.get():
             buffer += chunk
             *records, buffer = buffer.split(_RECORD)
             for record in records:
@@ -148,6 +165,7 @@ def new_commits(path: Path, tips: list[str], known: list[str]) -> Iterator[servi
                     message=message.strip(),
                     parents=tuple(parents.split()),
                 )
+        reader.join()
         stderr = proc.stderr.read() if proc.stderr else ""
     if proc.returncode:
         raise SourceUnavailable(

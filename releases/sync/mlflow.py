@@ -209,6 +209,7 @@ class _Sync:
             )
         }
         written: dict[str, str] = {}
+        to_write: list[services.RunData] = []
         for data in datas:
             self.seen_runs.add(data.run_id)
             fingerprint = mapping.fingerprint(data)
@@ -216,8 +217,13 @@ class _Sync:
             if row and row["fingerprint"] == fingerprint and not row["pending"]:
                 self.result.count("unchanged", "runs")
                 continue
-            self.result.count(services.record_run(self.server, data, by=self.actor), "runs")
+            to_write.append(data)
             written[data.run_id] = fingerprint
+        if to_write:
+            # One transaction for the page: a killed worker leaves either all of it or none, and the
+            # fingerprints below are stored only after it, so the next sync redoes what is missing.
+            for outcome in services.record_runs(self.server, to_write, by=self.actor):
+                self.result.count(outcome, "runs")
         if written:
             self._remember(datas, written)
         self.done += len(page)

@@ -6,7 +6,8 @@
 - Git: a 50,000-commit repository made with ``git fast-import``; ``git log`` over it, the sync,
   and GitPython reading the same commits (why the adapter uses the CLI).
 
-Uses its own SQLite database and cache under a temporary directory. Sizes: BENCH_RUNS,
+Uses its own database: SQLite under a temporary directory, or, with BENCH_DATABASE_URL
+(``postgres://.../lineage_bench``), a PostgreSQL database it drops and re-creates. Sizes: BENCH_RUNS,
 BENCH_MODEL_VERSIONS, BENCH_COMMITS.
 """
 
@@ -27,8 +28,28 @@ COMMITS = int(os.environ.get("BENCH_COMMITS", "50000"))
 WORK = Path(tempfile.mkdtemp(prefix="lineage-bench-"))
 
 
+def _fresh_postgres(url: str) -> str:
+    """Drop and re-create the database BENCH_DATABASE_URL names, so every run starts from empty."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    import psycopg
+
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/") or "lineage_bench"
+    admin = urlunsplit(parts._replace(scheme="postgresql", path="/postgres"))
+    with psycopg.connect(admin, autocommit=True) as con:
+        con.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        con.execute(f'CREATE DATABASE "{name}"')
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
 def _django() -> None:
-    os.environ.pop("DATABASE_URL", None)
+    # PostgreSQL is what a deployment runs on; SQLite (the embedded default) when no URL is given.
+    url = os.environ.get("BENCH_DATABASE_URL", "")
+    if url:
+        os.environ["DATABASE_URL"] = _fresh_postgres(url)
+    else:
+        os.environ.pop("DATABASE_URL", None)
     os.environ["LINEAGE_VAR_DIR"] = str(WORK / "var")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "lineage_site.settings")
     import django
@@ -261,7 +282,9 @@ def bench_git() -> dict[str, float]:
 
 def main() -> None:
     _django()
-    print(f"   work dir {WORK}", flush=True)
+    from django.db import connection
+
+    print(f"   work dir {WORK}; database {connection.vendor} {connection.settings_dict['NAME']}", flush=True)
     bench_mlflow()
     bench_git()
 
