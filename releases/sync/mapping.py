@@ -86,8 +86,10 @@ def run_data(run: Any, experiment_names: dict[str, str]) -> RunData:
     commit = _commit(tags, warnings)
     declared = _declared_datasets(tags, warnings)
     refs = _dataset_inputs(run, declared, warnings)
-    covered = {(ref.key, ref.context) for ref in refs}
-    refs = [DatasetRef(key=key) for key in declared if (key, "training") not in covered] + refs
+    # A declared version that an input already names (in any context) is that input, not a second,
+    # "training" use: dataset_version=churn-train:18,churn-eval:3 plus an evaluation input of churn-eval:3.
+    covered = {ref.key for ref in refs}
+    refs = [DatasetRef(key=key) for key in declared if key not in covered] + refs
     return RunData(
         run_id=info.run_id,
         experiment_id=str(info.experiment_id),
