@@ -195,15 +195,19 @@ def bench_mlflow() -> dict[str, float]:
         experiment_ids = [e.experiment_id for e in client.search_experiments()]
 
         def raw() -> int:
+            # The same query and page size the sync sends, so only the writes differ.
             count, token = 0, None
             while True:
-                page = client.search_runs(experiment_ids, "", max_results=1000, page_token=token)
+                page = client.search_runs(
+                    experiment_ids, "", max_results=1000, order_by=["attributes.start_time ASC"], page_token=token
+                )
                 count += len(page)
                 token = page.token
                 if not token:
                     return count
 
-        raw_s, raw_count = _timed("raw search_runs paging", raw)
+        # Best of two: the first pass also warms the server's store, which would flatter the sync.
+        raw_s, raw_count = min(_timed("raw search_runs paging", raw), _timed("raw search_runs paging, again", raw))
         first_s, _ = _timed("first sync", lambda: sources.sync_state(state))
         second_s, _ = _timed("second sync, nothing changed", lambda: sources.sync_state(state))
         full_s, _ = _timed("full re-read, nothing changed", lambda: sources.sync_state(state, full=True))
