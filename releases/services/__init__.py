@@ -22,6 +22,7 @@ from releases.services.experiment import (
     record_run,
     record_runs,
     register_model_version,
+    register_model_versions,
 )
 from releases.services.release import (
     approval_refusal,
@@ -57,6 +58,7 @@ __all__ = [
     "record_tag",
     "register_dataset_version",
     "register_model_version",
+    "register_model_versions",
     "reject_release",
     "resolve_commit",
     "resolve_commits",

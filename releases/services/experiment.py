@@ -7,13 +7,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from audit import log
 from audit.log import Actor
-from releases.errors import Conflict, InvalidInput
+from releases.errors import Conflict, InvalidInput, LineageError
 from releases.models import (
     DatasetDigest,
     DatasetVersion,
@@ -305,14 +305,100 @@ class ModelVersionData:
     created_at: datetime.datetime | None = None
 
 
-def register_model_version(
-    server: TrackingServer | None, data: ModelVersionData, *, by: Actor
-) -> tuple[ModelVersion, str]:
-    """Create or refresh a registry version. Its run and artifact never change once recorded."""
+def _check_model_version(data: ModelVersionData) -> None:
     if not data.name.strip():
         raise InvalidInput("a registered model needs a name")
     if data.version < 1:
         raise InvalidInput(f"model version must be a positive integer, not {data.version!r}")
+
+
+def register_model_versions(
+    server: TrackingServer | None, versions: Sequence[ModelVersionData], *, by: Actor
+) -> list[str | LineageError]:
+    """``register_model_version`` for a page: one outcome per version, or the error that refused it.
+
+    Versions not registered yet (all of them on a first sync) are inserted together, each with its
+    own audit event; a version already known, or listed twice, takes the one-by-one path, which
+    compares it with what is stored.
+    """
+    outcomes: dict[int, str | LineageError] = {}
+    valid: list[tuple[int, ModelVersionData]] = []
+    for index, data in enumerate(versions):
+        try:
+            _check_model_version(data)
+        except LineageError as exc:
+            outcomes[index] = exc
+            continue
+        valid.append((index, data))
+    later: list[tuple[int, ModelVersionData]] = []
+    try:
+        with transaction.atomic():
+            models = {
+                name: RegisteredModel.objects.get_or_create(name=name, defaults={"server": server})[0]
+                for name in sorted({data.name for _, data in valid})
+            }
+            stored = set(
+                ModelVersion.objects.filter(registered_model__in=list(models.values())).values_list(
+                    "registered_model__name", "version"
+                )
+            )
+            runs: dict[str, ExperimentRun] = {}
+            run_ids = {data.source_run_id for _, data in valid if data.source_run_id}
+            found = ExperimentRun.objects.filter(run_id__in=run_ids)
+            for run in found.filter(server=server) if server else found:
+                runs.setdefault(run.run_id, run)
+            fresh: list[tuple[int, ModelVersionData]] = []
+            for index, data in valid:
+                if (data.name, data.version) in stored:
+                    later.append((index, data))
+                    continue
+                stored.add((data.name, data.version))
+                fresh.append((index, data))
+            ModelVersion.objects.bulk_create(
+                [
+                    ModelVersion(
+                        registered_model=models[data.name],
+                        version=data.version,
+                        source_run_id=data.source_run_id,
+                        run=runs.get(data.source_run_id),
+                        artifact_uri=data.artifact_uri,
+                        aliases=sorted(data.aliases),
+                        tags=data.tags,
+                        created_at=data.created_at,
+                    )
+                    for _, data in fresh
+                ],
+                batch_size=500,
+            )
+            log.record_many(
+                [
+                    log.PendingEvent(
+                        "model_version.registered",
+                        object_type="model_version",
+                        object_key=f"{data.name}/{data.version}",
+                        new={"run_id": data.source_run_id, "artifact_uri": data.artifact_uri},
+                    )
+                    for _, data in fresh
+                ],
+                actor=by,
+            )
+            outcomes.update({index: "created" for index, _ in fresh})
+    except IntegrityError:
+        # Another writer registered one of them meanwhile: compare each with what is stored now.
+        later = valid
+    for index, data in later:
+        try:
+            outcomes[index] = register_model_version(server, data, by=by)[1]
+        except LineageError as exc:
+            outcomes[index] = exc
+    return [outcomes[index] for index in range(len(versions))]
+
+
+def register_model_version(
+    server: TrackingServer | None, data: ModelVersionData, *, by: Actor
+) -> tuple[ModelVersion, str]:
+    """Create or refresh a registry version. Its run and artifact never change once recorded."""
+    _check_model_version(data)
     key = f"{data.name}/{data.version}"
     with transaction.atomic():
         model, _ = RegisteredModel.objects.get_or_create(name=data.name, defaults={"server": server})

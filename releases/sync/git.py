@@ -7,6 +7,7 @@ parsed here reads 50,000 commits several times faster than GitPython's per-commi
 from __future__ import annotations
 
 import datetime
+import itertools
 import os
 import queue
 import re
@@ -26,8 +27,9 @@ from releases.errors import LineageError
 from releases.models import GitRepository
 from releases.sync.state import Lease, SourceUnavailable, SyncResult, leased, record_success, state_for_repository
 
-# Large batches: each costs one existence read and one COPY, whatever its size.
-BATCH = 25_000
+# Commits per transaction. Each batch is one COPY streamed while git log runs; between batches the
+# lease is renewed, so the batch must stay well under LINEAGE_SYNC_LEASE_SECONDS to write.
+BATCH = 50_000
 _FIELD, _RECORD = "\x1f", "\x1e"
 _LOG_FORMAT = _FIELD.join(["%H", "%P", "%an", "%ae", "%aI", "%cI", "%B"]) + _RECORD
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
@@ -173,6 +175,19 @@ def new_commits(path: Path, tips: list[str], known: list[str]) -> Iterator[servi
         )
 
 
+class _Counted:
+    """An iterator that counts what it hands out: how many commits a streamed batch held."""
+
+    def __init__(self, items: Iterator[services.CommitData]) -> None:
+        self.items = items
+        self.count = 0
+
+    def __iter__(self) -> Iterator[services.CommitData]:
+        for item in self.items:
+            self.count += 1
+            yield item
+
+
 def sync_repository(repository: GitRepository) -> SyncResult:
     """Mirror the repository and record new commits and every tag that is new or moved."""
     state = state_for_repository(repository)
@@ -189,18 +204,15 @@ def _sync(repository: GitRepository, lease: Lease, started: float) -> SyncResult
     watermark = lease.state.watermark or {}
     known_tips = sorted(set(watermark.get("heads", {}).values()) | set(watermark.get("tags", {}).values()))
     tips = sorted(set(heads.values()) | set(tags.values()))
-    batch: list[services.CommitData] = []
     seen = 0
-    for commit in new_commits(path, tips, known_tips):
-        batch.append(commit)
-        if len(batch) >= BATCH:
-            seen += len(batch)
-            result.count("created", "commits", services.record_commits(repository, batch))
-            batch = []
-            lease.progress(seen, f"{seen} commits read")
-    if batch:
-        seen += len(batch)
+    stream = new_commits(path, tips, known_tips)
+    while True:
+        batch = _Counted(itertools.islice(stream, BATCH))
         result.count("created", "commits", services.record_commits(repository, batch))
+        seen += batch.count
+        if batch.count < BATCH:
+            break
+        lease.progress(seen, f"{seen} commits read")
     result.count("unchanged", "commits", seen - result.details.get("commits created", 0))
     lease.progress(seen, f"{seen} commits read; checking tags", force=True)
     known_tags: dict[str, str] = watermark.get("tags", {})

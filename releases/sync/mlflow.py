@@ -291,6 +291,7 @@ class _Sync:
                     registered_model__name__in={d.name for d in datas}
                 ).select_related("registered_model")
             }
+            to_write = []
             for data in datas:
                 existing = known.get((data.name, data.version))
                 if (
@@ -301,12 +302,19 @@ class _Sync:
                 ):
                     self.result.count("unchanged", "model versions")
                 else:
-                    try:
-                        _, outcome = services.register_model_version(self.server, data, by=self.actor)
-                    except LineageError as exc:
-                        self.result.warn(f"{data.name}/{data.version}: {exc.message}")
-                        continue
+                    to_write.append(data)
+            refused: set[tuple[str, int]] = set()
+            for data, outcome in zip(
+                to_write, services.register_model_versions(self.server, to_write, by=self.actor), strict=True
+            ):
+                if isinstance(outcome, LineageError):
+                    self.result.warn(f"{data.name}/{data.version}: {outcome.message}")
+                    refused.add((data.name, data.version))
+                else:
                     self.result.count(outcome, "model versions")
+            for data in datas:
+                if (data.name, data.version) in refused:
+                    continue
                 release_name = data.tags.get(settings.LINEAGE_MLFLOW_RELEASE_TAG, "").strip()
                 if release_name:
                     self._ensure_release(release_name, f"{data.name}/{data.version}")

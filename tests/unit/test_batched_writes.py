@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import datetime
+import hashlib
 import io
+import json
+from dataclasses import asdict
 
 import pytest
 from django.core.management import call_command
@@ -12,7 +15,9 @@ from django.db import transaction
 from audit import log
 from audit.models import AuditEvent
 from releases import services
-from releases.models import Commit, DatasetVersion, ExperimentRun, RunDatasetInput
+from releases.errors import Conflict, InvalidInput
+from releases.models import Commit, DatasetVersion, ExperimentRun, ModelVersion, RunDatasetInput
+from releases.sync import mapping
 from tests.factories import SYSTEM, World, sha_of
 
 
@@ -179,3 +184,43 @@ def test_commits_resolve_in_bulk_as_one_by_one(world):
     shas = [commit.sha, commit.sha[:7].upper(), "0" * 40, "abc", "zz" * 20, commit.sha + "0"]
     assert services.resolve_commits(shas) == {sha: services.resolve_commit(sha) for sha in shas}
     assert services.resolve_commits([commit.sha[:9]])[commit.sha[:9]] == commit
+
+
+def test_model_versions_in_a_page_are_registered_with_an_event_each(world):
+    services.record_run(world.server, services.RunData(run_id="r1"), by=SYSTEM)
+    page = [
+        services.ModelVersionData(name="churn-model", version=1, source_run_id="r1", artifact_uri="runs:/r1/model"),
+        services.ModelVersionData(name="churn-model", version=2, artifact_uri="s3://m/2", aliases=("production",)),
+        services.ModelVersionData(name="", version=3),
+        services.ModelVersionData(name="churn-model", version=1, source_run_id="r1", artifact_uri="runs:/r1/model"),
+    ]
+    outcomes = services.register_model_versions(world.server, page, by=SYSTEM)
+    assert outcomes[:2] == ["created", "created"]
+    assert isinstance(outcomes[2], InvalidInput)
+    assert outcomes[3] == "unchanged"
+    first = ModelVersion.objects.by_key("churn-model/1").get()
+    assert (first.run.run_id, first.artifact_uri) == ("r1", "runs:/r1/model")
+    assert ModelVersion.objects.by_key("churn-model/2").get().aliases == ["production"]
+    events = AuditEvent.objects.filter(action="model_version.registered").order_by("seq")
+    assert [(e.object_key, e.new["run_id"]) for e in events] == [("churn-model/1", "r1"), ("churn-model/2", "")]
+
+    moved = [page[0], services.ModelVersionData(name="churn-model", version=2, artifact_uri="s3://other/2")]
+    again = services.register_model_versions(world.server, moved, by=SYSTEM)
+    assert again[0] == "unchanged"
+    assert isinstance(again[1], Conflict)
+    assert ModelVersion.objects.count() == 2
+    assert _audit_verify().startswith("audit log intact")
+
+
+def test_run_fingerprint_is_the_digest_of_the_whole_run_data():
+    data = services.RunData(
+        run_id="r1",
+        start_time=datetime.datetime(2025, 1, 2, tzinfo=datetime.UTC),
+        params={"feature_view": "customer_features_v5"},
+        metrics={"auc": 0.862},
+        datasets=[services.DatasetRef("churn-train:17", digest="abc123"), services.DatasetRef("churn-eval:3", "eval")],
+        warnings=["tag dataset_version='garbage' is not name:version (e.g. churn-train:17)"],
+    )
+    # Digests stored by earlier syncs stay valid: a run that did not change is not written again.
+    expected = hashlib.sha256(json.dumps(asdict(data), sort_keys=True, default=str).encode()).hexdigest()
+    assert mapping.fingerprint(data) == expected
