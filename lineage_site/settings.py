@@ -212,7 +212,10 @@ LINEAGE_MLFLOW_WEBHOOK_SECRET = env_str("LINEAGE_MLFLOW_WEBHOOK_SECRET")
 CELERY_BEAT_SCHEDULE = {
     "sync-due-sources": {"task": "releases.tasks.sync_due_sources", "schedule": 60.0},
     "retry-write-backs": {"task": "releases.tasks.retry_write_backs", "schedule": 300.0},
-    "audit-checkpoint": {"task": "audit.tasks.sign_checkpoint", "schedule": float(env_int("LINEAGE_CHECKPOINT_SECONDS", 3600))},
+    "audit-checkpoint": {
+        "task": "audit.tasks.sign_checkpoint",
+        "schedule": float(env_int("LINEAGE_CHECKPOINT_SECONDS", 3600)),
+    },
 }
 # Name of this audit log in signed checkpoints (what an offline verifier expects to see).
 LINEAGE_AUDIT_ORIGIN = env_str("LINEAGE_AUDIT_ORIGIN", "release-lineage")
