@@ -11,7 +11,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from audit import context
-from audit.models import AuditEvent
+from audit.models import AuditEvent, canonical_json
 
 GENESIS_HASH = "0" * 64
 # Arbitrary constant naming the PostgreSQL advisory lock that serialises appends.
@@ -129,7 +129,58 @@ def record_many(events: list[PendingEvent], *, actor: Actor) -> list[AuditEvent]
         )
         event.hash = prev_hash = event.compute_hash()
         rows.append(event)
-    return AuditEvent.objects.bulk_create(rows, batch_size=500)
+    if connection.vendor != "postgresql":
+        return AuditEvent.objects.bulk_create(rows, batch_size=500)
+    _copy_events(rows)
+    ids = dict(AuditEvent.objects.filter(seq__gte=rows[0].seq, seq__lte=rows[-1].seq).values_list("seq", "pk"))
+    for event in rows:
+        event.pk = ids[event.seq]
+        event._state.adding = False
+    return rows
+
+
+def _copy_events(rows: list[AuditEvent]) -> None:
+    """PostgreSQL COPY of a batch of events: a thousand rows cost a fraction of an INSERT's time.
+
+    old and new go in as the JSON their hash was computed over, so what is stored is what was hashed.
+    """
+    names = [
+        "seq",
+        "at",
+        "actor",
+        "actor_user",
+        "action",
+        "object_type",
+        "object_key",
+        "old",
+        "new",
+        "reason",
+        "request_id",
+        "prev_hash",
+        "hash",
+    ]
+    fields = {field.name: str(field.column) for field in AuditEvent._meta.concrete_fields}
+    columns = ", ".join(connection.ops.quote_name(fields[name]) for name in names)
+    table = connection.ops.quote_name(AuditEvent._meta.db_table)
+    with connection.cursor() as cursor, cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+        for event in rows:
+            copy.write_row(
+                (
+                    event.seq,
+                    event.at,
+                    event.actor,
+                    event.actor_user_id,
+                    event.action,
+                    event.object_type,
+                    event.object_key,
+                    None if event.old is None else canonical_json(event.old),
+                    None if event.new is None else canonical_json(event.new),
+                    event.reason,
+                    event.request_id,
+                    event.prev_hash,
+                    event.hash,
+                )
+            )
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,19 @@ def test_record_many_continues_the_chain_and_audit_verify_passes():
     assert _audit_verify() == "audit log intact: 5 events verified\n"
 
 
+@pytest.mark.django_db
+def test_record_many_stores_values_exactly_as_hashed():
+    odd = {"note": "café\tline\nnext \\ end", "when": datetime.datetime(2025, 1, 2, tzinfo=datetime.UTC), "n": None}
+    with transaction.atomic():
+        [event] = log.record_many([log.PendingEvent("test.odd", "thing", "k", old=odd, reason="ünïcode")], actor=SYSTEM)
+    stored = AuditEvent.objects.get(pk=event.pk)
+    assert stored.old == {"note": "café\tline\nnext \\ end", "when": "2025-01-02T00:00:00Z", "n": None}
+    assert stored.new is None
+    assert stored.reason == "ünïcode"
+    assert stored.compute_hash() == stored.hash == event.hash
+    assert _audit_verify() == "audit log intact: 1 events verified\n"
+
+
 @pytest.mark.django_db(transaction=True)
 def test_record_many_must_run_inside_a_transaction():
     with pytest.raises(RuntimeError, match="inside the transaction"):
