@@ -94,7 +94,9 @@ def _assert_chain_came_from_the_sync_and_wrote_back(tmp_path: Path) -> None:
 
 def test_production_settings_pass_check_deploy(tmp_path: Path):
     env = {
-        **{k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}},
+        # A production environment: none of the test run's own variables (the browser tests relax
+        # Django's async guard for Playwright, which check --deploy rightly reports).
+        **{k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "DJANGO_ALLOW_ASYNC_UNSAFE"}},
         "DEBUG": "0",
         "SECRET_KEY": "x" * 20 + "-production-secret-key-with-enough-entropy-" + "q9" * 10,
         "ALLOWED_HOSTS": "lineage.example.com",
