@@ -1,0 +1,135 @@
+"""The pages of the other links: dataset versions, commits, runs, models, the release list."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.db.models import Prefetch, QuerySet
+
+from releases.lineage.compare import as_float
+from releases.lineage.impact import Impact, impact_of_commit, impact_of_dataset_version, impact_of_run
+from releases.lineage.trace import traced_releases
+from releases.models import (
+    Commit,
+    DatasetDigest,
+    DatasetVersion,
+    Endpoint,
+    ExperimentRun,
+    ModelVersion,
+    RegisteredModel,
+    Release,
+    RunDatasetInput,
+)
+
+
+@dataclass(frozen=True)
+class DatasetVersionDetail:
+    version: DatasetVersion
+    digests: list[DatasetDigest]
+    impact: Impact
+
+
+def dataset_version_detail(name: str, version: int) -> DatasetVersionDetail:
+    """One dataset version, the digests seen for it and its impact (seven queries)."""
+    found = (
+        DatasetVersion.objects.select_related("dataset")
+        .prefetch_related("digests")
+        .get(dataset__name=name, version=version)
+    )
+    return DatasetVersionDetail(found, list(found.digests.all()), impact_of_dataset_version(found))
+
+
+def commit_detail(sha_prefix: str) -> tuple[list[Commit], Impact | None]:
+    """Commits matching a sha prefix, and the impact of the commit when exactly one matches (six queries)."""
+    commits = list(Commit.objects.by_prefix(sha_prefix).select_related("repository")[:20])
+    return commits, (impact_of_commit(commits[0]) if len(commits) == 1 else None)
+
+
+def run_detail(run_id: str) -> tuple[ExperimentRun, Impact]:
+    """One MLflow run with its inputs and its impact (seven queries). Raises ExperimentRun.DoesNotExist."""
+    run = (
+        ExperimentRun.objects.select_related("server", "commit__repository", "feature_pipeline_version__pipeline")
+        .prefetch_related(
+            Prefetch(
+                "dataset_inputs",
+                queryset=RunDatasetInput.objects.select_related("dataset_version__dataset").order_by(
+                    "context", "dataset_version__dataset__name"
+                ),
+            )
+        )
+        .filter(run_id=run_id)
+        .order_by("server__name")[:1]
+        .get()
+    )
+    return run, impact_of_run(run)
+
+
+LOWER_IS_BETTER = ("loss", "error", "rmse", "mae", "mse", "latency")
+
+
+@dataclass(frozen=True)
+class MetricPoint:
+    version: int
+    value: float
+    worse: bool
+
+
+@dataclass(frozen=True)
+class MetricSeries:
+    key: str
+    points: list[MetricPoint]
+
+    @property
+    def lower_is_better(self) -> bool:
+        return any(word in self.key.lower() for word in LOWER_IS_BETTER)
+
+
+@dataclass(frozen=True)
+class ModelHistory:
+    model: RegisteredModel
+    versions: list[ModelVersion]
+    releases: list[Release]
+    metrics: list[MetricSeries]
+    endpoints: list[Endpoint]
+
+
+def model_history(name: str, limit: int = 50) -> ModelHistory:
+    """A registered model's newest versions, their releases and each metric across versions (four queries)."""
+    model = RegisteredModel.objects.get(name=name)
+    versions = list(
+        ModelVersion.objects.filter(registered_model=model)
+        .select_related("run__server")
+        .prefetch_related(Prefetch("releases", queryset=Release.objects.order_by("-created_at")))
+        .order_by("-version")[:limit]
+    )
+    for mv in versions:
+        mv.registered_model = model
+    chronological = list(reversed(versions))
+    series: dict[str, list[MetricPoint]] = {}
+    for mv in chronological:
+        for key, raw in sorted((mv.run.metrics if mv.run else {}).items()):
+            value = as_float(raw)
+            if value is None:
+                continue
+            points = series.setdefault(key, [])
+            lower = any(word in key.lower() for word in LOWER_IS_BETTER)
+            worse = bool(points) and (value > points[-1].value if lower else value < points[-1].value)
+            points.append(MetricPoint(mv.version, value, worse))
+    releases = [r for mv in versions for r in mv.releases.all()]
+    endpoints = list(Endpoint.objects.filter(deployments__release__model_version__registered_model=model).distinct())
+    return ModelHistory(
+        model, versions, releases, [MetricSeries(k, v) for k, v in sorted(series.items())], sorted(endpoints, key=str)
+    )
+
+
+def release_list(*, model: str = "", state: str = "", waiting_for: Any = None) -> QuerySet[Release]:
+    """Releases for the list page, newest first, filtered; rows carry their chain for completeness."""
+    releases = traced_releases().order_by("-created_at", "-id")
+    if model:
+        releases = releases.filter(model_version__registered_model__name=model)
+    if state:
+        releases = releases.filter(state=state)
+    if waiting_for is not None:
+        releases = releases.filter(pk__in=Release.objects.pending_for(waiting_for).values("pk"))
+    return releases

@@ -1,0 +1,143 @@
+"""What is live on each endpoint, at any moment, and what a rollback would restore."""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypedDict
+
+from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
+from django.utils import timezone
+
+from releases.lineage.trace import Trace, traced_releases
+from releases.models import (
+    DatasetVersion,
+    Deployment,
+    Endpoint,
+    Release,
+    RunDatasetInput,
+)
+
+
+def restorable(prefix: str = "") -> Q:
+    """Condition for a release safe to restore: approved (so not retired), clean data, tag not moved.
+
+    ``prefix`` points at the release from another model (``"release__"`` from a deployment). The data
+    check is a correlated NOT EXISTS on the release's own run, so it touches a handful of index
+    entries per candidate instead of every run input of the whole history.
+    """
+    unsafe_input = RunDatasetInput.objects.filter(
+        run_id=OuterRef(f"{prefix}model_version__run_id"),
+        dataset_version__in=DatasetVersion.objects.unsafe().values("pk"),
+    )
+    return (
+        Q(**{f"{prefix}state": Release.State.APPROVED})
+        & ~Q(**{f"{prefix}git_tag__moved_to_sha__gt": ""})
+        & Q(~Exists(unsafe_input))
+    )
+
+
+class LiveAnnotations(TypedDict):
+    live_deployment_id: int | None
+    live_release_id: int | None
+    live_since: datetime.datetime | None
+    live_release_created: datetime.datetime | None
+    rollback_release_id: int | None
+
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
+    EndpointWithLive = WithAnnotations[Endpoint, LiveAnnotations]
+else:
+    EndpointWithLive = Endpoint
+
+
+def endpoints_with_live(when: datetime.datetime | None = None) -> QuerySet[EndpointWithLive]:
+    """Endpoints annotated with their live deployment at ``when`` and its rollback target (one query)."""
+    when = when or timezone.now()
+    live = Deployment.objects.filter(endpoint=OuterRef("pk")).live_at(when)
+    endpoints = Endpoint.objects.annotate(
+        live_deployment_id=Subquery(live.values("id")[:1]),
+        live_release_id=Subquery(live.values("release_id")[:1]),
+        live_since=Subquery(live.values("deployed_at")[:1]),
+        live_release_created=Subquery(live.values("release__created_at")[:1]),
+    )
+    target = (
+        Deployment.objects.filter(
+            endpoint=OuterRef("pk"),
+            deployed_at__lt=OuterRef("live_since"),
+            release__created_at__lt=OuterRef("live_release_created"),
+        )
+        .filter(restorable("release__"))
+        .exclude(release_id=OuterRef("live_release_id"))
+        .order_by("-deployed_at", "-id")
+    )
+    annotated: QuerySet[EndpointWithLive] = endpoints.annotate(
+        rollback_release_id=Subquery(target.values("release_id")[:1])
+    )
+    return annotated
+
+
+@dataclass(frozen=True)
+class EndpointStatus:
+    endpoint: Endpoint
+    live: Deployment | None
+    live_trace: Trace | None
+    rollback_target: Release | None
+
+    @property
+    def rollback_blocker(self) -> str:
+        """Why there is no rollback target, in words an on-call engineer can act on."""
+        if self.rollback_target is not None:
+            return ""
+        if self.live is None:
+            return "Nothing is live on this endpoint."
+        return (
+            "No earlier release on this endpoint is approved, unretired and free of quarantined data; "
+            "deploy a known-good release explicitly."
+        )
+
+
+def endpoint_statuses(
+    endpoints: QuerySet[Endpoint] | None = None, when: datetime.datetime | None = None
+) -> list[EndpointStatus]:
+    """Live release, its trace and the rollback target of each endpoint (four queries in all)."""
+    annotated = endpoints_with_live(when)
+    if endpoints is not None:
+        annotated = annotated.filter(pk__in=endpoints.values("pk"))
+    rows = list(annotated)
+    live_ids = [row.live_deployment_id for row in rows if row.live_deployment_id]
+    deployments = Deployment.objects.select_related("actor_user").in_bulk(live_ids)
+    release_ids = {d.release_id for d in deployments.values()} | {
+        r.rollback_release_id for r in rows if r.rollback_release_id
+    }
+    releases = traced_releases().in_bulk(release_ids)
+    statuses = []
+    for row in rows:
+        live = deployments.get(row.live_deployment_id) if row.live_deployment_id else None
+        live_release = releases.get(live.release_id) if live else None
+        if live is not None and live_release is not None:
+            live.release = live_release
+        statuses.append(
+            EndpointStatus(
+                endpoint=row,
+                live=live,
+                live_trace=Trace(live_release) if live_release else None,
+                rollback_target=releases.get(row.rollback_release_id) if row.rollback_release_id else None,
+            )
+        )
+    return statuses
+
+
+def live_at(endpoint: Endpoint, when: datetime.datetime) -> Deployment | None:
+    """The deployment live on ``endpoint`` at ``when`` (the latest at or before it)."""
+    return endpoint.deployments.live_at(when).select_related("release").first()
+
+
+def rollback_target(endpoint: Endpoint, when: datetime.datetime | None = None) -> Release | None:
+    """The release a rollback of ``endpoint`` would restore, or None."""
+    row = endpoints_with_live(when).filter(pk=endpoint.pk).values("rollback_release_id").first()
+    if not row or row["rollback_release_id"] is None:
+        return None
+    return Release.objects.with_chain().get(pk=row["rollback_release_id"])

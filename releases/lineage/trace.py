@@ -1,0 +1,293 @@
+"""The trace of a release: its six links, completeness, lineage digest and approval state."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Prefetch, QuerySet
+
+from audit.models import canonical_json
+from releases.models import (
+    Approval,
+    Commit,
+    DatasetVersion,
+    Deployment,
+    ExperimentRun,
+    ModelVersion,
+    Release,
+    RunDatasetInput,
+)
+
+# The six links, in chain order, with the incident each missing one makes hard to debug.
+LINKS: tuple[tuple[str, str, str], ...] = (
+    (
+        "code",
+        "Git commit",
+        "No Git commit: nobody can rebuild this model or tell which code change caused a regression.",
+    ),
+    ("data", "Dataset version", "No dataset version: a data bug and a code bug look the same."),
+    (
+        "features",
+        "Feature pipeline version",
+        "No feature pipeline version: training/serving skew cannot be traced to a feature change.",
+    ),
+    ("experiment", "MLflow run", "No MLflow run: the params and metrics behind this model cannot be checked."),
+    ("model", "Model version", "No registry version: nobody can prove which artifact is serving."),
+    (
+        "deployment",
+        "Endpoint",
+        "Not deployed anywhere: there is no record of where it ran and nothing to roll back from.",
+    ),
+)
+# Links a release must have before it can be approved (deployment comes after approval).
+APPROVAL_LINKS = ("code", "data", "features", "experiment", "model")
+
+
+@dataclass(frozen=True)
+class Link:
+    key: str
+    label: str
+    present: bool
+    identifiers: list[str]
+    explanation: str
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def state(self) -> str:
+        if not self.present:
+            return "missing"
+        return "warning" if self.warnings else "complete"
+
+
+def traced_releases() -> QuerySet[Release]:
+    """Releases with the whole chain loaded in a fixed number of queries."""
+    return Release.objects.with_chain().prefetch_related(
+        Prefetch(
+            "model_version__run__dataset_inputs",
+            queryset=RunDatasetInput.objects.select_related("dataset_version__dataset").order_by(
+                "context", "dataset_version__dataset__name", "dataset_version__version"
+            ),
+        ),
+        Prefetch("approvals", queryset=Approval.objects.select_related("approver").order_by("signed_at", "id")),
+        Prefetch(
+            "deployments",
+            queryset=Deployment.objects.select_related("endpoint").order_by("-deployed_at", "-id"),
+        ),
+    )
+
+
+@dataclass
+class Trace:
+    """The full chain of one release, built from rows already loaded by ``traced_releases``."""
+
+    release: Release
+
+    @property
+    def model_version(self) -> ModelVersion:
+        return self.release.model_version
+
+    @property
+    def run(self) -> ExperimentRun | None:
+        return self.release.model_version.run
+
+    @property
+    def commit(self) -> Commit | None:
+        if self.release.commit is not None:
+            return self.release.commit
+        return self.run.commit if self.run is not None else None
+
+    @property
+    def commit_sha(self) -> str:
+        if self.commit is not None:
+            return self.commit.sha
+        return self.run.commit_sha if self.run is not None else ""
+
+    @property
+    def dataset_inputs(self) -> list[RunDatasetInput]:
+        return list(self.run.dataset_inputs.all()) if self.run is not None else []
+
+    @property
+    def dataset_versions(self) -> list[DatasetVersion]:
+        seen: dict[int, DatasetVersion] = {}
+        for item in self.dataset_inputs:
+            seen.setdefault(item.dataset_version_id, item.dataset_version)
+        return list(seen.values())
+
+    @property
+    def feature_version(self) -> Any:
+        return self.run.feature_pipeline_version if self.run is not None else None
+
+    @property
+    def approvals(self) -> list[Approval]:
+        return list(self.release.approvals.all())
+
+    @property
+    def deployments(self) -> list[Deployment]:
+        return list(self.release.deployments.all())
+
+    def warnings(self) -> dict[str, list[str]]:
+        """Problems per link: a quarantined or mutated dataset, a moved tag, an unresolved commit."""
+        found: dict[str, list[str]] = {key: [] for key, _, _ in LINKS}
+        tag = self.release.git_tag
+        if tag is not None and tag.moved:
+            found["code"].append(f"Tag {tag.name} moved from {tag.commit.short_sha} to {tag.moved_to_sha[:7]}.")
+        if self.commit is None and self.commit_sha:
+            found["code"].append(f"Commit {self.commit_sha[:12]} is not in any synced repository.")
+        for version in self.dataset_versions:
+            if version.is_quarantined:
+                found["data"].append(f"{version.key} is quarantined: {version.status_reason}")
+            if version.mutated:
+                found["data"].append(f"{version.key} was changed in place: {version.mutation_detail}")
+        if self.run is not None:
+            found["experiment"].extend(str(w) for w in self.run.warnings)
+        return found
+
+    @cached_property
+    def links(self) -> list[Link]:
+        # Cached: list pages ask for links, completeness and warnings of the same trace several times.
+        warnings = self.warnings()
+        identifiers: dict[str, list[str]] = {
+            "code": [self.commit_sha] if self.commit_sha else [],
+            "data": [f"{item.dataset_version.key} ({item.context})" for item in self.dataset_inputs],
+            "features": [self.feature_version.key] if self.feature_version else [],
+            "experiment": [self.run.run_id] if self.run else [],
+            "model": [self.model_version.key],
+            "deployment": sorted({d.endpoint.name for d in self.deployments}),
+        }
+        return [
+            Link(key, label, bool(identifiers[key]), identifiers[key], explanation, warnings[key])
+            for key, label, explanation in LINKS
+        ]
+
+    @property
+    def missing_for_approval(self) -> list[Link]:
+        return [link for link in self.links if link.key in APPROVAL_LINKS and not link.present]
+
+    @property
+    def completeness(self) -> tuple[int, int]:
+        links = self.links
+        return sum(1 for link in links if link.present), len(links)
+
+    def chain(self) -> dict[str, Any]:
+        """The canonical content that the lineage digest covers and approvals sign."""
+        tag = self.release.git_tag
+        run = self.run
+        return {
+            "release": self.release.name,
+            "model_version": {
+                "key": self.model_version.key,
+                "artifact_uri": self.model_version.artifact_uri,
+                "source_run_id": self.model_version.source_run_id,
+            },
+            "run": {"run_id": run.run_id, "server": run.server.name, "params": run.params} if run else None,
+            "commit": self.commit_sha or None,
+            "git_tag": {"name": tag.name, "sha": tag.commit.sha, "moved_to": tag.moved_to_sha} if tag else None,
+            "datasets": [
+                {
+                    "key": item.dataset_version.key,
+                    "context": item.context,
+                    "content_hash": item.dataset_version.content_hash,
+                    "status": item.dataset_version.status,
+                    "mutated": item.dataset_version.mutated,
+                }
+                for item in self.dataset_inputs
+            ],
+            "feature_pipeline_version": self.feature_version.key if self.feature_version else None,
+            "validation_report_uri": self.release.validation_report_uri,
+        }
+
+    @property
+    def digest(self) -> str:
+        return "sha256:" + hashlib.sha256(canonical_json(self.chain()).encode()).hexdigest()
+
+    def approval_state(self) -> ApprovalState:
+        return ApprovalState.of(self)
+
+
+@dataclass(frozen=True)
+class ApprovalState:
+    valid: list[Approval]
+    stale: list[tuple[Approval, list[str]]]
+    rejections: list[Approval]
+    required: int
+
+    @property
+    def is_valid(self) -> bool:
+        return len({a.approver_id for a in self.valid}) >= self.required
+
+    @property
+    def invalidated(self) -> bool:
+        """Approved once, but the chain has changed since, so the approval no longer counts."""
+        return not self.is_valid and bool(self.stale)
+
+    @classmethod
+    def of(cls, trace: Trace) -> ApprovalState:
+        digest = trace.digest
+        chain = trace.chain()
+        valid: list[Approval] = []
+        stale: list[tuple[Approval, list[str]]] = []
+        rejections: list[Approval] = []
+        for approval in trace.approvals:
+            if approval.decision == Approval.Decision.REJECTED:
+                rejections.append(approval)
+            elif approval.signed_digest == digest:
+                valid.append(approval)
+            else:
+                stale.append((approval, chain_changes(approval.signed_chain, chain)))
+        return cls(valid, stale, rejections, settings.LINEAGE_REQUIRED_APPROVALS)
+
+
+def chain_changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """Plain-English differences between two signed chains, for 'approval no longer valid'."""
+    changes: list[str] = []
+    old_sets = {d["key"]: d for d in before.get("datasets", [])}
+    new_sets = {d["key"]: d for d in after.get("datasets", [])}
+    for key in sorted(old_sets.keys() | new_sets.keys()):
+        old, new = old_sets.get(key), new_sets.get(key)
+        if old is None:
+            changes.append(f"dataset {key} was added")
+        elif new is None:
+            changes.append(f"dataset {key} was removed")
+        else:
+            for attr in ("status", "mutated", "content_hash"):
+                if old.get(attr) != new.get(attr):
+                    changes.append(f"dataset {key} {attr} changed from {old.get(attr)} to {new.get(attr)}")
+    old_tag, new_tag = before.get("git_tag") or {}, after.get("git_tag") or {}
+    if old_tag.get("moved_to") != new_tag.get("moved_to"):
+        changes.append(f"tag {new_tag.get('name')} moved to {str(new_tag.get('moved_to'))[:7]}")
+    for key in ("commit", "run", "model_version", "feature_pipeline_version", "validation_report_uri"):
+        if before.get(key) != after.get(key):
+            changes.append(f"{key.replace('_', ' ')} changed")
+    return changes or ["the lineage digest differs"]
+
+
+def trace(name: str) -> Trace:
+    """The trace of one release (raises Release.DoesNotExist)."""
+    return Trace(traced_releases().get(name=name))
+
+
+def previous_release(release: Release) -> Release | None:
+    """The release of the same registered model created just before this one."""
+    return (
+        Release.objects.with_chain()
+        .filter(
+            model_version__registered_model_id=release.model_version.registered_model_id,
+            created_at__lt=release.created_at,
+        )
+        .order_by("-created_at", "-id")
+        .first()
+    )
+
+
+def audit_refs(trace: Trace) -> list[tuple[str, str]]:
+    """The (object type, key) pairs whose audit events make up a release's timeline."""
+    refs = [("release", trace.release.name), ("model_version", trace.model_version.key)]
+    if trace.run is not None:
+        refs.append(("run", f"{trace.run.server.name}:{trace.run.run_id}"))
+    refs.extend(("dataset_version", version.key) for version in trace.dataset_versions)
+    refs.extend(("endpoint", name) for name in {d.endpoint.name for d in trace.deployments})
+    return refs
