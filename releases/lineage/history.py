@@ -39,7 +39,8 @@ def investigate(endpoint_name: str, at: datetime.datetime) -> Investigation:
     return Investigation(status.endpoint, at, status, comparison)
 
 
-DEPLOYMENT_HISTORY_LIMIT = 200
+# The endpoint page lists the newest deployments; the full history is in the API and the admin.
+DEPLOYMENT_HISTORY_LIMIT = 50
 
 
 @dataclass(frozen=True)
