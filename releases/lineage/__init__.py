@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from releases.lineage.compare import (
     COMMITS_BETWEEN_LIMIT,
+    COMMITS_SHOWN,
     Comparison,
     Difference,
     MetricDelta,
@@ -63,6 +64,7 @@ from releases.lineage.trace import (
 __all__ = [
     "APPROVAL_LINKS",
     "COMMITS_BETWEEN_LIMIT",
+    "COMMITS_SHOWN",
     "DEPLOYMENT_HISTORY_LIMIT",
     "HEX_RE",
     "LINKS",

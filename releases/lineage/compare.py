@@ -13,6 +13,8 @@ from releases.models import (
 )
 
 COMMITS_BETWEEN_LIMIT = 500
+# The walk reads up to COMMITS_BETWEEN_LIMIT commits; the page lists the newest of them.
+COMMITS_SHOWN = 100
 
 
 @dataclass(frozen=True)
@@ -168,9 +170,10 @@ def commits_between(base: Commit | None, head: Commit | None) -> tuple[list[Comm
         note = "Parent links are not synced; showing commits by commit time."
     else:
         note = f"{base.short_sha} is not an ancestor of {head.short_sha} in the synced history."
-    if len(found) > COMMITS_BETWEEN_LIMIT:
-        found = found[:COMMITS_BETWEEN_LIMIT]
-        note = f"Showing the newest {COMMITS_BETWEEN_LIMIT} commits."
+    if len(found) > COMMITS_SHOWN:
+        more = "+" if len(fetched) > COMMITS_BETWEEN_LIMIT else ""
+        note = f"Showing the newest {COMMITS_SHOWN} of {len(found)}{more} commits."
+        found = found[:COMMITS_SHOWN]
     return found, note
 
 
