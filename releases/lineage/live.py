@@ -40,9 +40,6 @@ def restorable(prefix: str = "") -> Q:
 class LiveAnnotations(TypedDict):
     live_deployment_id: int | None
     live_release_id: int | None
-    live_since: datetime.datetime | None
-    live_release_created: datetime.datetime | None
-    rollback_release_id: int | None
 
 
 if TYPE_CHECKING:
@@ -54,29 +51,33 @@ else:
 
 
 def endpoints_with_live(when: datetime.datetime | None = None) -> QuerySet[EndpointWithLive]:
-    """Endpoints annotated with their live deployment at ``when`` and its rollback target (one query)."""
-    when = when or timezone.now()
-    live = Deployment.objects.filter(endpoint=OuterRef("pk")).live_at(when)
-    endpoints = Endpoint.objects.annotate(
+    """Endpoints annotated with their live deployment (and its release) at ``when`` (one query)."""
+    live = Deployment.objects.filter(endpoint=OuterRef("pk")).live_at(when or timezone.now())
+    annotated: QuerySet[EndpointWithLive] = Endpoint.objects.annotate(
         live_deployment_id=Subquery(live.values("id")[:1]),
         live_release_id=Subquery(live.values("release_id")[:1]),
-        live_since=Subquery(live.values("deployed_at")[:1]),
-        live_release_created=Subquery(live.values("release__created_at")[:1]),
-    )
-    target = (
-        Deployment.objects.filter(
-            endpoint=OuterRef("pk"),
-            deployed_at__lt=OuterRef("live_since"),
-            release__created_at__lt=OuterRef("live_release_created"),
-        )
-        .filter(restorable("release__"))
-        .exclude(release_id=OuterRef("live_release_id"))
-        .order_by("-deployed_at", "-id")
-    )
-    annotated: QuerySet[EndpointWithLive] = endpoints.annotate(
-        rollback_release_id=Subquery(target.values("release_id")[:1])
     )
     return annotated
+
+
+def with_rollback_target(deployments: QuerySet[Deployment]) -> QuerySet[Deployment]:
+    """Live deployments annotated with ``rollback_release_id``: the most recent earlier deployment on the
+    same endpoint of an older release that is safe to restore.
+
+    The candidates are read against the live deployment's own columns, so each endpoint costs one
+    index range scan, not a re-evaluation of "what is live" per candidate row.
+    """
+    target = (
+        Deployment.objects.filter(
+            endpoint_id=OuterRef("endpoint_id"),
+            deployed_at__lt=OuterRef("deployed_at"),
+            release__created_at__lt=OuterRef("release__created_at"),
+        )
+        .filter(restorable("release__"))
+        .exclude(release_id=OuterRef("release_id"))
+        .order_by("-deployed_at", "-id")
+    )
+    return deployments.annotate(rollback_release_id=Subquery(target.values("release_id")[:1]))
 
 
 @dataclass(frozen=True)
@@ -108,10 +109,9 @@ def endpoint_statuses(
         annotated = annotated.filter(pk__in=endpoints.values("pk"))
     rows = list(annotated)
     live_ids = [row.live_deployment_id for row in rows if row.live_deployment_id]
-    deployments = Deployment.objects.select_related("actor_user").in_bulk(live_ids)
-    release_ids = {d.release_id for d in deployments.values()} | {
-        r.rollback_release_id for r in rows if r.rollback_release_id
-    }
+    deployments = with_rollback_target(Deployment.objects.select_related("actor_user")).in_bulk(live_ids)
+    targets = {d.pk: d.rollback_release_id for d in deployments.values()}  # type: ignore[attr-defined]
+    release_ids = {d.release_id for d in deployments.values()} | {t for t in targets.values() if t}
     releases = traced_releases().in_bulk(release_ids)
     statuses = []
     for row in rows:
@@ -124,7 +124,7 @@ def endpoint_statuses(
                 endpoint=row,
                 live=live,
                 live_trace=Trace(live_release) if live_release else None,
-                rollback_target=releases.get(row.rollback_release_id) if row.rollback_release_id else None,
+                rollback_target=releases.get(targets[live.pk]) if live is not None and targets[live.pk] else None,
             )
         )
     return statuses
@@ -137,7 +137,6 @@ def live_at(endpoint: Endpoint, when: datetime.datetime) -> Deployment | None:
 
 def rollback_target(endpoint: Endpoint, when: datetime.datetime | None = None) -> Release | None:
     """The release a rollback of ``endpoint`` would restore, or None."""
-    row = endpoints_with_live(when).filter(pk=endpoint.pk).values("rollback_release_id").first()
-    if not row or row["rollback_release_id"] is None:
-        return None
-    return Release.objects.with_chain().get(pk=row["rollback_release_id"])
+    live = with_rollback_target(endpoint.deployments.live_at(when or timezone.now())).first()
+    target_id = live.rollback_release_id if live is not None else None  # type: ignore[attr-defined]
+    return Release.objects.with_chain().get(pk=target_id) if target_id else None
