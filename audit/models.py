@@ -19,13 +19,6 @@ class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
         """Events about one object, oldest first."""
         return self.filter(object_type=object_type, object_key=object_key).order_by("seq")
 
-    def for_objects(self, refs: list[tuple[str, str]]) -> AuditEventQuerySet:
-        """Events about any of several (type, key) objects, oldest first."""
-        query = models.Q(pk__in=[])
-        for object_type, object_key in refs:
-            query |= models.Q(object_type=object_type, object_key=object_key)
-        return self.filter(query).order_by("seq")
-
     def update(self, **kwargs: Any) -> int:
         raise AppendOnlyError("Audit events are append-only; they cannot be updated.")
 

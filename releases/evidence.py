@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from audit import checkpoints, log, signing, verifier
 from audit.log import Actor, actor_label
-from audit.models import AuditEvent, canonical_json
+from audit.models import canonical_json
 from releases import lineage
 from releases.models import Release
 from releases.roles import AUDITORS, ML_LEADS, require_role
@@ -88,7 +88,7 @@ def export_evidence(release: Release, *, by: Actor) -> tuple[str, bytes]:
             new={"lineage_digest": trace.digest},
         )
         checkpoint = checkpoints.issue_checkpoint()
-        events = list(AuditEvent.objects.for_objects(lineage.audit_refs(trace)).filter(seq__lte=checkpoint.size))
+        events = list(lineage.release_events(trace).filter(seq__lte=checkpoint.size))
         proofs = checkpoints.inclusion_proofs([e.seq for e in events], checkpoint)
     exported_at = timezone.now()
     documents: dict[str, bytes] = {

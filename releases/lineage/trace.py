@@ -8,9 +8,9 @@ from functools import cached_property
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
 
-from audit.models import canonical_json
+from audit.models import AuditEvent, canonical_json
 from releases.models import (
     Approval,
     Commit,
@@ -283,11 +283,20 @@ def previous_release(release: Release) -> Release | None:
     )
 
 
-def audit_refs(trace: Trace) -> list[tuple[str, str]]:
-    """The (object type, key) pairs whose audit events make up a release's timeline."""
+def release_events(trace: Trace) -> QuerySet[AuditEvent]:
+    """A release's audit timeline: events about it and its chain, and the endpoint events that name it.
+
+    Endpoint events (deployments, refusals, rollbacks) are kept only when they are about this release,
+    so a busy endpoint's history of other releases does not drown the timeline.
+    """
     refs = [("release", trace.release.name), ("model_version", trace.model_version.key)]
     if trace.run is not None:
         refs.append(("run", f"{trace.run.server.name}:{trace.run.run_id}"))
     refs.extend(("dataset_version", version.key) for version in trace.dataset_versions)
-    refs.extend(("endpoint", name) for name in {d.endpoint.name for d in trace.deployments})
-    return refs
+    query = Q(pk__in=[])
+    for object_type, object_key in refs:
+        query |= Q(object_type=object_type, object_key=object_key)
+    endpoints = sorted({d.endpoint.name for d in trace.deployments})
+    if endpoints:
+        query |= Q(object_type="endpoint", object_key__in=endpoints, new__release=trace.release.name)
+    return AuditEvent.objects.filter(query).order_by("seq")

@@ -10,7 +10,6 @@ from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from audit.models import AuditEvent
 from releases import lineage
 from releases.models import Endpoint, RegisteredModel, Release
 from releases.views.params import parse_page
@@ -50,7 +49,7 @@ def release_detail(request: HttpRequest, name: str) -> HttpResponse:
         "approval": trace.approval_state(),
         "endpoint_statuses": lineage.endpoint_statuses(endpoints),
         "previous": lineage.previous_release(trace.release),
-        "events": AuditEvent.objects.for_objects(lineage.audit_refs(trace)),
+        "events": lineage.release_events(trace),
     }
     return render(request, "releases/release_detail.html", context)
 

@@ -136,3 +136,14 @@ def test_board_pages_through_many_endpoints_and_finds_one_by_name(client: Client
     assert staging.count('data-label="Endpoint"') == (pages.ENDPOINTS_PER_PAGE + 2) // 2
     assert "No production endpoints" not in staging
     assert client.get("/?page=nonsense").status_code in (200, 400)
+
+
+def test_trace_timeline_keeps_only_this_releases_endpoint_events(world, ci_account, lead, release_manager):
+    from releases import lineage
+
+    board_with(world, 1, by=ci_account, approver=lead, deployer=release_manager)
+    events = list(lineage.release_events(lineage.trace("churn-v101")))
+    deployments = [e for e in events if e.action == "deployment.recorded"]
+    assert [e.new["release"] for e in deployments] == ["churn-v101"]
+    assert {e.object_key for e in events} >= {"churn-v101", "churn-model/101", "churn-train:17", "churn-scoring-0"}
+    assert [e.seq for e in events] == sorted(e.seq for e in events)
