@@ -20,19 +20,59 @@ from releases.sync.state import (
     state_for_server,
 )
 
+MIN_INTERVAL_SECONDS = 10
 
-def add_git_repository(*, name: str, url: str, commit_url_template: str = "", by: Actor) -> SyncState:
+
+def add_git_repository(
+    *, name: str, url: str, commit_url_template: str = "", interval_seconds: int | None = None, by: Actor
+) -> SyncState:
     if not url.strip():
         raise InvalidInput("a repository needs a clone URL or a local path")
-    repository = services.add_repository(name=name, url=url.strip(), commit_url_template=commit_url_template, by=by)
-    return state_for_repository(repository)
+    _check_interval(interval_seconds)
+    with transaction.atomic():
+        repository = services.add_repository(name=name, url=url.strip(), commit_url_template=commit_url_template, by=by)
+        return _with_interval(state_for_repository(repository), interval_seconds, by=by)
 
 
-def add_mlflow_server(*, name: str, tracking_uri: str, ui_url: str = "", by: Actor) -> SyncState:
+def add_mlflow_server(
+    *, name: str, tracking_uri: str, ui_url: str = "", interval_seconds: int | None = None, by: Actor
+) -> SyncState:
     if not tracking_uri.strip():
         raise InvalidInput("a tracking server needs a tracking URI (http://host:5000, file:///path, ...)")
-    server = services.add_tracking_server(name=name, tracking_uri=tracking_uri.strip(), ui_url=ui_url, by=by)
-    return state_for_server(server)
+    _check_interval(interval_seconds)
+    with transaction.atomic():
+        server = services.add_tracking_server(name=name, tracking_uri=tracking_uri.strip(), ui_url=ui_url, by=by)
+        return _with_interval(state_for_server(server), interval_seconds, by=by)
+
+
+def _with_interval(state: SyncState, seconds: int | None, *, by: Actor) -> SyncState:
+    return state if seconds is None else set_interval(state, seconds=seconds, by=by)
+
+
+def _check_interval(seconds: int | None) -> None:
+    if seconds is not None and seconds < MIN_INTERVAL_SECONDS:
+        raise InvalidInput(f"the sync interval must be at least {MIN_INTERVAL_SECONDS} seconds, not {seconds}")
+
+
+def set_interval(state: SyncState, *, seconds: int, by: Actor) -> SyncState:
+    """Change how often Celery beat syncs a source."""
+    _check_interval(seconds)
+    with transaction.atomic():
+        locked = SyncState.objects.select_for_update().get(pk=state.pk)
+        if locked.interval_seconds == seconds:
+            return locked
+        old = locked.interval_seconds
+        locked.interval_seconds = seconds
+        locked.save(update_fields=["interval_seconds"])
+        log.record(
+            "sync.interval_changed",
+            actor=by,
+            object_type=f"{state.kind}_source",
+            object_key=state.source_name,
+            old={"interval_seconds": old},
+            new={"interval_seconds": seconds},
+        )
+    return locked
 
 
 def all_states() -> list[SyncState]:

@@ -153,3 +153,22 @@ def test_adding_a_repository_with_a_bad_name_is_a_one_line_error() -> None:
     with pytest.raises(CommandError, match="repository name 'bad name' is not valid") as failed:
         call_command("add_git_repository", "bad name", "/tmp/x")
     assert failed.value.returncode == 2
+
+
+def test_sync_interval_is_set_through_the_service_and_audited() -> None:
+    from audit.models import AuditEvent
+
+    call_command("add_git_repository", "churn", "/srv/git/churn.git", "--interval", "600")
+    state = SyncState.objects.get(repository__name="churn")
+    assert state.interval_seconds == 600
+    event = AuditEvent.objects.get(action="sync.interval_changed")
+    assert (event.object_key, event.old, event.new) == (
+        "churn",
+        {"interval_seconds": 300},
+        {"interval_seconds": 600},
+    )
+    with pytest.raises(CommandError, match="the sync interval must be at least 10 seconds, not 5") as refused:
+        call_command("add_mlflow_server", "mlflow", "http://127.0.0.1:5000", "--interval", "5")
+    assert refused.value.returncode == 2
+    assert not SyncState.objects.filter(server__name="mlflow").exists(), "a refused source is not half-added"
+    assert not AuditEvent.objects.filter(object_key="mlflow").exists()

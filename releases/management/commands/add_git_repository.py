@@ -22,18 +22,10 @@ class Command(ServiceCommand):
             name=options["name"],
             url=options["url"],
             commit_url_template=options["commit_url_template"],
+            interval_seconds=options["interval"],
             by=SystemActor("cli"),
         )
-        set_interval(self, state, options["interval"])
         self.stdout.write(
             f"git repository {state.source_name} at {state.source_location}; "
             f"sync it with: manage.py sync --source {state.source_name}"
         )
-
-
-def set_interval(command: ServiceCommand, state: Any, interval: int | None) -> None:
-    if interval is None:
-        return
-    if interval < 10:
-        raise command.fail("--interval must be at least 10 seconds")
-    type(state).objects.filter(pk=state.pk).update(interval_seconds=interval)

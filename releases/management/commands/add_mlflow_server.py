@@ -5,7 +5,6 @@ from typing import Any
 
 from audit.log import SystemActor
 from releases.management.base import ServiceCommand
-from releases.management.commands.add_git_repository import set_interval
 from releases.sync import sources
 
 
@@ -20,9 +19,12 @@ class Command(ServiceCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         state = sources.add_mlflow_server(
-            name=options["name"], tracking_uri=options["tracking_uri"], ui_url=options["ui_url"], by=SystemActor("cli")
+            name=options["name"],
+            tracking_uri=options["tracking_uri"],
+            ui_url=options["ui_url"],
+            interval_seconds=options["interval"],
+            by=SystemActor("cli"),
         )
-        set_interval(self, state, options["interval"])
         self.stdout.write(
             f"MLflow server {state.source_name} at {state.source_location}; "
             f"sync it with: manage.py sync --source {state.source_name}"
