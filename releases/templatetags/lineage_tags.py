@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from django import template
-from django.template.loader import get_template
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
@@ -49,18 +48,6 @@ def utc(value: datetime.datetime | None) -> SafeString:
         value.strftime("%Y-%m-%d %H:%M"),
         ago(value),
     )
-
-
-@register.simple_tag(takes_context=True)
-def include_if_present(context: template.Context, name: str, **extra: Any) -> str:
-    """Render an optional partial when it exists (a panel another part of the app may provide)."""
-    try:
-        partial = get_template(name)
-    except template.TemplateDoesNotExist:
-        return ""
-    flat: dict[str, Any] = {str(key): value for key, value in context.flatten().items()}
-    flat.update(extra)
-    return partial.render(flat, context.get("request"))
 
 
 @register.simple_tag(takes_context=True)
