@@ -12,6 +12,7 @@ from releases import lineage, services
 from releases.errors import LineageError
 from releases.models import DatasetVersion, Endpoint, ExperimentRun, RegisteredModel
 from releases.roles import ML_LEADS, ON_CALL, has_role
+from releases.views.decorators import role_required
 from releases.views.params import MOMENT_HELP, BadParameter, moment_value, parse_moment
 
 
@@ -25,8 +26,8 @@ def dataset_version(request: HttpRequest, name: str, version: int) -> HttpRespon
     return render(request, "releases/dataset_version.html", context)
 
 
-@login_required
 @require_POST
+@role_required(ML_LEADS, to="quarantine a dataset version")
 def quarantine(request: HttpRequest, name: str, version: int) -> HttpResponse:
     found = get_object_or_404(DatasetVersion.objects.select_related("dataset"), dataset__name=name, version=version)
     try:

@@ -156,8 +156,9 @@ def test_quarantine_needs_a_reason(client: Client, lead: User, story: World) -> 
 def test_on_call_cannot_quarantine(client: Client, oncall: User, story: World) -> None:
     client.force_login(oncall)
     assert "q-reason" not in client.get("/datasets/churn-train/18/").content.decode()
-    response = client.post("/datasets/churn-train/18/quarantine/", {"reason": "I think it is bad"}, follow=True)
-    assert "Not quarantined" in response.content.decode()
+    response = client.post("/datasets/churn-train/18/quarantine/", {"reason": "I think it is bad"})
+    assert response.status_code == 403
+    assert "Only ml-leads may quarantine a dataset version." in response.content.decode()
     version = DatasetVersion.objects.get(dataset__name="churn-train", version=18)
     assert version.status == DatasetVersion.Status.ACTIVE
 
