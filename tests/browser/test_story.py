@@ -95,12 +95,13 @@ def test_story_trace_quarantine_roll_back(visit: Visit, demo_world: None) -> Non
 def test_search_box_jumps_from_the_keyboard(visit: Visit, demo_world: None) -> None:
     visit.login("auditor")
     box = visit.page.get_by_label(re.compile("Search by release"))
-    for query, url in (
-        ("churn-train:18", r".*/datasets/churn-train/18/$"),
-        ("churn-model/41", r".*/models/churn-model/#v41$"),
-        ("churn-v40", r".*/releases/churn-v40/$"),
+    for query, url, heading in (
+        ("churn-train:18", r".*/datasets/churn-train/18/$", "churn-train:18"),
+        ("churn-model/41", r".*/models/churn-model/#v41$", "churn-model"),
+        ("churn-v40", r".*/releases/churn-v40/$", "churn-v40"),
     ):
         box = visit.page.get_by_label(re.compile("Search by release"))
         box.fill(query)
         box.press("Enter")
         visit.page.wait_for_url(re.compile(url))
+        assert heading in visit.page.locator("h1").first.inner_text()

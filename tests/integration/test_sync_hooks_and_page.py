@@ -104,6 +104,8 @@ def test_webhook_without_a_configured_secret_is_off(settings: Any) -> None:
     settings.LINEAGE_MLFLOW_WEBHOOK_SECRET = ""
     response = Client().post("/api/hooks/mlflow/", data="{}", content_type="application/json")
     assert response.status_code == 503
+    assert response.json() == {"error": "webhooks are off: LINEAGE_MLFLOW_WEBHOOK_SECRET is not set"}
+    assert not SyncState.objects.exclude(last_attempt_at=None).exists(), "nothing was synced"
 
 
 def _page_client(user: User) -> Client:
