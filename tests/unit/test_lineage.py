@@ -110,7 +110,8 @@ def test_impact_runs_in_a_fixed_number_of_queries(story, django_assert_num_queri
     version = story["v42"].model_version.run.dataset_inputs.get().dataset_version
     # runs, model versions, releases, deployments, live endpoints
     with django_assert_num_queries(5):
-        lineage.impact_of_dataset_version(version)
+        impact = lineage.impact_of_dataset_version(version)
+    assert [r.name for r in impact.releases] == ["churn-v42"]
 
 
 def test_completeness_explains_each_missing_link(world, ci_account):
