@@ -9,7 +9,7 @@ from django.contrib.auth.middleware import LoginRequiredMiddleware
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponseBase
 
-from releases.roles import ALL_ROLES, has_role
+from releases.roles import ALL_ROLES, may_act_as
 
 
 class RoleRequiredMiddleware(LoginRequiredMiddleware):
@@ -32,6 +32,6 @@ class RoleRequiredMiddleware(LoginRequiredMiddleware):
         match = request.resolver_match
         if match is not None and match.app_name == "admin":
             return None
-        if request.user.is_superuser or has_role(request.user, *ALL_ROLES):
+        if may_act_as(request.user, *ALL_ROLES):
             return None
         raise PermissionDenied(f"{request.user.get_username()} has no role yet; ask an administrator to grant one.")

@@ -9,7 +9,7 @@ from rest_framework import authentication, exceptions, permissions
 from rest_framework.request import Request
 
 from releases.models import ApiToken
-from releases.roles import ALL_ROLES, has_role
+from releases.roles import ALL_ROLES, may_act_as
 
 if TYPE_CHECKING:
     from rest_framework.views import APIView
@@ -55,7 +55,7 @@ class ScopedRolePermission(permissions.BasePermission):
             self.message = f"this token lacks the scope {scope}"
             return False
         roles: tuple[str, ...] = ALL_ROLES if safe else getattr(view, "write_roles", ())
-        if user.is_superuser or has_role(user, *roles):
+        if may_act_as(user, *roles):
             return True
         self.message = f"{user.get_username()} needs the role {' or '.join(roles) or '(none allowed)'}"
         return False

@@ -7,7 +7,7 @@ from django.contrib.auth.models import AnonymousUser, User
 
 from releases import lineage
 from releases.approval_forms import SignatureForm
-from releases.roles import has_role as user_has_role
+from releases.roles import may_act_as
 from releases.services import approval_refusal as service_approval_refusal
 
 register = template.Library()
@@ -16,7 +16,7 @@ register = template.Library()
 @register.filter
 def has_role(user: User | AnonymousUser, roles: str) -> bool:
     """``{% if user|has_role:"on-call,ml-leads" %}``: true for members of any listed role (and superusers)."""
-    return bool(user.is_superuser or user_has_role(user, *roles.split(",")))
+    return may_act_as(user, *roles.split(","))
 
 
 @register.simple_tag

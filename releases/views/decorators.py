@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 
-from releases.roles import has_role
+from releases.roles import may_act_as
 
 View = TypeVar("View", bound=Callable[..., Any])
 
@@ -20,7 +20,7 @@ def role_required(*roles: str, to: str) -> Callable[[View], View]:
     def decorator(view: View) -> View:
         @functools.wraps(view)
         def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-            if not (request.user.is_superuser or has_role(request.user, *roles)):
+            if not may_act_as(request.user, *roles):
                 raise PermissionDenied(f"Only {' or '.join(roles)} may {to}.")
             return view(request, *args, **kwargs)
 

@@ -92,3 +92,22 @@ def test_admin_retire_action_refused_for_a_role_without_it(client: Client, oncal
     release.refresh_from_db()
     assert release.state == "approved"
     assert not AuditEvent.objects.filter(action="release.retired").exists()
+
+
+def test_a_superuser_may_open_every_page_but_cannot_sign_without_being_an_ml_lead(client: Client, superuser, populated):
+    from releases import services
+    from releases.errors import PermissionRefused
+
+    client.force_login(superuser)
+    assert "churn-scoring" in client.get("/").content.decode()
+    release = Release.objects.get(name="churn-v42")
+    mv = populated.model_version(
+        "churn-model/43", commit=release.model_version.run.commit, datasets=("churn-train:18",)
+    )
+    draft = populated.release("churn-v43", mv, by=superuser)
+    services.submit_release(draft, by=superuser)
+    with pytest.raises(PermissionRefused, match="root is not an ML lead"):
+        services.approve_release(draft, by=superuser, password="pw", meaning="Approved for production")
+    assert AuditEvent.objects.filter(action="release.approval_refused", actor="root").exists()
+    draft.refresh_from_db()
+    assert draft.state == "pending"
