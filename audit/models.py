@@ -15,10 +15,6 @@ class AppendOnlyError(Exception):
 
 
 class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
-    def for_object(self, object_type: str, object_key: str) -> AuditEventQuerySet:
-        """Events about one object, oldest first."""
-        return self.filter(object_type=object_type, object_key=object_key).order_by("seq")
-
     def update(self, **kwargs: Any) -> int:
         raise AppendOnlyError("Audit events are append-only; they cannot be updated.")
 

@@ -110,6 +110,12 @@ def verify_bundle(files: dict[str, bytes]) -> list[str]:
             raise VerificationError(f"audit event #{fields['seq']} is not in the signed audit log")
     checked.append(f"{len(events)} audit events hash correctly and are included in the signed log")
 
+    trace = json.loads(files["trace.json"])
+    digest = "sha256:" + hashlib.sha256(canonical_json(trace["chain"]).encode()).hexdigest()
+    if digest != trace["lineage_digest"]:
+        raise VerificationError("trace.json: the chain does not hash to its lineage digest")
+    checked.append(f"lineage digest {digest} matches the recorded chain of {trace['release']}")
+
     for approval in json.loads(files["approvals.json"]):
         _check_signature(
             public_key, approval["statement"].encode(), approval["signature"], f"approval by {approval['approver']}"
@@ -118,13 +124,16 @@ def verify_bundle(files: dict[str, bytes]) -> list[str]:
         for key in ("decision", "meaning", "signed_at"):
             if statement[key] != approval[key]:
                 raise VerificationError(f"approval by {approval['approver']}: {key} differs from what was signed")
-        checked.append(f"{approval['decision']} by {approval['approver_name']} ({approval['meaning']}) signature valid")
-
-    trace = json.loads(files["trace.json"])
-    digest = "sha256:" + hashlib.sha256(canonical_json(trace["chain"]).encode()).hexdigest()
-    if digest != trace["lineage_digest"]:
-        raise VerificationError("trace.json: the chain does not hash to its lineage digest")
-    checked.append(f"lineage digest {digest} matches the recorded chain of {trace['release']}")
+        who = f"{approval['decision']} by {approval['approver_name']} ({approval['meaning']})"
+        if approval["signed_digest"] != digest:
+            changes = "; ".join(approval.get("no_longer_counts_because") or ["the chain changed since it was signed"])
+            checked.append(f"{who}: signature valid, approval no longer counts: {changes}")
+        else:
+            checked.append(f"{who}: signature valid, counts for the chain as it stands")
+    status = trace.get("status") or {}
+    checked.append(
+        f"release status: {status.get('label', 'unknown')}" + (f" ({status['detail']})" if status.get("detail") else "")
+    )
     return checked
 
 
@@ -149,7 +158,7 @@ def main(argv: list[str]) -> int:
         return 1
     for line in checked:
         print(f"ok  {line}")
-    print("VERIFIED")
+    print("VERIFIED: the evidence is intact" + (f"; {checked[-1]}" if checked[-1].startswith("release status") else ""))
     return 0
 
 

@@ -12,7 +12,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
-from releases import services
+from releases import lineage, services
 from releases.approval_forms import SignatureForm
 from releases.errors import LineageError
 from releases.models import (
@@ -122,7 +122,11 @@ def reason_action(
 def signature_action(
     label: str, decision: str
 ) -> Callable[[admin.ModelAdmin, HttpRequest, QuerySet[Any]], HttpResponse | None]:
-    """An admin action that signs each selected release after a confirmation page (password, meaning, comment)."""
+    """An admin action that signs each selected release after a confirmation page.
+
+    The page shows each release's lineage digest and posts it back: the signature covers the chain the
+    signer was shown, and a chain that changed meanwhile is refused by the service.
+    """
 
     def action(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Any]) -> HttpResponse | None:
         assert isinstance(request.user, User)  # the admin only serves signed-in staff
@@ -130,34 +134,36 @@ def signature_action(
         if data is not None:
             data["decision"] = decision
         form = SignatureForm(data)
+        del form.fields["digest"]
+        if decision == "reject":
+            del form.fields["meaning"]
         if form.is_valid():
             for release in queryset:
                 try:
-                    if decision == "reject":
-                        services.reject_release(
-                            release,
-                            by=request.user,
-                            password=form.cleaned_data["password"],
-                            comment=form.cleaned_data["comment"],
-                        )
-                    else:
-                        services.approve_release(
-                            release,
-                            by=request.user,
-                            password=form.cleaned_data["password"],
-                            meaning=form.cleaned_data["meaning"],
-                            comment=form.cleaned_data["comment"],
-                        )
+                    services.sign_release(
+                        release,
+                        by=request.user,
+                        decision=decision,
+                        password=form.cleaned_data["password"],
+                        meaning=form.cleaned_data.get("meaning", ""),
+                        comment=form.cleaned_data["comment"],
+                        expected_digest=request.POST.get(f"digest-{release.pk}", ""),
+                    )
                     modeladmin.message_user(
                         request, f"{label}: {release} signed by {request.user.get_full_name() or request.user}"
                     )
                 except LineageError as exc:
                     modeladmin.message_user(request, f"{release}: {exc.message}", messages.ERROR)
             return None
-        del form.fields["decision"], form.fields["digest"]
-        if decision == "reject":
-            del form.fields["meaning"]
-        return _confirmation_page(modeladmin, request, queryset, label=label, title=f"{label}: sign", form=form)
+        del form.fields["decision"]
+        digests = {
+            trace.release.pk: trace.digest
+            for trace in map(lineage.Trace, lineage.traced_releases().filter(pk__in=queryset.values("pk")))
+        }
+        page = _confirmation_page(modeladmin, request, queryset, label=label, title=f"{label}: sign", form=form)
+        assert page.context_data is not None
+        page.context_data["digests"] = digests
+        return page
 
     action.short_description = label  # type: ignore[attr-defined]
     action.__name__ = label.lower().replace(" ", "_")
@@ -173,7 +179,7 @@ class GitRepositoryAdmin(RecordAdmin):
         return request.user.is_superuser
 
     def create_through_service(self, request: HttpRequest, data: dict[str, Any]) -> None:
-        services.add_repository(
+        services.add_git_repository(
             name=data["name"], url=data["url"], commit_url_template=data["commit_url_template"], by=request.user
         )
 
@@ -259,7 +265,7 @@ class TrackingServerAdmin(RecordAdmin):
         return request.user.is_superuser
 
     def create_through_service(self, request: HttpRequest, data: dict[str, Any]) -> None:
-        services.add_tracking_server(
+        services.add_mlflow_server(
             name=data["name"], tracking_uri=data["tracking_uri"], ui_url=data["ui_url"], by=request.user
         )
 

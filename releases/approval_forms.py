@@ -4,20 +4,25 @@ from __future__ import annotations
 
 from django import forms
 
-MEANINGS = ("Approved for production", "Reviewed")
+from releases.models import Approval
 
 
 class SignatureForm(forms.Form):
-    """An electronic signature: the decision, what it means, and the signer's password re-entered."""
+    """An electronic signature: the decision, what it means, and the signer's password re-entered.
+
+    Nothing is preselected: the signer chooses the decision and the meaning deliberately.
+    """
 
     decision = forms.ChoiceField(
-        choices=[("approve", "Approve"), ("reject", "Reject")], initial="approve", widget=forms.RadioSelect
+        choices=[("approve", "Approve"), ("reject", "Reject")],
+        widget=forms.RadioSelect,
+        error_messages={"required": "Choose approve or reject."},
     )
     meaning = forms.ChoiceField(
-        choices=[(m, m) for m in MEANINGS],
-        initial=MEANINGS[0],
+        choices=[(meaning, f"{meaning}: {commitment}") for meaning, commitment in Approval.MEANINGS.items()],
+        widget=forms.RadioSelect,
         required=False,
-        help_text="What your approval means.",
+        help_text="What your approval commits you to.",
     )
     comment = forms.CharField(
         required=False, widget=forms.Textarea(attrs={"rows": 3}), help_text="Required when you reject."

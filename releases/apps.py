@@ -6,3 +6,8 @@ from django.apps import AppConfig
 class ReleasesConfig(AppConfig):
     name = "releases"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # Register the tasks with Celery in every process (web, commands, workers), so that
+        # releases.dispatch can start them by name.
+        from releases import tasks  # noqa: F401

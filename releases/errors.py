@@ -11,6 +11,8 @@ class LineageError(Exception):
         super().__init__(message)
         self.message = message
         self.rule = rule or self.code
+        # Set once the refusal is in the audit trail (releases.services.refusals), so it is recorded once.
+        self.recorded = False
 
 
 class InvalidInput(LineageError):

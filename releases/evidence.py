@@ -24,7 +24,7 @@ from releases.roles import AUDITORS, ML_LEADS, require_role
 def _trace_document(trace: lineage.Trace) -> dict[str, Any]:
     return {
         "release": trace.release.name,
-        "state": trace.release.state,
+        "status": lineage.release_status(trace).as_dict(),
         "lineage_digest": trace.digest,
         "chain": trace.chain(),
         "links": [
@@ -42,7 +42,8 @@ def _trace_document(trace: lineage.Trace) -> dict[str, Any]:
 
 
 def _approvals_document(trace: lineage.Trace) -> list[dict[str, Any]]:
-    state = trace.approval_state()
+    state = lineage.approval_state(trace)
+    stale = {approval.pk: changes for approval, changes in state.stale}
     return [
         {
             "approver": approval.approver.get_username(),
@@ -52,7 +53,8 @@ def _approvals_document(trace: lineage.Trace) -> list[dict[str, Any]]:
             "comment": approval.comment,
             "signed_at": approval.signed_at.isoformat(),
             "signed_digest": approval.signed_digest,
-            "valid_for_current_chain": approval in state.valid,
+            "counts": approval in state.valid,
+            "no_longer_counts_because": stale.get(approval.pk, []),
             "statement": approval.statement().decode(),
             "signature": approval.signature,
         }
@@ -113,7 +115,8 @@ def export_evidence(release: Release, *, by: Actor) -> tuple[str, bytes]:
         "audit/evidence_report.html",
         {
             "trace": trace,
-            "approval": trace.approval_state(),
+            "approval": lineage.approval_state(trace),
+            "status": lineage.release_status(trace),
             "events": events,
             "checkpoint": checkpoint,
             "exported_at": exported_at,

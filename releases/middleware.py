@@ -7,8 +7,9 @@ from typing import Any
 
 from django.contrib.auth.middleware import LoginRequiredMiddleware
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponseBase
+from django.http import Http404, HttpRequest, HttpResponseBase
 
+from releases.errors import NotFound
 from releases.roles import ALL_ROLES, may_act_as
 
 
@@ -35,3 +36,8 @@ class RoleRequiredMiddleware(LoginRequiredMiddleware):
         if may_act_as(request.user, *ALL_ROLES):
             return None
         raise PermissionDenied(f"{request.user.get_username()} has no role yet; ask an administrator to grant one.")
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> None:
+        # A page asking for something that is not recorded answers 404 with what was not found.
+        if isinstance(exception, NotFound):
+            raise Http404(exception.message)

@@ -14,6 +14,7 @@ from typing import Any
 from celery import Task, shared_task
 from django.utils import timezone
 
+from releases import dispatch
 from releases.models import SyncState, WriteBack
 from releases.sync import sources
 from releases.sync import writeback as write_backs
@@ -29,7 +30,7 @@ def backoff(retries: int) -> int:
     return int(min(MAX_DELAY, 15 * 2**retries))
 
 
-@shared_task(bind=True, max_retries=MAX_RETRIES, acks_late=True)
+@shared_task(name=dispatch.SYNC_SOURCE, bind=True, max_retries=MAX_RETRIES, acks_late=True)
 def sync_source(
     self: Task[Any, Any], state_id: int, full: bool = False, model_name: str = "", run_ids: list[str] | None = None
 ) -> str:
@@ -55,14 +56,13 @@ def sync_source(
 @shared_task
 def sync_due_sources() -> int:
     """Celery beat calls this every minute: enqueue each source whose interval has passed."""
-    sources.all_states()
     due = [state for state in SyncState.objects.due(timezone.now()) if not state.is_running]
     for state in due:
         sync_source.delay(state.pk)
     return len(due)
 
 
-@shared_task(bind=True, max_retries=MAX_RETRIES, acks_late=True)
+@shared_task(name=dispatch.APPLY_WRITE_BACK, bind=True, max_retries=MAX_RETRIES, acks_late=True)
 def apply_write_back(self: Task[Any, Any], write_back_id: int) -> str:
     write_back = WriteBack.objects.select_related("server").filter(pk=write_back_id).first()
     if write_back is None or write_back.status == WriteBack.Status.DONE:

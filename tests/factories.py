@@ -10,8 +10,9 @@ from django.contrib.auth.models import User
 from django.utils import timezone
 
 from audit.log import SystemActor
-from releases import services
+from releases import lineage, services
 from releases.models import (
+    Approval,
     Commit,
     DatasetVersion,
     Deployment,
@@ -44,15 +45,17 @@ class World:
 
     @classmethod
     def create(cls) -> World:
-        repo = services.add_repository(
+        repo = services.add_git_repository(
             name="churn",
             url="/srv/git/churn.git",
             commit_url_template="https://git.example.com/churn/commit/{sha}",
             by=SYSTEM,
-        )
-        server = services.add_tracking_server(
+        ).repository
+        server = services.add_mlflow_server(
             name="mlflow", tracking_uri="http://127.0.0.1:5000", ui_url="http://mlflow.example.com", by=SYSTEM
-        )
+        ).server
+        assert repo is not None
+        assert server is not None
         return cls(repo=repo, server=server)
 
     def tick(self, hours: int = 1) -> datetime.datetime:
@@ -129,9 +132,10 @@ class World:
         return release
 
     def approved_release(self, name: str, model_version: ModelVersion, *, by: User, approver: User) -> Release:
-        release = self.release(name, model_version, by=by)
-        services.submit_release(release, by=by)
-        services.approve_release(release, by=approver, password=PASSWORD, meaning="Approved for production")
+        release, _ = services.create_release(
+            name=name, model_version=model_version.key, validation_report_uri="s3://reports/r.html", submit=True, by=by
+        )
+        approve(release, by=approver)
         release.refresh_from_db()
         return release
 
@@ -148,3 +152,37 @@ class World:
         commit = self.commit(f"churn v{number}")
         mv = self.model_version(f"churn-model/{number}", commit=commit, datasets=(dataset,))
         return self.approved_release(f"churn-v{number}", mv, by=by, approver=approver)
+
+
+def approve(
+    release: Release,
+    *,
+    by: User,
+    password: str = PASSWORD,
+    meaning: str = "Approved for production",
+    comment: str = "",
+    expected_digest: str | None = None,
+) -> Approval:
+    """Sign an approval as a lead who reviewed the chain as it stands now (unless told which digest)."""
+    digest = lineage.trace(release.name).digest if expected_digest is None else expected_digest
+    return services.sign_release(
+        release,
+        by=by,
+        decision="approve",
+        password=password,
+        meaning=meaning,
+        comment=comment,
+        expected_digest=digest,
+    )
+
+
+def reject(release: Release, *, by: User, comment: str, password: str = PASSWORD) -> Approval:
+    """Sign a rejection of the chain as it stands now."""
+    return services.sign_release(
+        release,
+        by=by,
+        decision="reject",
+        password=password,
+        comment=comment,
+        expected_digest=lineage.trace(release.name).digest,
+    )

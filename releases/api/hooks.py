@@ -16,8 +16,8 @@ from django.views.decorators.http import require_POST
 
 from audit import log
 from audit.log import SystemActor
-from releases.models import TrackingServer
-from releases.sync.state import state_for_server
+from releases import services
+from releases.models import SyncState, TrackingServer
 
 # MLflow signs "<delivery id>.<unix timestamp>.<body>"; an older timestamp is a replay.
 MAX_AGE_SECONDS = 300
@@ -91,11 +91,11 @@ def mlflow_webhook(request: HttpRequest) -> JsonResponse:
     server = _server(request)
     if isinstance(server, str):
         return JsonResponse({"error": server}, status=400)
-    state = state_for_server(server)
-    from releases.tasks import sync_source
-
-    transaction.on_commit(
-        lambda: sync_source.delay(state.pk, model_name=model_name, run_ids=[run_id] if run_id else [])
+    services.request_sync(
+        SyncState.objects.get(server=server),
+        by=SystemActor(f"mlflow-webhook:{server.name}"),
+        model_name=model_name,
+        run_ids=(run_id,) if run_id else (),
     )
     what = f"{event.get('entity', '?')}.{event.get('action', '?')}"
     return JsonResponse({"queued": f"sync of {server.name} for {what} {model_name}".strip()}, status=202)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from releases import lineage
@@ -76,15 +77,35 @@ class LinkOut(serializers.Serializer):
     warnings = serializers.ListField(child=serializers.CharField())
 
 
+STATUS_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "key": {"type": "string", "enum": list(lineage.STATUS_KEYS)},
+        "label": {"type": "string"},
+        "detail": {"type": "string"},
+    },
+    "required": ["key", "label", "detail"],
+}
+
+
 class ReleaseSummaryOut(serializers.Serializer):
     """One release with its digest and completeness (what a list shows)."""
 
     name = serializers.CharField(source="release.name")
-    state = serializers.CharField(source="release.state")
+    state = serializers.SerializerMethodField(help_text="the release's status key, as every page shows it")
+    status = serializers.SerializerMethodField(help_text="the release's status: key, label and why")
     model_version = serializers.CharField(source="model_version.key")
     created_at = serializers.DateTimeField(source="release.created_at")
     lineage_digest = serializers.CharField(source="digest")
     completeness = serializers.SerializerMethodField()
+
+    @extend_schema_field(serializers.ChoiceField(choices=lineage.STATUS_KEYS))
+    def get_state(self, trace: lineage.Trace) -> str:
+        return lineage.release_status(trace).key
+
+    @extend_schema_field(STATUS_SCHEMA)
+    def get_status(self, trace: lineage.Trace) -> dict[str, str]:
+        return lineage.release_status(trace).as_dict()
 
     def get_completeness(self, trace: lineage.Trace) -> dict[str, Any]:
         present, total = trace.completeness
@@ -118,7 +139,7 @@ class TraceOut(ReleaseSummaryOut):
     deployments = DeploymentOut(many=True)
 
     def get_approval(self, trace: lineage.Trace) -> dict[str, Any]:
-        return dict(ApprovalStateOut(trace.approval_state()).data)
+        return dict(ApprovalStateOut(lineage.approval_state(trace)).data)
 
 
 class EndpointOut(serializers.Serializer):

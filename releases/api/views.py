@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.http import Http404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
@@ -14,23 +13,18 @@ from releases import lineage, services
 from releases.api import schema as _schema  # noqa: F401 - registers the token scheme
 from releases.api import serializers as s
 from releases.models import ApiToken, DatasetVersion, Deployment, Endpoint, Release
+from releases.models.base import get_or_refuse
 from releases.roles import ML_LEADS, ON_CALL, RELEASE_MANAGERS
 
 WRITERS = (RELEASE_MANAGERS, ML_LEADS)
 
 
 def _release(name: str) -> Release:
-    release = Release.objects.filter(name=name).first()
-    if release is None:
-        raise Http404(f"no release named {name}")
-    return release
+    return get_or_refuse(Release.objects, "release", name=name)
 
 
 def _endpoint(name: str) -> Endpoint:
-    endpoint = Endpoint.objects.filter(name=name).first()
-    if endpoint is None:
-        raise Http404(f"no endpoint named {name}")
-    return endpoint
+    return get_or_refuse(Endpoint.objects, "endpoint", name=name)
 
 
 def _limit(request: Request, most: int = 500) -> int:
@@ -86,11 +80,7 @@ class ReleaseList(APIView):
     def post(self, request: Request) -> Response:
         data = s.ReleaseIn(data=request.data)
         data.is_valid(raise_exception=True)
-        fields = dict(data.validated_data)
-        submit = fields.pop("submit")
-        release, created = services.create_release(**fields, by=request.user)
-        if submit and release.state == Release.State.DRAFT:
-            services.submit_release(release, by=request.user)
+        release, created = services.create_release(**data.validated_data, by=request.user)
         return Response(s.TraceOut(lineage.trace(release.name)).data, status=201 if created else 200)
 
 
@@ -99,11 +89,7 @@ class ReleaseDetail(APIView):
 
     @extend_schema(responses=s.TraceOut)
     def get(self, request: Request, name: str) -> Response:
-        try:
-            trace = lineage.trace(name)
-        except Release.DoesNotExist:
-            raise Http404(f"no release named {name}") from None
-        return Response(s.TraceOut(trace).data)
+        return Response(s.TraceOut(lineage.trace(name)).data)
 
 
 class ReleaseSubmit(APIView):

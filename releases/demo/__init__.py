@@ -19,7 +19,7 @@ from pathlib import Path
 from django.contrib.auth.models import Group, User
 from django.utils import timezone
 
-from releases import services
+from releases import lineage, services
 from releases.demo.story import (
     CHURN,
     COMMIT_URL_TEMPLATE,
@@ -44,7 +44,7 @@ def build(*, password: str, root: Path, say: Callable[[str], None] = print) -> N
     """Build (or complete) the demo world under ``root``."""
     users = _people(password)
     repo_dir = git_repository(root / "git")
-    git_source = sources.add_git_repository(
+    git_source = services.add_git_repository(
         name=REPOSITORY, url=str(repo_dir.resolve()), commit_url_template=COMMIT_URL_TEMPLATE, by=DEMO
     )
     _sync(git_source, say)
@@ -53,7 +53,7 @@ def build(*, password: str, root: Path, say: Callable[[str], None] = print) -> N
     _register_datasets(files)
     say("Logging training runs to MLflow (the first time takes a while: MLflow creates its database)...")
     uri = log_training(root, repo_dir, files)
-    mlflow_source = sources.add_mlflow_server(name=TRACKING_SERVER, tracking_uri=uri, ui_url=MLFLOW_UI, by=DEMO)
+    mlflow_source = services.add_mlflow_server(name=TRACKING_SERVER, tracking_uri=uri, ui_url=MLFLOW_UI, by=DEMO)
     _sync(mlflow_source, say)
     for item in CHURN:
         _release(item, users, password=password)
@@ -112,14 +112,19 @@ def _release(item: ModelRelease, users: dict[str, User], *, password: str) -> No
         model_version=f"{item.registered_model}/{item.number}",
         git_tag=item.git_tag,
         validation_report_uri=f"s3://ml-reports/{item.model}/v{item.number}/validation.html",
+        submit=True,
         by=users["ci"],
     )
-    if release.state == Release.State.DRAFT:
-        services.submit_release(release, by=users["ci"])
     # fraud-v8 stays pending: with no dataset link it cannot be approved.
     if release.state == Release.State.PENDING and item.dataset is not None:
-        services.approve_release(
-            release, by=users["lead"], password=password, meaning="Approved for production", comment="Metrics reviewed."
+        services.sign_release(
+            release,
+            by=users["lead"],
+            decision="approve",
+            password=password,
+            meaning="Approved for production",
+            comment="Metrics reviewed.",
+            expected_digest=lineage.trace(release.name).digest,
         )
 
 

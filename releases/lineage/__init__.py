@@ -1,115 +1,74 @@
-"""Read side of the chain: trace, digest, completeness, live, rollback target, impact, compare.
+"""Read side of the chain: trace, rules, live and rollback target, impact, compare, history, search.
 
 Every function here runs a fixed number of queries whatever the number of rows, so the pages and
-API endpoints built on them stay constant-query. One module per question a person asks.
+API endpoints built on them stay constant-query. One module per question a person asks; the names
+below are the ones the doors use.
 """
 
 from __future__ import annotations
 
-from releases.lineage.compare import (
-    COMMITS_BETWEEN_LIMIT,
-    COMMITS_SHOWN,
-    Comparison,
-    Difference,
-    MetricDelta,
-    as_float,
-    commits_between,
-    compare,
-    compare_traces,
-)
+from releases.lineage.compare import COMMITS_SHOWN, Comparison, compare
 from releases.lineage.details import (
-    LOWER_IS_BETTER,
     DatasetVersionDetail,
-    MetricPoint,
     MetricSeries,
-    ModelHistory,
     commit_detail,
     dataset_version_detail,
     model_history,
     release_list,
     run_detail,
 )
-from releases.lineage.history import (
-    DEPLOYMENT_HISTORY_LIMIT,
-    EndpointHistory,
-    Investigation,
-    endpoint_history,
-    investigate,
-)
+from releases.lineage.history import endpoint_history, investigate
 from releases.lineage.impact import Impact, impact_of_commit, impact_of_dataset_version, impact_of_run, releases_using
-from releases.lineage.live import (
-    EndpointStatus,
-    EndpointWithLive,
-    LiveAnnotations,
-    endpoint_statuses,
-    endpoints_with_live,
-    live_at,
-    restorable,
-    rollback_target,
-)
-from releases.lineage.search import HEX_RE, SearchHit, resolve
-from releases.lineage.trace import (
-    APPROVAL_LINKS,
-    LINKS,
+from releases.lineage.live import EndpointStatus, endpoint_statuses
+from releases.lineage.rules import (
+    STATUS_KEYS,
     ApprovalState,
-    Link,
-    Trace,
-    chain_changes,
-    previous_release,
-    release_events,
-    trace,
-    traced_releases,
+    Refusal,
+    ReleaseStatus,
+    approval_state,
+    awaiting_signature,
+    promotion_refusal,
+    release_status,
+    signing_refusal,
 )
+from releases.lineage.search import SearchHit, resolve
+from releases.lineage.trace import Link, Trace, previous_release, release_events, trace, traced_releases
 
 __all__ = [
-    "APPROVAL_LINKS",
-    "COMMITS_BETWEEN_LIMIT",
     "COMMITS_SHOWN",
-    "DEPLOYMENT_HISTORY_LIMIT",
-    "HEX_RE",
-    "LINKS",
-    "LOWER_IS_BETTER",
+    "STATUS_KEYS",
     "ApprovalState",
     "Comparison",
     "DatasetVersionDetail",
-    "Difference",
-    "EndpointHistory",
     "EndpointStatus",
-    "EndpointWithLive",
     "Impact",
-    "Investigation",
     "Link",
-    "LiveAnnotations",
-    "MetricDelta",
-    "MetricPoint",
     "MetricSeries",
-    "ModelHistory",
+    "Refusal",
+    "ReleaseStatus",
     "SearchHit",
     "Trace",
-    "as_float",
-    "chain_changes",
+    "approval_state",
+    "awaiting_signature",
     "commit_detail",
-    "commits_between",
     "compare",
-    "compare_traces",
     "dataset_version_detail",
     "endpoint_history",
     "endpoint_statuses",
-    "endpoints_with_live",
     "impact_of_commit",
     "impact_of_dataset_version",
     "impact_of_run",
     "investigate",
-    "live_at",
     "model_history",
     "previous_release",
+    "promotion_refusal",
     "release_events",
     "release_list",
+    "release_status",
     "releases_using",
     "resolve",
-    "restorable",
-    "rollback_target",
     "run_detail",
+    "signing_refusal",
     "trace",
     "traced_releases",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from releases.lineage.rules import approval_state
 from releases.lineage.trace import Trace, traced_releases
 from releases.models import (
     Commit,
@@ -85,7 +86,7 @@ def _chain_rows(a: Trace, b: Trace) -> list[Difference]:
         return t.feature_version.key if t.feature_version else "none"
 
     def approvers(t: Trace) -> str:
-        names = sorted({ap.approver_name for ap in t.approval_state().valid})
+        names = sorted({ap.approver_name for ap in approval_state(t).valid})
         return ", ".join(names) or "none"
 
     def endpoints(t: Trace) -> str:

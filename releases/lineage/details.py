@@ -9,6 +9,7 @@ from django.db.models import Prefetch, QuerySet
 
 from releases.lineage.compare import as_float
 from releases.lineage.impact import Impact, impact_of_commit, impact_of_dataset_version, impact_of_run
+from releases.lineage.rules import awaiting_signature
 from releases.lineage.trace import traced_releases
 from releases.models import (
     Commit,
@@ -131,5 +132,5 @@ def release_list(*, model: str = "", state: str = "", waiting_for: Any = None) -
     if state:
         releases = releases.filter(state=state)
     if waiting_for is not None:
-        releases = releases.filter(pk__in=Release.objects.pending_for(waiting_for).values("pk"))
+        releases = releases.filter(pk__in=[trace.release.pk for trace in awaiting_signature(waiting_for)])
     return releases

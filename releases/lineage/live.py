@@ -128,15 +128,3 @@ def endpoint_statuses(
             )
         )
     return statuses
-
-
-def live_at(endpoint: Endpoint, when: datetime.datetime) -> Deployment | None:
-    """The deployment live on ``endpoint`` at ``when`` (the latest at or before it)."""
-    return endpoint.deployments.live_at(when).select_related("release").first()
-
-
-def rollback_target(endpoint: Endpoint, when: datetime.datetime | None = None) -> Release | None:
-    """The release a rollback of ``endpoint`` would restore, or None."""
-    live = with_rollback_target(endpoint.deployments.live_at(when or timezone.now())).first()
-    target_id = live.rollback_release_id if live is not None else None  # type: ignore[attr-defined]
-    return Release.objects.with_chain().get(pk=target_id) if target_id else None

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from django.conf import settings
 from django.db.models import Prefetch, Q, QuerySet
 
 from audit.models import AuditEvent, canonical_json
@@ -21,6 +20,7 @@ from releases.models import (
     Release,
     RunDatasetInput,
 )
+from releases.models.base import get_or_refuse
 
 # The six links, in chain order, with the incident each missing one makes hard to debug.
 LINKS: tuple[tuple[str, str, str], ...] = (
@@ -55,12 +55,19 @@ class Link:
     identifiers: list[str]
     explanation: str
     warnings: list[str] = field(default_factory=list)
+    # Absent by design for now: a release is deployed only after it is approved.
+    not_yet: bool = False
 
     @property
     def state(self) -> str:
         if not self.present:
-            return "missing"
+            return "pending" if self.not_yet else "missing"
         return "warning" if self.warnings else "complete"
+
+    @property
+    def required(self) -> bool:
+        """Part of what a release must have before approval (deployment comes after)."""
+        return self.key in APPROVAL_LINKS
 
 
 def traced_releases() -> QuerySet[Release]:
@@ -158,8 +165,18 @@ class Trace:
             "model": [self.model_version.key],
             "deployment": sorted({d.endpoint.name for d in self.deployments}),
         }
+        # Until a release is approved, "not deployed" is the expected next step, not a gap in the record.
+        awaiting_approval = self.release.state in (Release.State.DRAFT, Release.State.PENDING)
         return [
-            Link(key, label, bool(identifiers[key]), identifiers[key], explanation, warnings[key])
+            Link(
+                key,
+                label,
+                bool(identifiers[key]),
+                identifiers[key],
+                "Deployment comes after approval." if key == "deployment" and awaiting_approval else explanation,
+                warnings[key],
+                not_yet=key == "deployment" and awaiting_approval,
+            )
             for key, label, explanation in LINKS
         ]
 
@@ -169,11 +186,26 @@ class Trace:
 
     @property
     def completeness(self) -> tuple[int, int]:
-        links = self.links
-        return sum(1 for link in links if link.present), len(links)
+        """Links present out of the links expected by now (a deployment is not expected before approval)."""
+        expected = [link for link in self.links if not link.not_yet]
+        return sum(1 for link in expected if link.present), len(expected)
+
+    @property
+    def gaps(self) -> list[Link]:
+        """Links that should be there by now and are not."""
+        return [link for link in self.links if not link.present and not link.not_yet]
+
+    @property
+    def upcoming(self) -> list[Link]:
+        """Links not there yet by design (deployment, before approval)."""
+        return [link for link in self.links if link.not_yet]
 
     def chain(self) -> dict[str, Any]:
         """The canonical content that the lineage digest covers and approvals sign."""
+        return dict(self._chain)
+
+    @cached_property
+    def _chain(self) -> dict[str, Any]:
         tag = self.release.git_tag
         run = self.run
         return {
@@ -200,74 +232,14 @@ class Trace:
             "validation_report_uri": self.release.validation_report_uri,
         }
 
-    @property
+    @cached_property
     def digest(self) -> str:
-        return "sha256:" + hashlib.sha256(canonical_json(self.chain()).encode()).hexdigest()
-
-    def approval_state(self) -> ApprovalState:
-        return ApprovalState.of(self)
-
-
-@dataclass(frozen=True)
-class ApprovalState:
-    valid: list[Approval]
-    stale: list[tuple[Approval, list[str]]]
-    rejections: list[Approval]
-    required: int
-
-    @property
-    def is_valid(self) -> bool:
-        return len({a.approver_id for a in self.valid}) >= self.required
-
-    @property
-    def invalidated(self) -> bool:
-        """Approved once, but the chain has changed since, so the approval no longer counts."""
-        return not self.is_valid and bool(self.stale)
-
-    @classmethod
-    def of(cls, trace: Trace) -> ApprovalState:
-        digest = trace.digest
-        chain = trace.chain()
-        valid: list[Approval] = []
-        stale: list[tuple[Approval, list[str]]] = []
-        rejections: list[Approval] = []
-        for approval in trace.approvals:
-            if approval.decision == Approval.Decision.REJECTED:
-                rejections.append(approval)
-            elif approval.signed_digest == digest:
-                valid.append(approval)
-            else:
-                stale.append((approval, chain_changes(approval.signed_chain, chain)))
-        return cls(valid, stale, rejections, settings.LINEAGE_REQUIRED_APPROVALS)
-
-
-def chain_changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
-    """Plain-English differences between two signed chains, for 'approval no longer valid'."""
-    changes: list[str] = []
-    old_sets = {d["key"]: d for d in before.get("datasets", [])}
-    new_sets = {d["key"]: d for d in after.get("datasets", [])}
-    for key in sorted(old_sets.keys() | new_sets.keys()):
-        old, new = old_sets.get(key), new_sets.get(key)
-        if old is None:
-            changes.append(f"dataset {key} was added")
-        elif new is None:
-            changes.append(f"dataset {key} was removed")
-        else:
-            for attr in ("status", "mutated", "content_hash"):
-                if old.get(attr) != new.get(attr):
-                    changes.append(f"dataset {key} {attr} changed from {old.get(attr)} to {new.get(attr)}")
-    old_tag, new_tag = before.get("git_tag") or {}, after.get("git_tag") or {}
-    if old_tag.get("moved_to") != new_tag.get("moved_to"):
-        changes.append(f"tag {new_tag.get('name')} moved to {str(new_tag.get('moved_to'))[:7]}")
-    for key in ("commit", "run", "model_version", "feature_pipeline_version", "validation_report_uri"):
-        if before.get(key) != after.get(key):
-            changes.append(f"{key.replace('_', ' ')} changed")
-    return changes or ["the lineage digest differs"]
+        return "sha256:" + hashlib.sha256(canonical_json(self._chain).encode()).hexdigest()
 
 
 def trace(name: str) -> Trace:
-    """The trace of one release (raises Release.DoesNotExist)."""
-    return Trace(traced_releases().get(name=name))
+    """The trace of one release (NotFound when there is none)."""
+    return Trace(get_or_refuse(traced_releases(), "release", name=name))
 
 
 def previous_release(release: Release) -> Release | None:

@@ -1,10 +1,22 @@
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from django.db import models
 
+from releases.errors import NotFound
+
 _DEFERRED = object()
+M = TypeVar("M", bound=models.Model)
+
+
+def get_or_refuse(source: models.QuerySet[M, M] | models.Manager[M], what: str, **lookup: object) -> M:
+    """The row matching ``lookup``, or NotFound naming what was asked for (a 404, or exit 2 in a command)."""
+    found = source.filter(**lookup).first()
+    if found is None:
+        wanted = ", ".join(str(value) for value in lookup.values())
+        raise NotFound(f"no {what} named {wanted!r}")
+    return found
 
 
 class ImmutableFieldError(Exception):

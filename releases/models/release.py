@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pgtrigger
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
 from django.db import models
 
 from audit.models import canonical_json
@@ -24,14 +23,6 @@ class ReleaseQuerySet(models.QuerySet["Release"]):
             "commit__repository",
             "git_tag__commit",
             "created_by",
-        )
-
-    def pending_for(self, user: AbstractBaseUser) -> ReleaseQuerySet:
-        """Releases waiting for approval that ``user`` may sign (not their own, not already signed)."""
-        return (
-            self.filter(state=Release.State.PENDING)
-            .exclude(created_by=user)
-            .exclude(approvals__approver=user, approvals__signed_digest=models.F("lineage_digest"))
         )
 
 
@@ -84,6 +75,19 @@ class Approval(models.Model):
     class Decision(models.TextChoices):
         APPROVED = "approved"
         REJECTED = "rejected"
+
+    # What each meaning of an approving signature commits the signer to, shown beside the choice.
+    MEANINGS = {
+        "Approved for production": (
+            "I reviewed the whole chain shown (code, data, features, run, model, validation report) "
+            "and approve this release to serve production traffic."
+        ),
+        "Reviewed": (
+            "I reviewed the whole chain shown and found it complete and sound; "
+            "my signature counts toward the required approvals."
+        ),
+    }
+    REJECTION_MEANING = "Rejected"
 
     release = models.ForeignKey(Release, on_delete=models.PROTECT, related_name="approvals")
     approver = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="approvals")

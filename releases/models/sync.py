@@ -16,6 +16,10 @@ from releases.models.experiment import TrackingServer
 
 
 class SyncStateQuerySet(models.QuerySet["SyncState"]):
+    def listed(self) -> SyncStateQuerySet:
+        """Every source's state with its source joined in, Git first."""
+        return self.select_related("repository", "server").order_by("kind", "id")
+
     def due(self, now: datetime.datetime) -> list[SyncState]:
         """Enabled sources whose interval has passed since their last attempt."""
         states = self.filter(enabled=True).select_related("repository", "server")

@@ -16,29 +16,8 @@ from audit import log
 from audit.log import Actor
 from releases.errors import InvalidInput
 from releases.models import Commit, GitRepository, GitTag
-from releases.models.code import name_validator, sha_validator
+from releases.models.code import sha_validator
 from releases.services.validation import check
-
-
-def add_repository(*, name: str, url: str, commit_url_template: str = "", by: Actor) -> GitRepository:
-    """Register a Git repository to sync from (idempotent on name)."""
-    check(name_validator, name, "repository name")
-    with transaction.atomic():
-        repo, created = GitRepository.objects.get_or_create(
-            name=name, defaults={"url": url, "commit_url_template": commit_url_template}
-        )
-        if not created:
-            if repo.url != url:
-                raise InvalidInput(f"repository {name} already exists with URL {repo.url}")
-            return repo
-        log.record(
-            "git_repository.added",
-            actor=by,
-            object_type="git_repository",
-            object_key=name,
-            new={"url": url, "commit_url_template": commit_url_template},
-        )
-    return repo
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,10 @@ from audit import log
 from audit.log import Actor, actor_label
 from releases import lineage
 from releases.errors import InvalidInput, RuleViolation
-from releases.models import Deployment, Endpoint, RegisteredModel, Release
+from releases.models import Deployment, Endpoint, ModelVersion, RegisteredModel, Release
 from releases.models.code import name_validator
 from releases.roles import ML_LEADS, ON_CALL, RELEASE_MANAGERS, require_role
-from releases.services import writeback
+from releases.services import refusals, writeback
 from releases.services.validation import check, require_reason
 
 
@@ -55,22 +55,6 @@ def create_endpoint(
     return endpoint
 
 
-def promotion_refusal(release: Release, endpoint: Endpoint) -> str:
-    """Why ``release`` may not go live on ``endpoint`` (empty when it may)."""
-    if release.state == Release.State.RETIRED:
-        return f"{release.name} is retired"
-    if not endpoint.is_production:
-        return ""
-    trace = lineage.trace(release.name)
-    state = trace.approval_state()
-    if state.is_valid and release.state == Release.State.APPROVED:
-        return ""
-    if state.invalidated:
-        changes = "; ".join(state.stale[-1][1])
-        return f"{release.name}'s approval is no longer valid ({changes}); it must be approved again"
-    return f"{release.name} is {release.state}, not approved; production endpoints only take approved releases"
-
-
 def _record(
     endpoint: Endpoint,
     release: Release,
@@ -83,19 +67,10 @@ def _record(
 ) -> Deployment:
     now = timezone.now()
     if at is not None and at > now + datetime.timedelta(minutes=5):
-        raise InvalidInput("a deployment cannot be recorded in the future")
-    refusal = promotion_refusal(release, endpoint)
-    if refusal:
-        with transaction.atomic():
-            log.record(
-                "deployment.refused",
-                actor=by,
-                object_type="endpoint",
-                object_key=endpoint.name,
-                new={"release": release.name, "kind": kind, "rule": "promotion_gate"},
-                reason=refusal,
-            )
-        raise RuleViolation(refusal, rule="promotion_gate")
+        raise InvalidInput("a deployment cannot be recorded in the future", rule="future_deployment")
+    refusal = lineage.promotion_refusal(lineage.trace(release.name), endpoint)
+    if refusal is not None:
+        raise RuleViolation(refusal.message, rule=refusal.rule)
     with transaction.atomic():
         # Lock the endpoint: two deployments racing on one endpoint are recorded one after the other.
         Endpoint.objects.select_for_update().filter(pk=endpoint.pk).first()
@@ -144,8 +119,46 @@ def record_deployment(
     at: datetime.datetime | None = None,
 ) -> Deployment:
     """Record that ``release`` went live on ``endpoint``. Production only takes validly approved releases."""
-    require_role(by, RELEASE_MANAGERS, ML_LEADS, to="record a deployment")
-    return _record(endpoint, release, by=by, kind=Deployment.Kind.DEPLOY, source=source, reason=reason, at=at)
+    with refusals.recorded(
+        "deployment.refused",
+        by=by,
+        object_type="endpoint",
+        object_key=endpoint.name,
+        release=release.name,
+        kind=Deployment.Kind.DEPLOY,
+    ):
+        require_role(by, RELEASE_MANAGERS, ML_LEADS, to="record a deployment")
+        return _record(endpoint, release, by=by, kind=Deployment.Kind.DEPLOY, source=source, reason=reason, at=at)
+
+
+def follow_alias(endpoint: Endpoint, version: ModelVersion, *, by: Actor) -> Deployment | None:
+    """The MLflow alias an endpoint follows now points at ``version``: record its release as deployed.
+
+    The release is the version's active one (a version has at most one); None when it is live already.
+    A version no release names, or one the promotion gate refuses, is refused with the reason.
+    """
+    alias = f"{endpoint.registered_model}@{endpoint.mlflow_alias}"
+    release = (
+        Release.objects.filter(model_version=version)
+        .exclude(state=Release.State.RETIRED)
+        .order_by("-created_at", "-pk")
+        .first()
+    )
+    if release is None:
+        raise RuleViolation(
+            f"{alias} moved to version {version.version}, which no release names; no deployment recorded",
+            rule="unreleased_version",
+        )
+    live = Deployment.objects.filter(endpoint=endpoint).live_at(timezone.now()).first()
+    if live is not None and live.release_id == release.pk:
+        return None
+    return record_deployment(
+        endpoint,
+        release,
+        by=by,
+        source=Deployment.Source.MLFLOW_ALIAS,
+        reason=f"MLflow alias {alias} moved to version {version.version}",
+    )
 
 
 def roll_back(endpoint: Endpoint, *, by: Actor, reason: str, source: str, expected_target: str = "") -> Deployment:
@@ -154,27 +167,36 @@ def roll_back(endpoint: Endpoint, *, by: Actor, reason: str, source: str, expect
     ``expected_target`` is the release the person confirmed; if the target changed meanwhile
     (someone else rolled back first) nothing is recorded and the refusal says what is live now.
     """
-    require_role(by, ON_CALL, ML_LEADS, to="roll back an endpoint")
-    reason = require_reason(reason, "roll back")
-    with transaction.atomic():
-        # Decide the target under the endpoint lock: two rollbacks at once must not walk back two releases.
-        Endpoint.objects.select_for_update().filter(pk=endpoint.pk).first()
-        [status] = lineage.endpoint_statuses(Endpoint.objects.filter(pk=endpoint.pk))
-        target = status.rollback_target
-        if expected_target and (target is None or target.name != expected_target):
-            live = status.live
-            now_live = (
-                f"{live.release.name} ({live.kind} by {live.actor} at {live.deployed_at:%H:%M:%S} UTC)"
-                if live
-                else "nothing"
+    with refusals.recorded(
+        "deployment.rollback_refused",
+        by=by,
+        object_type="endpoint",
+        object_key=endpoint.name,
+        expected_target=expected_target,
+    ):
+        require_role(by, ON_CALL, ML_LEADS, to="roll back an endpoint")
+        reason = require_reason(reason, "roll back")
+        with transaction.atomic():
+            # Decide the target under the endpoint lock: two rollbacks at once must not walk back two releases.
+            Endpoint.objects.select_for_update().filter(pk=endpoint.pk).first()
+            [status] = lineage.endpoint_statuses(Endpoint.objects.filter(pk=endpoint.pk))
+            target = status.rollback_target
+            if expected_target and (target is None or target.name != expected_target):
+                live = status.live
+                now_live = (
+                    f"{live.release.name} ({live.kind} by {live.actor} at {live.deployed_at:%H:%M:%S} UTC)"
+                    if live
+                    else "nothing"
+                )
+                raise RuleViolation(
+                    f"{endpoint.name} changed since you confirmed: live now is {now_live}; "
+                    f"the rollback target is no longer {expected_target}",
+                    rule="rollback_target_changed",
+                )
+            if target is None:
+                raise RuleViolation(
+                    f"{endpoint.name} has no rollback target: {status.rollback_blocker}", rule="no_rollback_target"
+                )
+            return _record(
+                endpoint, target, by=by, kind=Deployment.Kind.ROLLBACK, source=source, reason=reason, at=None
             )
-            raise RuleViolation(
-                f"{endpoint.name} changed since you confirmed: live now is {now_live}; "
-                f"the rollback target is no longer {expected_target}",
-                rule="rollback_target_changed",
-            )
-        if target is None:
-            raise RuleViolation(
-                f"{endpoint.name} has no rollback target: {status.rollback_blocker}", rule="no_rollback_target"
-            )
-        return _record(endpoint, target, by=by, kind=Deployment.Kind.ROLLBACK, source=source, reason=reason, at=None)

@@ -1,4 +1,4 @@
-"""Writes for the features, experiment and model links: runs, feature versions, model versions."""
+"""Writes for the experiment link: MLflow runs, their commit, feature version and dataset inputs."""
 
 from __future__ import annotations
 
@@ -7,68 +7,24 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from audit import log
 from audit.log import Actor
-from releases.errors import Conflict, InvalidInput, LineageError
+from releases.errors import InvalidInput
 from releases.models import (
     DatasetDigest,
     DatasetVersion,
     ExperimentRun,
-    FeaturePipeline,
     FeaturePipelineVersion,
-    ModelVersion,
-    RegisteredModel,
     RunDatasetInput,
     TrackingServer,
 )
-from releases.models.code import name_validator
-from releases.models.features import FEATURE_VIEW_RE
-from releases.services.code import resolve_commit, resolve_commits
+from releases.services.code import resolve_commits
 from releases.services.data import observe_digest
-from releases.services.validation import check
-
-
-def add_tracking_server(*, name: str, tracking_uri: str, ui_url: str = "", by: Actor) -> TrackingServer:
-    """Register an MLflow tracking server to sync from (idempotent on name)."""
-    check(name_validator, name, "tracking server name")
-    with transaction.atomic():
-        server, created = TrackingServer.objects.get_or_create(
-            name=name, defaults={"tracking_uri": tracking_uri, "ui_url": ui_url or tracking_uri}
-        )
-        if not created:
-            if server.tracking_uri != tracking_uri:
-                raise InvalidInput(f"tracking server {name} already exists with URI {server.tracking_uri}")
-            return server
-        log.record(
-            "tracking_server.added",
-            actor=by,
-            object_type="tracking_server",
-            object_key=name,
-            new={"tracking_uri": tracking_uri},
-        )
-    return server
-
-
-def feature_pipeline_version(key: str, *, commit_sha: str = "") -> FeaturePipelineVersion:
-    """The feature pipeline version named ``customer_features_v5``, created on first mention."""
-    match = FEATURE_VIEW_RE.match(key)
-    if not match:
-        raise InvalidInput(f"feature view {key!r} is not of the form <pipeline>_v<N>")
-    with transaction.atomic():
-        pipeline, _ = FeaturePipeline.objects.get_or_create(name=match["pipeline"])
-        version, created = FeaturePipelineVersion.objects.get_or_create(
-            pipeline=pipeline, version=int(match["version"]), defaults={"commit": resolve_commit(commit_sha)}
-        )
-        if not created and version.commit_id is None and commit_sha:
-            commit = resolve_commit(commit_sha)
-            if commit is not None:
-                version.commit = commit
-                version.save(update_fields=["commit"])
-    return version
+from releases.services.features import feature_pipeline_version
 
 
 @dataclass(frozen=True)
@@ -292,165 +248,3 @@ def _observe_digests(planned: list[_PlannedRun], *, by: Actor) -> None:
     for (pk, digest), (version, source) in reported.items():
         if (pk, digest) not in seen:
             observe_digest(version, digest=digest, source=source, by=by)
-
-
-@dataclass(frozen=True)
-class ModelVersionData:
-    name: str
-    version: int
-    source_run_id: str = ""
-    artifact_uri: str = ""
-    aliases: tuple[str, ...] = ()
-    tags: dict[str, str] = field(default_factory=dict)
-    created_at: datetime.datetime | None = None
-
-
-def _check_model_version(data: ModelVersionData) -> None:
-    if not data.name.strip():
-        raise InvalidInput("a registered model needs a name")
-    if data.version < 1:
-        raise InvalidInput(f"model version must be a positive integer, not {data.version!r}")
-
-
-def register_model_versions(
-    server: TrackingServer | None, versions: Sequence[ModelVersionData], *, by: Actor
-) -> list[str | LineageError]:
-    """``register_model_version`` for a page: one outcome per version, or the error that refused it.
-
-    Versions not registered yet (all of them on a first sync) are inserted together, each with its
-    own audit event; a version already known, or listed twice, takes the one-by-one path, which
-    compares it with what is stored.
-    """
-    outcomes: dict[int, str | LineageError] = {}
-    valid: list[tuple[int, ModelVersionData]] = []
-    for index, data in enumerate(versions):
-        try:
-            _check_model_version(data)
-        except LineageError as exc:
-            outcomes[index] = exc
-            continue
-        valid.append((index, data))
-    later: list[tuple[int, ModelVersionData]] = []
-    try:
-        with transaction.atomic():
-            models = {
-                name: RegisteredModel.objects.get_or_create(name=name, defaults={"server": server})[0]
-                for name in sorted({data.name for _, data in valid})
-            }
-            stored = set(
-                ModelVersion.objects.filter(registered_model__in=list(models.values())).values_list(
-                    "registered_model__name", "version"
-                )
-            )
-            runs: dict[str, ExperimentRun] = {}
-            run_ids = {data.source_run_id for _, data in valid if data.source_run_id}
-            found = ExperimentRun.objects.filter(run_id__in=run_ids)
-            for run in found.filter(server=server) if server else found:
-                runs.setdefault(run.run_id, run)
-            fresh: list[tuple[int, ModelVersionData]] = []
-            for index, data in valid:
-                if (data.name, data.version) in stored:
-                    later.append((index, data))
-                    continue
-                stored.add((data.name, data.version))
-                fresh.append((index, data))
-            ModelVersion.objects.bulk_create(
-                [
-                    ModelVersion(
-                        registered_model=models[data.name],
-                        version=data.version,
-                        source_run_id=data.source_run_id,
-                        run=runs.get(data.source_run_id),
-                        artifact_uri=data.artifact_uri,
-                        aliases=sorted(data.aliases),
-                        tags=data.tags,
-                        created_at=data.created_at,
-                    )
-                    for _, data in fresh
-                ],
-                batch_size=500,
-            )
-            log.record_many(
-                [
-                    log.PendingEvent(
-                        "model_version.registered",
-                        object_type="model_version",
-                        object_key=f"{data.name}/{data.version}",
-                        new={"run_id": data.source_run_id, "artifact_uri": data.artifact_uri},
-                    )
-                    for _, data in fresh
-                ],
-                actor=by,
-            )
-            outcomes.update({index: "created" for index, _ in fresh})
-    except IntegrityError:
-        # Another writer registered one of them meanwhile: compare each with what is stored now.
-        later = valid
-    for index, data in later:
-        try:
-            outcomes[index] = register_model_version(server, data, by=by)[1]
-        except LineageError as exc:
-            outcomes[index] = exc
-    return [outcomes[index] for index in range(len(versions))]
-
-
-def register_model_version(
-    server: TrackingServer | None, data: ModelVersionData, *, by: Actor
-) -> tuple[ModelVersion, str]:
-    """Create or refresh a registry version. Its run and artifact never change once recorded."""
-    _check_model_version(data)
-    key = f"{data.name}/{data.version}"
-    with transaction.atomic():
-        model, _ = RegisteredModel.objects.get_or_create(name=data.name, defaults={"server": server})
-        run = None
-        if data.source_run_id:
-            runs = ExperimentRun.objects.filter(run_id=data.source_run_id)
-            run = (runs.filter(server=server) if server else runs).first()
-        existing = ModelVersion.objects.select_for_update().filter(registered_model=model, version=data.version).first()
-        if existing is None:
-            created = ModelVersion.objects.create(
-                registered_model=model,
-                version=data.version,
-                source_run_id=data.source_run_id,
-                run=run,
-                artifact_uri=data.artifact_uri,
-                aliases=sorted(data.aliases),
-                tags=data.tags,
-                created_at=data.created_at,
-            )
-            log.record(
-                "model_version.registered",
-                actor=by,
-                object_type="model_version",
-                object_key=key,
-                new={"run_id": data.source_run_id, "artifact_uri": data.artifact_uri},
-            )
-            return created, "created"
-        for attr in ("source_run_id", "artifact_uri"):
-            if getattr(existing, attr) != getattr(data, attr):
-                raise Conflict(
-                    f"{key} is already registered with {attr} {getattr(existing, attr)!r}; register a new version",
-                    rule="immutable_version",
-                )
-        changes: dict[str, Any] = {}
-        if sorted(data.aliases) != existing.aliases:
-            changes["aliases"] = sorted(data.aliases)
-        if data.tags != existing.tags:
-            changes["tags"] = data.tags
-        if run is not None and existing.run_id != run.pk:
-            changes["run"] = run
-        if not changes:
-            return existing, "unchanged"
-        old = {"aliases": existing.aliases, "tags": existing.tags}
-        for attr, value in changes.items():
-            setattr(existing, attr, value)
-        existing.save(update_fields=list(changes))
-        log.record(
-            "model_version.updated",
-            actor=by,
-            object_type="model_version",
-            object_key=key,
-            old=old,
-            new={"aliases": existing.aliases, "tags": existing.tags},
-        )
-        return existing, "updated"

@@ -1,8 +1,7 @@
-"""Writes for releases: create, submit, approve (four-eyes, signed), reject, retire."""
+"""Writes for releases: create (and submit), sign (approve or reject, four-eyes), retire."""
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -13,10 +12,13 @@ from releases import lineage
 from releases.errors import Conflict, InvalidInput, NotFound, PermissionRefused, RuleViolation
 from releases.models import Approval, GitTag, ModelVersion, Release
 from releases.naming import check_release_name
-from releases.roles import ML_LEADS, RELEASE_MANAGERS, has_role, require_role
-from releases.services import writeback
+from releases.roles import ML_LEADS, RELEASE_MANAGERS, require_role
+from releases.services import refusals, writeback
 from releases.services.code import resolve_commit
 from releases.services.validation import require_reason
+
+# A release that still counts: a second release of the same model version is refused while one is.
+ACTIVE_STATES = (Release.State.DRAFT, Release.State.PENDING, Release.State.APPROVED)
 
 
 def _user(actor: Actor) -> User | None:
@@ -30,59 +32,79 @@ def create_release(
     commit: str = "",
     git_tag: str = "",
     validation_report_uri: str = "",
+    submit: bool = False,
     by: Actor,
 ) -> tuple[Release, bool]:
-    """Create a draft release of ``model/version``. Same content again is a no-op; different is refused."""
-    require_role(by, RELEASE_MANAGERS, ML_LEADS, to="create a release")
-    version = ModelVersion.objects.by_key(model_version).select_related("registered_model", "run__commit").first()
-    if version is None:
-        raise NotFound(
-            f"model version {model_version!r} is not registered (expected model/version, e.g. churn-model/42)"
-        )
-    check_release_name(name, version.registered_model.name)
-    tag = None
-    if git_tag:
-        tags = GitTag.objects.filter(name=git_tag).select_related("commit")
-        if version.run is not None and version.run.commit is not None:
-            tags = tags.filter(repository_id=version.run.commit.repository_id)
-        found = list(tags[:2])
-        if len(found) != 1:
-            raise NotFound(f"git tag {git_tag!r} is {'ambiguous' if found else 'not synced'}")
-        tag = found[0]
-    release_commit = None
-    if commit:
-        release_commit = resolve_commit(commit)
-        if release_commit is None:
-            raise NotFound(f"commit {commit!r} is not a synced commit (or the prefix is ambiguous)")
-    elif tag is not None:
-        release_commit = tag.commit
-    wanted = {
-        "model_version": version.key,
-        "commit": release_commit.sha if release_commit else "",
-        "git_tag": tag.name if tag else "",
-        "validation_report_uri": validation_report_uri,
-    }
-    try:
-        with transaction.atomic():
-            existing = Release.objects.filter(name=name).with_chain().first()
-            if existing is not None:
-                _refuse_different_release(existing, wanted)
-                return existing, False
-            release = Release.objects.create(
-                name=name,
-                model_version=version,
-                commit=release_commit,
-                git_tag=tag,
-                validation_report_uri=validation_report_uri,
-                created_by=_user(by),
-                state_changed_at=timezone.now(),
+    """Create a release of ``model/version`` (and submit it for approval when ``submit``), in one transaction.
+
+    Same content again is a no-op; different content under the same name is refused. A model version
+    has one active release at a time: its MLflow ``release`` tag names it, so a second one is refused
+    until the first is rejected or retired.
+    """
+    with refusals.recorded(
+        "release.creation_refused", by=by, object_type="release", object_key=name, model_version=model_version
+    ):
+        require_role(by, RELEASE_MANAGERS, ML_LEADS, to="create a release")
+        version = ModelVersion.objects.by_key(model_version).select_related("registered_model", "run__commit").first()
+        if version is None:
+            raise NotFound(
+                f"model version {model_version!r} is not registered (expected model/version, e.g. churn-model/42)"
             )
-            log.record("release.created", actor=by, object_type="release", object_key=name, new=wanted)
-            return release, True
-    except IntegrityError:
-        existing = Release.objects.with_chain().get(name=name)
-        _refuse_different_release(existing, wanted)
-        return existing, False
+        check_release_name(name, version.registered_model.name)
+        tag = _git_tag(git_tag, version)
+        release_commit = None
+        if commit:
+            release_commit = resolve_commit(commit)
+            if release_commit is None:
+                raise NotFound(f"commit {commit!r} is not a synced commit (or the prefix is ambiguous)")
+        elif tag is not None:
+            release_commit = tag.commit
+        wanted = {
+            "model_version": version.key,
+            "commit": release_commit.sha if release_commit else "",
+            "git_tag": tag.name if tag else "",
+            "validation_report_uri": validation_report_uri,
+        }
+        try:
+            with transaction.atomic():
+                existing = Release.objects.filter(name=name).with_chain().first()
+                if existing is not None:
+                    _refuse_different_release(existing, wanted)
+                    created = False
+                else:
+                    _refuse_second_active_release(version, name)
+                    existing = Release.objects.create(
+                        name=name,
+                        model_version=version,
+                        commit=release_commit,
+                        git_tag=tag,
+                        validation_report_uri=validation_report_uri,
+                        created_by=_user(by),
+                        state_changed_at=timezone.now(),
+                    )
+                    log.record("release.created", actor=by, object_type="release", object_key=name, new=wanted)
+                    created = True
+                if submit and existing.state == Release.State.DRAFT:
+                    _submit(existing, by=by)
+        except IntegrityError:
+            existing = Release.objects.with_chain().get(name=name)
+            _refuse_different_release(existing, wanted)
+            created = False
+    existing.refresh_from_db()
+    return existing, created
+
+
+def _git_tag(name: str, version: ModelVersion) -> GitTag | None:
+    """The tag ``name``, looked up in the repository of the run's commit when it has one."""
+    if not name:
+        return None
+    tags = GitTag.objects.filter(name=name).select_related("commit")
+    if version.run is not None and version.run.commit is not None:
+        tags = tags.filter(repository_id=version.run.commit.repository_id)
+    found = list(tags[:2])
+    if len(found) != 1:
+        raise NotFound(f"git tag {name!r} is {'ambiguous' if found else 'not synced'}")
+    return found[0]
 
 
 def _refuse_different_release(existing: Release, wanted: dict[str, str]) -> None:
@@ -99,6 +121,34 @@ def _refuse_different_release(existing: Release, wanted: dict[str, str]) -> None
                 f"create a new release name",
                 rule="immutable_release",
             )
+
+
+def _refuse_second_active_release(version: ModelVersion, name: str) -> None:
+    other = Release.objects.filter(model_version=version, state__in=ACTIVE_STATES).exclude(name=name).first()
+    if other is not None:
+        raise Conflict(
+            f"{version.key} is already released as {other.name} ({other.state}); reject or retire {other.name} "
+            f"first, or release a new model version",
+            rule="one_release_per_version",
+        )
+
+
+def release_from_tag(name: str, model_version: str, *, by: Actor) -> str:
+    """A model version tagged ``release=<name>`` in MLflow: create that release as a draft.
+
+    Returns "created" or "unchanged"; a tag that contradicts the record is refused with the reason.
+    """
+    existing = Release.objects.filter(name=name).select_related("model_version__registered_model").first()
+    if existing is not None:
+        if existing.model_version.key != model_version:
+            raise Conflict(
+                f"{model_version} is tagged release={name}, but {name} is already the release of "
+                f"{existing.model_version.key}",
+                rule="immutable_release",
+            )
+        return "unchanged"
+    create_release(name=name, model_version=model_version, by=by)
+    return "created"
 
 
 def _locked(release: Release) -> Release:
@@ -127,71 +177,42 @@ def _transition(release: Release, to: str, *, by: Actor, action: str, reason: st
     return release
 
 
+def _submit(release: Release, *, by: Actor) -> None:
+    locked = _locked(release)
+    if locked.state not in (Release.State.DRAFT, Release.State.REJECTED):
+        raise RuleViolation(
+            f"release {locked.name} is {locked.state}; only a draft or rejected release can be submitted",
+            rule="wrong_state",
+        )
+    digest = lineage.trace(locked.name).digest
+    _transition(locked, Release.State.PENDING, by=by, action="release.submitted", lineage_digest=digest)
+
+
 def submit_release(release: Release, *, by: Actor) -> Release:
     """Ask for approval: freezes the lineage digest the approvers will be shown."""
-    require_role(by, RELEASE_MANAGERS, ML_LEADS, to="submit a release")
-    with transaction.atomic():
-        locked = _locked(release)
-        if locked.state not in (Release.State.DRAFT, Release.State.REJECTED):
-            raise RuleViolation(
-                f"release {locked.name} is {locked.state}; only a draft or rejected release can be submitted"
-            )
-        digest = lineage.trace(locked.name).digest
-        _transition(locked, Release.State.PENDING, by=by, action="release.submitted", lineage_digest=digest)
+    with refusals.recorded("release.submission_refused", by=by, object_type="release", object_key=release.name):
+        require_role(by, RELEASE_MANAGERS, ML_LEADS, to="submit a release")
+        with transaction.atomic():
+            _submit(release, by=by)
     release.refresh_from_db()
     return release
 
 
-def approval_refusal(trace: lineage.Trace, approver: User) -> tuple[str, str] | None:
-    """The first rule that forbids ``approver`` from approving, as (rule, message); None if allowed."""
-    release = trace.release
-    if not has_role(approver, ML_LEADS):
-        return "not_ml_lead", f"{approver.get_username()} is not an ML lead; only ML leads can approve"
-    if release.created_by_id == approver.pk:
-        return "four_eyes", f"{approver.get_username()} created {release.name}; another ML lead must approve it"
-    run = trace.run
-    if settings.LINEAGE_FOUR_EYES_RUN_AUTHOR and run is not None and run.user and run.user == approver.get_username():
-        return (
-            "four_eyes",
-            f"{approver.get_username()} trained {release.name} (MLflow run author); another ML lead must approve it",
-        )
-    if release.state not in (Release.State.PENDING, Release.State.APPROVED):
-        return "wrong_state", f"{release.name} is {release.state}; submit it for approval first"
-    if any(a.approver_id == approver.pk and a.signed_digest == trace.digest for a in trace.approvals):
-        return "already_signed", f"{approver.get_username()} has already signed {release.name} as it stands"
-    missing = trace.missing_for_approval
-    if missing:
-        return (
-            "incomplete_chain",
-            f"{release.name} has an incomplete chain: missing {', '.join(link.label.lower() for link in missing)}",
-        )
-    for version in trace.dataset_versions:
-        if version.is_quarantined:
-            return "quarantined_data", f"{release.name} was trained on {version.key}, which is quarantined"
-        if version.mutated:
-            return "mutated_data", f"{release.name} used {version.key}, which was changed in place"
-    tag = release.git_tag
-    if tag is not None and tag.moved:
-        return "moved_tag", f"tag {tag.name} moved after {release.name} was cut; cut a new release"
-    if not release.validation_report_uri:
-        return "no_validation_report", f"{release.name} has no validation report"
-    return None
+def _refusal_error(refusal: lineage.Refusal) -> RuleViolation | PermissionRefused:
+    if refusal.rule in ("not_ml_lead", "not_signed_in"):
+        return PermissionRefused(refusal.message, rule=refusal.rule)
+    return RuleViolation(refusal.message, rule=refusal.rule)
 
 
-def _refuse(
-    trace: lineage.Trace, *, by: Actor, rule: str, message: str, error: type[Exception] = RuleViolation
-) -> None:
-    # The refusal is itself evidence: commit it even though the approval does not happen.
-    with transaction.atomic():
-        log.record(
-            "release.approval_refused",
-            actor=by,
-            object_type="release",
-            object_key=trace.release.name,
-            new={"rule": rule},
-            reason=message,
+def _check_signer(trace: lineage.Trace, *, by: User, decision: str, expected_digest: str) -> None:
+    refusal = lineage.signing_refusal(trace, by, decision=decision)
+    if refusal is not None:
+        raise _refusal_error(refusal)
+    if expected_digest != trace.digest:
+        raise RuleViolation(
+            f"the chain of {trace.release.name} changed since you opened it; review it again before signing",
+            rule="chain_changed",
         )
-    raise error(message, rule=rule)  # type: ignore[call-arg]
 
 
 def _sign(release: Release, *, by: User, decision: str, meaning: str, comment: str, trace: lineage.Trace) -> Approval:
@@ -211,125 +232,95 @@ def _sign(release: Release, *, by: User, decision: str, meaning: str, comment: s
     return approval
 
 
-def _check_signature(trace: lineage.Trace, *, by: User, password: str, meaning: str) -> None:
-    if not meaning.strip():
-        _refuse(
-            trace,
-            by=by,
-            rule="no_meaning",
-            message="state what your signature means (e.g. Approved for production)",
-            error=InvalidInput,
-        )
-    if not by.check_password(password):
-        _refuse(
-            trace,
-            by=by,
-            rule="wrong_password",
-            message="password does not match; the signature was not recorded",
-            error=PermissionRefused,
-        )
-
-
-def _changed_since_reviewed(trace: lineage.Trace, expected_digest: str) -> tuple[str, str] | None:
-    if expected_digest and expected_digest != trace.digest:
-        return (
-            "chain_changed",
-            f"the chain of {trace.release.name} changed since you opened it; review it again before signing",
-        )
-    return None
-
-
-def approve_release(
-    release: Release, *, by: User, password: str, meaning: str, comment: str = "", expected_digest: str = ""
+def sign_release(
+    release: Release,
+    *,
+    by: User,
+    decision: str,
+    password: str,
+    expected_digest: str,
+    meaning: str = "",
+    comment: str = "",
 ) -> Approval:
-    """Sign an approval: ML lead, not the creator, password re-entered, complete and clean chain.
+    """Sign a decision ("approve" or "reject") on the chain the signer was shown, as an electronic signature.
 
-    ``expected_digest`` is the lineage digest the approver was shown; a different chain is refused.
+    ``expected_digest`` is the lineage digest the signer reviewed: a different chain is refused. The
+    signer must be an ML lead and re-enter their password; an approval needs one of the stated meanings,
+    may not come from the release's creator or the run's author, and needs a complete, clean chain; a
+    rejection needs a comment. Every attempt, allowed or refused, is an audit event.
     """
-    trace = lineage.trace(release.name)
-    refusal = approval_refusal(trace, by) or _changed_since_reviewed(trace, expected_digest)
-    if refusal is not None:
-        rule, message = refusal
-        _refuse(
-            trace,
-            by=by,
-            rule=rule,
-            message=message,
-            error=PermissionRefused if rule == "not_ml_lead" else RuleViolation,
-        )
-    _check_signature(trace, by=by, password=password, meaning=meaning)
-    try:
-        with transaction.atomic():
-            locked = _locked(release)
-            # Re-read the chain under the lock: it may have changed since the checks above.
-            trace = lineage.trace(locked.name)
-            refusal = approval_refusal(trace, by) or _changed_since_reviewed(trace, expected_digest)
-            if refusal is not None:
-                raise RuleViolation(refusal[1], rule=refusal[0])
-            approval = _sign(
-                locked,
-                by=by,
-                decision=Approval.Decision.APPROVED,
-                meaning=meaning.strip(),
-                comment=comment,
-                trace=trace,
+    action = "release.approval_refused" if decision == "approve" else "release.rejection_refused"
+    with refusals.recorded(action, by=by, object_type="release", object_key=release.name):
+        if decision not in ("approve", "reject"):
+            raise InvalidInput(f"the decision must be approve or reject, not {decision!r}", rule="bad_decision")
+        if not expected_digest:
+            raise InvalidInput(
+                "name the lineage digest you reviewed; a signature covers the chain you were shown",
+                rule="digest_required",
             )
-            log.record(
-                "release.approved",
-                actor=by,
-                object_type="release",
-                object_key=locked.name,
-                new={
-                    "meaning": approval.meaning,
-                    "lineage_digest": approval.signed_digest,
-                    "signature": approval.signature,
-                },
-                reason=comment,
+        trace = lineage.trace(release.name)
+        _check_signer(trace, by=by, decision=decision, expected_digest=expected_digest)
+        if decision == "approve" and meaning not in Approval.MEANINGS:
+            raise InvalidInput(
+                f"state what your signature means: one of {', '.join(Approval.MEANINGS)}", rule="no_meaning"
             )
-            trace = lineage.trace(locked.name)
-            if trace.approval_state().is_valid and locked.state != Release.State.APPROVED:
-                _transition(locked, Release.State.APPROVED, by=by, action="release.state_changed")
-                writeback.queue_release_tag(locked, by=by)
-    except IntegrityError as exc:
-        raise RuleViolation(f"{by.get_username()} has already signed {release.name}", rule="already_signed") from exc
+        if decision == "reject" and not comment.strip():
+            raise InvalidInput("a rejection needs a comment saying why", rule="comment_required")
+        if not by.check_password(password):
+            raise PermissionRefused("password does not match; the signature was not recorded", rule="wrong_password")
+        try:
+            with transaction.atomic():
+                locked = _locked(release)
+                # Re-read the chain under the lock: it may have changed since the checks above.
+                trace = lineage.trace(locked.name)
+                _check_signer(trace, by=by, decision=decision, expected_digest=expected_digest)
+                if decision == "reject":
+                    approval = _sign(
+                        locked,
+                        by=by,
+                        decision=Approval.Decision.REJECTED,
+                        meaning=Approval.REJECTION_MEANING,
+                        comment=comment.strip(),
+                        trace=trace,
+                    )
+                    _transition(
+                        locked, Release.State.REJECTED, by=by, action="release.rejected", reason=comment.strip()
+                    )
+                else:
+                    approval = _approve(locked, by=by, meaning=meaning, comment=comment, trace=trace)
+        except IntegrityError as exc:
+            raise RuleViolation(
+                f"{by.get_username()} has already signed {release.name} as it stands", rule="already_signed"
+            ) from exc
     release.refresh_from_db()
     return approval
 
 
-def reject_release(release: Release, *, by: User, password: str, comment: str) -> Approval:
-    """Sign a rejection; a rejection must say why."""
-    trace = lineage.trace(release.name)
-    if not has_role(by, ML_LEADS):
-        _refuse(
-            trace,
-            by=by,
-            rule="not_ml_lead",
-            message=f"{by.get_username()} is not an ML lead; only ML leads can reject",
-            error=PermissionRefused,
-        )
-    if not comment.strip():
-        raise InvalidInput("a rejection needs a comment saying why", rule="comment_required")
-    if release.state not in (Release.State.PENDING, Release.State.APPROVED):
-        raise RuleViolation(f"{release.name} is {release.state}; only a pending or approved release can be rejected")
-    _check_signature(trace, by=by, password=password, meaning="Rejected")
-    with transaction.atomic():
-        locked = _locked(release)
-        approval = _sign(
-            locked, by=by, decision=Approval.Decision.REJECTED, meaning="Rejected", comment=comment.strip(), trace=trace
-        )
-        _transition(locked, Release.State.REJECTED, by=by, action="release.rejected", reason=comment.strip())
-    release.refresh_from_db()
+def _approve(release: Release, *, by: User, meaning: str, comment: str, trace: lineage.Trace) -> Approval:
+    approval = _sign(release, by=by, decision=Approval.Decision.APPROVED, meaning=meaning, comment=comment, trace=trace)
+    log.record(
+        "release.approved",
+        actor=by,
+        object_type="release",
+        object_key=release.name,
+        new={"meaning": approval.meaning, "lineage_digest": approval.signed_digest, "signature": approval.signature},
+        reason=comment,
+    )
+    if release.state != Release.State.APPROVED and lineage.approval_state(lineage.trace(release.name)).is_valid:
+        _transition(release, Release.State.APPROVED, by=by, action="release.state_changed")
+        writeback.queue_release_tag(release, by=by)
     return approval
 
 
 def retire_release(release: Release, *, by: Actor, reason: str) -> Release:
-    """Retire a release: it stays in the record but is never a rollback target again."""
-    require_role(by, RELEASE_MANAGERS, ML_LEADS, to="retire a release")
-    reason = require_reason(reason, "retire a release")
-    with transaction.atomic():
-        locked = _locked(release)
-        if locked.state == Release.State.RETIRED:
-            raise RuleViolation(f"{locked.name} is already retired")
-        _transition(locked, Release.State.RETIRED, by=by, action="release.retired", reason=reason)
+    """Retire a release: it stays in the record but is never deployed or a rollback target again."""
+    with refusals.recorded("release.retirement_refused", by=by, object_type="release", object_key=release.name):
+        require_role(by, RELEASE_MANAGERS, ML_LEADS, to="retire a release")
+        reason = require_reason(reason, "retire a release")
+        with transaction.atomic():
+            locked = _locked(release)
+            if locked.state == Release.State.RETIRED:
+                raise RuleViolation(f"{locked.name} is already retired", rule="already_retired")
+            _transition(locked, Release.State.RETIRED, by=by, action="release.retired", reason=reason)
     release.refresh_from_db()
     return release

@@ -8,17 +8,11 @@ never lost for one that committed (a failed one stays queued and is retried).
 from __future__ import annotations
 
 from django.conf import settings
-from django.db import transaction
 
 from audit import log
 from audit.log import Actor
+from releases import dispatch
 from releases.models import Endpoint, ModelVersion, Release, TrackingServer, WriteBack
-
-
-def _enqueue(write_back_id: int) -> None:
-    from releases.tasks import apply_write_back
-
-    apply_write_back.delay(write_back_id)
 
 
 def _queue(server: TrackingServer, *, by: Actor, object_key: str, **fields: object) -> WriteBack:
@@ -30,7 +24,7 @@ def _queue(server: TrackingServer, *, by: Actor, object_key: str, **fields: obje
         object_key=server.name,
         new={"change": str(write_back), "for": object_key},
     )
-    transaction.on_commit(lambda: _enqueue(write_back.pk))
+    dispatch.after_commit(dispatch.APPLY_WRITE_BACK, write_back.pk)
     return write_back
 
 

@@ -24,8 +24,8 @@ from audit import log
 from audit.log import SystemActor
 from releases import services
 from releases.errors import LineageError
-from releases.models import GitRepository
-from releases.sync.state import Lease, SourceUnavailable, SyncResult, leased, record_success, state_for_repository
+from releases.models import GitRepository, SyncState
+from releases.sync.state import Lease, SourceUnavailable, SyncResult, leased, record_success
 
 # Commits per transaction. Each batch is one COPY streamed while git log runs; between batches the
 # lease is renewed, so the batch must stay well under LINEAGE_SYNC_LEASE_SECONDS to write.
@@ -190,7 +190,7 @@ class _Counted:
 
 def sync_repository(repository: GitRepository) -> SyncResult:
     """Mirror the repository and record new commits and every tag that is new or moved."""
-    state = state_for_repository(repository)
+    state = SyncState.objects.get(repository=repository)
     started = time.monotonic()
     with leased(state) as lease:
         return _sync(repository, lease, started)

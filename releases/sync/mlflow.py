@@ -18,7 +18,6 @@ from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
 
 from audit import log
 from audit.log import SystemActor
@@ -27,16 +26,15 @@ from releases.errors import LineageError
 from releases.models import (
     Commit,
     DatasetVersion,
-    Deployment,
     Endpoint,
     ExperimentRun,
     ModelVersion,
-    Release,
     SyncedRun,
+    SyncState,
     TrackingServer,
 )
 from releases.sync import mapping
-from releases.sync.state import Lease, SourceUnavailable, SyncResult, leased, record_success, state_for_server
+from releases.sync.state import Lease, SourceUnavailable, SyncResult, leased, record_success
 
 # The client retries a failed request up to 7 times with exponential backoff (minutes in all);
 # the Celery task has its own bounded retries, so the client gives up fast and says why.
@@ -99,7 +97,7 @@ def sync_server(
     server: TrackingServer, *, full: bool = False, model_name: str = "", run_ids: tuple[str, ...] = ()
 ) -> SyncResult:
     """Sync runs, model versions and aliases; ``model_name``/``run_ids`` narrow it to what a webhook named."""
-    state = state_for_server(server)
+    state = SyncState.objects.get(server=server)
     started = time.monotonic()
     with leased(state) as lease:
         return _Sync(server, lease).run(started, full=full, model_name=model_name, run_ids=run_ids)
@@ -320,20 +318,12 @@ class _Sync:
                     self._ensure_release(release_name, f"{data.name}/{data.version}")
 
     def _ensure_release(self, name: str, model_version: str) -> None:
-        existing = Release.objects.filter(name=name).select_related("model_version__registered_model").first()
-        if existing is not None:
-            if existing.model_version.key != model_version:
-                self.result.warn(
-                    f"{model_version} is tagged release={name}, but {name} is already the release of "
-                    f"{existing.model_version.key}"
-                )
-            return
         try:
-            services.create_release(name=name, model_version=model_version, by=self.actor)
+            outcome = services.release_from_tag(name, model_version, by=self.actor)
         except LineageError as exc:
-            self.result.warn(f"{model_version} is tagged release={name}, which cannot be created: {exc.message}")
+            self.result.warn(f"{model_version} is tagged release={name}, which cannot be recorded: {exc.message}")
             return
-        self.result.count("created", "releases")
+        self.result.count(outcome, "releases")
 
     def _follow_aliases(self) -> None:
         """A deployment event for each endpoint whose followed alias moved since the last sync."""
@@ -358,30 +348,9 @@ class _Sync:
         self.watermark["aliases"] = positions
 
     def _deploy_alias_target(self, endpoint: Endpoint, target: ModelVersion) -> None:
-        alias = f"{endpoint.registered_model}@{endpoint.mlflow_alias}"
-        candidates = sorted(
-            Release.objects.filter(model_version=target).exclude(state=Release.State.RETIRED),
-            key=lambda r: (r.state == Release.State.APPROVED, r.created_at),
-        )
-        if not candidates:
-            self.result.warn(
-                f"{alias} moved to version {target.version}, which no release names; no deployment recorded"
-            )
-            return
-        release = candidates[-1]
-        live = Deployment.objects.filter(endpoint=endpoint).live_at(timezone.now()).first()
-        if live is not None and live.release_id == release.pk:
-            self.result.count("unchanged", "deployments")
-            return
         try:
-            services.record_deployment(
-                endpoint,
-                release,
-                by=self.actor,
-                source=Deployment.Source.MLFLOW_ALIAS,
-                reason=f"MLflow alias {alias} moved to version {target.version}",
-            )
+            deployment = services.follow_alias(endpoint, target, by=self.actor)
         except LineageError as exc:
-            self.result.warn(f"{alias} moved to version {target.version}: {exc.message}")
+            self.result.warn(exc.message)
             return
-        self.result.count("created", "deployments")
+        self.result.count("created" if deployment else "unchanged", "deployments")

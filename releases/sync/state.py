@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db.models import F, Q
 from django.utils import timezone
 
-from releases.models import GitRepository, SyncState, TrackingServer
+from releases.models import SyncState
 
 
 class SourceBusy(Exception):
@@ -55,22 +55,6 @@ class SyncResult:
         parts = [f"{n} {key}" for key, n in sorted(self.details.items()) if not key.endswith("unchanged")]
         changes = ", ".join(parts) if parts else "nothing changed"
         return f"{changes} ({self.created} created, {self.updated} updated, {self.unchanged} unchanged)"
-
-
-def state_for_repository(repository: GitRepository) -> SyncState:
-    state, _ = SyncState.objects.get_or_create(
-        repository=repository,
-        defaults={"kind": SyncState.Kind.GIT, "interval_seconds": settings.LINEAGE_SYNC_INTERVAL_SECONDS},
-    )
-    return state
-
-
-def state_for_server(server: TrackingServer) -> SyncState:
-    state, _ = SyncState.objects.get_or_create(
-        server=server,
-        defaults={"kind": SyncState.Kind.MLFLOW, "interval_seconds": settings.LINEAGE_SYNC_INTERVAL_SECONDS},
-    )
-    return state
 
 
 class Lease:

@@ -1,4 +1,4 @@
-"""Template helpers for what the current person may do: show a button only to those who can press it."""
+"""Template helpers for what the current person may do and how a release stands, from the lineage rules."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from django.contrib.auth.models import AnonymousUser, User
 from releases import lineage
 from releases.approval_forms import SignatureForm
 from releases.roles import may_act_as
-from releases.services import approval_refusal as service_approval_refusal
 
 register = template.Library()
 
@@ -19,13 +18,17 @@ def has_role(user: User | AnonymousUser, roles: str) -> bool:
     return may_act_as(user, *roles.split(","))
 
 
+@register.filter
+def release_status(trace: lineage.Trace) -> lineage.ReleaseStatus:
+    """``{% with status=trace|release_status %}``: the one status a release is shown with."""
+    return lineage.release_status(trace)
+
+
 @register.simple_tag
-def approval_refusal(trace: lineage.Trace, user: User | AnonymousUser) -> str:
-    """Why ``user`` cannot sign ``trace``'s release right now (empty when they can)."""
-    if not isinstance(user, User):
-        return "Sign in to approve."
-    refusal = service_approval_refusal(trace, user)
-    return refusal[1] if refusal else ""
+def signing_refusal(trace: lineage.Trace, user: User | AnonymousUser, decision: str = "approve") -> str:
+    """Why ``user`` cannot sign ``decision`` on ``trace``'s release right now (empty when they can)."""
+    refusal = lineage.signing_refusal(trace, user, decision=decision)
+    return refusal.message if refusal else ""
 
 
 @register.simple_tag

@@ -13,7 +13,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from releases import lineage, services
 from releases.approval_forms import RollbackForm, SignatureForm
 from releases.errors import LineageError
-from releases.models import Approval, Deployment, Endpoint, Release
+from releases.models import Deployment, Endpoint, Release
 from releases.roles import ML_LEADS, ON_CALL
 from releases.views.decorators import role_required
 
@@ -21,23 +21,7 @@ from releases.views.decorators import role_required
 @require_GET
 @role_required(ML_LEADS, to="see the approval queue")
 def approval_queue(request: HttpRequest) -> HttpResponse:
-    assert isinstance(request.user, User)  # the site middleware lets only signed-in people through
-    waiting = Release.objects.pending_for(request.user).values("pk")
-    releases = lineage.traced_releases().filter(pk__in=waiting).order_by("state_changed_at", "pk")
-    return render(request, "releases/approvals.html", {"traces": [lineage.Trace(r) for r in releases]})
-
-
-def _decide(release: Release, user: User, data: dict[str, str]) -> Approval:
-    if data["decision"] == "reject":
-        return services.reject_release(release, by=user, password=data["password"], comment=data["comment"])
-    return services.approve_release(
-        release,
-        by=user,
-        password=data["password"],
-        meaning=data["meaning"],
-        comment=data["comment"],
-        expected_digest=data["digest"],
-    )
+    return render(request, "releases/approvals.html", {"traces": lineage.awaiting_signature(request.user)})
 
 
 @require_POST
@@ -49,7 +33,15 @@ def sign(request: HttpRequest, name: str) -> HttpResponse:
     status = 400
     if form.is_valid():
         try:
-            approval = _decide(release, request.user, form.cleaned_data)
+            approval = services.sign_release(
+                release,
+                by=request.user,
+                decision=form.cleaned_data["decision"],
+                password=form.cleaned_data["password"],
+                meaning=form.cleaned_data["meaning"],
+                comment=form.cleaned_data["comment"],
+                expected_digest=form.cleaned_data["digest"],
+            )
         except LineageError as exc:
             form.add_error(None, exc.message)
             status = exc.status_code
@@ -57,7 +49,7 @@ def sign(request: HttpRequest, name: str) -> HttpResponse:
             messages.success(request, f"{release.name}: {approval.decision} by {approval.approver_name}, signed.")
             return redirect("releases:release", name=release.name)
     trace = lineage.trace(name)
-    context = {"trace": trace, "approval": trace.approval_state(), "form": form}
+    context = {"trace": trace, "approval": lineage.approval_state(trace), "form": form}
     return render(request, "releases/sign.html", context, status=status)
 
 

@@ -11,7 +11,7 @@ from django.views.decorators.http import require_POST
 from releases import lineage, services
 from releases.errors import LineageError
 from releases.models import DatasetVersion, Endpoint, ExperimentRun, RegisteredModel
-from releases.roles import ML_LEADS, ON_CALL, has_role
+from releases.roles import ML_LEADS, has_role
 from releases.views.decorators import role_required
 from releases.views.params import MOMENT_HELP, BadParameter, moment_value, parse_moment
 
@@ -87,6 +87,5 @@ def endpoint(request: HttpRequest, name: str) -> HttpResponse:
         "at_value": moment_value(at),
         "error": error,
         "help": MOMENT_HELP,
-        "can_roll_back": has_role(request.user, ON_CALL, ML_LEADS),
     }
     return render(request, "releases/endpoint.html", context, status=400 if error else 200)

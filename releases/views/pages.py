@@ -7,7 +7,7 @@ from typing import cast
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from releases import lineage
@@ -39,14 +39,13 @@ def board(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def release_detail(request: HttpRequest, name: str) -> HttpResponse:
-    try:
-        trace = lineage.trace(name)
-    except Release.DoesNotExist:
-        raise Http404(f"No release named {name}") from None
+    trace = lineage.trace(name)
+    approval = lineage.approval_state(trace)
     endpoints = Endpoint.objects.filter(deployments__release=trace.release).distinct()
     context = {
         "trace": trace,
-        "approval": trace.approval_state(),
+        "approval": approval,
+        "status": lineage.release_status(trace, approval),
         "endpoint_statuses": lineage.endpoint_statuses(endpoints),
         "previous": lineage.previous_release(trace.release),
         "events": lineage.release_events(trace),

@@ -189,7 +189,7 @@ def bench_mlflow() -> dict[str, float]:
         services.register_dataset_version(
             name="churn-train", version=17, uri="s3://d/17", content_hash="sha256:" + "0" * 64, by=SystemActor("bench")
         )
-        state = sources.add_mlflow_server(name="bench", tracking_uri=uri, by=SystemActor("bench"))
+        state = services.add_mlflow_server(name="bench", tracking_uri=uri, by=SystemActor("bench"))
         assert state.server is not None
         client = client_for(state.server)
         experiment_ids = [e.experiment_id for e in client.search_experiments()]
@@ -251,6 +251,7 @@ def _make_repo(path: Path) -> None:
 
 def bench_git() -> dict[str, float]:
     from audit.log import SystemActor
+    from releases import services
     from releases.models import Commit
     from releases.sync import sources
 
@@ -272,7 +273,7 @@ def bench_git() -> dict[str, float]:
         return sum(1 for c in git.Repo(repo).iter_commits("--all") if c.message is not None and c.author.email)
 
     lib_s, _ = _timed("GitPython iter_commits (same fields)", gitpython)
-    state = sources.add_git_repository(name="big", url=str(repo), by=SystemActor("bench"))
+    state = services.add_git_repository(name="big", url=str(repo), by=SystemActor("bench"))
     sync_s, _ = _timed("git sync (mirror clone + record)", lambda: sources.sync_state(state))
     again_s, _ = _timed("git sync again, nothing changed", lambda: sources.sync_state(state))
     assert Commit.objects.filter(repository__name="big").count() == COMMITS

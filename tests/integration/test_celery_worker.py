@@ -18,8 +18,8 @@ from django.db import connection
 from audit.log import SystemActor
 from audit.models import AuditEvent
 from lineage_site.celery import app
+from releases import services
 from releases.models import Commit, GitTag, SyncState
-from releases.sync import sources
 from releases.tasks import sync_source
 from tests.conftest import unavailable
 from tests.integration.conftest import GitRepo
@@ -80,7 +80,7 @@ def test_two_workers_syncing_one_repository_at_once_write_each_row_once(
         sha = git_repo.commit(f"change {n}")
         if n % 10 == 0:
             git_repo.tag(f"model-churn-v{n + 1}", sha)
-    state = sources.add_git_repository(name="churn", url=str(git_repo.path), by=SystemActor("test"))
+    state = services.add_git_repository(name="churn", url=str(git_repo.path), by=SystemActor("test"))
     app.conf.task_always_eager = False  # restored by the autouse fixture
 
     for _ in range(2):

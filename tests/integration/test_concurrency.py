@@ -18,7 +18,7 @@ from releases import services
 from releases.errors import RuleViolation
 from releases.models import Approval, Deployment, Release
 from tests.conftest import PASSWORD
-from tests.factories import SYSTEM, World
+from tests.factories import SYSTEM, World, approve
 from tests.unit.test_approvals import MEANING, pending_release
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -53,10 +53,7 @@ def test_two_leads_approving_at_once(postgres, settings, release_manager, lead, 
     release = pending_release(World.create(), release_manager)
 
     results = at_once(
-        *[
-            lambda who=who: services.approve_release(release, by=who, password=PASSWORD, meaning=MEANING)
-            for who in (lead, lead2)
-        ]
+        *[lambda who=who: approve(release, by=who, password=PASSWORD, meaning=MEANING) for who in (lead, lead2)]
     )
 
     assert all(isinstance(r, Approval) for r in results), results
@@ -88,9 +85,7 @@ def test_double_submitted_approval_form(postgres, release_manager, lead):
 def test_same_lead_approving_twice_in_the_service(postgres, release_manager, lead):
     release = pending_release(World.create(), release_manager)
 
-    results = at_once(
-        *[lambda: services.approve_release(release, by=lead, password=PASSWORD, meaning=MEANING) for _ in range(2)]
-    )
+    results = at_once(*[lambda: approve(release, by=lead, password=PASSWORD, meaning=MEANING) for _ in range(2)])
 
     assert sorted(type(r).__name__ for r in results) == ["Approval", "RuleViolation"]
     [refused] = [r for r in results if isinstance(r, RuleViolation)]

@@ -27,7 +27,7 @@ def test_first_sync_records_commits_and_tags_and_second_changes_nothing(git_repo
     second = git_repo.commit("Use label mapping v2")
     git_repo.tag("model-churn-v41", first, annotated=True)
     git_repo.tag("model-churn-v42", second)
-    state = sources.add_git_repository(name="churn", url=str(git_repo.path), by=CLI)
+    state = services.add_git_repository(name="churn", url=str(git_repo.path), by=CLI)
 
     result = sources.sync_state(state)
 
@@ -56,7 +56,7 @@ def test_first_sync_records_commits_and_tags_and_second_changes_nothing(git_repo
 
 def test_new_commits_since_last_sync_are_added(git_repo: GitRepo) -> None:
     git_repo.commit("one")
-    state = sources.add_git_repository(name="churn", url=str(git_repo.path), by=CLI)
+    state = services.add_git_repository(name="churn", url=str(git_repo.path), by=CLI)
     sources.sync_state(state)
     git_repo.git("checkout", "--quiet", "-b", "feature")
     on_branch = git_repo.commit("on a branch")
@@ -73,7 +73,7 @@ def test_new_commits_since_last_sync_are_added(git_repo: GitRepo) -> None:
 def test_moved_tag_is_flagged_and_the_release_keeps_its_commit(git_repo: GitRepo, release_manager: User) -> None:
     original = git_repo.commit("v42 code")
     git_repo.tag("model-churn-v42", original)
-    state = sources.add_git_repository(name="churn", url=str(git_repo.path), by=CLI)
+    state = services.add_git_repository(name="churn", url=str(git_repo.path), by=CLI)
     sources.sync_state(state)
     other = git_repo.commit("hotfix after release")
     git_repo.tag("model-churn-v42", other, force=True)
@@ -93,9 +93,9 @@ def test_moved_tag_is_flagged_and_the_release_keeps_its_commit(git_repo: GitRepo
 def test_moved_tag_warns_on_the_release_that_used_it(git_repo: GitRepo, release_manager: User) -> None:
     original = git_repo.commit("v42 code")
     git_repo.tag("model-churn-v42", original)
-    state = sources.add_git_repository(name="churn", url=str(git_repo.path), by=CLI)
+    state = services.add_git_repository(name="churn", url=str(git_repo.path), by=CLI)
     sources.sync_state(state)
-    server = services.add_tracking_server(name="mlflow", tracking_uri="http://127.0.0.1:9", by=CLI)
+    server = services.add_mlflow_server(name="mlflow", tracking_uri="http://127.0.0.1:9", by=CLI).server
     services.record_run(server, services.RunData(run_id="r42", commit_sha=original), by=CLI)
     services.register_model_version(
         server, services.ModelVersionData(name="churn-model", version=42, source_run_id="r42"), by=CLI
@@ -115,7 +115,7 @@ def test_moved_tag_warns_on_the_release_that_used_it(git_repo: GitRepo, release_
 
 def test_unreachable_repository_records_the_error_and_keeps_what_was_synced(git_repo: GitRepo, tmp_path: Any) -> None:
     git_repo.commit("one")
-    state = sources.add_git_repository(name="churn", url=str(git_repo.path), by=CLI)
+    state = services.add_git_repository(name="churn", url=str(git_repo.path), by=CLI)
     sources.sync_state(state)
     git_repo.path.rename(tmp_path / "gone")
 

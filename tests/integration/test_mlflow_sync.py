@@ -30,7 +30,7 @@ from releases.sync import sources
 from releases.sync.state import SourceBusy, SourceUnavailable, leased
 from releases.tasks import apply_write_back, sync_source
 from tests.conftest import PASSWORD
-from tests.factories import content_hash
+from tests.factories import approve, content_hash
 from tests.integration.conftest import GitRepo, free_port
 
 pytestmark = pytest.mark.django_db
@@ -87,12 +87,12 @@ def dataset(name: str, version: int = 17) -> DatasetVersion:
 
 @pytest.fixture
 def git_state(git_repo: GitRepo) -> SyncState:
-    return sources.add_git_repository(name="churn", url=str(git_repo.path), by=CLI)
+    return services.add_git_repository(name="churn", url=str(git_repo.path), by=CLI)
 
 
 @pytest.fixture
 def mlflow_state(mlflow_uri: str) -> SyncState:
-    return sources.add_mlflow_server(name="mlflow", tracking_uri=mlflow_uri, by=CLI)
+    return services.add_mlflow_server(name="mlflow", tracking_uri=mlflow_uri, by=CLI)
 
 
 def test_run_logged_with_design_tags_gives_a_complete_trace(
@@ -258,7 +258,7 @@ def test_unreachable_server_shows_the_error_and_keeps_synced_rows(
 ) -> None:
     run_id = log_run(mlflow_client, f"down-{uid}")
     sources.sync_state(mlflow_state)
-    down = sources.add_mlflow_server(name="down", tracking_uri=f"http://127.0.0.1:{free_port()}", by=CLI)
+    down = services.add_mlflow_server(name="down", tracking_uri=f"http://127.0.0.1:{free_port()}", by=CLI)
 
     with pytest.raises(SourceUnavailable, match="is unreachable"):
         sources.sync_state(down)
@@ -353,7 +353,7 @@ def test_approval_tags_the_model_version_and_a_failed_write_back_is_retried(
     services.submit_release(release, by=release_manager)
 
     with django_capture_on_commit_callbacks(execute=True):
-        services.approve_release(release, by=lead, password=PASSWORD, meaning="Approved for production")
+        approve(release, by=lead, password=PASSWORD, meaning="Approved for production")
 
     write_back = WriteBack.objects.get()
     assert (write_back.status, write_back.attempts, write_back.key, write_back.value) == (
@@ -375,4 +375,4 @@ def test_approval_tags_the_model_version_and_a_failed_write_back_is_retried(
 
 
 def git_repo_model() -> Any:
-    return services.add_repository(name="code", url="/srv/git/code.git", by=CLI)
+    return services.add_git_repository(name="code", url="/srv/git/code.git", by=CLI).repository

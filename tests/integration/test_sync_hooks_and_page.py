@@ -15,9 +15,9 @@ from django.test.utils import CaptureQueriesContext
 
 from audit.log import SystemActor
 from audit.models import AuditEvent
+from releases import services
 from releases.api.hooks import expected_signature
 from releases.models import ModelVersion, SyncState
-from releases.sync import sources
 from tests.integration.conftest import GitRepo
 from tests.integration.test_mlflow_sync import log_run, register
 
@@ -51,7 +51,7 @@ def webhook_secret(settings: Any) -> str:
 def test_signed_webhook_syncs_the_model_version_it_names(
     webhook_secret: str, mlflow_uri: str, mlflow_client: Any, uid: str, django_capture_on_commit_callbacks: Any
 ) -> None:
-    sources.add_mlflow_server(name="mlflow", tracking_uri=mlflow_uri, by=CLI)
+    services.add_mlflow_server(name="mlflow", tracking_uri=mlflow_uri, by=CLI)
     run_id = log_run(mlflow_client, f"hook-{uid}")
     version = register(mlflow_client, f"{uid}-model", run_id)
     event = {
@@ -73,7 +73,7 @@ def test_signed_webhook_syncs_the_model_version_it_names(
 
 
 def test_webhook_with_a_bad_signature_is_refused_and_recorded(webhook_secret: str) -> None:
-    sources.add_mlflow_server(name="mlflow", tracking_uri="http://127.0.0.1:9", by=CLI)
+    services.add_mlflow_server(name="mlflow", tracking_uri="http://127.0.0.1:9", by=CLI)
 
     response = signed_post(Client(), {"entity": "model_version", "action": "created", "data": {}}, secret="wrong")
 
@@ -92,7 +92,7 @@ def test_unsigned_webhook_is_refused(webhook_secret: str) -> None:
 
 
 def test_signed_webhook_with_a_body_that_is_not_an_event_is_a_400(webhook_secret: str) -> None:
-    sources.add_mlflow_server(name="mlflow", tracking_uri="http://127.0.0.1:9", by=CLI)
+    services.add_mlflow_server(name="mlflow", tracking_uri="http://127.0.0.1:9", by=CLI)
 
     response = signed_post(Client(), {"hello": "world"})
 
@@ -119,7 +119,7 @@ def test_sync_page_lists_every_source_in_constant_queries(
     count: int, oncall: User, git_repo: GitRepo, django_assert_max_num_queries: Any
 ) -> None:
     for n in range(count):
-        sources.add_git_repository(name=f"repo{n}", url=str(git_repo.path), by=CLI)
+        services.add_git_repository(name=f"repo{n}", url=str(git_repo.path), by=CLI)
     client = _page_client(oncall)
     client.get("/sync/")  # warm the session and the role cache
 
@@ -137,7 +137,7 @@ def test_sync_now_runs_the_sync_and_shows_the_outcome(
     lead: User, git_repo: GitRepo, django_capture_on_commit_callbacks: Any
 ) -> None:
     git_repo.commit("one")
-    state = sources.add_git_repository(name="churn", url=str(git_repo.path), by=CLI)
+    state = services.add_git_repository(name="churn", url=str(git_repo.path), by=CLI)
     client = _page_client(lead)
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -153,7 +153,7 @@ def test_sync_now_runs_the_sync_and_shows_the_outcome(
 
 
 def test_sync_now_shows_a_failure_in_plain_words(lead: User, django_capture_on_commit_callbacks: Any) -> None:
-    state = sources.add_git_repository(name="gone", url="/nonexistent/repo.git", by=CLI)
+    state = services.add_git_repository(name="gone", url="/nonexistent/repo.git", by=CLI)
 
     client = _page_client(lead)
     with django_capture_on_commit_callbacks(execute=True):
@@ -166,7 +166,7 @@ def test_sync_now_shows_a_failure_in_plain_words(lead: User, django_capture_on_c
 
 
 def test_sync_now_is_refused_to_an_auditor(auditor: User) -> None:
-    state = sources.add_git_repository(name="churn", url="/srv/x.git", by=CLI)
+    state = services.add_git_repository(name="churn", url="/srv/x.git", by=CLI)
     response = _page_client(auditor).post(f"/sync/{state.pk}/now/")
     assert response.status_code == 403
     assert not AuditEvent.objects.filter(action="sync.requested").exists()

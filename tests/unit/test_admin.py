@@ -11,7 +11,7 @@ from django.urls import reverse
 
 from audit.models import AuditEvent
 from releases.models import DatasetDigest, DatasetVersion, Release, RunDatasetInput
-from tests.factories import World
+from tests.factories import World, approve
 
 
 @pytest.fixture
@@ -107,7 +107,7 @@ def test_a_superuser_may_open_every_page_but_cannot_sign_without_being_an_ml_lea
     draft = populated.release("churn-v43", mv, by=superuser)
     services.submit_release(draft, by=superuser)
     with pytest.raises(PermissionRefused, match="root is not an ML lead"):
-        services.approve_release(draft, by=superuser, password="pw", meaning="Approved for production")
+        approve(draft, by=superuser, password="pw", meaning="Approved for production")
     assert AuditEvent.objects.filter(action="release.approval_refused", actor="root").exists()
     draft.refresh_from_db()
     assert draft.state == "pending"

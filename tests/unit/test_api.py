@@ -228,7 +228,7 @@ def test_read_trace(world, release_manager, lead, auditor):
 def test_read_unknown_release_is_404_json(db, auditor):
     response = session(auditor).get("/api/releases/churn-v9/")
     assert response.status_code == 404
-    assert response.json()["error"] == "no release named churn-v9"
+    assert response.json()["error"] == "no release named 'churn-v9'"
 
 
 # Deployments and rollback -------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from releases import lineage, services
 from releases.errors import InvalidInput, PermissionRefused, RuleViolation
 from releases.models import Approval, Release
 from tests.conftest import PASSWORD
-from tests.factories import SYSTEM, World
+from tests.factories import SYSTEM, World, approve, reject
 
 MEANING = "Approved for production"
 
@@ -54,7 +54,7 @@ def test_approval_signs_the_lineage_digest_and_is_audited(world, release_manager
     release = pending_release(world, release_manager)
     digest = lineage.trace(release.name).digest
 
-    approval = services.approve_release(release, by=lead, password=PASSWORD, meaning=MEANING, comment="looks good")
+    approval = approve(release, by=lead, password=PASSWORD, meaning=MEANING, comment="looks good")
 
     release.refresh_from_db()
     approval = Approval.objects.get(pk=approval.pk)
@@ -84,7 +84,7 @@ def test_approval_refusal_names_the_rule(world, release_manager, lead, setup, ru
     release = pending_release(world, release_manager, **setup)
 
     with pytest.raises(RuleViolation) as refused:
-        services.approve_release(release, by=lead, password=PASSWORD, meaning=MEANING)
+        approve(release, by=lead, password=PASSWORD, meaning=MEANING)
 
     assert refused.value.rule == rule
     assert words in refused.value.message
@@ -102,7 +102,7 @@ def test_quarantined_dataset_refuses_approval(world, release_manager, lead):
     services.quarantine_dataset_version(world.dataset("churn-train:17"), by=lead, reason="label mapping changed")
 
     with pytest.raises(RuleViolation, match="churn-train:17, which is quarantined") as refused:
-        services.approve_release(release, by=lead, password=PASSWORD, meaning=MEANING)
+        approve(release, by=lead, password=PASSWORD, meaning=MEANING)
 
     assert refused.value.rule == "quarantined_data"
     assert [e.new["rule"] for e in refusals(release.name)] == ["quarantined_data"]
@@ -115,7 +115,7 @@ def test_mutated_dataset_refuses_approval(world, release_manager, lead):
     services.observe_digest(version, digest="bbbb", source="mlflow", by=SYSTEM)
 
     with pytest.raises(RuleViolation, match="changed in place") as refused:
-        services.approve_release(release, by=lead, password=PASSWORD, meaning=MEANING)
+        approve(release, by=lead, password=PASSWORD, meaning=MEANING)
 
     assert refused.value.rule == "mutated_data"
     assert [e.new["rule"] for e in refusals(release.name)] == ["mutated_data"]
@@ -126,7 +126,7 @@ def test_moved_tag_refuses_approval(world, release_manager, lead):
     services.record_tag(world.repo, name="model-churn-v42", sha=world.commit("hotfix").sha, by=SYSTEM)
 
     with pytest.raises(RuleViolation, match="tag model-churn-v42 moved") as refused:
-        services.approve_release(release, by=lead, password=PASSWORD, meaning=MEANING)
+        approve(release, by=lead, password=PASSWORD, meaning=MEANING)
 
     assert refused.value.rule == "moved_tag"
     assert [e.new["rule"] for e in refusals(release.name)] == ["moved_tag"]
@@ -136,7 +136,7 @@ def test_approve_own_release_is_refused(world, lead):
     release = pending_release(world, lead)
 
     with pytest.raises(RuleViolation, match="another ML lead must approve it") as refused:
-        services.approve_release(release, by=lead, password=PASSWORD, meaning=MEANING)
+        approve(release, by=lead, password=PASSWORD, meaning=MEANING)
 
     assert refused.value.rule == "four_eyes"
     assert [e.new["rule"] for e in refusals(release.name)] == ["four_eyes"]
@@ -146,7 +146,7 @@ def test_approval_by_someone_who_is_not_an_ml_lead_is_refused(world, release_man
     release = pending_release(world, release_manager)
 
     with pytest.raises(PermissionRefused, match="not an ML lead") as refused:
-        services.approve_release(release, by=oncall, password=PASSWORD, meaning=MEANING)
+        approve(release, by=oncall, password=PASSWORD, meaning=MEANING)
 
     assert refused.value.rule == "not_ml_lead"
     [event] = refusals(release.name)
@@ -157,7 +157,7 @@ def test_wrong_password_records_no_signature(world, release_manager, lead):
     release = pending_release(world, release_manager)
 
     with pytest.raises(PermissionRefused, match="password does not match") as refused:
-        services.approve_release(release, by=lead, password="guess", meaning=MEANING)
+        approve(release, by=lead, password="guess", meaning=MEANING)
 
     assert refused.value.rule == "wrong_password"
     assert not Approval.objects.exists()
@@ -168,7 +168,7 @@ def test_signature_needs_a_meaning(world, release_manager, lead):
     release = pending_release(world, release_manager)
 
     with pytest.raises(InvalidInput, match="state what your signature means"):
-        services.approve_release(release, by=lead, password=PASSWORD, meaning="  ")
+        approve(release, by=lead, password=PASSWORD, meaning="  ")
 
     assert [e.new["rule"] for e in refusals(release.name)] == ["no_meaning"]
 
@@ -179,7 +179,7 @@ def test_draft_release_cannot_be_approved(world, release_manager, lead):
     release = world.release("churn-v42", mv, by=release_manager)
 
     with pytest.raises(RuleViolation, match="submit it for approval first"):
-        services.approve_release(release, by=lead, password=PASSWORD, meaning=MEANING)
+        approve(release, by=lead, password=PASSWORD, meaning=MEANING)
 
     assert [e.new["rule"] for e in refusals("churn-v42")] == ["wrong_state"]
 
@@ -188,9 +188,7 @@ def test_chain_changed_since_reviewed_is_refused(world, release_manager, lead):
     release = pending_release(world, release_manager)
 
     with pytest.raises(RuleViolation, match="changed since you opened it") as refused:
-        services.approve_release(
-            release, by=lead, password=PASSWORD, meaning=MEANING, expected_digest="sha256:" + "0" * 64
-        )
+        approve(release, by=lead, password=PASSWORD, meaning=MEANING, expected_digest="sha256:" + "0" * 64)
 
     assert refused.value.rule == "chain_changed"
     assert not Approval.objects.exists()
@@ -199,10 +197,10 @@ def test_chain_changed_since_reviewed_is_refused(world, release_manager, lead):
 
 def test_signing_twice_as_the_chain_stands_is_refused(world, release_manager, lead):
     release = pending_release(world, release_manager)
-    services.approve_release(release, by=lead, password=PASSWORD, meaning=MEANING)
+    approve(release, by=lead, password=PASSWORD, meaning=MEANING)
 
     with pytest.raises(RuleViolation, match="already signed") as refused:
-        services.approve_release(release, by=lead, password=PASSWORD, meaning="Reviewed")
+        approve(release, by=lead, password=PASSWORD, meaning="Reviewed")
 
     assert refused.value.rule == "already_signed"
     assert Approval.objects.count() == 1
@@ -212,12 +210,12 @@ def test_signing_twice_as_the_chain_stands_is_refused(world, release_manager, le
 def test_required_approvals_need_distinct_leads(world, release_manager, lead, lead2):
     release = pending_release(world, release_manager)
 
-    services.approve_release(release, by=lead, password=PASSWORD, meaning=MEANING)
+    approve(release, by=lead, password=PASSWORD, meaning=MEANING)
     release.refresh_from_db()
     assert release.state == Release.State.PENDING
     assert not lineage.trace(release.name).approval_state().is_valid
 
-    services.approve_release(release, by=lead2, password=PASSWORD, meaning="Reviewed")
+    approve(release, by=lead2, password=PASSWORD, meaning="Reviewed")
     release.refresh_from_db()
     assert release.state == Release.State.APPROVED
     assert [a.approver_name for a in lineage.trace(release.name).approval_state().valid] == [
@@ -233,7 +231,7 @@ def test_rejection_needs_a_comment(world, release_manager, lead):
     release = pending_release(world, release_manager)
 
     with pytest.raises(InvalidInput, match="needs a comment") as refused:
-        services.reject_release(release, by=lead, password=PASSWORD, comment=" ")
+        reject(release, by=lead, password=PASSWORD, comment=" ")
 
     assert refused.value.rule == "comment_required"
     release.refresh_from_db()
@@ -243,7 +241,7 @@ def test_rejection_needs_a_comment(world, release_manager, lead):
 def test_rejection_is_signed_and_audited(world, release_manager, lead):
     release = pending_release(world, release_manager)
 
-    services.reject_release(release, by=lead, password=PASSWORD, comment="AUC regressed on the eval set")
+    reject(release, by=lead, password=PASSWORD, comment="AUC regressed on the eval set")
 
     release.refresh_from_db()
     assert release.state == Release.State.REJECTED
@@ -257,7 +255,7 @@ def test_rejection_by_a_non_lead_is_refused_and_audited(world, release_manager, 
     release = pending_release(world, release_manager)
 
     with pytest.raises(PermissionRefused):
-        services.reject_release(release, by=auditor, password=PASSWORD, comment="no")
+        reject(release, by=auditor, password=PASSWORD, comment="no")
 
     assert [e.new["rule"] for e in refusals(release.name)] == ["not_ml_lead"]
     release.refresh_from_db()
@@ -270,5 +268,5 @@ def test_pending_for_lists_only_releases_the_lead_may_sign(world, release_manage
 
     assert list(Release.objects.pending_for(lead)) == [theirs]
     assert set(Release.objects.pending_for(lead2)) == {theirs, own}
-    services.approve_release(theirs, by=lead2, password=PASSWORD, meaning=MEANING)
+    approve(theirs, by=lead2, password=PASSWORD, meaning=MEANING)
     assert list(Release.objects.pending_for(lead2)) == [own]

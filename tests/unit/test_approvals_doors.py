@@ -13,10 +13,10 @@ from django.test import Client
 from django.urls import reverse
 
 from audit.models import AuditEvent
-from releases import lineage, services
+from releases import lineage
 from releases.models import Approval, Release
 from tests.conftest import PASSWORD
-from tests.factories import World
+from tests.factories import World, approve
 from tests.unit.test_approvals import MEANING, pending_release, refusals
 
 
@@ -188,7 +188,7 @@ def test_queue_lists_what_waits_for_this_lead(world, release_manager, lead, lead
 def test_queue_shows_signatures_so_far(world, release_manager, lead, lead2, settings):
     settings.LINEAGE_REQUIRED_APPROVALS = 2
     release = pending_release(world, release_manager)
-    services.approve_release(release, by=lead, password=PASSWORD, meaning=MEANING)
+    approve(release, by=lead, password=PASSWORD, meaning=MEANING)
     approval = Approval.objects.get()
 
     html = client_for(lead2).get(reverse("releases:approvals")).content.decode()

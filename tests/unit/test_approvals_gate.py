@@ -13,7 +13,7 @@ from audit.models import AuditEvent
 from releases import lineage, services
 from releases.errors import RuleViolation
 from releases.models import DatasetVersion, Deployment, Endpoint, Release
-from tests.factories import SYSTEM, World
+from tests.factories import SYSTEM, World, approve
 from tests.unit.test_approvals import pending_release
 
 
@@ -60,7 +60,7 @@ def test_quarantine_after_approval_invalidates_it_end_to_end(world, release_mana
 
 def test_moved_tag_after_approval_invalidates_it(world, release_manager, lead):
     release = pending_release(world, release_manager, tag="model-churn-v42")
-    services.approve_release(release, by=lead, password="correct horse battery staple", meaning="Reviewed")
+    approve(release, by=lead, password="correct horse battery staple", meaning="Reviewed")
     hotfix = world.commit("hotfix")
 
     services.record_tag(world.repo, name="model-churn-v42", sha=hotfix.sha, by=SYSTEM)

@@ -121,7 +121,7 @@ def test_a_page_of_runs_gives_the_same_rows_and_events_as_one_by_one(world):
     version = DatasetVersion.objects.by_key("churn-train:17").get()
     assert version.mutated
 
-    other = services.add_tracking_server(name="one-by-one", tracking_uri="http://127.0.0.1:5001", by=SYSTEM)
+    other = services.add_mlflow_server(name="one-by-one", tracking_uri="http://127.0.0.1:5001", by=SYSTEM).server
     assert [services.record_run(other, data, by=SYSTEM) for data in datas] == ["created"] * 5
     single = _snapshot(other.pk)
     assert single == batched

@@ -8,7 +8,14 @@ import pytest
 from django.utils import timezone
 
 from releases import lineage, services
+from releases.models import Endpoint
 from tests.factories import SYSTEM, World
+
+
+def status_of(endpoint, when=None):
+    """What the pages and the rollback service read: the endpoint's live deployment and rollback target."""
+    [status] = lineage.endpoint_statuses(Endpoint.objects.filter(pk=endpoint.pk), when)
+    return status
 
 
 @pytest.fixture
@@ -32,11 +39,11 @@ def story(world, ci_account, lead, release_manager):
 def test_live_at_several_moments(story):
     endpoint = story["endpoint"]
     now = timezone.now()
-    assert lineage.live_at(endpoint, now - datetime.timedelta(hours=100)) is None
-    assert lineage.live_at(endpoint, now - datetime.timedelta(hours=60)).release.name == "churn-v40"
-    assert lineage.live_at(endpoint, now - datetime.timedelta(hours=48)).release.name == "churn-v41"
-    assert lineage.live_at(endpoint, now - datetime.timedelta(hours=30)).release.name == "churn-v41"
-    assert lineage.live_at(endpoint, now).release.name == "churn-v42"
+    assert status_of(endpoint, now - datetime.timedelta(hours=100)).live is None
+    assert status_of(endpoint, now - datetime.timedelta(hours=60)).live.release.name == "churn-v40"
+    assert status_of(endpoint, now - datetime.timedelta(hours=48)).live.release.name == "churn-v41"
+    assert status_of(endpoint, now - datetime.timedelta(hours=30)).live.release.name == "churn-v41"
+    assert status_of(endpoint, now).live.release.name == "churn-v42"
 
 
 def test_live_board_status_at_a_past_moment(story):
@@ -46,7 +53,7 @@ def test_live_board_status_at_a_past_moment(story):
 
 
 def test_rollback_target_is_the_previous_approved_release(story):
-    assert lineage.rollback_target(story["endpoint"]).name == "churn-v41"
+    assert status_of(story["endpoint"]).rollback_target.name == "churn-v41"
 
 
 def test_rollback_target_skips_a_release_trained_on_quarantined_data(story, lead):
@@ -54,17 +61,17 @@ def test_rollback_target_skips_a_release_trained_on_quarantined_data(story, lead
         name="churn-train", version=17, uri="s3://data/churn-train/17.parquet", content_hash=_hash(17), by=SYSTEM
     )[0]
     services.quarantine_dataset_version(version, by=lead, reason="label mapping changed upstream")
-    assert lineage.rollback_target(story["endpoint"]).name == "churn-v40"
+    assert status_of(story["endpoint"]).rollback_target.name == "churn-v40"
 
 
 def test_rollback_target_skips_retired_and_unapproved_releases(story, world, ci_account, release_manager, lead):
     services.retire_release(story["v41"], by=release_manager, reason="superseded")
-    assert lineage.rollback_target(story["endpoint"]).name == "churn-v40"
+    assert status_of(story["endpoint"]).rollback_target.name == "churn-v40"
     staging = world.endpoint("churn-staging", "staging")
     draft = world.release("churn-v43", world.model_version("churn-model/43"), by=ci_account)
     world.deploy(staging, draft, by=release_manager, hours_ago=10)
     world.deploy(staging, story["v42"], by=release_manager, hours_ago=5)
-    target = lineage.rollback_target(staging)
+    target = status_of(staging).rollback_target
     assert target is None, "an unapproved draft is never a rollback target"
     [status] = [s for s in lineage.endpoint_statuses() if s.endpoint.name == "churn-staging"]
     assert "approved" in status.rollback_blocker
@@ -72,7 +79,7 @@ def test_rollback_target_skips_retired_and_unapproved_releases(story, world, ci_
 
 def test_rollback_target_is_none_when_nothing_is_live(world):
     endpoint = world.endpoint()
-    assert lineage.rollback_target(endpoint) is None
+    assert status_of(endpoint).rollback_target is None
     [status] = lineage.endpoint_statuses()
     assert status.rollback_blocker == "Nothing is live on this endpoint."
 

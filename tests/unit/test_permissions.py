@@ -18,8 +18,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from audit.models import AuditEvent
 from releases import services
-from releases.models import ApiToken, DatasetVersion, Deployment, Release
-from releases.sync.state import state_for_repository
+from releases.models import ApiToken, DatasetVersion, Deployment, Release, SyncState
 from tests.conftest import PASSWORD
 from tests.factories import SYSTEM, World
 
@@ -214,7 +213,7 @@ def site(db: Any, settings: Any, lead2: User, release_manager: User) -> dict[str
     world.endpoint("churn-shadow", "staging")
     world.deploy(production, v41, by=release_manager, hours_ago=48)
     world.deploy(production, v42, by=release_manager, hours_ago=1)
-    sync = state_for_repository(world.repo)
+    sync = SyncState.objects.get(repository=world.repo)
     return {"COMMIT": v42.model_version.run.commit_sha, "RUN": v42.model_version.run.run_id, "SYNC": sync.pk}
 
 

@@ -7,9 +7,9 @@ import pytest
 from audit.models import AuditEvent
 from releases import lineage, services
 from releases.errors import InvalidInput, PermissionRefused, RuleViolation
-from releases.models import Approval, DatasetVersion, Deployment, Release
+from releases.models import Approval, DatasetVersion, Deployment, Endpoint, Release
 from tests.conftest import PASSWORD
-from tests.factories import SYSTEM, World
+from tests.factories import SYSTEM, World, approve, reject
 
 
 @pytest.fixture
@@ -139,7 +139,7 @@ def test_approving_your_own_release_is_refused_and_audited(world, lead):
     release = world.release("churn-v42", world.model_version("churn-model/42", commit=world.commit("c")), by=lead)
     services.submit_release(release, by=lead)
     with pytest.raises(RuleViolation, match="lead created churn-v42; another ML lead must approve it"):
-        services.approve_release(release, by=lead, password=PASSWORD, meaning="Approved for production")
+        approve(release, by=lead, password=PASSWORD, meaning="Approved for production")
     release.refresh_from_db()
     assert release.state == "pending"
     assert not Approval.objects.exists()
@@ -152,7 +152,7 @@ def test_approving_an_incomplete_chain_is_refused_naming_the_links(world, ci_acc
     release = world.release("fraud-v8", world.model_version("fraud-model/8", feature_view=""), by=ci_account)
     services.submit_release(release, by=ci_account)
     with pytest.raises(RuleViolation, match="missing git commit, dataset version, feature pipeline version"):
-        services.approve_release(release, by=lead, password=PASSWORD, meaning="Approved")
+        approve(release, by=lead, password=PASSWORD, meaning="Approved")
     assert last_event("release.approval_refused").new == {"rule": "incomplete_chain"}
 
 
@@ -162,7 +162,7 @@ def test_wrong_password_is_refused_and_audited(world, ci_account, lead):
     release = world.release("churn-v42", mv, by=ci_account)
     services.submit_release(release, by=ci_account)
     with pytest.raises(PermissionRefused, match="password does not match"):
-        services.approve_release(release, by=lead, password="wrong", meaning="Approved")
+        approve(release, by=lead, password="wrong", meaning="Approved")
     assert last_event("release.approval_refused").new == {"rule": "wrong_password"}
     assert not Approval.objects.exists()
 
@@ -171,8 +171,8 @@ def test_reject_needs_a_comment_and_is_audited(world, ci_account, lead):
     release = world.release("churn-v42", world.model_version("churn-model/42"), by=ci_account)
     services.submit_release(release, by=ci_account)
     with pytest.raises(InvalidInput, match="a rejection needs a comment"):
-        services.reject_release(release, by=lead, password=PASSWORD, comment="")
-    services.reject_release(release, by=lead, password=PASSWORD, comment="AUC regressed on the holdout set")
+        reject(release, by=lead, password=PASSWORD, comment="")
+    reject(release, by=lead, password=PASSWORD, comment="AUC regressed on the holdout set")
     release.refresh_from_db()
     assert release.state == "rejected"
     assert last_event("release.rejected").reason == "AUC regressed on the holdout set"
@@ -213,7 +213,8 @@ def test_roll_back_restores_the_target_and_records_the_reason(world, ci_account,
     world.deploy(endpoint, v42, by=release_manager, hours_ago=1)
     deployment = services.roll_back(endpoint, by=oncall, reason="AUC alert", source=Deployment.Source.UI)
     assert (deployment.release.name, deployment.kind, deployment.reason) == ("churn-v41", "rollback", "AUC alert")
-    assert lineage.live_at(endpoint, deployment.deployed_at).release == v41
+    [status] = lineage.endpoint_statuses(Endpoint.objects.filter(pk=endpoint.pk), deployment.deployed_at)
+    assert status.live.release == v41
     assert last_event("deployment.rolled_back").reason == "AUC alert"
 
 

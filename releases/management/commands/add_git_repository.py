@@ -4,8 +4,8 @@ from argparse import ArgumentParser
 from typing import Any
 
 from audit.log import SystemActor
+from releases import services
 from releases.management.base import ServiceCommand
-from releases.sync import sources
 
 
 class Command(ServiceCommand):
@@ -18,7 +18,7 @@ class Command(ServiceCommand):
         parser.add_argument("--interval", type=int, help="seconds between periodic syncs")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        state = sources.add_git_repository(
+        state = services.add_git_repository(
             name=options["name"],
             url=options["url"],
             commit_url_template=options["commit_url_template"],

@@ -4,8 +4,8 @@ from argparse import ArgumentParser
 from typing import Any
 
 from audit.log import SystemActor
+from releases import services
 from releases.management.base import ServiceCommand
-from releases.sync import sources
 
 
 class Command(ServiceCommand):
@@ -18,7 +18,7 @@ class Command(ServiceCommand):
         parser.add_argument("--interval", type=int, help="seconds between periodic syncs")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        state = sources.add_mlflow_server(
+        state = services.add_mlflow_server(
             name=options["name"],
             tracking_uri=options["tracking_uri"],
             ui_url=options["ui_url"],

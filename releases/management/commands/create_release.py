@@ -27,8 +27,7 @@ class Command(ServiceCommand):
             commit=options["commit"],
             git_tag=options["tag"],
             validation_report_uri=options["validation_report"],
+            submit=options["submit"],
             by=by,
         )
-        if options["submit"] and release.state == release.State.DRAFT:
-            release = services.submit_release(release, by=by)
         self.stdout.write(f"{release.name} {'created' if created else 'already exists'} ({release.state})")

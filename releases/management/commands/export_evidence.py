@@ -7,6 +7,7 @@ from typing import Any
 from releases.evidence import export_evidence
 from releases.management.base import ServiceCommand
 from releases.models import Release
+from releases.models.base import get_or_refuse
 
 
 class Command(ServiceCommand):
@@ -19,9 +20,7 @@ class Command(ServiceCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         by = self.acting_user(options["as_user"])
-        release = Release.objects.filter(name=options["release"]).first()
-        if release is None:
-            raise self.fail(f"no release named {options['release']!r}")
+        release = get_or_refuse(Release.objects, "release", name=options["release"])
         filename, data = export_evidence(release, by=by)
         out = Path(options["out"])
         target = out if out.suffix == ".zip" else out / filename

@@ -6,6 +6,7 @@ from typing import Any
 from releases import services
 from releases.management.base import ServiceCommand
 from releases.models import Deployment, Endpoint, Release
+from releases.models.base import get_or_refuse
 
 
 class Command(ServiceCommand):
@@ -19,12 +20,8 @@ class Command(ServiceCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         by = self.acting_user(options["as_user"])
-        endpoint = Endpoint.objects.filter(name=options["endpoint"]).first()
-        if endpoint is None:
-            raise self.fail(f"no endpoint named {options['endpoint']!r}")
-        release = Release.objects.filter(name=options["release"]).first()
-        if release is None:
-            raise self.fail(f"no release named {options['release']!r}")
+        endpoint = get_or_refuse(Endpoint.objects, "endpoint", name=options["endpoint"])
+        release = get_or_refuse(Release.objects, "release", name=options["release"])
         deployment = services.record_deployment(
             endpoint, release, by=by, source=Deployment.Source.CLI, reason=options["reason"]
         )

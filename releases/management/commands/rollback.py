@@ -6,6 +6,7 @@ from typing import Any
 from releases import services
 from releases.management.base import ServiceCommand
 from releases.models import Deployment, Endpoint
+from releases.models.base import get_or_refuse
 
 
 class Command(ServiceCommand):
@@ -18,8 +19,6 @@ class Command(ServiceCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         by = self.acting_user(options["as_user"])
-        endpoint = Endpoint.objects.filter(name=options["endpoint"]).first()
-        if endpoint is None:
-            raise self.fail(f"no endpoint named {options['endpoint']!r}")
+        endpoint = get_or_refuse(Endpoint.objects, "endpoint", name=options["endpoint"])
         deployment = services.roll_back(endpoint, by=by, reason=options["reason"], source=Deployment.Source.CLI)
         self.stdout.write(f"{endpoint.name} rolled back to {deployment.release.name}")

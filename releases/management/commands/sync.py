@@ -4,6 +4,7 @@ from argparse import ArgumentParser
 from typing import Any
 
 from releases.management.base import ServiceCommand
+from releases.models import SyncState
 from releases.sync import sources
 from releases.sync.state import SourceBusy, SourceUnavailable
 
@@ -16,7 +17,7 @@ class Command(ServiceCommand):
         parser.add_argument("--full", action="store_true", help="re-read every MLflow run, not only recent ones")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        states = [sources.state_named(options["source"])] if options["source"] else sources.all_states()
+        states = [sources.state_named(options["source"])] if options["source"] else list(SyncState.objects.listed())
         if not states:
             raise self.fail("no sources configured: add one with add_git_repository or add_mlflow_server")
         failed = []

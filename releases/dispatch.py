@@ -1,0 +1,20 @@
+"""Start Celery tasks by their registered name, after the caller's transaction commits.
+
+Services decide that work must happen (apply a write-back, sync a source) but never import the
+task layer, which sits above them and calls them. They name the task here instead; the name is
+looked up in Celery's registry when the transaction commits, so a task is never started for a
+change that rolled back, and eager mode (no broker) runs it in-process as usual.
+"""
+
+from __future__ import annotations
+
+from celery import current_app
+from django.db import transaction
+
+SYNC_SOURCE = "releases.tasks.sync_source"
+APPLY_WRITE_BACK = "releases.tasks.apply_write_back"
+
+
+def after_commit(task_name: str, *args: object, **kwargs: object) -> None:
+    """Enqueue ``task_name`` with these arguments (ids and primitives only) once the transaction commits."""
+    transaction.on_commit(lambda: current_app.tasks[task_name].delay(*args, **kwargs))

@@ -1,0 +1,23 @@
+"""Every source gets its sync state when it is added; give one to any source added before that rule."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db import migrations
+
+
+def create_missing_states(apps: Any, schema_editor: Any) -> None:
+    SyncState = apps.get_model("releases", "SyncState")
+    interval = settings.LINEAGE_SYNC_INTERVAL_SECONDS
+    for repository in apps.get_model("releases", "GitRepository").objects.filter(sync_state__isnull=True):
+        SyncState.objects.create(kind="git", repository=repository, interval_seconds=interval)
+    for server in apps.get_model("releases", "TrackingServer").objects.filter(sync_state__isnull=True):
+        SyncState.objects.create(kind="mlflow", server=server, interval_seconds=interval)
+
+
+class Migration(migrations.Migration):
+    dependencies = [("releases", "0006_commit_repository_index")]
+
+    operations = [migrations.RunPython(create_missing_states, migrations.RunPython.noop)]

@@ -1,0 +1,37 @@
+"""A refused write is evidence: every refusal a service raises is recorded through this one helper.
+
+The event is committed on its own, after the refused change has rolled back, so the attempt stays
+in the audit trail although nothing else was written. A refusal that passes through two services
+(a rollback refused by the promotion gate) is recorded once, by the first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from django.db import transaction
+
+from audit import log
+from audit.log import Actor
+from releases.errors import LineageError
+
+
+@contextmanager
+def recorded(action: str, *, by: Actor, object_type: str, object_key: str, **attempted: object) -> Iterator[None]:
+    """Run a service body; if it refuses (any LineageError), record ``action`` with the rule and message."""
+    try:
+        yield
+    except LineageError as refusal:
+        if not refusal.recorded:
+            with transaction.atomic():
+                log.record(
+                    action,
+                    actor=by,
+                    object_type=object_type,
+                    object_key=object_key,
+                    new={"rule": refusal.rule, **attempted},
+                    reason=refusal.message,
+                )
+            refusal.recorded = True
+        raise

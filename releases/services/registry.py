@@ -1,0 +1,177 @@
+"""Writes for the model link: registered models and their versions, as the MLflow registry lists them."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import IntegrityError, transaction
+
+from audit import log
+from audit.log import Actor
+from releases.errors import Conflict, InvalidInput, LineageError
+from releases.models import ExperimentRun, ModelVersion, RegisteredModel, TrackingServer
+
+
+@dataclass(frozen=True)
+class ModelVersionData:
+    name: str
+    version: int
+    source_run_id: str = ""
+    artifact_uri: str = ""
+    aliases: tuple[str, ...] = ()
+    tags: dict[str, str] = field(default_factory=dict)
+    created_at: datetime.datetime | None = None
+
+
+def _check_model_version(data: ModelVersionData) -> None:
+    if not data.name.strip():
+        raise InvalidInput("a registered model needs a name")
+    if data.version < 1:
+        raise InvalidInput(f"model version must be a positive integer, not {data.version!r}")
+
+
+def register_model_versions(
+    server: TrackingServer | None, versions: Sequence[ModelVersionData], *, by: Actor
+) -> list[str | LineageError]:
+    """``register_model_version`` for a page: one outcome per version, or the error that refused it.
+
+    Versions not registered yet (all of them on a first sync) are inserted together, each with its
+    own audit event; a version already known, or listed twice, takes the one-by-one path, which
+    compares it with what is stored.
+    """
+    outcomes: dict[int, str | LineageError] = {}
+    valid: list[tuple[int, ModelVersionData]] = []
+    for index, data in enumerate(versions):
+        try:
+            _check_model_version(data)
+        except LineageError as exc:
+            outcomes[index] = exc
+            continue
+        valid.append((index, data))
+    later: list[tuple[int, ModelVersionData]] = []
+    try:
+        with transaction.atomic():
+            models = {
+                name: RegisteredModel.objects.get_or_create(name=name, defaults={"server": server})[0]
+                for name in sorted({data.name for _, data in valid})
+            }
+            stored = set(
+                ModelVersion.objects.filter(registered_model__in=list(models.values())).values_list(
+                    "registered_model__name", "version"
+                )
+            )
+            runs: dict[str, ExperimentRun] = {}
+            run_ids = {data.source_run_id for _, data in valid if data.source_run_id}
+            found = ExperimentRun.objects.filter(run_id__in=run_ids)
+            for run in found.filter(server=server) if server else found:
+                runs.setdefault(run.run_id, run)
+            fresh: list[tuple[int, ModelVersionData]] = []
+            for index, data in valid:
+                if (data.name, data.version) in stored:
+                    later.append((index, data))
+                    continue
+                stored.add((data.name, data.version))
+                fresh.append((index, data))
+            ModelVersion.objects.bulk_create(
+                [
+                    ModelVersion(
+                        registered_model=models[data.name],
+                        version=data.version,
+                        source_run_id=data.source_run_id,
+                        run=runs.get(data.source_run_id),
+                        artifact_uri=data.artifact_uri,
+                        aliases=sorted(data.aliases),
+                        tags=data.tags,
+                        created_at=data.created_at,
+                    )
+                    for _, data in fresh
+                ],
+                batch_size=500,
+            )
+            log.record_many(
+                [
+                    log.PendingEvent(
+                        "model_version.registered",
+                        object_type="model_version",
+                        object_key=f"{data.name}/{data.version}",
+                        new={"run_id": data.source_run_id, "artifact_uri": data.artifact_uri},
+                    )
+                    for _, data in fresh
+                ],
+                actor=by,
+            )
+            outcomes.update({index: "created" for index, _ in fresh})
+    except IntegrityError:
+        # Another writer registered one of them meanwhile: compare each with what is stored now.
+        later = valid
+    for index, data in later:
+        try:
+            outcomes[index] = register_model_version(server, data, by=by)[1]
+        except LineageError as exc:
+            outcomes[index] = exc
+    return [outcomes[index] for index in range(len(versions))]
+
+
+def register_model_version(
+    server: TrackingServer | None, data: ModelVersionData, *, by: Actor
+) -> tuple[ModelVersion, str]:
+    """Create or refresh a registry version. Its run and artifact never change once recorded."""
+    _check_model_version(data)
+    key = f"{data.name}/{data.version}"
+    with transaction.atomic():
+        model, _ = RegisteredModel.objects.get_or_create(name=data.name, defaults={"server": server})
+        run = None
+        if data.source_run_id:
+            runs = ExperimentRun.objects.filter(run_id=data.source_run_id)
+            run = (runs.filter(server=server) if server else runs).first()
+        existing = ModelVersion.objects.select_for_update().filter(registered_model=model, version=data.version).first()
+        if existing is None:
+            created = ModelVersion.objects.create(
+                registered_model=model,
+                version=data.version,
+                source_run_id=data.source_run_id,
+                run=run,
+                artifact_uri=data.artifact_uri,
+                aliases=sorted(data.aliases),
+                tags=data.tags,
+                created_at=data.created_at,
+            )
+            log.record(
+                "model_version.registered",
+                actor=by,
+                object_type="model_version",
+                object_key=key,
+                new={"run_id": data.source_run_id, "artifact_uri": data.artifact_uri},
+            )
+            return created, "created"
+        for attr in ("source_run_id", "artifact_uri"):
+            if getattr(existing, attr) != getattr(data, attr):
+                raise Conflict(
+                    f"{key} is already registered with {attr} {getattr(existing, attr)!r}; register a new version",
+                    rule="immutable_version",
+                )
+        changes: dict[str, Any] = {}
+        if sorted(data.aliases) != existing.aliases:
+            changes["aliases"] = sorted(data.aliases)
+        if data.tags != existing.tags:
+            changes["tags"] = data.tags
+        if run is not None and existing.run_id != run.pk:
+            changes["run"] = run
+        if not changes:
+            return existing, "unchanged"
+        old = {"aliases": existing.aliases, "tags": existing.tags}
+        for attr, value in changes.items():
+            setattr(existing, attr, value)
+        existing.save(update_fields=list(changes))
+        log.record(
+            "model_version.updated",
+            actor=by,
+            object_type="model_version",
+            object_key=key,
+            old=old,
+            new={"aliases": existing.aliases, "tags": existing.tags},
+        )
+        return existing, "updated"

@@ -1,0 +1,132 @@
+"""Writes for the sources the sync reads: adding Git repositories and MLflow servers, their sync
+interval, and requests to sync one now.
+
+A source's sync state is created with the source, in the same transaction, whatever door adds it
+(admin, command, API, demo), so no read ever has to create one.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import transaction
+
+from audit import log
+from audit.log import Actor
+from releases import dispatch
+from releases.errors import InvalidInput
+from releases.models import GitRepository, SyncState, TrackingServer
+from releases.models.code import name_validator
+from releases.services.validation import check
+
+MIN_INTERVAL_SECONDS = 10
+
+
+def add_git_repository(
+    *, name: str, url: str, commit_url_template: str = "", interval_seconds: int | None = None, by: Actor
+) -> SyncState:
+    """Register a Git repository to sync from, with its sync state (idempotent on name and URL)."""
+    check(name_validator, name, "repository name")
+    url = url.strip()
+    if not url:
+        raise InvalidInput("a repository needs a clone URL or a local path")
+    _check_interval(interval_seconds)
+    with transaction.atomic():
+        repository, created = GitRepository.objects.get_or_create(
+            name=name, defaults={"url": url, "commit_url_template": commit_url_template}
+        )
+        if not created and repository.url != url:
+            raise InvalidInput(f"repository {name} already exists with URL {repository.url}")
+        if created:
+            log.record(
+                "git_repository.added",
+                actor=by,
+                object_type="git_repository",
+                object_key=name,
+                new={"url": url, "commit_url_template": commit_url_template},
+            )
+        state, _ = SyncState.objects.get_or_create(
+            repository=repository, defaults={"kind": SyncState.Kind.GIT, "interval_seconds": _interval(None)}
+        )
+        return _with_interval(state, interval_seconds, by=by)
+
+
+def add_mlflow_server(
+    *, name: str, tracking_uri: str, ui_url: str = "", interval_seconds: int | None = None, by: Actor
+) -> SyncState:
+    """Register an MLflow tracking server to sync from, with its sync state (idempotent on name and URI)."""
+    check(name_validator, name, "tracking server name")
+    tracking_uri = tracking_uri.strip()
+    if not tracking_uri:
+        raise InvalidInput("a tracking server needs a tracking URI (http://host:5000, file:///path, ...)")
+    _check_interval(interval_seconds)
+    with transaction.atomic():
+        server, created = TrackingServer.objects.get_or_create(
+            name=name, defaults={"tracking_uri": tracking_uri, "ui_url": ui_url or tracking_uri}
+        )
+        if not created and server.tracking_uri != tracking_uri:
+            raise InvalidInput(f"tracking server {name} already exists with URI {server.tracking_uri}")
+        if created:
+            log.record(
+                "tracking_server.added",
+                actor=by,
+                object_type="tracking_server",
+                object_key=name,
+                new={"tracking_uri": tracking_uri},
+            )
+        state, _ = SyncState.objects.get_or_create(
+            server=server, defaults={"kind": SyncState.Kind.MLFLOW, "interval_seconds": _interval(None)}
+        )
+        return _with_interval(state, interval_seconds, by=by)
+
+
+def _interval(seconds: int | None) -> int:
+    return settings.LINEAGE_SYNC_INTERVAL_SECONDS if seconds is None else seconds
+
+
+def _with_interval(state: SyncState, seconds: int | None, *, by: Actor) -> SyncState:
+    return state if seconds is None else set_interval(state, seconds=seconds, by=by)
+
+
+def _check_interval(seconds: int | None) -> None:
+    if seconds is not None and seconds < MIN_INTERVAL_SECONDS:
+        raise InvalidInput(f"the sync interval must be at least {MIN_INTERVAL_SECONDS} seconds, not {seconds}")
+
+
+def set_interval(state: SyncState, *, seconds: int, by: Actor) -> SyncState:
+    """Change how often Celery beat syncs a source."""
+    _check_interval(seconds)
+    with transaction.atomic():
+        locked = SyncState.objects.select_for_update().get(pk=state.pk)
+        if locked.interval_seconds == seconds:
+            return locked
+        old = locked.interval_seconds
+        locked.interval_seconds = seconds
+        locked.save(update_fields=["interval_seconds"])
+        log.record(
+            "sync.interval_changed",
+            actor=by,
+            object_type=f"{state.kind}_source",
+            object_key=state.source_name,
+            old={"interval_seconds": old},
+            new={"interval_seconds": seconds},
+        )
+    return locked
+
+
+def request_sync(
+    state: SyncState, *, by: Actor, full: bool = False, model_name: str = "", run_ids: tuple[str, ...] = ()
+) -> None:
+    """Ask for a sync of one source now ("sync now", an MLflow webhook): recorded, then started after commit.
+
+    ``model_name`` and ``run_ids`` narrow an MLflow sync to what a webhook said changed.
+    """
+    narrowed = {"model_name": model_name, "run_ids": list(run_ids)} if model_name or run_ids else {}
+    with transaction.atomic():
+        log.record(
+            "sync.requested",
+            actor=by,
+            object_type=f"{state.kind}_source",
+            object_key=state.source_name,
+            new={"full": full, **narrowed},
+        )
+        dispatch.after_commit(dispatch.SYNC_SOURCE, state.pk, full=full, model_name=model_name, run_ids=list(run_ids))
