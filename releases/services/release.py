@@ -249,8 +249,7 @@ def sign_release(
     may not come from the release's creator or the run's author, and needs a complete, clean chain; a
     rejection needs a comment. Every attempt, allowed or refused, is an audit event.
     """
-    action = "release.approval_refused" if decision == "approve" else "release.rejection_refused"
-    with refusals.recorded(action, by=by, object_type="release", object_key=release.name):
+    with refusals.recorded("release.approval_refused", by=by, object_type="release", object_key=release.name):
         if decision not in ("approve", "reject"):
             raise InvalidInput(f"the decision must be approve or reject, not {decision!r}", rule="bad_decision")
         if not expected_digest:

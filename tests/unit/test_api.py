@@ -244,7 +244,7 @@ def test_deployment_gate_is_409_json_and_audited(world, ci_account):
 
     assert response.status_code == 409
     assert response.json() == {
-        "error": "churn-v42 is pending, not approved; production endpoints only take approved releases",
+        "error": "churn-v42 is waiting for approval, not approved; production endpoints only take approved releases",
         "rule": "promotion_gate",
     }
     assert not Deployment.objects.exists()
@@ -274,7 +274,7 @@ def test_deployment_to_unknown_endpoint_is_404(world, ci_account):
         "/api/deployments/", {"endpoint": "nope", "release": "churn-v42"}, content_type="application/json"
     )
     assert response.status_code == 404
-    assert response.json()["error"] == "no endpoint named nope"
+    assert response.json()["error"] == "no endpoint named 'nope'"
 
 
 def test_rollback_through_the_api(world, release_manager, lead, oncall):

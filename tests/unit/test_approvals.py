@@ -178,7 +178,7 @@ def test_draft_release_cannot_be_approved(world, release_manager, lead):
     mv = world.model_version("churn-model/42", commit=world.commit("v42"), datasets=("churn-train:17",))
     release = world.release("churn-v42", mv, by=release_manager)
 
-    with pytest.raises(RuleViolation, match="submit it for approval first"):
+    with pytest.raises(RuleViolation, match="once submitted"):
         approve(release, by=lead, password=PASSWORD, meaning=MEANING)
 
     assert [e.new["rule"] for e in refusals("churn-v42")] == ["wrong_state"]
@@ -213,12 +213,12 @@ def test_required_approvals_need_distinct_leads(world, release_manager, lead, le
     approve(release, by=lead, password=PASSWORD, meaning=MEANING)
     release.refresh_from_db()
     assert release.state == Release.State.PENDING
-    assert not lineage.trace(release.name).approval_state().is_valid
+    assert not lineage.approval_state(lineage.trace(release.name)).is_valid
 
     approve(release, by=lead2, password=PASSWORD, meaning="Reviewed")
     release.refresh_from_db()
     assert release.state == Release.State.APPROVED
-    assert [a.approver_name for a in lineage.trace(release.name).approval_state().valid] == [
+    assert [a.approver_name for a in lineage.approval_state(lineage.trace(release.name)).valid] == [
         "Lena Lead",
         "Omar Second",
     ]
@@ -262,11 +262,14 @@ def test_rejection_by_a_non_lead_is_refused_and_audited(world, release_manager, 
     assert release.state == Release.State.PENDING
 
 
-def test_pending_for_lists_only_releases_the_lead_may_sign(world, release_manager, lead, lead2):
+def test_queue_lists_only_releases_the_lead_may_sign(world, release_manager, lead, lead2):
     theirs = pending_release(world, release_manager, number=42)
     own = pending_release(world, lead, number=43)
 
-    assert list(Release.objects.pending_for(lead)) == [theirs]
-    assert set(Release.objects.pending_for(lead2)) == {theirs, own}
+    def queue(user):
+        return [trace.release for trace in lineage.awaiting_signature(user)]
+
+    assert queue(lead) == [theirs]
+    assert set(queue(lead2)) == {theirs, own}
     approve(theirs, by=lead2, password=PASSWORD, meaning=MEANING)
-    assert list(Release.objects.pending_for(lead2)) == [own]
+    assert queue(lead2) == [own]

@@ -32,7 +32,9 @@ def client_for(user: User) -> Client:
 
 
 def sign(client: Client, name: str, **data: str) -> object:
-    form = {"decision": "approve", "meaning": MEANING, "comment": "", "password": PASSWORD, **data}
+    # The page's form carries the digest of the chain it shows.
+    digest = lineage.trace(name).digest if Release.objects.filter(name=name).exists() else ""
+    form = {"decision": "approve", "meaning": MEANING, "comment": "", "password": PASSWORD, "digest": digest, **data}
     return client.post(reverse("releases:sign", args=[name]), form)
 
 
@@ -63,7 +65,7 @@ def test_release_page_offers_no_form_to_an_auditor(world, release_manager, audit
 
     html = client_for(auditor).get(reverse("releases:release", args=["churn-v42"])).content.decode()
 
-    assert "Only ML leads sign releases." in html
+    assert "You cannot sign: auditor is not an ML lead; only ML leads sign releases." in html
     assert 'name="password"' not in html
 
 
@@ -223,7 +225,13 @@ def staff_lead(lead: User) -> User:
 def admin_action(client: Client, action: str, release: Release, **data: str) -> object:
     return client.post(
         reverse("admin:releases_release_changelist"),
-        {"action": action, "_selected_action": [release.pk], **data},
+        # The confirmation page shows each release's digest and posts it back with the signature.
+        {
+            "action": action,
+            "_selected_action": [release.pk],
+            f"digest-{release.pk}": lineage.trace(release.name).digest,
+            **data,
+        },
     )
 
 
@@ -319,7 +327,19 @@ def approve_command(name: str, user: str, password: str) -> str:
     out, old = io.StringIO(), sys.stdin
     sys.stdin = io.StringIO(password + "\n")
     try:
-        call_command("approve_release", name, "--as", user, "--password-stdin", stdout=out)
+        digest = lineage.trace(name).digest
+        call_command(
+            "approve_release",
+            name,
+            "--as",
+            user,
+            "--meaning",
+            MEANING,
+            "--digest",
+            digest,
+            "--password-stdin",
+            stdout=out,
+        )
     finally:
         sys.stdin = old
     return out.getvalue()
@@ -330,7 +350,7 @@ def test_command_approves_through_the_service(world, release_manager, lead):
 
     out = approve_command("churn-v42", "lead", PASSWORD)
 
-    assert "signed by Lena Lead (Approved for production); now approved" in out
+    assert "signed by Lena Lead (Approved for production); now Approved" in out
     assert Release.objects.get(name="churn-v42").state == Release.State.APPROVED
     assert AuditEvent.objects.filter(action="release.approved", actor="lead").count() == 1
 

@@ -12,7 +12,7 @@ from django.urls import reverse
 from audit.models import AuditEvent
 from releases import lineage, services
 from releases.errors import RuleViolation
-from releases.models import DatasetVersion, Deployment, Endpoint, Release
+from releases.models import DatasetVersion, Deployment, Endpoint
 from tests.factories import SYSTEM, World, approve
 from tests.unit.test_approvals import pending_release
 
@@ -42,10 +42,10 @@ def test_quarantine_after_approval_invalidates_it_end_to_end(world, release_mana
 
     services.quarantine_dataset_version(world.dataset("churn-train:17"), by=lead, reason="partner label mapping")
 
-    state = lineage.trace(release.name).approval_state()
+    state = lineage.approval_state(lineage.trace(release.name))
     assert state.invalidated
     html = client.get(reverse("releases:release", args=[release.name])).content.decode()
-    assert "Approval no longer valid" in html
+    assert "Approval invalidated" in html
     assert "dataset churn-train:17 status changed from active to quarantined" in html
     with pytest.raises(RuleViolation, match="approval is no longer valid") as refused:
         services.record_deployment(production, release, by=release_manager, source=Deployment.Source.API)
@@ -66,10 +66,12 @@ def test_moved_tag_after_approval_invalidates_it(world, release_manager, lead):
     services.record_tag(world.repo, name="model-churn-v42", sha=hotfix.sha, by=SYSTEM)
 
     html = client_for(lead).get(reverse("releases:release", args=[release.name])).content.decode()
-    assert "Approval no longer valid" in html
+    assert "Approval invalidated" in html
     assert f"tag model-churn-v42 moved to {hotfix.sha[:7]}" in html
-    refusal = services.promotion_refusal(Release.objects.get(pk=release.pk), world.endpoint())
-    assert "no longer valid" in refusal
+    refusal = lineage.promotion_refusal(lineage.trace(release.name), world.endpoint())
+    assert refusal is not None
+    assert refusal.rule == "promotion_gate"
+    assert "no longer valid" in refusal.message
 
 
 # Promotion gate through the page and the command ---------------------------------------------------

@@ -11,6 +11,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from audit.models import AuditEvent
+from releases import lineage
 from releases.models import DatasetVersion, Deployment, Release
 from tests.factories import World
 
@@ -96,9 +97,18 @@ def test_create_and_approve_release_commands(world, ci_account, lead):
     )
     assert out == "churn-v42 created (pending)\n"
     out = run(
-        "approve_release", "churn-v42", "--as", "lead", "--password-stdin", stdin="correct horse battery staple\n"
+        "approve_release",
+        "churn-v42",
+        "--as",
+        "lead",
+        "--meaning",
+        "Approved for production",
+        "--digest",
+        lineage.trace("churn-v42").digest,
+        "--password-stdin",
+        stdin="correct horse battery staple\n",
     )
-    assert out == "churn-v42 signed by Lena Lead (Approved for production); now approved\n"
+    assert out == "churn-v42 signed by Lena Lead (Approved for production); now Approved\n"
     assert Release.objects.get().state == "approved"
 
 
@@ -110,10 +120,28 @@ def test_create_and_approve_release_bad_input(world, ci_account, lead):
     assert refused("create_release", "churn-v42", "--model-version", "churn-model/99", "--as", "ci").startswith(
         "model version 'churn-model/99' is not registered"
     )
-    assert refused("approve_release", "churn-v99", "--as", "lead", "--password-stdin") == "no release named 'churn-v99'"
+    assert (
+        refused("approve_release", "churn-v99", "--as", "lead", "--meaning", "Reviewed", "--password-stdin")
+        == "no release named 'churn-v99'"
+    )
     run("create_release", "churn-v42", "--model-version", mv.key, "--submit", "--as", "ci")
+    # Unattended signing must name the chain the signer reviewed.
+    assert refused("approve_release", "churn-v42", "--as", "lead", "--meaning", "Reviewed", "--password-stdin") == (
+        "with --password-stdin, pass the lineage digest you reviewed with --digest"
+    )
     with pytest.raises(CommandError) as error:
-        run("approve_release", "churn-v42", "--as", "lead", "--password-stdin", stdin="x\n")
+        run(
+            "approve_release",
+            "churn-v42",
+            "--as",
+            "lead",
+            "--meaning",
+            "Reviewed",
+            "--digest",
+            lineage.trace("churn-v42").digest,
+            "--password-stdin",
+            stdin="x\n",
+        )
     assert error.value.returncode == 2
     assert "incomplete chain" in str(error.value)
 

@@ -72,7 +72,9 @@ def test_auditor_exports_a_bundle_that_verifies(client: Client, auditor, release
     }
     checked = verifier.verify_bundle(files)
     assert checked[0] == "8 files match the signed manifest"
-    assert any("approved by Lena Lead (Approved for production) signature valid" in line for line in checked)
+    assert (
+        "approved by Lena Lead (Approved for production): signature valid, counts for the chain as it stands" in checked
+    )
     trace = json.loads(files["trace.json"])
     assert trace["chain"]["datasets"][0]["key"] == "churn-train:18"
     actions = [e["fields"]["action"] for e in json.loads(files["events.json"])]
@@ -158,8 +160,12 @@ def test_stale_approval_is_marked_in_the_bundle(auditor, lead, released):
     _, data = export_evidence(Release.objects.get(name="churn-v42"), by=auditor)
     files = _files(data)
     [approval] = json.loads(files["approvals.json"])
-    assert approval["valid_for_current_chain"] is False
-    assert verifier.verify_bundle(files)[-1].startswith("lineage digest sha256:")
+    assert approval["counts"] is False
+    assert approval["no_longer_counts_because"] == ["dataset churn-train:18 status changed from active to quarantined"]
+    checked = verifier.verify_bundle(files)
+    changed = "dataset churn-train:18 status changed from active to quarantined"
+    assert any(line.endswith(f"signature valid, approval no longer counts: {changed}") for line in checked)
+    assert checked[-1].startswith("release status: Approval invalidated")
 
 
 def test_export_is_refused_to_on_call(client: Client, oncall, released):

@@ -130,9 +130,12 @@ def test_completeness_explains_each_missing_link(world, ci_account):
         "code": "No Git commit: nobody can rebuild this model or tell which code change caused a regression.",
         "data": "No dataset version: a data bug and a code bug look the same.",
         "features": "No feature pipeline version: training/serving skew cannot be traced to a feature change.",
-        "deployment": "Not deployed anywhere: there is no record of where it ran and nothing to roll back from.",
+        "deployment": "Deployment comes after approval.",
     }
-    assert trace.completeness == (2, 6)
+    # A draft is not expected to be deployed yet: five links are expected, and deployment is "not yet".
+    assert trace.completeness == (2, 5)
+    assert [link.key for link in trace.gaps] == ["code", "data", "features"]
+    assert [(link.key, link.state) for link in trace.upcoming] == [("deployment", "pending")]
     assert [link.key for link in trace.missing_for_approval] == ["code", "data", "features"]
 
 
@@ -141,12 +144,12 @@ def test_complete_trace_and_digest_changes_when_data_is_quarantined(story, lead)
     assert trace.completeness == (6, 6)
     before = trace.digest
     assert before.startswith("sha256:")
-    assert trace.approval_state().is_valid
+    assert lineage.approval_state(trace).is_valid
     version = trace.dataset_versions[0]
     services.quarantine_dataset_version(version, by=lead, reason="bad labels")
     after = lineage.trace("churn-v42")
     assert after.digest != before
-    state = after.approval_state()
+    state = lineage.approval_state(after)
     assert not state.is_valid
     assert state.invalidated
     assert state.stale[0][1] == ["dataset churn-train:18 status changed from active to quarantined"]

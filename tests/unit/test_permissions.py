@@ -17,7 +17,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from audit.models import AuditEvent
-from releases import services
+from releases import lineage, services
 from releases.models import ApiToken, DatasetVersion, Deployment, Release, SyncState
 from tests.conftest import PASSWORD
 from tests.factories import SYSTEM, World
@@ -38,7 +38,8 @@ class Door:
     method: str = "get"
     args: tuple[Any, ...] = ()
     query: str = ""
-    data: dict[str, Any] = field(default_factory=dict)
+    # A dict, or a callable giving it when the data depends on the world (a signature's reviewed digest).
+    data: dict[str, Any] | Callable[[], dict[str, Any]] = field(default_factory=dict)
     ok: int = 200
     refused: int = 403
     api: bool = False
@@ -84,7 +85,12 @@ DOORS = [
         frozenset({"lead"}),  # signing needs the role itself; a superuser is not an ML lead
         method="post",
         args=("churn-v43",),
-        data={"decision": "approve", "meaning": "Reviewed", "password": PASSWORD},
+        data=lambda: {
+            "decision": "approve",
+            "meaning": "Reviewed",
+            "password": PASSWORD,
+            "digest": lineage.trace("churn-v43").digest,
+        },
         ok=302,
         happened=lambda: Release.objects.get(name="churn-v43").state == "approved",
     ),
@@ -235,10 +241,11 @@ def outcome(door: Door, persona: str, user: User | None, site: dict[str, str]) -
     if user is not None:
         client.force_login(user)
     url = reverse(door.route, args=[site.get(a, a) if isinstance(a, str) else a for a in door.args]) + door.query
+    data = door.data() if callable(door.data) else door.data
     if door.api:
-        response = getattr(client, door.method)(url, door.data, content_type="application/json")
+        response = getattr(client, door.method)(url, data, content_type="application/json")
     else:
-        response = getattr(client, door.method)(url, door.data)
+        response = getattr(client, door.method)(url, data)
     status, location = response.status_code, response.get("Location", "")
     problems = []
     if persona == "anonymous" and not door.public:

@@ -162,7 +162,7 @@ def test_wrong_password_is_refused_and_audited(world, ci_account, lead):
     release = world.release("churn-v42", mv, by=ci_account)
     services.submit_release(release, by=ci_account)
     with pytest.raises(PermissionRefused, match="password does not match"):
-        approve(release, by=lead, password="wrong", meaning="Approved")
+        approve(release, by=lead, password="wrong", meaning="Approved for production")
     assert last_event("release.approval_refused").new == {"rule": "wrong_password"}
     assert not Approval.objects.exists()
 
@@ -237,8 +237,9 @@ def test_naming_policy(world, ci_account):
         with pytest.raises(InvalidInput, match=message):
             services.create_release(name=bad, model_version=mv.key, by=ci_account)
     assert not Release.objects.exists()
-    for good in ("churn-v42", "churn-model-v42"):
-        services.create_release(name=good, model_version=mv.key, by=ci_account)
+    other = world.model_version("churn-model/43")
+    for good, version in (("churn-v42", mv), ("churn-model-v43", other)):
+        services.create_release(name=good, model_version=version.key, by=ci_account)
     assert Release.objects.count() == 2
 
 
