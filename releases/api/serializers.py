@@ -80,7 +80,7 @@ class LinkOut(serializers.Serializer):
 STATUS_SCHEMA = {
     "type": "object",
     "properties": {
-        "key": {"type": "string", "enum": list(lineage.STATUS_KEYS)},
+        "key": {"type": "string", "description": "the same value as state: " + ", ".join(lineage.STATUS_KEYS)},
         "label": {"type": "string"},
         "detail": {"type": "string"},
     },
