@@ -14,8 +14,10 @@ from releases.errors import InvalidInput, NotFound, RuleViolation
 from releases.models import ApiToken
 from releases.models.access import hash_token, new_token
 from releases.roles import ALL_ROLES
+from releases.services import refusals
 
 
+@refusals.audited("role.grant_refused", lambda user, role, **_: ("user", user.get_username()))
 def grant_role(user: User, role: str, *, by: Actor) -> bool:
     """Add ``user`` to ``role``; False when they already had it."""
     if role not in ALL_ROLES:
@@ -31,6 +33,7 @@ def grant_role(user: User, role: str, *, by: Actor) -> bool:
     return True
 
 
+@refusals.audited("role.revoke_refused", lambda user, role, **_: ("user", user.get_username()))
 def revoke_role(user: User, role: str, *, by: Actor) -> bool:
     """Remove ``user`` from ``role``; False when they did not have it."""
     if role not in ALL_ROLES:
@@ -44,6 +47,7 @@ def revoke_role(user: User, role: str, *, by: Actor) -> bool:
     return True
 
 
+@refusals.audited("api_token.creation_refused", lambda user, **kw: ("api_token", kw.get("name", "")))
 def create_api_token(user: User, *, name: str, scopes: Iterable[str], by: Actor) -> tuple[ApiToken, str]:
     """Issue a scoped token acting as ``user``. Returns the row and the raw token (shown once, stored hashed)."""
     scopes = sorted(set(scopes))
@@ -77,6 +81,7 @@ def create_api_token(user: User, *, name: str, scopes: Iterable[str], by: Actor)
     return token, raw
 
 
+@refusals.audited("api_token.revoke_refused", lambda token, **_: ("api_token", token.name))
 def revoke_api_token(token: ApiToken, *, by: Actor, reason: str = "") -> ApiToken:
     """Stop a token from authenticating; the row stays as a record."""
     with transaction.atomic():

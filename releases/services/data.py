@@ -15,7 +15,8 @@ from releases.errors import Conflict, InvalidInput, RuleViolation
 from releases.models import Dataset, DatasetDigest, DatasetVersion, Release
 from releases.models.code import name_validator
 from releases.models.data import hash_validator
-from releases.roles import ML_LEADS, require_role
+from releases.roles import ML_LEADS, RELEASE_MANAGERS, require_role
+from releases.services import refusals
 from releases.services.validation import check, require_reason
 
 
@@ -34,10 +35,14 @@ def _snapshot(version: DatasetVersion) -> dict[str, object]:
     return {"uri": version.uri, "content_hash": version.content_hash, "size_bytes": version.size_bytes}
 
 
+@refusals.audited(
+    "dataset_version.registration_refused", lambda **kw: ("dataset_version", f"{kw['name']}:{kw['version']}")
+)
 def register_dataset_version(
     *, name: str, version: int, uri: str, content_hash: str, size_bytes: int | None = None, by: Actor
 ) -> tuple[DatasetVersion, bool]:
     """Register ``name:version``. Same content again is a no-op; different content is refused."""
+    require_role(by, RELEASE_MANAGERS, ML_LEADS, to="register a dataset version")
     check(name_validator, name, "dataset name")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise InvalidInput(f"dataset version must be a positive integer, not {version!r}")
@@ -88,6 +93,7 @@ def _refuse_different_content(existing: DatasetVersion, *, uri: str, content_has
         )
 
 
+@refusals.audited("dataset_version.quarantine_refused", lambda version, **_: ("dataset_version", version.key))
 def quarantine_dataset_version(version: DatasetVersion, *, by: Actor, reason: str) -> lineage.Impact:
     """Quarantine a version: nothing trained on it can be approved, deployed to production or restored."""
     require_role(by, ML_LEADS, to="quarantine a dataset version")

@@ -19,6 +19,7 @@ from releases.services import refusals, writeback
 from releases.services.validation import check, require_reason
 
 
+@refusals.audited("endpoint.creation_refused", lambda **kw: ("endpoint", kw["name"]))
 def create_endpoint(
     *, name: str, environment: str, registered_model: str = "", mlflow_alias: str = "", description: str = "", by: Actor
 ) -> Endpoint:

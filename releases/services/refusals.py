@@ -7,8 +7,10 @@ in the audit trail although nothing else was written. A refusal that passes thro
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any, TypeVar
 
 from django.db import transaction
 
@@ -35,3 +37,25 @@ def recorded(action: str, *, by: Actor, object_type: str, object_key: str, **att
                 )
             refusal.recorded = True
         raise
+
+
+Service = TypeVar("Service", bound=Callable[..., Any])
+
+
+def audited(action: str, subject: Callable[..., tuple[str, str]]) -> Callable[[Service], Service]:
+    """Decorate a service so that any refusal it raises is recorded as ``action``.
+
+    ``subject`` receives the service's arguments and names the object refused, as (type, key); the
+    acting person is the service's ``by`` argument.
+    """
+
+    def decorate(service: Service) -> Service:
+        @functools.wraps(service)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            object_type, object_key = subject(*args, **kwargs)
+            with recorded(action, by=kwargs["by"], object_type=object_type, object_key=object_key):
+                return service(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate

@@ -13,6 +13,7 @@ from audit import log
 from audit.log import Actor
 from releases.errors import Conflict, InvalidInput, LineageError
 from releases.models import ExperimentRun, ModelVersion, RegisteredModel, TrackingServer
+from releases.services import refusals
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,9 @@ def register_model_versions(
     return [outcomes[index] for index in range(len(versions))]
 
 
+@refusals.audited(
+    "model_version.registration_refused", lambda server, data, **_: ("model_version", f"{data.name}/{data.version}")
+)
 def register_model_version(
     server: TrackingServer | None, data: ModelVersionData, *, by: Actor
 ) -> tuple[ModelVersion, str]:

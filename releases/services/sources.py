@@ -16,11 +16,13 @@ from releases import dispatch
 from releases.errors import InvalidInput
 from releases.models import GitRepository, SyncState, TrackingServer
 from releases.models.code import name_validator
+from releases.services import refusals
 from releases.services.validation import check
 
 MIN_INTERVAL_SECONDS = 10
 
 
+@refusals.audited("git_repository.add_refused", lambda **kw: ("git_repository", kw["name"]))
 def add_git_repository(
     *, name: str, url: str, commit_url_template: str = "", interval_seconds: int | None = None, by: Actor
 ) -> SyncState:
@@ -50,6 +52,7 @@ def add_git_repository(
         return _with_interval(state, interval_seconds, by=by)
 
 
+@refusals.audited("tracking_server.add_refused", lambda **kw: ("tracking_server", kw["name"]))
 def add_mlflow_server(
     *, name: str, tracking_uri: str, ui_url: str = "", interval_seconds: int | None = None, by: Actor
 ) -> SyncState:
@@ -92,6 +95,7 @@ def _check_interval(seconds: int | None) -> None:
         raise InvalidInput(f"the sync interval must be at least {MIN_INTERVAL_SECONDS} seconds, not {seconds}")
 
 
+@refusals.audited("sync.interval_refused", lambda state, **_: (f"{state.kind}_source", state.source_name))
 def set_interval(state: SyncState, *, seconds: int, by: Actor) -> SyncState:
     """Change how often Celery beat syncs a source."""
     _check_interval(seconds)

@@ -88,7 +88,10 @@ def test_malformed_dataset_versions_are_refused_before_anything_is_written(overr
     with pytest.raises(InvalidInput, match=message):
         _register(**overrides)
     assert not DatasetVersion.objects.exists()
-    assert not AuditEvent.objects.exists()
+    # The only row written is the evidence of the refused attempt.
+    [event] = AuditEvent.objects.all()
+    assert (event.action, event.new["rule"]) == ("dataset_version.registration_refused", "invalid")
+    assert message in event.reason
 
 
 @pytest.mark.django_db
