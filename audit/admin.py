@@ -5,6 +5,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
+from audit import vocabulary
 from audit.models import AuditEvent, Checkpoint
 
 
@@ -26,11 +27,15 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(ReadOnlyAdmin):
-    list_display = ["seq", "at", "actor", "action", "object_type", "object_key", "reason"]
+    list_display = ["seq", "at", "actor", "action", "meaning", "object_type", "object_key", "reason"]
     list_filter = ["action", "object_type"]
     search_fields = ["object_key", "actor", "request_id"]
     date_hierarchy = "at"
     ordering = ["-seq"]
+
+    @admin.display(description="what it means")
+    def meaning(self, event: AuditEvent) -> str:
+        return vocabulary.describe(event.action)
 
 
 @admin.register(Checkpoint)

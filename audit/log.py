@@ -10,7 +10,7 @@ from django.contrib.auth.models import AnonymousUser, User
 from django.db import connection, transaction
 from django.utils import timezone
 
-from audit import context
+from audit import context, vocabulary
 from audit.models import AuditEvent, canonical_json
 
 GENESIS_HASH = "0" * 64
@@ -43,13 +43,23 @@ def record(
     action: str,
     *,
     actor: Actor,
-    object_type: str,
-    object_key: str,
+    subject: Any = None,
+    object_type: str = "",
+    object_key: str = "",
     old: Any = None,
     new: Any = None,
     reason: str = "",
 ) -> AuditEvent:
-    """Append one event, chained to the previous one. Must run inside the caller's transaction."""
+    """Append one event, chained to the previous one. Must run inside the caller's transaction.
+
+    The event is about ``subject`` (named by ``vocabulary.object_ref``), or about an object given by
+    type and key when there is no row to name (a webhook, a source being added).
+    """
+    vocabulary.check(action)
+    if subject is not None:
+        object_type, object_key = vocabulary.object_ref(subject)
+    if not object_type:
+        raise ValueError(f"an audit event ({action}) must name what it is about")
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("audit events must be written inside the transaction of the change they record")
     if connection.vendor == "postgresql":
@@ -98,6 +108,8 @@ def record_many(events: list[PendingEvent], *, actor: Actor) -> list[AuditEvent]
     """
     if not events:
         return []
+    for pending in events:
+        vocabulary.check(pending.action)
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("audit events must be written inside the transaction of the change they record")
     if connection.vendor == "postgresql":

@@ -85,8 +85,7 @@ def export_evidence(release: Release, *, by: Actor) -> tuple[str, bytes]:
         log.record(
             "evidence.exported",
             actor=by,
-            object_type="release",
-            object_key=release.name,
+            subject=release,
             new={"lineage_digest": trace.digest},
         )
         checkpoint = checkpoints.issue_checkpoint()

@@ -181,10 +181,31 @@ def signing_refusal(trace: Trace, user: User | AnonymousUser, *, decision: str =
     return None
 
 
-def awaiting_signature(user: User | AnonymousUser, *, limit: int = 200) -> list[Trace]:
-    """Releases waiting for approval that ``user`` may sign now, longest waiting first (fixed queries)."""
+@dataclass(frozen=True)
+class ApprovalQueue:
+    """Releases waiting for approval as one person sees them: those they may approve, and why not the others."""
+
+    ready: list[Trace]
+    blocked: list[tuple[Trace, Refusal]]
+
+
+def approval_queue(user: User | AnonymousUser, *, limit: int = 200) -> ApprovalQueue:
+    """Every release waiting for approval, longest waiting first, split by ``signing_refusal`` (fixed queries)."""
     waiting = traced_releases().filter(state=Release.State.PENDING).order_by("state_changed_at", "pk")[:limit]
-    return [trace for trace in map(Trace, waiting) if signing_refusal(trace, user) is None]
+    ready: list[Trace] = []
+    blocked: list[tuple[Trace, Refusal]] = []
+    for trace in map(Trace, waiting):
+        refusal = signing_refusal(trace, user)
+        if refusal is None:
+            ready.append(trace)
+        else:
+            blocked.append((trace, refusal))
+    return ApprovalQueue(ready, blocked)
+
+
+def awaiting_signature(user: User | AnonymousUser, *, limit: int = 200) -> list[Trace]:
+    """Releases waiting for approval that ``user`` may approve now, longest waiting first."""
+    return approval_queue(user, limit=limit).ready
 
 
 def promotion_refusal(trace: Trace, endpoint: Endpoint) -> Refusal | None:

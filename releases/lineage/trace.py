@@ -10,11 +10,13 @@ from typing import Any
 from django.db.models import Prefetch, Q, QuerySet
 
 from audit.models import AuditEvent, canonical_json
+from audit.vocabulary import object_ref
 from releases.models import (
     Approval,
     Commit,
     DatasetVersion,
     Deployment,
+    Endpoint,
     ExperimentRun,
     ModelVersion,
     Release,
@@ -261,14 +263,15 @@ def release_events(trace: Trace) -> QuerySet[AuditEvent]:
     Endpoint events (deployments, refusals, rollbacks) are kept only when they are about this release,
     so a busy endpoint's history of other releases does not drown the timeline.
     """
-    refs = [("release", trace.release.name), ("model_version", trace.model_version.key)]
+    subjects: list[Any] = [trace.release, trace.model_version, *trace.dataset_versions]
     if trace.run is not None:
-        refs.append(("run", f"{trace.run.server.name}:{trace.run.run_id}"))
-    refs.extend(("dataset_version", version.key) for version in trace.dataset_versions)
+        subjects.append(trace.run)
     query = Q(pk__in=[])
-    for object_type, object_key in refs:
+    for object_type, object_key in map(object_ref, subjects):
         query |= Q(object_type=object_type, object_key=object_key)
-    endpoints = sorted({d.endpoint.name for d in trace.deployments})
+    endpoints = {d.endpoint for d in trace.deployments}
     if endpoints:
-        query |= Q(object_type="endpoint", object_key__in=endpoints, new__release=trace.release.name)
+        endpoint_type = Endpoint.audit_type
+        keys = sorted(object_ref(endpoint)[1] for endpoint in endpoints)
+        query |= Q(object_type=endpoint_type, object_key__in=keys, new__release=trace.release.name)
     return AuditEvent.objects.filter(query).order_by("seq")

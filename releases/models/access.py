@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from typing import ClassVar
 
 from django.conf import settings
 from django.db import models
@@ -55,6 +56,13 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.hint}…, {self.user})"
+
+    audit_type: ClassVar[str] = "api_token"
+
+    @property
+    def audit_key(self) -> str:
+        """How the audit log names this api token."""
+        return f"{self.pk}:{self.name}"
 
     def allows(self, scope: str) -> bool:
         return scope in self.scopes

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import pgtrigger
 from django.core.validators import RegexValidator
 from django.db import models
@@ -30,6 +32,13 @@ class GitRepository(models.Model):
         ordering = ["name"]
 
     def __str__(self) -> str:
+        return self.name
+
+    audit_type: ClassVar[str] = "git_repository"
+
+    @property
+    def audit_key(self) -> str:
+        """How the audit log names this git repository."""
         return self.name
 
     def commit_url(self, sha: str) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import pgtrigger
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
@@ -77,6 +79,13 @@ class DatasetVersion(GuardedModel):
         ]
 
     def __str__(self) -> str:
+        return self.key
+
+    audit_type: ClassVar[str] = "dataset_version"
+
+    @property
+    def audit_key(self) -> str:
+        """How the audit log names this dataset version."""
         return self.key
 
     @property

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from typing import ClassVar
 
 import pgtrigger
 from django.conf import settings
@@ -33,6 +34,13 @@ class Endpoint(models.Model):
         ordering = ["environment", "name"]
 
     def __str__(self) -> str:
+        return self.name
+
+    audit_type: ClassVar[str] = "endpoint"
+
+    @property
+    def audit_key(self) -> str:
+        """How the audit log names this endpoint."""
         return self.name
 
     @property

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from django.db import models
 
 from releases.models.code import Commit, name_validator
@@ -19,6 +21,13 @@ class TrackingServer(models.Model):
         ordering = ["name"]
 
     def __str__(self) -> str:
+        return self.name
+
+    audit_type: ClassVar[str] = "tracking_server"
+
+    @property
+    def audit_key(self) -> str:
+        """How the audit log names this tracking server."""
         return self.name
 
 
@@ -53,6 +62,13 @@ class ExperimentRun(models.Model):
 
     def __str__(self) -> str:
         return self.name or self.run_id
+
+    audit_type: ClassVar[str] = "run"
+
+    @property
+    def audit_key(self) -> str:
+        """How the audit log names this run."""
+        return f"{self.server.name}:{self.run_id}"
 
     @property
     def url(self) -> str:

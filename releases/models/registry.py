@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import pgtrigger
 from django.core.validators import MinValueValidator
 from django.db import models
@@ -58,6 +60,13 @@ class ModelVersion(GuardedModel):
         ]
 
     def __str__(self) -> str:
+        return self.key
+
+    audit_type: ClassVar[str] = "model_version"
+
+    @property
+    def audit_key(self) -> str:
+        """How the audit log names this model version."""
         return self.key
 
     @property

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import pgtrigger
 from django.conf import settings
 from django.db import models
@@ -66,6 +68,13 @@ class Release(GuardedModel):
         ]
 
     def __str__(self) -> str:
+        return self.name
+
+    audit_type: ClassVar[str] = "release"
+
+    @property
+    def audit_key(self) -> str:
+        """How the audit log names this release."""
         return self.name
 
 

@@ -76,6 +76,15 @@ class SyncState(models.Model):
         return f"{self.kind} {self.source_name}"
 
     @property
+    def audit_type(self) -> str:
+        return f"{self.kind}_source"
+
+    @property
+    def audit_key(self) -> str:
+        """How the audit log names this source."""
+        return self.source_name
+
+    @property
     def source_name(self) -> str:
         source: Any = self.repository if self.kind == self.Kind.GIT else self.server
         return source.name if source else ""

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from audit import log
 from audit.log import Actor
+from audit.vocabulary import object_ref
 from releases.errors import InvalidInput, NotFound, RuleViolation
 from releases.models import ApiToken
 from releases.models.access import hash_token, new_token
@@ -17,7 +18,7 @@ from releases.roles import ALL_ROLES
 from releases.services import refusals
 
 
-@refusals.audited("role.grant_refused", lambda user, role, **_: ("user", user.get_username()))
+@refusals.audited("role.grant_refused", lambda user, role, **_: object_ref(user))
 def grant_role(user: User, role: str, *, by: Actor) -> bool:
     """Add ``user`` to ``role``; False when they already had it."""
     if role not in ALL_ROLES:
@@ -29,11 +30,11 @@ def grant_role(user: User, role: str, *, by: Actor) -> bool:
         if user.groups.filter(pk=group.pk).exists():
             return False
         user.groups.add(group)
-        log.record("role.granted", actor=by, object_type="user", object_key=user.get_username(), new={"role": role})
+        log.record("role.granted", actor=by, subject=user, new={"role": role})
     return True
 
 
-@refusals.audited("role.revoke_refused", lambda user, role, **_: ("user", user.get_username()))
+@refusals.audited("role.revoke_refused", lambda user, role, **_: object_ref(user))
 def revoke_role(user: User, role: str, *, by: Actor) -> bool:
     """Remove ``user`` from ``role``; False when they did not have it."""
     if role not in ALL_ROLES:
@@ -43,7 +44,7 @@ def revoke_role(user: User, role: str, *, by: Actor) -> bool:
         if group is None:
             return False
         user.groups.remove(group)
-        log.record("role.revoked", actor=by, object_type="user", object_key=user.get_username(), old={"role": role})
+        log.record("role.revoked", actor=by, subject=user, old={"role": role})
     return True
 
 
@@ -74,14 +75,13 @@ def create_api_token(user: User, *, name: str, scopes: Iterable[str], by: Actor)
         log.record(
             "api_token.created",
             actor=by,
-            object_type="api_token",
-            object_key=f"{token.pk}:{token.name}",
+            subject=token,
             new={"user": user.get_username(), "scopes": scopes, "hint": token.hint},
         )
     return token, raw
 
 
-@refusals.audited("api_token.revoke_refused", lambda token, **_: ("api_token", token.name))
+@refusals.audited("api_token.revoke_refused", lambda token, **_: object_ref(token))
 def revoke_api_token(token: ApiToken, *, by: Actor, reason: str = "") -> ApiToken:
     """Stop a token from authenticating; the row stays as a record."""
     with transaction.atomic():
@@ -93,8 +93,7 @@ def revoke_api_token(token: ApiToken, *, by: Actor, reason: str = "") -> ApiToke
         log.record(
             "api_token.revoked",
             actor=by,
-            object_type="api_token",
-            object_key=f"{locked.pk}:{locked.name}",
+            subject=locked,
             reason=reason,
         )
     return locked

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from audit import log
 from audit.log import Actor
+from audit.vocabulary import object_ref
 from releases import lineage
 from releases.errors import Conflict, InvalidInput, RuleViolation
 from releases.models import Dataset, DatasetDigest, DatasetVersion, Release
@@ -50,7 +51,6 @@ def register_dataset_version(
         raise InvalidInput("a dataset version needs a uri")
     content_hash = content_hash.strip().lower()
     check(hash_validator, content_hash, "content hash")
-    key = f"{name}:{version}"
     try:
         with transaction.atomic():
             dataset, _ = Dataset.objects.get_or_create(name=name)
@@ -64,8 +64,7 @@ def register_dataset_version(
             log.record(
                 "dataset_version.registered",
                 actor=by,
-                object_type="dataset_version",
-                object_key=key,
+                subject=created,
                 new=_snapshot(created),
             )
             return created, True
@@ -93,7 +92,7 @@ def _refuse_different_content(existing: DatasetVersion, *, uri: str, content_has
         )
 
 
-@refusals.audited("dataset_version.quarantine_refused", lambda version, **_: ("dataset_version", version.key))
+@refusals.audited("dataset_version.quarantine_refused", lambda version, **_: object_ref(version))
 def quarantine_dataset_version(version: DatasetVersion, *, by: Actor, reason: str) -> lineage.Impact:
     """Quarantine a version: nothing trained on it can be approved, deployed to production or restored."""
     require_role(by, ML_LEADS, to="quarantine a dataset version")
@@ -113,8 +112,7 @@ def quarantine_dataset_version(version: DatasetVersion, *, by: Actor, reason: st
         log.record(
             "dataset_version.quarantined",
             actor=by,
-            object_type="dataset_version",
-            object_key=locked.key,
+            subject=locked,
             old=old,
             new={"status": locked.status},
             reason=reason,
@@ -155,8 +153,7 @@ def observe_digest(version: DatasetVersion, *, digest: str, source: str, by: Act
         log.record(
             "dataset_version.mutation_detected",
             actor=by,
-            object_type="dataset_version",
-            object_key=locked.key,
+            subject=locked,
             new={"digests": digests},
             reason="the same declared version was reported with different content",
         )

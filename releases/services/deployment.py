@@ -94,8 +94,7 @@ def _record(
         log.record(
             "deployment.recorded" if kind == Deployment.Kind.DEPLOY else "deployment.rolled_back",
             actor=by,
-            object_type="endpoint",
-            object_key=endpoint.name,
+            subject=endpoint,
             new={
                 "release": release.name,
                 "kind": kind,
@@ -123,8 +122,7 @@ def record_deployment(
     with refusals.recorded(
         "deployment.refused",
         by=by,
-        object_type="endpoint",
-        object_key=endpoint.name,
+        subject=endpoint,
         release=release.name,
         kind=Deployment.Kind.DEPLOY,
     ):
@@ -171,8 +169,7 @@ def roll_back(endpoint: Endpoint, *, by: Actor, reason: str, source: str, expect
     with refusals.recorded(
         "deployment.rollback_refused",
         by=by,
-        object_type="endpoint",
-        object_key=endpoint.name,
+        subject=endpoint,
         expected_target=expected_target,
     ):
         require_role(by, ON_CALL, ML_LEADS, to="roll back an endpoint")

@@ -20,8 +20,19 @@ from releases.errors import LineageError
 
 
 @contextmanager
-def recorded(action: str, *, by: Actor, object_type: str, object_key: str, **attempted: object) -> Iterator[None]:
-    """Run a service body; if it refuses (any LineageError), record ``action`` with the rule and message."""
+def recorded(
+    action: str,
+    *,
+    by: Actor,
+    subject: object = None,
+    object_type: str = "",
+    object_key: str = "",
+    **attempted: object,
+) -> Iterator[None]:
+    """Run a service body; if it refuses (any LineageError), record ``action`` with the rule and message.
+
+    The refused object is ``subject`` when it exists, or the type and key the caller tried to create.
+    """
     try:
         yield
     except LineageError as refusal:
@@ -30,6 +41,7 @@ def recorded(action: str, *, by: Actor, object_type: str, object_key: str, **att
                 log.record(
                     action,
                     actor=by,
+                    subject=subject,
                     object_type=object_type,
                     object_key=object_key,
                     new={"rule": refusal.rule, **attempted},

@@ -146,8 +146,7 @@ def register_model_version(
             log.record(
                 "model_version.registered",
                 actor=by,
-                object_type="model_version",
-                object_key=key,
+                subject=created,
                 new={"run_id": data.source_run_id, "artifact_uri": data.artifact_uri},
             )
             return created, "created"
@@ -173,8 +172,7 @@ def register_model_version(
         log.record(
             "model_version.updated",
             actor=by,
-            object_type="model_version",
-            object_key=key,
+            subject=existing,
             old=old,
             new={"aliases": existing.aliases, "tags": existing.tags},
         )

@@ -168,8 +168,7 @@ def _transition(release: Release, to: str, *, by: Actor, action: str, reason: st
     log.record(
         action,
         actor=by,
-        object_type="release",
-        object_key=release.name,
+        subject=release,
         old={"state": old},
         new={"state": to, **extra},
         reason=reason,
@@ -190,7 +189,7 @@ def _submit(release: Release, *, by: Actor) -> None:
 
 def submit_release(release: Release, *, by: Actor) -> Release:
     """Ask for approval: freezes the lineage digest the approvers will be shown."""
-    with refusals.recorded("release.submission_refused", by=by, object_type="release", object_key=release.name):
+    with refusals.recorded("release.submission_refused", by=by, subject=release):
         require_role(by, RELEASE_MANAGERS, ML_LEADS, to="submit a release")
         with transaction.atomic():
             _submit(release, by=by)
@@ -249,7 +248,7 @@ def sign_release(
     may not come from the release's creator or the run's author, and needs a complete, clean chain; a
     rejection needs a comment. Every attempt, allowed or refused, is an audit event.
     """
-    with refusals.recorded("release.approval_refused", by=by, object_type="release", object_key=release.name):
+    with refusals.recorded("release.approval_refused", by=by, subject=release):
         if decision not in ("approve", "reject"):
             raise InvalidInput(f"the decision must be approve or reject, not {decision!r}", rule="bad_decision")
         if not expected_digest:
@@ -300,8 +299,7 @@ def _approve(release: Release, *, by: User, meaning: str, comment: str, trace: l
     log.record(
         "release.approved",
         actor=by,
-        object_type="release",
-        object_key=release.name,
+        subject=release,
         new={"meaning": approval.meaning, "lineage_digest": approval.signed_digest, "signature": approval.signature},
         reason=comment,
     )
@@ -313,7 +311,7 @@ def _approve(release: Release, *, by: User, meaning: str, comment: str, trace: l
 
 def retire_release(release: Release, *, by: Actor, reason: str) -> Release:
     """Retire a release: it stays in the record but is never deployed or a rollback target again."""
-    with refusals.recorded("release.retirement_refused", by=by, object_type="release", object_key=release.name):
+    with refusals.recorded("release.retirement_refused", by=by, subject=release):
         require_role(by, RELEASE_MANAGERS, ML_LEADS, to="retire a release")
         reason = require_reason(reason, "retire a release")
         with transaction.atomic():

@@ -12,6 +12,7 @@ from django.db import transaction
 
 from audit import log
 from audit.log import Actor
+from audit.vocabulary import object_ref
 from releases import dispatch
 from releases.errors import InvalidInput
 from releases.models import GitRepository, SyncState, TrackingServer
@@ -42,8 +43,7 @@ def add_git_repository(
             log.record(
                 "git_repository.added",
                 actor=by,
-                object_type="git_repository",
-                object_key=name,
+                subject=repository,
                 new={"url": url, "commit_url_template": commit_url_template},
             )
         state, _ = SyncState.objects.get_or_create(
@@ -72,8 +72,7 @@ def add_mlflow_server(
             log.record(
                 "tracking_server.added",
                 actor=by,
-                object_type="tracking_server",
-                object_key=name,
+                subject=server,
                 new={"tracking_uri": tracking_uri},
             )
         state, _ = SyncState.objects.get_or_create(
@@ -95,7 +94,7 @@ def _check_interval(seconds: int | None) -> None:
         raise InvalidInput(f"the sync interval must be at least {MIN_INTERVAL_SECONDS} seconds, not {seconds}")
 
 
-@refusals.audited("sync.interval_refused", lambda state, **_: (f"{state.kind}_source", state.source_name))
+@refusals.audited("sync.interval_refused", lambda state, **_: object_ref(state))
 def set_interval(state: SyncState, *, seconds: int, by: Actor) -> SyncState:
     """Change how often Celery beat syncs a source."""
     _check_interval(seconds)
@@ -109,8 +108,7 @@ def set_interval(state: SyncState, *, seconds: int, by: Actor) -> SyncState:
         log.record(
             "sync.interval_changed",
             actor=by,
-            object_type=f"{state.kind}_source",
-            object_key=state.source_name,
+            subject=state,
             old={"interval_seconds": old},
             new={"interval_seconds": seconds},
         )
@@ -129,8 +127,7 @@ def request_sync(
         log.record(
             "sync.requested",
             actor=by,
-            object_type=f"{state.kind}_source",
-            object_key=state.source_name,
+            subject=state,
             new={"full": full, **narrowed},
         )
         dispatch.after_commit(dispatch.SYNC_SOURCE, state.pk, full=full, model_name=model_name, run_ids=list(run_ids))

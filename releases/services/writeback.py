@@ -20,8 +20,7 @@ def _queue(server: TrackingServer, *, by: Actor, object_key: str, **fields: obje
     log.record(
         "mlflow.write_back_queued",
         actor=by,
-        object_type="tracking_server",
-        object_key=server.name,
+        subject=server,
         new={"change": str(write_back), "for": object_key},
     )
     dispatch.after_commit(dispatch.APPLY_WRITE_BACK, write_back.pk)

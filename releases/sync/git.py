@@ -233,8 +233,7 @@ def _sync(repository: GitRepository, lease: Lease, started: float) -> SyncResult
             log.record(
                 "sync.git.completed",
                 actor=actor,
-                object_type="git_repository",
-                object_key=repository.name,
+                subject=repository,
                 new={"summary": result.summary(), "heads": len(heads), "tags": len(tags)},
             )
     record_success(lease.state, result, started=started, watermark={"heads": heads, "tags": tags})

@@ -146,8 +146,7 @@ class _Sync:
                 log.record(
                     "sync.mlflow.completed",
                     actor=self.actor,
-                    object_type="tracking_server",
-                    object_key=self.server.name,
+                    subject=self.server,
                     new={"summary": self.result.summary(), "full": full, "model": model_name},
                 )
         record_success(self.lease.state, self.result, started=started, watermark=self.watermark)

@@ -43,8 +43,7 @@ def apply(write_back: WriteBack) -> None:
                 log.record(
                     "mlflow.write_back_failed",
                     actor=actor,
-                    object_type="tracking_server",
-                    object_key=server.name,
+                    subject=server,
                     new={"change": str(write_back)},
                     reason=str(exc),
                 )
@@ -56,8 +55,7 @@ def apply(write_back: WriteBack) -> None:
         log.record(
             "mlflow.write_back_applied",
             actor=actor,
-            object_type="tracking_server",
-            object_key=server.name,
+            subject=server,
             new={"change": str(write_back)},
         )
     write_back.refresh_from_db()

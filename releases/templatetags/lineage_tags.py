@@ -12,6 +12,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from audit import vocabulary
 from releases.lineage import MetricSeries, Trace
 from releases.models import Deployment
 
@@ -212,3 +213,9 @@ def metric_chart(series: MetricSeries) -> dict[str, Any]:
         "high": high,
         "last": series.points[-1],
     }
+
+
+@register.filter
+def describe_action(action: str) -> str:
+    """An audit action in plain words, from the audit vocabulary."""
+    return vocabulary.describe(action)

@@ -21,7 +21,7 @@ from releases.views.decorators import role_required
 @require_GET
 @role_required(ML_LEADS, to="see the approval queue")
 def approval_queue(request: HttpRequest) -> HttpResponse:
-    return render(request, "releases/approvals.html", {"traces": lineage.awaiting_signature(request.user)})
+    return render(request, "releases/approvals.html", {"queue": lineage.approval_queue(request.user)})
 
 
 @require_POST

@@ -171,4 +171,7 @@ def test_sync_interval_is_set_through_the_service_and_audited() -> None:
         call_command("add_mlflow_server", "mlflow", "http://127.0.0.1:5000", "--interval", "5")
     assert refused.value.returncode == 2
     assert not SyncState.objects.filter(server__name="mlflow").exists(), "a refused source is not half-added"
-    assert not AuditEvent.objects.filter(object_key="mlflow").exists()
+    # Nothing but the evidence of the refused attempt.
+    assert list(AuditEvent.objects.filter(object_key="mlflow").values_list("action", flat=True)) == [
+        "tracking_server.add_refused"
+    ]

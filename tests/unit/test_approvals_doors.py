@@ -181,10 +181,13 @@ def test_queue_lists_what_waits_for_this_lead(world, release_manager, lead, lead
     pending_release(world, release_manager, number=42)
     pending_release(world, lead, number=43)
 
-    html = client_for(lead).get(reverse("releases:approvals")).content.decode()
+    page = client_for(lead).get(reverse("releases:approvals"))
 
-    assert "churn-v42" in html
-    assert "churn-v43" not in html
+    assert [t.release.name for t in page.context["queue"].ready] == ["churn-v42"]
+    # Their own release is listed apart, with the reason the sign panel and the service give.
+    [(trace, refusal)] = page.context["queue"].blocked
+    assert (trace.release.name, refusal.rule) == ("churn-v43", "four_eyes")
+    assert "Lead created churn-v43; another ML lead must approve it." in page.content.decode()
 
 
 def test_queue_shows_signatures_so_far(world, release_manager, lead, lead2, settings):

@@ -9,9 +9,13 @@ import pytest
 from django.core.management import call_command
 from django.db import DatabaseError, connection, transaction
 
+from audit import vocabulary
 from audit import log
 from audit.models import AppendOnlyError, AuditEvent
 from tests.factories import SYSTEM
+
+# Actions only these tests write; registered like every action the product records.
+vocabulary.register("test.event", "An event written by the audit log tests.")
 
 
 def _events(count: int) -> list[AuditEvent]:
@@ -45,7 +49,7 @@ def test_events_are_numbered_and_chained():
 @pytest.mark.django_db(transaction=True)
 def test_events_must_be_written_inside_a_transaction():
     with pytest.raises(RuntimeError, match="inside the transaction"):
-        log.record("x", actor=SYSTEM, object_type="t", object_key="k")
+        log.record("test.event", actor=SYSTEM, object_type="t", object_key="k")
 
 
 @pytest.mark.django_db

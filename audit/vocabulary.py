@@ -1,0 +1,121 @@
+"""The audit vocabulary: every action the log may record, registered once with what it means in plain words,
+and the one function that names the object an event is about.
+
+``audit.log.record`` refuses an action that is not registered here, so pages, filters and exports can
+always say what an event means, and a typo cannot start a new, unexplained kind of event.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from django.contrib.auth.models import AbstractBaseUser
+
+ACTIONS: dict[str, str] = {}
+
+
+class UnknownAction(ValueError):
+    """An event named with an action that the vocabulary does not register."""
+
+
+def register(name: str, description: str) -> str:
+    """Add ``name`` to the vocabulary (once) with its plain-words description."""
+    if name in ACTIONS and ACTIONS[name] != description:
+        raise ValueError(f"audit action {name} is already registered with another description")
+    ACTIONS[name] = description
+    return name
+
+
+def describe(name: str) -> str:
+    """What an action means, in words an auditor reads; an unregistered name is said to be unknown."""
+    return ACTIONS.get(name, f"unregistered action {name}")
+
+
+def check(name: str) -> str:
+    if name not in ACTIONS:
+        raise UnknownAction(f"audit action {name!r} is not registered in audit/vocabulary.py")
+    return name
+
+
+@runtime_checkable
+class Audited(Protocol):
+    """A model the log can name: its kind of object and its natural key, as people type it."""
+
+    audit_type: ClassVar[str]
+
+    @property
+    def audit_key(self) -> str: ...
+
+
+def object_ref(obj: Any) -> tuple[str, str]:
+    """The (type, key) an event about ``obj`` is filed under: ``("release", "churn-v42")``."""
+    if isinstance(obj, AbstractBaseUser):
+        return "user", obj.get_username()
+    if isinstance(obj, Audited):
+        return obj.audit_type, obj.audit_key
+    raise TypeError(f"{type(obj).__name__} does not say how the audit log names it (audit_type, audit_key)")
+
+
+for _name, _description in (
+    # The chain.
+    ("git_repository.added", "A Git repository was added as a source to sync from."),
+    ("git_repository.add_refused", "Adding a Git repository was refused."),
+    ("git_tag.created", "A Git tag was seen for the first time."),
+    ("git_tag.moved", "A Git tag now points at another commit; releases cut from it keep the first."),
+    ("git_tag.restored", "A moved Git tag points back at the commit it first named."),
+    ("tracking_server.added", "An MLflow tracking server was added as a source to sync from."),
+    ("tracking_server.add_refused", "Adding an MLflow tracking server was refused."),
+    ("dataset_version.registered", "A dataset version was registered with its content hash."),
+    ("dataset_version.registration_refused", "Registering a dataset version was refused."),
+    ("dataset_version.quarantined", "A dataset version was quarantined: nothing trained on it may be approved."),
+    ("dataset_version.quarantine_refused", "Quarantining a dataset version was refused."),
+    ("dataset_version.quarantine_lifted", "A dataset version's quarantine was lifted."),
+    ("dataset_version.lift_refused", "Lifting a dataset version's quarantine was refused."),
+    ("dataset_version.mutation_detected", "A dataset version was reported with different content (changed in place)."),
+    ("run.created", "An MLflow run was recorded."),
+    ("run.updated", "An MLflow run's recorded details changed."),
+    ("model_version.registered", "A model registry version was recorded."),
+    ("model_version.updated", "A model registry version's aliases or tags changed."),
+    ("model_version.registration_refused", "A model version contradicting the record was refused."),
+    # Releases and signatures.
+    ("release.created", "A release was created."),
+    ("release.creation_refused", "Creating a release was refused."),
+    ("release.submitted", "A release was submitted for approval; its lineage digest was frozen."),
+    ("release.submission_refused", "Submitting a release for approval was refused."),
+    ("release.approved", "An ML lead signed an approval of the release's chain."),
+    ("release.approval_refused", "A signature (approval or rejection) was refused."),
+    ("release.state_changed", "A release reached the approvals it needs and became approved."),
+    ("release.rejected", "An ML lead signed a rejection of the release."),
+    ("release.retired", "A release was retired: never deployed or restored again."),
+    ("release.retirement_refused", "Retiring a release was refused."),
+    ("release.approval_invalidated", "A release's approval stopped counting because its chain changed."),
+    # Endpoints and deployments.
+    ("endpoint.created", "An endpoint was declared."),
+    ("endpoint.creation_refused", "Declaring an endpoint was refused."),
+    ("deployment.recorded", "A release went live on an endpoint."),
+    ("deployment.refused", "Recording a deployment was refused (promotion gate, role, bad input)."),
+    ("deployment.rolled_back", "An endpoint was rolled back to an earlier release."),
+    ("deployment.rollback_refused", "A rollback was refused."),
+    # Access.
+    ("role.granted", "A person was given a role."),
+    ("role.grant_refused", "Granting a role was refused."),
+    ("role.revoked", "A role was taken from a person."),
+    ("role.revoke_refused", "Revoking a role was refused."),
+    ("api_token.created", "An API token was issued."),
+    ("api_token.creation_refused", "Issuing an API token was refused."),
+    ("api_token.revoked", "An API token was revoked."),
+    ("api_token.revoke_refused", "Revoking an API token was refused."),
+    # Sync and MLflow.
+    ("sync.requested", "Someone, or an MLflow webhook, asked for a sync now."),
+    ("sync.interval_changed", "How often a source is synced changed."),
+    ("sync.interval_refused", "Changing a source's sync interval was refused."),
+    ("sync.git.completed", "A Git sync finished with changes."),
+    ("sync.mlflow.completed", "An MLflow sync finished with changes."),
+    ("webhook.signature_refused", "An MLflow webhook call with a bad or missing signature was refused."),
+    ("mlflow.write_back_queued", "A change owed to MLflow (alias move, release tag) was queued."),
+    ("mlflow.write_back_applied", "A queued change was applied to MLflow."),
+    ("mlflow.write_back_failed", "Applying a change to MLflow failed; it stays queued and is retried."),
+    # Evidence.
+    ("evidence.exported", "An evidence bundle was exported."),
+):
+    register(_name, _description)
