@@ -1,0 +1,158 @@
+"""One rule, one answer: the approval queue, the sign panel on the release page and the signing service
+give every persona the same answer for the same release, because they all ask ``lineage.signing_refusal``.
+And one status: the badge, the list, the board, the API and the evidence bundle agree on it.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.contrib.auth.models import User
+from django.db import transaction
+from django.test import Client
+from django.urls import reverse
+
+from releases import lineage, services
+from releases.errors import LineageError
+from releases.models import DatasetVersion, Release
+from tests.conftest import PASSWORD, _person
+from tests.factories import World, approve
+from tests.unit.test_approvals import pending_release
+
+PERSONAS = ("lead", "lead2", "auditor", "oncall", "relman", "ci", "root")
+
+
+class Rollback(Exception):
+    """Undo a signature made only to see whether the service allows it."""
+
+
+@pytest.fixture
+def world(db: object) -> World:
+    return World.create()
+
+
+@pytest.fixture
+def people(lead, lead2, auditor, oncall, release_manager, ci_account) -> dict[str, User]:
+    root = _person("root")
+    root.is_superuser = root.is_staff = True
+    root.save()
+    return {user.username: user for user in (lead, lead2, auditor, oncall, release_manager, ci_account, root)}
+
+
+def situations(world: World, people: dict[str, User]) -> list[Release]:
+    """Releases in the states that decide who may sign: each rule of signing_refusal is met once."""
+    by_relman = pending_release(world, people["relman"], number=42)
+    by_lead = pending_release(world, people["lead"], number=43)
+    trained_by_lead2 = pending_release(world, people["relman"], number=44, run_user="lead2")
+    no_data = pending_release(world, people["relman"], number=45, datasets=())
+    no_report = pending_release(world, people["relman"], number=46, report="")
+    signed = pending_release(world, people["relman"], number=47)
+    approve(signed, by=people["lead"])
+    draft = world.release("churn-v48", world.model_version("churn-model/48"), by=people["relman"])
+    quarantined = pending_release(world, people["relman"], number=49, datasets=("churn-train:20",))
+    services.quarantine_dataset_version(
+        DatasetVersion.objects.by_key("churn-train:20").get(), by=people["lead"], reason="label leak"
+    )
+    return [by_relman, by_lead, trained_by_lead2, no_data, no_report, signed, draft, quarantined]
+
+
+def service_answer(release: Release, user: User) -> str:
+    """What sign_release does for this person: "" when it signs, else the rule it refuses by."""
+    trace = lineage.trace(release.name)
+    try:
+        with transaction.atomic():
+            services.sign_release(
+                release,
+                by=user,
+                decision="approve",
+                password=PASSWORD,
+                meaning="Approved for production",
+                expected_digest=trace.digest,
+            )
+            raise Rollback
+    except Rollback:
+        return ""
+    except LineageError as refused:
+        return refused.rule
+
+
+def test_queue_panel_and_service_give_every_persona_the_same_answer(world, people):
+    releases = situations(world, people)
+    disagreements = []
+    rules_seen = set()
+    for username in PERSONAS:
+        user = people[username]
+        client = Client()
+        client.force_login(user)
+        queue = lineage.approval_queue(user)
+        ready = {trace.release.name for trace in queue.ready}
+        for release in releases:
+            trace = lineage.trace(release.name)
+            waiting = trace.release.state == Release.State.PENDING
+            refusal = lineage.signing_refusal(trace, user)
+            rule = refusal.rule if refusal else ""
+            rules_seen.add(rule)
+            html = client.get(reverse("releases:release", args=[release.name])).content.decode()
+            panel_offers_approval = 'name="password"' in html and "You cannot approve" not in html
+            answers = {
+                "rule": rule,
+                "service": service_answer(release, user),
+                "queue": "" if release.name in ready else "not ready",
+                "panel": "" if panel_offers_approval else "refused",
+            }
+            # The queue lists what is waiting (pending); a second signature on an approved release is allowed
+            # by the same rule but is not "waiting".
+            expected = {"rule": rule, "service": rule, "queue": "" if not rule and waiting else "not ready"}
+            expected["panel"] = "" if not rule else "refused"
+            if answers != expected:
+                disagreements.append(f"{username} on {release.name}: {answers}")
+            if refusal is not None and waiting and username != "root":
+                assert refusal.message in html.replace("&#x27;", "'"), (username, release.name)
+    assert disagreements == []
+    # The matrix really exercised the rules, not one answer everywhere.
+    assert rules_seen >= {
+        "",
+        "not_ml_lead",
+        "four_eyes",
+        "incomplete_chain",
+        "no_validation_report",
+        "already_signed",
+        "wrong_state",
+        "quarantined_data",
+    }
+
+
+def test_one_status_everywhere_for_an_invalidated_release(world, people, client):
+    """Quarantine after approval: badge, banner, list, board, API and evidence all say "Approval invalidated"."""
+    endpoint = world.endpoint()
+    release = world.full_release(42, by=people["ci"], approver=people["lead"], dataset="churn-train:18")
+    world.deploy(endpoint, release, by=people["relman"], hours_ago=1)
+    services.quarantine_dataset_version(
+        DatasetVersion.objects.by_key("churn-train:18").get(), by=people["lead"], reason="label mapping changed"
+    )
+    status = lineage.release_status(lineage.trace("churn-v42"))
+    assert (status.key, status.label) == ("invalidated", "Approval invalidated")
+    assert "dataset churn-train:18 status changed from active to quarantined" in status.detail
+
+    client.force_login(people["auditor"])
+    badge = '<span class="state state-invalidated"'
+    for url in ("/releases/churn-v42/", "/releases/", "/"):
+        html = client.get(url).content.decode()
+        assert badge in html, url
+        assert 'class="state state-approved"' not in html, url
+    assert "Approval invalidated:</strong>" in client.get("/releases/churn-v42/").content.decode()
+
+    token_client = Client()
+    token_client.force_login(people["auditor"])
+    api = token_client.get("/api/releases/churn-v42/").json()
+    assert (api["state"], api["status"]["label"]) == ("invalidated", "Approval invalidated")
+
+    from releases.evidence import export_evidence
+
+    _, data = export_evidence(Release.objects.get(name="churn-v42"), by=people["auditor"])
+    import io
+    import zipfile
+
+    trace_json = json.loads(zipfile.ZipFile(io.BytesIO(data)).read("trace.json"))
+    assert trace_json["status"]["key"] == "invalidated"
