@@ -57,18 +57,40 @@ class RecordAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
+    def add_view(self, request: HttpRequest, form_url: str = "", extra_context: Any = None) -> HttpResponse:
+        """Adding a row goes through its service; a refusal comes back as an error on the same form."""
+        if request.method == "POST" and self.has_add_permission(request):
+            form = self.get_form(request)(request.POST, request.FILES)
+            if form.is_valid():
+                try:
+                    created = self.create_through_service(request, form.cleaned_data)
+                except LineageError as refusal:
+                    request.service_refusal = refusal.message  # type: ignore[attr-defined]
+                else:
+                    self.log_addition(request, created, [{"added": {}}])
+                    return self.response_add(request, created)
+        return super().add_view(request, form_url, extra_context)
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, change, **kwargs)
+        refusal = getattr(request, "service_refusal", "")
+        if not refusal:
+            return form
+
+        class RefusedForm(form):  # type: ignore[valid-type,misc]
+            def clean(self) -> Any:
+                data = super().clean()
+                self.add_error(None, refusal)
+                return data
+
+        return RefusedForm
+
     def save_model(self, request: HttpRequest, obj: Any, form: forms.ModelForm, change: bool) -> None:
-        try:
-            self.create_through_service(request, form.cleaned_data)
-        except LineageError as exc:
-            # Turn a refusal into a message instead of a 500; the row was not written.
-            self.message_user(request, exc.message, messages.ERROR)
+        # Rows are only ever written by services (add_view calls them); never save a form's instance.
+        raise PermissionError("records are written through the services, not saved from an admin form")
 
-    def create_through_service(self, request: HttpRequest, data: dict[str, Any]) -> None:
+    def create_through_service(self, request: HttpRequest, data: dict[str, Any]) -> Any:
         raise NotImplementedError
-
-    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
-        return
 
 
 class ReasonForm(forms.Form):
@@ -178,10 +200,10 @@ class GitRepositoryAdmin(RecordAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return request.user.is_superuser
 
-    def create_through_service(self, request: HttpRequest, data: dict[str, Any]) -> None:
-        services.add_git_repository(
+    def create_through_service(self, request: HttpRequest, data: dict[str, Any]) -> GitRepository | None:
+        return services.add_git_repository(
             name=data["name"], url=data["url"], commit_url_template=data["commit_url_template"], by=request.user
-        )
+        ).repository
 
 
 @admin.register(Commit)
@@ -264,10 +286,10 @@ class TrackingServerAdmin(RecordAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return request.user.is_superuser
 
-    def create_through_service(self, request: HttpRequest, data: dict[str, Any]) -> None:
-        services.add_mlflow_server(
+    def create_through_service(self, request: HttpRequest, data: dict[str, Any]) -> TrackingServer | None:
+        return services.add_mlflow_server(
             name=data["name"], tracking_uri=data["tracking_uri"], ui_url=data["ui_url"], by=request.user
-        )
+        ).server
 
 
 @admin.register(ExperimentRun)
@@ -322,9 +344,9 @@ class EndpointAdmin(RecordAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return request.user.is_superuser
 
-    def create_through_service(self, request: HttpRequest, data: dict[str, Any]) -> None:
+    def create_through_service(self, request: HttpRequest, data: dict[str, Any]) -> Endpoint:
         model = data.get("registered_model")
-        services.create_endpoint(
+        return services.create_endpoint(
             name=data["name"],
             environment=data["environment"],
             registered_model=model.name if model else "",

@@ -7,6 +7,8 @@ A source's sync state is created with the source, in the same transaction, whate
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from django.conf import settings
 from django.db import transaction
 
@@ -29,6 +31,12 @@ def add_git_repository(
 ) -> SyncState:
     """Register a Git repository to sync from, with its sync state (idempotent on name and URL)."""
     check(name_validator, name, "repository name")
+    if commit_url_template:
+        _check_web_url(commit_url_template, "the commit URL template")
+        if "{sha}" not in commit_url_template:
+            raise InvalidInput(
+                "the commit URL template must contain {sha}, e.g. https://git.example.com/x/commit/{sha}"
+            )
     url = url.strip()
     if not url:
         raise InvalidInput("a repository needs a clone URL or a local path")
@@ -58,6 +66,8 @@ def add_mlflow_server(
 ) -> SyncState:
     """Register an MLflow tracking server to sync from, with its sync state (idempotent on name and URI)."""
     check(name_validator, name, "tracking server name")
+    if ui_url:
+        _check_web_url(ui_url, "the MLflow UI URL")
     tracking_uri = tracking_uri.strip()
     if not tracking_uri:
         raise InvalidInput("a tracking server needs a tracking URI (http://host:5000, file:///path, ...)")
@@ -79,6 +89,13 @@ def add_mlflow_server(
             server=server, defaults={"kind": SyncState.Kind.MLFLOW, "interval_seconds": _interval(None)}
         )
         return _with_interval(state, interval_seconds, by=by)
+
+
+def _check_web_url(url: str, what: str) -> None:
+    # Pages turn these into links people click: only a web address, whatever the text claims to be.
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise InvalidInput(f"{what} must be an http:// or https:// address, not {url[:80]!r}", rule="not_a_web_url")
 
 
 def _interval(seconds: int | None) -> int:

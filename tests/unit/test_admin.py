@@ -111,3 +111,59 @@ def test_a_superuser_may_open_every_page_but_cannot_sign_without_being_an_ml_lea
     assert AuditEvent.objects.filter(action="release.approval_refused", actor="root").exists()
     draft.refresh_from_db()
     assert draft.state == "pending"
+
+
+# What a superuser may add in the admin, with the form data of a valid row and the audit action it leaves.
+ADDABLE = {
+    "releases.gitrepository": (
+        {"name": "fraud", "url": "/srv/git/fraud.git", "commit_url_template": ""},
+        "git_repository.added",
+    ),
+    "releases.trackingserver": (
+        {"name": "mlflow-eu", "tracking_uri": "http://127.0.0.1:5001", "ui_url": ""},
+        "tracking_server.added",
+    ),
+    "releases.endpoint": (
+        {"name": "fraud-scoring", "environment": "production", "registered_model": "", "mlflow_alias": ""},
+        "endpoint.created",
+    ),
+}
+
+
+def test_every_addable_model_is_added_through_its_service(client: Client, superuser, populated):
+    client.force_login(superuser)
+    addable = {
+        model._meta.label_lower
+        for model, model_admin in admin.site._registry.items()
+        if model._meta.app_label in {"releases", "audit"}
+        and model_admin.has_add_permission(type("R", (), {"user": superuser})())
+    }
+    assert addable == set(ADDABLE), "every model the admin lets a superuser add needs a row in ADDABLE"
+    for label, (data, action) in ADDABLE.items():
+        model = apps.get_model(label)
+        url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_add")
+        response = client.post(url, {**data, "description": ""})
+        assert response.status_code == 302, response.content.decode()[:3000]
+        created = model._default_manager.get(name=data["name"])
+        event = AuditEvent.objects.get(action=action, object_key=data["name"])
+        assert event.actor == "root"
+        messages = [str(m) for m in client.get(response["Location"]).context["messages"]]
+        assert any("was added successfully" in m for m in messages), messages
+        if label != "releases.endpoint":
+            assert created.sync_state is not None, "a source is added with its sync state"
+
+
+def test_an_admin_add_the_service_refuses_is_a_form_error_and_writes_nothing_but_the_refusal(
+    client: Client, superuser, populated
+):
+    client.force_login(superuser)
+    url = reverse("admin:releases_gitrepository_add")
+    hostile = "javascript:alert(document.cookie)//{sha}"
+    response = client.post(url, {"name": "fraud", "url": "/srv/git/fraud.git", "commit_url_template": hostile})
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "the commit URL template must be an http:// or https:// address" in html
+    assert "was added successfully" not in html
+    assert not apps.get_model("releases.gitrepository").objects.filter(name="fraud").exists()
+    [event] = AuditEvent.objects.filter(action="git_repository.add_refused")
+    assert (event.object_key, event.new["rule"]) == ("fraud", "not_a_web_url")

@@ -9,8 +9,7 @@ import pytest
 from django.core.management import call_command
 from django.db import DatabaseError, connection, transaction
 
-from audit import vocabulary
-from audit import log
+from audit import log, vocabulary
 from audit.models import AppendOnlyError, AuditEvent
 from tests.factories import SYSTEM
 

@@ -12,8 +12,7 @@ import pytest
 from django.core.management import call_command
 from django.db import transaction
 
-from audit import vocabulary
-from audit import log
+from audit import log, vocabulary
 from audit.models import AuditEvent
 from releases import services
 from releases.errors import Conflict, InvalidInput
