@@ -1,4 +1,4 @@
-"""The server's Ed25519 signing key: signs approvals (and later, audit checkpoints).
+"""The server's Ed25519 signing key: signs approvals, audit checkpoints and evidence manifests.
 
 The key lives in a PEM file (LINEAGE_SIGNING_KEY_FILE). Development creates one under var/
 on first use; production mounts it as a secret.

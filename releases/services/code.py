@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from audit import log
 from audit.log import Actor
+from lineage_site import pgcopy
 from releases.errors import InvalidInput
 from releases.models import Commit, GitRepository, GitTag
 from releases.models.code import sha_validator
@@ -112,21 +113,18 @@ def _unknown_commits(repository: GitRepository, commits: list[CommitData]) -> li
     return fresh
 
 
-# COPY's text format: a backslash, tab, newline or carriage return inside a value must be escaped.
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-
-
-_NEEDS_ESCAPE = re.compile(r"[\\\t\n\r]")
 _SHA = re.compile(r"[0-9a-f]{40}")
 _SHAS = re.compile(r"[0-9a-f]{40}( [0-9a-f]{40})*")
-
-
-def _copy_value(value: str | datetime.datetime | None) -> str:
-    if value is None:
-        return "\\N"
-    if isinstance(value, datetime.datetime):
-        return value.isoformat()
-    return value.translate(_COPY_ESCAPES) if _NEEDS_ESCAPE.search(value) else value
+_COMMIT_COLUMNS = (
+    "repository",
+    "sha",
+    "author_name",
+    "author_email",
+    "authored_at",
+    "committed_at",
+    "message",
+    "parents",
+)
 
 
 def _copy_parents(parents: tuple[str, ...]) -> str:
@@ -135,43 +133,33 @@ def _copy_parents(parents: tuple[str, ...]) -> str:
         return "[]"
     if _SHAS.fullmatch(" ".join(parents)):
         return '["' + '","'.join(parents) + '"]'
-    return _copy_value(json.dumps(list(parents)))
+    return pgcopy.text_value(json.dumps(list(parents)))
 
 
 def _copy_commits(repository: GitRepository, commits: Iterator[CommitData]) -> None:
-    """PostgreSQL COPY: tens of thousands of rows in the time an INSERT ... VALUES takes for a few thousand.
-
-    Rows are written as COPY text lines built here, because adapting each value through the driver
-    costs more than the insert itself at this size.
-    """
-    names = ["repository", "sha", "author_name", "author_email", "authored_at", "committed_at", "message", "parents"]
-    fields = {field.name: str(field.column) for field in Commit._meta.concrete_fields}
-    columns = ", ".join(connection.ops.quote_name(fields[name]) for name in names)
-    table = connection.ops.quote_name(Commit._meta.db_table)
+    """Stream commits into PostgreSQL with COPY, one text line each, as git log yields them."""
     repository_id = str(repository.pk)
-    with connection.cursor() as cursor, cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
-        lines: list[str] = []
-        for item in commits:
-            lines.append(
-                "\t".join(
-                    (
-                        repository_id,
-                        item.sha,
-                        _copy_value(item.author_name[:200]),
-                        _copy_value(item.author_email[:200]),
-                        _copy_value(item.authored_at),
-                        _copy_value(item.committed_at),
-                        _copy_value(item.message),
-                        _copy_parents(item.parents),
-                    )
+    text = pgcopy.text_value
+    pgcopy.copy_lines(
+        Commit,
+        _COMMIT_COLUMNS,
+        (
+            "\t".join(
+                (
+                    repository_id,
+                    item.sha,
+                    text(item.author_name[:200]),
+                    text(item.author_email[:200]),
+                    text(item.authored_at),
+                    text(item.committed_at),
+                    text(item.message),
+                    _copy_parents(item.parents),
                 )
-                + "\n"
             )
-            if len(lines) >= 1000:
-                copy.write("".join(lines))
-                lines = []
-        if lines:
-            copy.write("".join(lines))
+            + "\n"
+            for item in commits
+        ),
+    )
 
 
 def record_tag(repository: GitRepository, *, name: str, sha: str, by: Actor) -> tuple[GitTag, str]:

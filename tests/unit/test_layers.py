@@ -15,7 +15,10 @@ PACKAGES = ("lineage_site", "releases", "audit")
 
 # Lowest first. A module may import from its own layer or any layer below, never above.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("foundation", ("releases.errors", "releases.naming", "releases.dispatch", "lineage_site.env")),
+    (
+        "foundation",
+        ("releases.errors", "releases.naming", "releases.dispatch", "lineage_site.env", "lineage_site.pgcopy"),
+    ),
     (
         "audit core",
         (
