@@ -15,6 +15,7 @@ from audit.log import verify_chain
 from audit.models import AuditEvent
 from releases import lineage
 from releases.models import Deployment, ExperimentRun, GitTag, ModelVersion, Release, SyncState, WriteBack
+from tests import clean_environment
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -97,6 +98,7 @@ def test_production_settings_pass_check_deploy(tmp_path: Path):
         # A production environment: none of the test run's own variables (the browser tests relax
         # Django's async guard for Playwright, which check --deploy rightly reports).
         **{k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "DJANGO_ALLOW_ASYNC_UNSAFE"}},
+        "DJANGO_SETTINGS_MODULE": "lineage_site.settings",
         "DEBUG": "0",
         "SECRET_KEY": "x" * 20 + "-production-secret-key-with-enough-entropy-" + "q9" * 10,
         "ALLOWED_HOSTS": "lineage.example.com",
@@ -115,7 +117,13 @@ def test_production_settings_pass_check_deploy(tmp_path: Path):
 
 
 def test_production_refuses_to_start_without_a_secret_key(tmp_path: Path):
-    env = {**os.environ, "DEBUG": "0", "ALLOWED_HOSTS": "x", "LINEAGE_VAR_DIR": str(tmp_path)}
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "lineage_site.settings",
+        "DEBUG": "0",
+        "ALLOWED_HOSTS": "x",
+        "LINEAGE_VAR_DIR": str(tmp_path),
+    }
     env.pop("SECRET_KEY", None)
     result = subprocess.run(
         [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, check=False
@@ -125,9 +133,56 @@ def test_production_refuses_to_start_without_a_secret_key(tmp_path: Path):
 
 
 def test_a_malformed_setting_stops_the_start_up(tmp_path: Path):
-    env = {**os.environ, "DEBUG": "maybe", "LINEAGE_VAR_DIR": str(tmp_path)}
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "lineage_site.settings",
+        "DEBUG": "maybe",
+        "LINEAGE_VAR_DIR": str(tmp_path),
+    }
     result = subprocess.run(
         [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, check=False
     )
     assert result.returncode != 0
     assert "DEBUG must be a boolean (1/0, true/false), not 'maybe'" in result.stderr
+
+
+def test_the_callers_environment_does_not_change_a_result():
+    # A shell that exported the demo password and a stricter approval rule runs the same tests green.
+    env = {**os.environ, "DEMO_PASSWORD": "something-else", "LINEAGE_REQUIRED_APPROVALS": "5", "DEBUG": "0"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "tests/unit/test_approvals.py::test_approval_signs_the_lineage_digest_and_is_audited",
+        ],
+        cwd=ROOT,
+        env={k: v for k, v in env.items() if k not in {"DATABASE_URL", "REDIS_URL"}},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    # With LINEAGE_REQUIRED_APPROVALS=5 seen, one signature would leave the release pending and fail it.
+    assert "1 passed" in result.stdout
+
+
+def test_product_variables_are_told_from_the_test_runs_own():
+    environ = {
+        "DEMO_PASSWORD": "x",
+        "SECRET_KEY_FILE": "/run/secret",
+        "LINEAGE_REQUIRED_APPROVALS": "2",
+        "DEBUG": "0",
+        "DATABASE_URL": "postgres://ci",
+        "LINEAGE_REQUIRE_SERVICES": "1",
+        "HOME": "/root",
+    }
+    assert clean_environment.product_variables(environ) == [
+        "DEBUG",
+        "DEMO_PASSWORD",
+        "LINEAGE_REQUIRED_APPROVALS",
+        "SECRET_KEY_FILE",
+    ]
