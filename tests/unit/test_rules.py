@@ -156,3 +156,19 @@ def test_one_status_everywhere_for_an_invalidated_release(world, people, client)
 
     trace_json = json.loads(zipfile.ZipFile(io.BytesIO(data)).read("trace.json"))
     assert trace_json["status"]["key"] == "invalidated"
+
+
+def test_a_release_waiting_for_approval_shows_deployment_as_pending_not_missing(world, people, client):
+    pending_release(world, people["relman"])
+    incomplete = pending_release(world, people["relman"], number=43, datasets=())
+    client.force_login(people["lead"])
+    html = client.get("/releases/churn-v42/").content.decode()
+    assert "5/5 links · endpoint pending" in html
+    assert "… after approval" in html
+    assert "✕ missing" not in html
+    # A real gap still reads as one.
+    html = client.get(f"/releases/{incomplete.name}/").content.decode()
+    assert "4/5 links · endpoint pending" in html
+    assert "✕ missing" in html
+    listing = client.get("/releases/").content.decode()
+    assert listing.count("endpoint pending") == 2
