@@ -10,9 +10,8 @@ from django.contrib.auth.models import AnonymousUser, User
 from django.db import connection, transaction
 from django.utils import timezone
 
-from audit import context, vocabulary
+from audit import context, pgcopy, vocabulary
 from audit.models import AuditEvent, canonical_json
-from lineage_site import pgcopy
 
 GENESIS_HASH = "0" * 64
 # Arbitrary constant naming the PostgreSQL advisory lock that serialises appends.

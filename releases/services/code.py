@@ -12,9 +12,8 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from audit import log
+from audit import log, pgcopy
 from audit.log import Actor
-from lineage_site import pgcopy
 from releases.errors import InvalidInput
 from releases.models import Commit, GitRepository, GitTag
 from releases.models.code import sha_validator

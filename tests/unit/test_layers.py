@@ -17,7 +17,7 @@ PACKAGES = ("lineage_site", "releases", "audit")
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
         "foundation",
-        ("releases.errors", "releases.naming", "releases.dispatch", "lineage_site.env", "lineage_site.pgcopy"),
+        ("releases.errors", "releases.naming", "releases.dispatch", "lineage_site.env"),
     ),
     (
         "audit core",
@@ -30,6 +30,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "audit.checkpoints",
             "audit.verifier",
             "audit.vocabulary",
+            "audit.pgcopy",
         ),
     ),
     ("roles", ("releases.roles",)),
