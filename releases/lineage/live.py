@@ -6,11 +6,15 @@ import datetime
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypedDict
 
-from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
+from django.conf import settings
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
+from django.db.models.lookups import GreaterThanOrEqual
 from django.utils import timezone
 
 from releases.lineage.trace import Trace, traced_releases
 from releases.models import (
+    Approval,
     DatasetVersion,
     Deployment,
     Endpoint,
@@ -20,20 +24,50 @@ from releases.models import (
 
 
 def restorable(prefix: str = "") -> Q:
-    """Condition for a release safe to restore: approved (so not retired), clean data, tag not moved.
+    """Condition for a release safe to restore: approved (so not retired), clean data, tag not moved,
+    and, if its data was quarantined and the quarantine lifted, signed again since.
 
     ``prefix`` points at the release from another model (``"release__"`` from a deployment). The data
-    check is a correlated NOT EXISTS on the release's own run, so it touches a handful of index
+    checks are correlated subqueries on the release's own run, so they touch a handful of index
     entries per candidate instead of every run input of the whole history.
     """
+    run_id = OuterRef(f"{prefix}model_version__run_id")
     unsafe_input = RunDatasetInput.objects.filter(
-        run_id=OuterRef(f"{prefix}model_version__run_id"),
+        run_id=run_id,
         dataset_version__in=DatasetVersion.objects.unsafe().values("pk"),
     )
     return (
         Q(**{f"{prefix}state": Release.State.APPROVED})
         & ~Q(**{f"{prefix}git_tag__moved_to_sha__gt": ""})
         & Q(~Exists(unsafe_input))
+        & Q(_signed_since_lift(run_id, OuterRef(f"{prefix}pk")))
+    )
+
+
+def _signed_since_lift(run_id: OuterRef, release_id: OuterRef) -> Q:
+    """The release's approval counts again after a lifted quarantine of its data.
+
+    A lifted version is safe data, but the quarantine invalidated every approval signed before it (the
+    signed chain carries the quarantine), and none can be signed while it lasts: so the approval counts
+    again only when enough ML leads signed after the latest lift. The same answer as the digest check
+    of ``ApprovalState``, in SQL, so the rollback target is never a release the promotion gate refuses.
+    """
+    lifted_input = RunDatasetInput.objects.filter(run_id=run_id, dataset_version__quarantine_lifted_at__isnull=False)
+    latest_lift = (
+        RunDatasetInput.objects.filter(run_id=OuterRef(run_id), dataset_version__quarantine_lifted_at__isnull=False)
+        .order_by("-dataset_version__quarantine_lifted_at")
+        .values("dataset_version__quarantine_lifted_at")[:1]
+    )
+    signers_since = (
+        Approval.objects.filter(
+            release_id=release_id, decision=Approval.Decision.APPROVED, signed_at__gt=Subquery(latest_lift)
+        )
+        .values("release_id")
+        .annotate(signers=Count("approver_id", distinct=True))
+        .values("signers")
+    )
+    return ~Q(Exists(lifted_input)) | Q(
+        GreaterThanOrEqual(Coalesce(Subquery(signers_since), 0), settings.LINEAGE_REQUIRED_APPROVALS)
     )
 
 

@@ -11,7 +11,13 @@ from releases.services.code import (
     resolve_commit,
     resolve_commits,
 )
-from releases.services.data import hash_file, observe_digest, quarantine_dataset_version, register_dataset_version
+from releases.services.data import (
+    hash_file,
+    lift_quarantine,
+    observe_digest,
+    quarantine_dataset_version,
+    register_dataset_version,
+)
 from releases.services.deployment import create_endpoint, promotion_refusal, record_deployment, roll_back
 from releases.services.experiment import (
     DatasetRef,
@@ -48,6 +54,7 @@ __all__ = [
     "feature_pipeline_version",
     "grant_role",
     "hash_file",
+    "lift_quarantine",
     "observe_digest",
     "promotion_refusal",
     "quarantine_dataset_version",

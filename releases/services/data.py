@@ -11,12 +11,12 @@ from django.utils import timezone
 from audit import log
 from audit.log import Actor
 from releases import lineage
-from releases.errors import Conflict, InvalidInput, RuleViolation
+from releases.errors import Conflict, InvalidInput, LineageError, RuleViolation
 from releases.models import Dataset, DatasetDigest, DatasetVersion, Release
 from releases.models.code import name_validator
 from releases.models.data import hash_validator
 from releases.roles import ML_LEADS, require_role
-from releases.services.validation import check, require_reason
+from releases.services.validation import check, refuse, require_reason
 
 
 def hash_file(path: Path) -> tuple[str, int]:
@@ -88,35 +88,87 @@ def _refuse_different_content(existing: DatasetVersion, *, uri: str, content_has
         )
 
 
+def _require_lead_and_reason(version: DatasetVersion, *, by: Actor, reason: str, to: str, refused_action: str) -> str:
+    """The ML-lead and reason checks of a quarantine change; a refusal is recorded before it is raised."""
+    try:
+        require_role(by, ML_LEADS, to=to)
+        return require_reason(reason, to)
+    except LineageError as error:
+        refuse(error, by=by, action=refused_action, object_type="dataset_version", object_key=version.key)
+
+
 def quarantine_dataset_version(version: DatasetVersion, *, by: Actor, reason: str) -> lineage.Impact:
     """Quarantine a version: nothing trained on it can be approved, deployed to production or restored."""
-    require_role(by, ML_LEADS, to="quarantine a dataset version")
-    reason = require_reason(reason, "quarantine a dataset version")
+    refused = "dataset_version.quarantine_refused"
+    reason = _require_lead_and_reason(
+        version, by=by, reason=reason, to="quarantine a dataset version", refused_action=refused
+    )
     with transaction.atomic():
         # Lock the row: two leads quarantining at once must produce one change and one event.
         locked = DatasetVersion.objects.select_for_update().select_related("dataset").get(pk=version.pk)
-        if locked.status == DatasetVersion.Status.QUARANTINED:
-            raise RuleViolation(
+        if locked.is_quarantined:
+            refusal = RuleViolation(
                 f"{locked.key} is already quarantined: {locked.status_reason}", rule="already_quarantined"
             )
-        old = {"status": locked.status, "reason": locked.status_reason}
-        locked.status = DatasetVersion.Status.QUARANTINED
-        locked.status_reason = reason
-        locked.status_changed_at = timezone.now()
-        locked.save(update_fields=["status", "status_reason", "status_changed_at"])
-        log.record(
-            "dataset_version.quarantined",
-            actor=by,
-            object_type="dataset_version",
-            object_key=locked.key,
-            old=old,
-            new={"status": locked.status},
-            reason=reason,
-        )
-        _record_invalidated_approvals(locked, by=by, why=f"{locked.key} quarantined: {reason}")
-        impact = lineage.impact_of_dataset_version(locked)
-    version.refresh_from_db()
-    return impact
+        else:
+            old = {"status": locked.status, "reason": locked.status_reason}
+            locked.status = DatasetVersion.Status.QUARANTINED
+            locked.status_reason = reason
+            locked.status_changed_at = locked.quarantined_at = timezone.now()
+            locked.quarantine_lifted_at = None
+            locked.save(
+                update_fields=["status", "status_reason", "status_changed_at", "quarantined_at", "quarantine_lifted_at"]
+            )
+            log.record(
+                "dataset_version.quarantined",
+                actor=by,
+                object_type="dataset_version",
+                object_key=locked.key,
+                old=old,
+                new={"status": locked.status},
+                reason=reason,
+            )
+            _record_invalidated_approvals(locked, by=by, why=f"{locked.key} quarantined: {reason}")
+            version.refresh_from_db()
+            return lineage.impact_of_dataset_version(locked)
+    # Outside the rolled-back transaction, so the refusal itself stays on record.
+    refuse(refusal, by=by, action=refused, object_type="dataset_version", object_key=locked.key)
+
+
+def lift_quarantine(version: DatasetVersion, *, by: Actor, reason: str) -> list[Release]:
+    """Lift a quarantine: the version may be trained on and restored again.
+
+    The approvals the quarantine invalidated stay invalid until an ML lead signs those releases again
+    (the signed chain carries the quarantine, so the old signatures never match again). Returns them.
+    """
+    refused = "dataset_version.quarantine_lift_refused"
+    reason = _require_lead_and_reason(version, by=by, reason=reason, to="lift a quarantine", refused_action=refused)
+    with transaction.atomic():
+        # Lock the row: a lift racing a second quarantine (or another lift) must see the other's result.
+        locked = DatasetVersion.objects.select_for_update().select_related("dataset").get(pk=version.pk)
+        if not locked.is_quarantined:
+            refusal = RuleViolation(f"{locked.key} is not quarantined (it is {locked.status})", rule="not_quarantined")
+        else:
+            old = {"status": locked.status, "reason": locked.status_reason}
+            locked.status = DatasetVersion.Status.ACTIVE
+            locked.status_reason = reason
+            locked.status_changed_at = locked.quarantine_lifted_at = timezone.now()
+            locked.save(update_fields=["status", "status_reason", "status_changed_at", "quarantine_lifted_at"])
+            # No valid approval can have been signed while the version was quarantined: every approved
+            # release on it holds only signatures from before, which the chain no longer matches.
+            to_sign_again = list(lineage.releases_using([locked]).filter(state=Release.State.APPROVED).order_by("name"))
+            log.record(
+                "dataset_version.quarantine_lifted",
+                actor=by,
+                object_type="dataset_version",
+                object_key=locked.key,
+                old=old,
+                new={"status": locked.status, "to_sign_again": [r.name for r in to_sign_again]},
+                reason=reason,
+            )
+            version.refresh_from_db()
+            return to_sign_again
+    refuse(refusal, by=by, action=refused, object_type="dataset_version", object_key=locked.key)
 
 
 def _record_invalidated_approvals(version: DatasetVersion, *, by: Actor, why: str) -> None:

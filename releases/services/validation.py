@@ -1,9 +1,14 @@
 from __future__ import annotations
 
+from typing import Any, NoReturn
+
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
+from django.db import transaction
 
-from releases.errors import InvalidInput
+from audit import log
+from audit.log import Actor
+from releases.errors import InvalidInput, LineageError
 
 
 def check(validator: RegexValidator, value: str, what: str) -> None:
@@ -19,3 +24,29 @@ def require_reason(reason: str, what: str) -> str:
     if not reason:
         raise InvalidInput(f"a reason is required to {what}")
     return reason
+
+
+def refuse(
+    error: LineageError,
+    *,
+    by: Actor,
+    action: str,
+    object_type: str,
+    object_key: str,
+    details: dict[str, Any] | None = None,
+) -> NoReturn:
+    """Record a refused write as an audit event (with the rule that refused it), then raise ``error``.
+
+    A refusal is evidence, so it is committed although the change is not: call this outside the
+    transaction of the refused change, which rolls back.
+    """
+    with transaction.atomic():
+        log.record(
+            action,
+            actor=by,
+            object_type=object_type,
+            object_key=object_key,
+            new={**(details or {}), "rule": error.rule},
+            reason=error.message,
+        )
+    raise error

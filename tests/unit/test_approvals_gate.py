@@ -13,6 +13,7 @@ from audit.models import AuditEvent
 from releases import lineage, services
 from releases.errors import RuleViolation
 from releases.models import DatasetVersion, Deployment, Endpoint, Release
+from tests.conftest import PASSWORD
 from tests.factories import SYSTEM, World
 from tests.unit.test_approvals import pending_release
 
@@ -56,6 +57,46 @@ def test_quarantine_after_approval_invalidates_it_end_to_end(world, release_mana
     assert "dataset churn-train:17 status changed" in event.reason
     services.record_deployment(staging, release, by=release_manager, source=Deployment.Source.API)
     assert Deployment.objects.filter(endpoint=staging, release=release).count() == 1
+
+
+def test_lifted_quarantine_leaves_the_approval_invalid_until_signed_again(world, release_manager, lead, lead2):
+    release = world.full_release(42, by=release_manager, approver=lead2)
+    production = world.endpoint("churn-scoring")
+    version = DatasetVersion.objects.by_key("churn-train:17").get()
+    signed_before = lineage.trace(release.name).digest
+    services.quarantine_dataset_version(version, by=lead, reason="partner label mapping")
+    assert lineage.trace(release.name).approval_state().invalidated
+
+    services.lift_quarantine(version, by=lead, reason="partner fixed the mapping")
+
+    version.refresh_from_db()
+    assert version.status == "active"
+    trace = lineage.trace(release.name)
+    assert trace.digest != signed_before
+    state = trace.approval_state()
+    assert state.invalidated
+    lifted = f"{version.quarantine_lifted_at:%Y-%m-%d %H:%M} UTC"
+    quarantined = f"{version.quarantined_at:%Y-%m-%d %H:%M} UTC"
+    explanation = f"dataset churn-train:17 was quarantined {quarantined} (lifted {lifted}); it must be signed again"
+    assert state.stale[0][1] == [explanation]
+    html = client_for(release_manager).get(reverse("releases:release", args=[release.name])).content.decode()
+    assert "Approval no longer valid" in html
+    assert explanation in html
+    with pytest.raises(RuleViolation, match="approval is no longer valid") as refused:
+        services.record_deployment(production, release, by=release_manager, source=Deployment.Source.API)
+    assert explanation in refused.value.message
+    assert not Deployment.objects.exists()
+
+    approval = services.approve_release(release, by=lead, password=PASSWORD, meaning="Approved for production")
+
+    trace = lineage.trace(release.name)
+    assert approval.signed_digest == trace.digest
+    assert trace.approval_state().is_valid
+    assert AuditEvent.objects.filter(action="release.approved", object_key=release.name).count() == 2
+    deployment = services.record_deployment(production, release, by=release_manager, source=Deployment.Source.API)
+    deployment.refresh_from_db()
+    assert deployment.release_id == release.pk
+    assert AuditEvent.objects.get(action="deployment.recorded").new["release"] == release.name
 
 
 def test_moved_tag_after_approval_invalidates_it(world, release_manager, lead):

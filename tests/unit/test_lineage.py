@@ -8,6 +8,7 @@ import pytest
 from django.utils import timezone
 
 from releases import lineage, services
+from tests.conftest import PASSWORD
 from tests.factories import SYSTEM, World
 
 
@@ -55,6 +56,31 @@ def test_rollback_target_skips_a_release_trained_on_quarantined_data(story, lead
     )[0]
     services.quarantine_dataset_version(version, by=lead, reason="label mapping changed upstream")
     assert lineage.rollback_target(story["endpoint"]).name == "churn-v40"
+
+
+def test_rollback_target_after_a_lifted_quarantine_needs_a_new_signature(story, lead, lead2):
+    version = story["v41"].model_version.run.dataset_inputs.get().dataset_version
+    services.quarantine_dataset_version(version, by=lead2, reason="label mapping changed upstream")
+    services.lift_quarantine(version, by=lead2, reason="mapping restored")
+    assert lineage.rollback_target(story["endpoint"]).name == "churn-v40", "its approval no longer counts"
+
+    services.approve_release(story["v41"], by=lead2, password=PASSWORD, meaning="Approved for production")
+
+    assert lineage.trace("churn-v41").approval_state().is_valid
+    assert lineage.rollback_target(story["endpoint"]).name == "churn-v41", "a lifted version is safe again"
+
+
+def test_rollback_target_after_a_lift_counts_the_required_signers(story, lead, lead2, settings):
+    settings.LINEAGE_REQUIRED_APPROVALS = 2
+    version = story["v41"].model_version.run.dataset_inputs.get().dataset_version
+    services.quarantine_dataset_version(version, by=lead2, reason="label mapping changed upstream")
+    services.lift_quarantine(version, by=lead2, reason="mapping restored")
+    services.approve_release(story["v41"], by=lead2, password=PASSWORD, meaning="Approved for production")
+    assert lineage.rollback_target(story["endpoint"]).name == "churn-v40", "one signature of the two required"
+
+    services.approve_release(story["v41"], by=lead, password=PASSWORD, meaning="Approved for production")
+
+    assert lineage.rollback_target(story["endpoint"]).name == "churn-v41"
 
 
 def test_rollback_target_skips_retired_and_unapproved_releases(story, world, ci_account, release_manager, lead):
