@@ -29,6 +29,12 @@ class DatasetVersionDetail:
     digests: list[DatasetDigest]
     impact: Impact
 
+    @property
+    def approved_releases(self) -> list[Release]:
+        """Approved releases on this version: a quarantine stops their approvals counting for good,
+        so after a lift they must be signed again."""
+        return [r for r in self.impact.releases if r.state == Release.State.APPROVED]
+
 
 def dataset_version_detail(name: str, version: int) -> DatasetVersionDetail:
     """One dataset version, the digests seen for it and its impact (seven queries)."""

@@ -8,8 +8,9 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from releases.models import Commit, ExperimentRun
-from tests.factories import World
+from releases import services
+from releases.models import Commit, DatasetVersion, ExperimentRun
+from tests.factories import SYSTEM, World
 
 pytestmark = pytest.mark.django_db
 
@@ -81,7 +82,29 @@ def test_dataset_version_queries(page: Any, django_assert_num_queries: Any, n: i
     # 3 + version (1) + digests (1); impact: runs, model versions, releases, deployments, live endpoints (5)
     html = page(n, "/datasets/churn-train/17/", 10, django_assert_num_queries)
     assert html.count("/releases/churn-v") >= n
-    assert "Quarantine churn-train:17" in html
+    assert "Quarantine churn-train:17…" in html
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_quarantine_confirmation_queries(page: Any, django_assert_num_queries: Any, n: int) -> None:
+    # as the dataset page: 3 + version (1) + digests (1); impact (5)
+    html = page(n, "/datasets/churn-train/17/quarantine/", 10, django_assert_num_queries)
+    assert html.count('<a href="/releases/churn-v') == 2 * n  # what stops counting, and the impact list
+    assert "Confirm: quarantine churn-train:17" in html
+
+
+def _quarantined(key: str) -> str:
+    services.quarantine_dataset_version(DatasetVersion.objects.by_key(key).get(), by=SYSTEM, reason="bad labels")
+    name, _, version = key.partition(":")
+    return f"/datasets/{name}/{version}/lift-quarantine/"
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_lift_quarantine_confirmation_queries(page: Any, django_assert_num_queries: Any, n: int) -> None:
+    # as the dataset page: 3 + version (1) + digests (1); impact (5)
+    html = page(n, lambda: _quarantined("churn-train:17"), 10, django_assert_num_queries)
+    assert html.count('<a href="/releases/churn-v') == 2 * n  # what must be signed again, and the impact list
+    assert "Confirm: lift the quarantine of churn-train:17" in html
 
 
 @pytest.mark.parametrize("n", [1, 3])
