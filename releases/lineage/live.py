@@ -18,6 +18,7 @@ from releases.models import (
     DatasetVersion,
     Deployment,
     Endpoint,
+    ModelVersion,
     Release,
     RunDatasetInput,
 )
@@ -129,8 +130,8 @@ class EndpointStatus:
         if self.live is None:
             return "Nothing is live on this endpoint."
         return (
-            "No earlier release on this endpoint is approved, unretired and free of quarantined data; "
-            "deploy a known-good release explicitly."
+            "No earlier release on this endpoint is approved, unretired and free of quarantined data "
+            "(after a lifted quarantine, its approval must be signed again); deploy a known-good release explicitly."
         )
 
 
@@ -174,3 +175,135 @@ def rollback_target(endpoint: Endpoint, when: datetime.datetime | None = None) -
     live = with_rollback_target(endpoint.deployments.live_at(when or timezone.now())).first()
     target_id = live.rollback_release_id if live is not None else None  # type: ignore[attr-defined]
     return Release.objects.with_chain().get(pk=target_id) if target_id else None
+
+
+def moved_alias(endpoint: Endpoint, model_version: ModelVersion) -> str:
+    """The MLflow alias that going live on ``endpoint`` with ``model_version`` moves ("" when none).
+
+    Only an alias the endpoint follows, on the endpoint's own registered model, on a tracking server we
+    know; ``model_version`` must have its registered model loaded.
+    """
+    if not endpoint.mlflow_alias or endpoint.registered_model_id is None:
+        return ""
+    model = model_version.registered_model
+    if model.pk != endpoint.registered_model_id or model.server_id is None:
+        return ""
+    return endpoint.mlflow_alias
+
+
+@dataclass(frozen=True)
+class LivePeriod:
+    """A stretch of time a release was live on an endpoint."""
+
+    start: datetime.datetime
+    end: datetime.datetime | None
+    kind: str
+    actor: str
+
+
+@dataclass(frozen=True)
+class AliasMove:
+    """What a deployment does to the MLflow alias serving follows: ``model@alias`` from one version to another."""
+
+    model: str
+    alias: str
+    version: int
+    current: int | None
+
+
+@dataclass(frozen=True)
+class RollbackPlan:
+    """What a rollback of one endpoint would restore, and the facts that make the target safe."""
+
+    status: EndpointStatus
+    approvals: list[Approval]
+    datasets: list[DatasetVersion]
+    periods: list[LivePeriod]
+    alias: AliasMove | None
+
+    @property
+    def endpoint(self) -> Endpoint:
+        return self.status.endpoint
+
+    @property
+    def target(self) -> Release | None:
+        return self.status.rollback_target
+
+    @property
+    def alias_stays(self) -> bool:
+        """The endpoint follows an MLflow alias, but restoring the target does not move it."""
+        return bool(self.endpoint.mlflow_alias) and self.target is not None and self.alias is None
+
+
+# Enough to show a pattern; the endpoint page has the full history.
+LIVE_PERIODS_SHOWN = 10
+
+
+def rollback_plan(endpoint_name: str) -> RollbackPlan:
+    """The endpoint's rollback target now and why it is safe: its valid approvals, its data and their
+    status, when it was live on this endpoint before, what happens to the MLflow alias.
+
+    Seven queries at most: the endpoint status (six) and the target's earlier periods (one).
+    Raises Endpoint.DoesNotExist.
+    """
+    statuses = endpoint_statuses(Endpoint.objects.filter(name=endpoint_name))
+    if not statuses:
+        raise Endpoint.DoesNotExist(f"No endpoint named {endpoint_name}")
+    status = statuses[0]
+    target = status.rollback_target
+    if target is None:
+        return RollbackPlan(status, [], [], [], None)
+    trace = Trace(target)
+    return RollbackPlan(
+        status=status,
+        approvals=trace.approval_state().valid,
+        datasets=trace.dataset_versions,
+        periods=_live_periods(status.endpoint, target),
+        alias=_alias_move(status, target),
+    )
+
+
+def _alias_move(status: EndpointStatus, target: Release) -> AliasMove | None:
+    alias = moved_alias(status.endpoint, target.model_version)
+    if not alias:
+        return None
+    target_version = target.model_version
+    live_version = status.live.release.model_version if status.live is not None else None
+    same_model = live_version is not None and live_version.registered_model_id == target_version.registered_model_id
+    return AliasMove(
+        model=target_version.registered_model.name,
+        alias=alias,
+        version=target_version.version,
+        current=live_version.version if live_version is not None and same_model else None,
+    )
+
+
+def _live_periods(endpoint: Endpoint, release: Release) -> list[LivePeriod]:
+    """When ``release`` was live on ``endpoint``, newest first (one query): each of its deployments there,
+    until the next deployment on the endpoint; a redeployment of the same release extends the period."""
+    following = (
+        Deployment.objects.filter(endpoint_id=endpoint.pk)
+        .filter(
+            Q(deployed_at__gt=OuterRef("deployed_at")) | Q(deployed_at=OuterRef("deployed_at"), id__gt=OuterRef("id"))
+        )
+        .order_by("deployed_at", "id")
+    )
+    rows = list(
+        Deployment.objects.filter(endpoint_id=endpoint.pk, release_id=release.pk)
+        .annotate(
+            ended_at=Subquery(following.values("deployed_at")[:1]),
+            next_release_id=Subquery(following.values("release_id")[:1]),
+        )
+        .order_by("-deployed_at", "-id")[:LIVE_PERIODS_SHOWN]
+    )
+    periods: list[LivePeriod] = []
+    followed_by_itself = False
+    for row in reversed(rows):
+        if periods and followed_by_itself:
+            # Redeployed on top of itself: one period, from the first deployment to the end of the last.
+            first = periods.pop()
+            periods.append(LivePeriod(first.start, row.ended_at, first.kind, first.actor))
+        else:
+            periods.append(LivePeriod(row.deployed_at, row.ended_at, row.kind, row.actor))
+        followed_by_itself = row.next_release_id == release.pk
+    return list(reversed(periods))

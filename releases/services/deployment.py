@@ -16,7 +16,7 @@ from releases.models import Deployment, Endpoint, RegisteredModel, Release
 from releases.models.code import name_validator
 from releases.roles import ML_LEADS, ON_CALL, RELEASE_MANAGERS, require_role
 from releases.services import writeback
-from releases.services.validation import check, require_reason
+from releases.services.validation import check, refuse, require_reason
 
 
 def create_endpoint(
@@ -168,13 +168,25 @@ def roll_back(endpoint: Endpoint, *, by: Actor, reason: str, source: str, expect
                 if live
                 else "nothing"
             )
-            raise RuleViolation(
+            refusal = RuleViolation(
                 f"{endpoint.name} changed since you confirmed: live now is {now_live}; "
                 f"the rollback target is no longer {expected_target}",
                 rule="rollback_target_changed",
             )
-        if target is None:
-            raise RuleViolation(
+        elif target is None:
+            refusal = RuleViolation(
                 f"{endpoint.name} has no rollback target: {status.rollback_blocker}", rule="no_rollback_target"
             )
-        return _record(endpoint, target, by=by, kind=Deployment.Kind.ROLLBACK, source=source, reason=reason, at=None)
+        else:
+            return _record(
+                endpoint, target, by=by, kind=Deployment.Kind.ROLLBACK, source=source, reason=reason, at=None
+            )
+    # Recorded after the lock's transaction ends: a refused rollback is evidence too.
+    refuse(
+        refusal,
+        by=by,
+        action="deployment.refused",
+        object_type="endpoint",
+        object_key=endpoint.name,
+        details={"release": expected_target, "kind": Deployment.Kind.ROLLBACK},
+    )

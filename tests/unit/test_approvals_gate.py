@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.contrib.auth.models import User
 from django.core.management import call_command
@@ -12,7 +14,8 @@ from django.urls import reverse
 from audit.models import AuditEvent
 from releases import lineage, services
 from releases.errors import RuleViolation
-from releases.models import DatasetVersion, Deployment, Endpoint, Release
+from releases.models import Approval, DatasetVersion, Deployment, Endpoint, Release
+from releases.templatetags.lineage_tags import utc
 from tests.conftest import PASSWORD
 from tests.factories import SYSTEM, World
 from tests.unit.test_approvals import pending_release
@@ -224,6 +227,74 @@ def test_rollback_confirmation_names_the_target(incident, oncall):
     assert 'name="reason"' in html
 
 
+def test_rollback_confirmation_says_why_the_target_is_safe(world, release_manager, lead, lead2, oncall):
+    v41 = world.full_release(41, by=release_manager, approver=lead2)
+    v42 = world.full_release(42, by=release_manager, approver=lead, dataset="churn-train:18")
+    endpoint = services.create_endpoint(
+        name="churn-scoring",
+        environment="production",
+        registered_model="churn-model",
+        mlflow_alias="production",
+        by=SYSTEM,
+    )
+    first = world.deploy(endpoint, v41, by=release_manager, hours_ago=72)
+    second = world.deploy(endpoint, v42, by=release_manager, hours_ago=48)
+    third = world.deploy(endpoint, v41, by=release_manager, hours_ago=24)
+    fourth = world.deploy(endpoint, v42, by=release_manager, hours_ago=2)
+    [approval] = Approval.objects.filter(release=v41)
+
+    response = client_for(oncall).get(reverse("releases:rollback", args=["churn-scoring"]))
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "Why churn-v41 is safe to restore" in html
+    assert (
+        f'Omar Second <span class="muted">(lead2)</span>, “Approved for production”, signed {utc(approval.signed_at)}'
+        in html
+    )
+    assert (
+        '<a href="/datasets/churn-train/17/">churn-train:17</a> <span class="status status-active">active</span>'
+        in html
+    )
+    assert "None of its data is quarantined." in html
+    periods = re.findall(r"<div>(.*?) until (.*?) <span class=\"muted\">\((\w+) by (\w+)\)</span></div>", html)
+    assert periods == [
+        (utc(third.deployed_at), utc(fourth.deployed_at), "deploy", "relman"),
+        (utc(first.deployed_at), utc(second.deployed_at), "deploy", "relman"),
+    ]
+    assert "<code>churn-model@production</code> moves to version 41 (from version 42, live now)" in html
+
+
+def test_rollback_confirmation_button_looks_like_the_boards(incident, oncall):
+    client = client_for(oncall)
+    board = client.get(reverse("releases:board")).content.decode()
+    page = client.get(reverse("releases:rollback", args=["churn-scoring"])).content.decode()
+    assert re.search(
+        r'<a class="button danger" href="/endpoints/churn-scoring/rollback/[^"]*">Roll back to churn-v41', board
+    )
+    assert '<button class="button danger">Confirm: roll back to churn-v41</button>' in page
+
+
+def test_rollback_confirmation_warns_when_the_followed_alias_will_not_move(world, release_manager, lead, oncall):
+    v41 = world.full_release(41, by=release_manager, approver=lead)
+    v42 = world.full_release(42, by=release_manager, approver=lead)
+    world.model_version("other-model/1")
+    endpoint = services.create_endpoint(
+        name="churn-scoring",
+        environment="production",
+        registered_model="other-model",
+        mlflow_alias="production",
+        by=SYSTEM,
+    )
+    world.deploy(endpoint, v41, by=release_manager, hours_ago=5)
+    world.deploy(endpoint, v42, by=release_manager, hours_ago=1)
+
+    html = client_for(oncall).get(reverse("releases:rollback", args=["churn-scoring"])).content.decode()
+
+    assert "This endpoint follows <code>production</code>, but the rollback does not move it" in html
+    assert "point it at churn-model/41 in MLflow yourself" in html
+
+
 def test_rollback_from_the_board_is_recorded_and_the_board_changes(incident, oncall):
     client = client_for(oncall)
 
@@ -289,6 +360,45 @@ def test_rollback_refused_when_the_target_changed_since_confirmation(incident, o
     assert response.status_code == 409
     assert "changed since you confirmed: live now is churn-v41 (rollback by lead" in response.content.decode()
     assert Deployment.objects.filter(kind="rollback").count() == 1
+
+
+def test_rollback_overtaken_shows_what_is_live_and_arms_no_deeper_rollback(world, release_manager, lead, oncall):
+    v40 = world.full_release(40, by=release_manager, approver=lead, dataset="churn-train:16")
+    v41 = world.full_release(41, by=release_manager, approver=lead)
+    v42 = world.full_release(42, by=release_manager, approver=lead, dataset="churn-train:18")
+    endpoint = world.endpoint()
+    for hours_ago, release in ((72, v40), (48, v41), (1, v42)):
+        world.deploy(endpoint, release, by=release_manager, hours_ago=hours_ago)
+    client = client_for(oncall)
+    assert (
+        "Confirm: roll back to churn-v41"
+        in client.get(reverse("releases:rollback", args=["churn-scoring"])).content.decode()
+    )
+    services.roll_back(endpoint, by=lead, reason="first responder", source=Deployment.Source.CLI)
+    assert lineage.rollback_target(endpoint).name == "churn-v40", "a deeper rollback is possible"
+
+    response = client.post(
+        reverse("releases:rollback", args=["churn-scoring"]),
+        {"reason": "INC-311", "target": "churn-v41", "next": "/"},
+    )
+
+    html = response.content.decode()
+    assert response.status_code == 409
+    assert "Not rolled back: someone changed churn-scoring before you confirmed." in html
+    assert "live now is churn-v41 (rollback by lead" in html
+    assert '<a href="/releases/churn-v41/"><strong>churn-v41</strong></a>' in html
+    assert "rollback by lead: first responder" in html
+    assert '<a href="/endpoints/churn-scoring/">start over from the churn-scoring endpoint page</a>' in html
+    assert "<textarea" not in html
+    assert 'name="target"' not in html
+    assert "churn-v40" not in html, "the new target is not offered from here"
+    assert Deployment.objects.filter(kind="rollback").count() == 1
+    latest = Deployment.objects.filter(endpoint=endpoint).order_by("-deployed_at", "-id").first()
+    assert (latest.release.name, latest.actor) == ("churn-v41", "lead")
+    refused = AuditEvent.objects.get(action="deployment.refused")
+    assert (refused.actor, refused.object_key) == ("oncall", "churn-scoring")
+    assert refused.new == {"release": "churn-v41", "kind": "rollback", "rule": "rollback_target_changed"}
+    assert AuditEvent.objects.filter(action="deployment.rolled_back").count() == 1
 
 
 def test_rollback_without_target_explains_why(world, release_manager, lead, oncall):

@@ -122,6 +122,44 @@ def test_endpoint_live_at_queries(page: Any, django_assert_num_queries: Any, n: 
     assert 'datetime="2999-01-01T00:00:00+00:00"' in html
 
 
+@pytest.mark.parametrize("n", [1, 3])
+def test_rollback_confirmation_queries(
+    client: Client,
+    django_assert_num_queries: Any,
+    ci_account: User,
+    lead2: User,
+    oncall: User,
+    release_manager: User,
+    n: int,
+) -> None:
+    """The target trained on ``n`` dataset versions, live ``n`` times before on the endpoint."""
+    world = World.create()
+    keys = tuple(f"churn-train:{i}" for i in range(1, n + 1))
+    for key in keys:
+        world.dataset(key)
+    v41 = world.approved_release(
+        "churn-v41",
+        world.model_version("churn-model/41", commit=world.commit("41"), datasets=keys),
+        by=ci_account,
+        approver=lead2,
+    )
+    v42 = world.full_release(42, by=ci_account, approver=lead2, dataset="churn-train:99")
+    endpoint = world.endpoint("churn-scoring")
+    for i in range(n):
+        world.deploy(endpoint, v41, by=release_manager, hours_ago=100 - 10 * i)
+        world.deploy(endpoint, v42, by=release_manager, hours_ago=95 - 10 * i)
+    client.force_login(oncall)
+    # 3 + endpoint status: annotated endpoint, live deployment, traced releases + 3 prefetches (6);
+    # the target's earlier periods on the endpoint (1)
+    with django_assert_num_queries(10):
+        response = client.get("/endpoints/churn-scoring/rollback/")
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert html.count(" until ") == n
+    assert html.count('<span class="status status-active">active</span>') == n
+    assert "Confirm: roll back to churn-v41" in html
+
+
 @pytest.mark.parametrize("n", [2, 3])
 def test_investigate_queries(page: Any, django_assert_num_queries: Any, n: int) -> None:
     # 3 + status at the moment (6), commits between live and previous stable (1), endpoint choices (1)
