@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime
+import io
 import re
 
 import pytest
+from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
 
@@ -266,3 +268,15 @@ def test_pages_tell_browsers_and_proxies_to_keep_no_copy(client: Client, alias_l
         cache_control = client.get(path)["Cache-Control"]
         assert "no-store" in cache_control, path
         assert "private" in cache_control, path
+
+
+def test_a_rollback_by_the_command_shows_at_once(client: Client, alias_lags, release_manager, oncall):
+    services.record_deployment(alias_lags["endpoint"], alias_lags["v42"], by=release_manager, source="api")
+
+    call_command("rollback", "churn-scoring", "--reason", "INC-8", "--as", "oncall", stdout=io.StringIO())
+
+    rollback = Deployment.objects.get(kind="rollback")
+    assert (rollback.release.name, rollback.source, rollback.reason) == ("churn-v41", "cli", "INC-8")
+    assert AuditEvent.objects.get(action="deployment.rolled_back").actor == "oncall"
+    client.force_login(oncall)
+    _live_everywhere(client, "churn-v41", 41, 42)
