@@ -231,6 +231,8 @@ def test_lead_lifts_a_quarantine_after_confirming(client: Client, lead: User, le
     release = client.get("/releases/churn-v42/").content.decode()
     assert "Approval no longer valid" in release
     assert "dataset churn-train:18 was quarantined" in release
+    assert 'action="/releases/churn-v42/sign/"' in release, "an ML lead can sign it again from its page"
+    assert "You cannot approve" not in release
 
 
 def test_lift_needs_a_reason_and_a_quarantine(client: Client, lead: User, story: World) -> None:
