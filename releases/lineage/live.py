@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, TypedDict
 from django.conf import settings
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
-from django.db.models.lookups import GreaterThanOrEqual
+from django.db.models.lookups import LessThan
 from django.utils import timezone
 
 from releases.lineage.trace import Trace, traced_releases
@@ -25,50 +25,43 @@ from releases.models import (
 
 
 def restorable(prefix: str = "") -> Q:
-    """Condition for a release safe to restore: approved (so not retired), clean data, tag not moved,
-    and, if its data was quarantined and the quarantine lifted, signed again since.
+    """Condition for a release safe to restore: approved (so not retired), tag not moved, and no input
+    of its run that is unsafe (quarantined or mutated) or lifted from a quarantine since its signatures.
+
+    A lifted version is safe data again, but the quarantine invalidated every approval signed before it
+    (the signed chain carries the quarantine) and none can be signed while it lasts: so the approval
+    counts again only when enough ML leads signed after the lift. This is the digest check of
+    ``ApprovalState`` in SQL, so the rollback target is never a release the promotion gate refuses.
 
     ``prefix`` points at the release from another model (``"release__"`` from a deployment). The data
-    checks are correlated subqueries on the release's own run, so they touch a handful of index
-    entries per candidate instead of every run input of the whole history.
+    check is one correlated NOT EXISTS on the release's own run, so it touches a handful of index
+    entries per candidate instead of every run input of the whole history; the approvals are counted
+    only for the rare lifted input.
     """
-    run_id = OuterRef(f"{prefix}model_version__run_id")
-    unsafe_input = RunDatasetInput.objects.filter(
-        run_id=run_id,
-        dataset_version__in=DatasetVersion.objects.unsafe().values("pk"),
-    )
-    return (
-        Q(**{f"{prefix}state": Release.State.APPROVED})
-        & ~Q(**{f"{prefix}git_tag__moved_to_sha__gt": ""})
-        & Q(~Exists(unsafe_input))
-        & Q(_signed_since_lift(run_id, OuterRef(f"{prefix}pk")))
-    )
-
-
-def _signed_since_lift(run_id: OuterRef, release_id: OuterRef) -> Q:
-    """The release's approval counts again after a lifted quarantine of its data.
-
-    A lifted version is safe data, but the quarantine invalidated every approval signed before it (the
-    signed chain carries the quarantine), and none can be signed while it lasts: so the approval counts
-    again only when enough ML leads signed after the latest lift. The same answer as the digest check
-    of ``ApprovalState``, in SQL, so the rollback target is never a release the promotion gate refuses.
-    """
-    lifted_input = RunDatasetInput.objects.filter(run_id=run_id, dataset_version__quarantine_lifted_at__isnull=False)
-    latest_lift = (
-        RunDatasetInput.objects.filter(run_id=OuterRef(run_id), dataset_version__quarantine_lifted_at__isnull=False)
-        .order_by("-dataset_version__quarantine_lifted_at")
-        .values("dataset_version__quarantine_lifted_at")[:1]
-    )
-    signers_since = (
+    signers_since_lift = (
         Approval.objects.filter(
-            release_id=release_id, decision=Approval.Decision.APPROVED, signed_at__gt=Subquery(latest_lift)
+            release_id=OuterRef(OuterRef(f"{prefix}pk")),
+            decision=Approval.Decision.APPROVED,
+            signed_at__gt=OuterRef("dataset_version__quarantine_lifted_at"),
         )
         .values("release_id")
         .annotate(signers=Count("approver_id", distinct=True))
         .values("signers")
     )
-    return ~Q(Exists(lifted_input)) | Q(
-        GreaterThanOrEqual(Coalesce(Subquery(signers_since), 0), settings.LINEAGE_REQUIRED_APPROVALS)
+    # Both sets are few rows: read once, not joined per candidate.
+    unsafe = DatasetVersion.objects.unsafe().values("pk")
+    lifted = DatasetVersion.objects.filter(quarantine_lifted_at__isnull=False).values("pk")
+    bad_input = RunDatasetInput.objects.filter(run_id=OuterRef(f"{prefix}model_version__run_id")).filter(
+        Q(dataset_version__in=unsafe)
+        | Q(
+            Q(dataset_version__in=lifted),
+            LessThan(Coalesce(Subquery(signers_since_lift), 0), settings.LINEAGE_REQUIRED_APPROVALS),
+        )
+    )
+    return (
+        Q(**{f"{prefix}state": Release.State.APPROVED})
+        & ~Q(**{f"{prefix}git_tag__moved_to_sha__gt": ""})
+        & Q(~Exists(bad_input))
     )
 
 
