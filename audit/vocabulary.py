@@ -70,7 +70,7 @@ for _name, _description in (
     ("dataset_version.quarantined", "A dataset version was quarantined: nothing trained on it may be approved."),
     ("dataset_version.quarantine_refused", "Quarantining a dataset version was refused."),
     ("dataset_version.quarantine_lifted", "A dataset version's quarantine was lifted."),
-    ("dataset_version.lift_refused", "Lifting a dataset version's quarantine was refused."),
+    ("dataset_version.quarantine_lift_refused", "Lifting a dataset version's quarantine was refused."),
     ("dataset_version.mutation_detected", "A dataset version was reported with different content (changed in place)."),
     ("run.created", "An MLflow run was recorded."),
     ("run.updated", "An MLflow run's recorded details changed."),

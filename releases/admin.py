@@ -268,7 +268,11 @@ class DatasetVersionAdmin(RecordAdmin):
         reason_action(
             "Quarantine",
             lambda obj, request, reason: services.quarantine_dataset_version(obj, by=request.user, reason=reason),
-        )
+        ),
+        reason_action(
+            "Lift quarantine",
+            lambda obj, request, reason: services.lift_quarantine(obj, by=request.user, reason=reason),
+        ),
     ]
 
 

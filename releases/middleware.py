@@ -1,4 +1,4 @@
-"""Site-wide access: every page needs a signed-in person who holds a role."""
+"""Site-wide rules for every page: a signed-in person who holds a role; no stored copies of live state."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 from django.contrib.auth.middleware import LoginRequiredMiddleware
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponseBase
+from django.utils.cache import add_never_cache_headers
 
 from releases.errors import NotFound
 from releases.roles import ALL_ROLES, may_act_as
@@ -41,3 +42,21 @@ class RoleRequiredMiddleware(LoginRequiredMiddleware):
         # A page asking for something that is not recorded answers 404 with what was not found.
         if isinstance(exception, NotFound):
             raise Http404(exception.message)
+
+
+class NeverCacheMiddleware:
+    """Every answer shows state that a deployment or rollback changes at once: tell browsers and proxies to
+    keep no copy, so neither the Back button nor a shared cache shows what was live before.
+
+    Static files are answered by WhiteNoise, above this middleware, with their own long-lived headers;
+    a view that sets its own Cache-Control keeps it.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        response = self.get_response(request)
+        if not response.has_header("Cache-Control"):
+            add_never_cache_headers(response)
+        return response

@@ -17,6 +17,7 @@ urlpatterns = [
     path("sync/<int:pk>/now/", sync.sync_now, name="sync_now"),
     path("datasets/<str:name>/<int:version>/", links.dataset_version, name="dataset_version"),
     path("datasets/<str:name>/<int:version>/quarantine/", links.quarantine, name="quarantine"),
+    path("datasets/<str:name>/<int:version>/lift-quarantine/", links.lift_quarantine, name="lift_quarantine"),
     path("commits/<str:sha>/", links.commit, name="commit"),
     path("runs/<str:run_id>/", links.run, name="run"),
     path("models/<str:name>/", links.model, name="model"),

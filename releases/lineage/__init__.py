@@ -19,7 +19,7 @@ from releases.lineage.details import (
 )
 from releases.lineage.history import endpoint_history, investigate
 from releases.lineage.impact import Impact, impact_of_commit, impact_of_dataset_version, impact_of_run, releases_using
-from releases.lineage.live import EndpointStatus, endpoint_statuses
+from releases.lineage.live import EndpointStatus, RollbackPlan, endpoint_statuses, moved_alias, rollback_plan
 from releases.lineage.rules import (
     STATUS_KEYS,
     ApprovalState,
@@ -47,6 +47,7 @@ __all__ = [
     "MetricSeries",
     "Refusal",
     "ReleaseStatus",
+    "RollbackPlan",
     "SearchHit",
     "Trace",
     "approval_queue",
@@ -62,6 +63,7 @@ __all__ = [
     "impact_of_run",
     "investigate",
     "model_history",
+    "moved_alias",
     "previous_release",
     "promotion_refusal",
     "release_events",
@@ -69,6 +71,7 @@ __all__ = [
     "release_status",
     "releases_using",
     "resolve",
+    "rollback_plan",
     "run_detail",
     "signing_refusal",
     "trace",

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import OuterRef, Prefetch, QuerySet, Subquery
+from django.utils import timezone
 
 from releases.lineage.compare import as_float
 from releases.lineage.impact import Impact, impact_of_commit, impact_of_dataset_version, impact_of_run
@@ -15,6 +16,7 @@ from releases.models import (
     Commit,
     DatasetDigest,
     DatasetVersion,
+    Deployment,
     Endpoint,
     ExperimentRun,
     ModelVersion,
@@ -29,6 +31,12 @@ class DatasetVersionDetail:
     version: DatasetVersion
     digests: list[DatasetDigest]
     impact: Impact
+
+    @property
+    def approved_releases(self) -> list[Release]:
+        """Approved releases on this version: a quarantine stops their approvals counting for good,
+        so after a lift they must be signed again."""
+        return [r for r in self.impact.releases if r.state == Release.State.APPROVED]
 
 
 def dataset_version_detail(name: str, version: int) -> DatasetVersionDetail:
@@ -92,11 +100,26 @@ class ModelHistory:
     versions: list[ModelVersion]
     releases: list[Release]
     metrics: list[MetricSeries]
+    # Every endpoint a release of this model went to, annotated with what is live on it now.
     endpoints: list[Endpoint]
+
+    @property
+    def rows(self) -> list[tuple[ModelVersion, list[Endpoint]]]:
+        """Each version with the endpoints it is live on now, from the recorded deployments."""
+        live_on: dict[int, list[Endpoint]] = {}
+        for endpoint in self.endpoints:
+            if endpoint.live_model_version_id is not None:  # type: ignore[attr-defined]
+                live_on.setdefault(endpoint.live_model_version_id, []).append(endpoint)  # type: ignore[attr-defined]
+        return [(mv, live_on.get(mv.pk, [])) for mv in self.versions]
 
 
 def model_history(name: str, limit: int = 50) -> ModelHistory:
-    """A registered model's newest versions, their releases and each metric across versions (four queries)."""
+    """A registered model's newest versions, their releases, each metric across versions, and the
+    endpoints its releases went to with what is live there now (four queries).
+
+    What is live comes from the recorded deployments, never from the registry aliases a sync copied:
+    a rollback recorded a second ago shows at once.
+    """
     model = RegisteredModel.objects.get(name=name)
     versions = list(
         ModelVersion.objects.filter(registered_model=model)
@@ -118,9 +141,19 @@ def model_history(name: str, limit: int = 50) -> ModelHistory:
             worse = bool(points) and (value > points[-1].value if lower else value < points[-1].value)
             points.append(MetricPoint(mv.version, value, worse))
     releases = [r for mv in versions for r in mv.releases.all()]
-    endpoints = list(Endpoint.objects.filter(deployments__release__model_version__registered_model=model).distinct())
+    live = Deployment.objects.filter(endpoint=OuterRef("pk")).live_at(timezone.now())
+    endpoints = (
+        Endpoint.objects.filter(
+            pk__in=Deployment.objects.filter(release__model_version__registered_model=model).values("endpoint_id")
+        )
+        .annotate(
+            live_release_name=Subquery(live.values("release__name")[:1]),
+            live_model_version_id=Subquery(live.values("release__model_version_id")[:1]),
+        )
+        .order_by("environment", "name")
+    )
     return ModelHistory(
-        model, versions, releases, [MetricSeries(k, v) for k, v in sorted(series.items())], sorted(endpoints, key=str)
+        model, versions, releases, [MetricSeries(k, v) for k, v in sorted(series.items())], list(endpoints)
     )
 
 

@@ -6,34 +6,63 @@ import datetime
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypedDict
 
-from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
+from django.conf import settings
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
+from django.db.models.lookups import LessThan
 from django.utils import timezone
 
+from releases.lineage.rules import approval_state
 from releases.lineage.trace import Trace, traced_releases
 from releases.models import (
+    Approval,
     DatasetVersion,
     Deployment,
     Endpoint,
+    ModelVersion,
     Release,
     RunDatasetInput,
 )
 
 
 def restorable(prefix: str = "") -> Q:
-    """Condition for a release safe to restore: approved (so not retired), clean data, tag not moved.
+    """Condition for a release safe to restore: approved (so not retired), tag not moved, and no input
+    of its run that is unsafe (quarantined or mutated) or lifted from a quarantine since its signatures.
+
+    A lifted version is safe data again, but the quarantine invalidated every approval signed before it
+    (the signed chain carries the quarantine) and none can be signed while it lasts: so the approval
+    counts again only when enough ML leads signed after the lift. This is the digest check of
+    ``ApprovalState`` in SQL, so the rollback target is never a release the promotion gate refuses.
 
     ``prefix`` points at the release from another model (``"release__"`` from a deployment). The data
-    check is a correlated NOT EXISTS on the release's own run, so it touches a handful of index
-    entries per candidate instead of every run input of the whole history.
+    check is one correlated NOT EXISTS on the release's own run, so it touches a handful of index
+    entries per candidate instead of every run input of the whole history; the approvals are counted
+    only for the rare lifted input.
     """
-    unsafe_input = RunDatasetInput.objects.filter(
-        run_id=OuterRef(f"{prefix}model_version__run_id"),
-        dataset_version__in=DatasetVersion.objects.unsafe().values("pk"),
+    signers_since_lift = (
+        Approval.objects.filter(
+            release_id=OuterRef(OuterRef(f"{prefix}pk")),
+            decision=Approval.Decision.APPROVED,
+            signed_at__gt=OuterRef("dataset_version__quarantine_lifted_at"),
+        )
+        .values("release_id")
+        .annotate(signers=Count("approver_id", distinct=True))
+        .values("signers")
+    )
+    # Both sets are few rows: read once, not joined per candidate.
+    unsafe = DatasetVersion.objects.unsafe().values("pk")
+    lifted = DatasetVersion.objects.filter(quarantine_lifted_at__isnull=False).values("pk")
+    bad_input = RunDatasetInput.objects.filter(run_id=OuterRef(f"{prefix}model_version__run_id")).filter(
+        Q(dataset_version__in=unsafe)
+        | Q(
+            Q(dataset_version__in=lifted),
+            LessThan(Coalesce(Subquery(signers_since_lift), 0), settings.LINEAGE_REQUIRED_APPROVALS),
+        )
     )
     return (
         Q(**{f"{prefix}state": Release.State.APPROVED})
         & ~Q(**{f"{prefix}git_tag__moved_to_sha__gt": ""})
-        & Q(~Exists(unsafe_input))
+        & Q(~Exists(bad_input))
     )
 
 
@@ -95,8 +124,8 @@ class EndpointStatus:
         if self.live is None:
             return "Nothing is live on this endpoint."
         return (
-            "No earlier release on this endpoint is approved, unretired and free of quarantined data; "
-            "deploy a known-good release explicitly."
+            "No earlier release on this endpoint is approved, unretired and free of quarantined data "
+            "(after a lifted quarantine, its approval must be signed again); deploy a known-good release explicitly."
         )
 
 
@@ -128,3 +157,135 @@ def endpoint_statuses(
             )
         )
     return statuses
+
+
+def moved_alias(endpoint: Endpoint, model_version: ModelVersion) -> str:
+    """The MLflow alias that going live on ``endpoint`` with ``model_version`` moves ("" when none).
+
+    Only an alias the endpoint follows, on the endpoint's own registered model, on a tracking server we
+    know; ``model_version`` must have its registered model loaded.
+    """
+    if not endpoint.mlflow_alias or endpoint.registered_model_id is None:
+        return ""
+    model = model_version.registered_model
+    if model.pk != endpoint.registered_model_id or model.server_id is None:
+        return ""
+    return endpoint.mlflow_alias
+
+
+@dataclass(frozen=True)
+class LivePeriod:
+    """A stretch of time a release was live on an endpoint."""
+
+    start: datetime.datetime
+    end: datetime.datetime | None
+    kind: str
+    actor: str
+
+
+@dataclass(frozen=True)
+class AliasMove:
+    """What a deployment does to the MLflow alias serving follows: ``model@alias`` from one version to another."""
+
+    model: str
+    alias: str
+    version: int
+    current: int | None
+
+
+@dataclass(frozen=True)
+class RollbackPlan:
+    """What a rollback of one endpoint would restore, and the facts that make the target safe."""
+
+    status: EndpointStatus
+    approvals: list[Approval]
+    datasets: list[DatasetVersion]
+    periods: list[LivePeriod]
+    alias: AliasMove | None
+
+    @property
+    def endpoint(self) -> Endpoint:
+        return self.status.endpoint
+
+    @property
+    def target(self) -> Release | None:
+        return self.status.rollback_target
+
+    @property
+    def alias_stays(self) -> bool:
+        """The endpoint follows an MLflow alias, but restoring the target does not move it."""
+        return bool(self.endpoint.mlflow_alias) and self.target is not None and self.alias is None
+
+
+# Enough to show a pattern; the endpoint page has the full history.
+LIVE_PERIODS_SHOWN = 10
+
+
+def rollback_plan(endpoint_name: str) -> RollbackPlan:
+    """The endpoint's rollback target now and why it is safe: its valid approvals, its data and their
+    status, when it was live on this endpoint before, what happens to the MLflow alias.
+
+    Seven queries at most: the endpoint status (six) and the target's earlier periods (one).
+    Raises Endpoint.DoesNotExist.
+    """
+    statuses = endpoint_statuses(Endpoint.objects.filter(name=endpoint_name))
+    if not statuses:
+        raise Endpoint.DoesNotExist(f"No endpoint named {endpoint_name}")
+    status = statuses[0]
+    target = status.rollback_target
+    if target is None:
+        return RollbackPlan(status, [], [], [], None)
+    trace = Trace(target)
+    return RollbackPlan(
+        status=status,
+        approvals=approval_state(trace).valid,
+        datasets=trace.dataset_versions,
+        periods=_live_periods(status.endpoint, target),
+        alias=_alias_move(status, target),
+    )
+
+
+def _alias_move(status: EndpointStatus, target: Release) -> AliasMove | None:
+    alias = moved_alias(status.endpoint, target.model_version)
+    if not alias:
+        return None
+    target_version = target.model_version
+    live_version = status.live.release.model_version if status.live is not None else None
+    same_model = live_version is not None and live_version.registered_model_id == target_version.registered_model_id
+    return AliasMove(
+        model=target_version.registered_model.name,
+        alias=alias,
+        version=target_version.version,
+        current=live_version.version if live_version is not None and same_model else None,
+    )
+
+
+def _live_periods(endpoint: Endpoint, release: Release) -> list[LivePeriod]:
+    """When ``release`` was live on ``endpoint``, newest first (one query): each of its deployments there,
+    until the next deployment on the endpoint; a redeployment of the same release extends the period."""
+    following = (
+        Deployment.objects.filter(endpoint_id=endpoint.pk)
+        .filter(
+            Q(deployed_at__gt=OuterRef("deployed_at")) | Q(deployed_at=OuterRef("deployed_at"), id__gt=OuterRef("id"))
+        )
+        .order_by("deployed_at", "id")
+    )
+    rows = list(
+        Deployment.objects.filter(endpoint_id=endpoint.pk, release_id=release.pk)
+        .annotate(
+            ended_at=Subquery(following.values("deployed_at")[:1]),
+            next_release_id=Subquery(following.values("release_id")[:1]),
+        )
+        .order_by("-deployed_at", "-id")[:LIVE_PERIODS_SHOWN]
+    )
+    periods: list[LivePeriod] = []
+    followed_by_itself = False
+    for row in reversed(rows):
+        if periods and followed_by_itself:
+            # Redeployed on top of itself: one period, from the first deployment to the end of the last.
+            first = periods.pop()
+            periods.append(LivePeriod(first.start, row.ended_at, first.kind, first.actor))
+        else:
+            periods.append(LivePeriod(row.deployed_at, row.ended_at, row.kind, row.actor))
+        followed_by_itself = row.next_release_id == release.pk
+    return list(reversed(periods))

@@ -7,6 +7,7 @@ evidence bundle all ask these functions; none of them restates a rule in its own
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,6 +80,15 @@ def chain_changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
             for attr in ("status", "mutated", "content_hash"):
                 if old.get(attr) != new.get(attr):
                     changes.append(f"dataset {key} {attr} changed from {old.get(attr)} to {new.get(attr)}")
+            quarantine = new.get("quarantine") or {}
+            if old.get("quarantine") != new.get("quarantine") and quarantine.get("lifted_at"):
+                quarantined, lifted = (
+                    datetime.datetime.fromisoformat(quarantine[k]) for k in ("quarantined_at", "lifted_at")
+                )
+                changes.append(
+                    f"dataset {key} was quarantined {quarantined:%Y-%m-%d %H:%M} UTC "
+                    f"(lifted {lifted:%Y-%m-%d %H:%M} UTC); it must be signed again"
+                )
     old_tag, new_tag = before.get("git_tag") or {}, after.get("git_tag") or {}
     if old_tag.get("moved_to") != new_tag.get("moved_to"):
         changes.append(f"tag {new_tag.get('name')} moved to {str(new_tag.get('moved_to'))[:7]}")

@@ -227,6 +227,8 @@ class Trace:
                     "content_hash": item.dataset_version.content_hash,
                     "status": item.dataset_version.status,
                     "mutated": item.dataset_version.mutated,
+                    # Only once quarantined, so the digests of never-quarantined data stay what was signed.
+                    **({"quarantine": q} if (q := item.dataset_version.quarantine_history) else {}),
                 }
                 for item in self.dataset_inputs
             ],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from typing import ClassVar
 
 import pgtrigger
@@ -57,6 +58,10 @@ class DatasetVersion(GuardedModel):
         default=False, help_text="The same declared version was seen with two different contents."
     )
     mutation_detail = models.TextField(blank=True)
+    # The latest quarantine and its lift. The signed chain carries them, so an approval signed before a
+    # quarantine stays invalid once it is lifted (the status alone would read "active" again).
+    quarantined_at = models.DateTimeField(null=True, blank=True)
+    quarantine_lifted_at = models.DateTimeField(null=True, blank=True)
     registered_at = models.DateTimeField(auto_now_add=True)
 
     immutable_fields = ("dataset", "version", "uri", "content_hash", "size_bytes")
@@ -95,6 +100,22 @@ class DatasetVersion(GuardedModel):
     @property
     def is_quarantined(self) -> bool:
         return self.status == self.Status.QUARANTINED
+
+    @property
+    def quarantine_lifted(self) -> bool:
+        """Quarantined once, and that quarantine was lifted."""
+        return self.quarantine_lifted_at is not None and not self.is_quarantined
+
+    @property
+    def quarantine_history(self) -> dict[str, str | None] | None:
+        """The latest quarantine and its lift as the signed chain carries them; None if never quarantined."""
+        if self.quarantined_at is None:
+            return None
+        lifted = self.quarantine_lifted_at
+        return {
+            "quarantined_at": self.quarantined_at.astimezone(datetime.UTC).isoformat(timespec="microseconds"),
+            "lifted_at": lifted.astimezone(datetime.UTC).isoformat(timespec="microseconds") if lifted else None,
+        }
 
 
 class DatasetDigest(models.Model):

@@ -7,7 +7,13 @@ from __future__ import annotations
 
 from releases.services.access import create_api_token, grant_role, revoke_api_token, revoke_role
 from releases.services.code import CommitData, record_commits, record_tag, resolve_commit, resolve_commits
-from releases.services.data import hash_file, observe_digest, quarantine_dataset_version, register_dataset_version
+from releases.services.data import (
+    hash_file,
+    lift_quarantine,
+    observe_digest,
+    quarantine_dataset_version,
+    register_dataset_version,
+)
 from releases.services.deployment import create_endpoint, follow_alias, record_deployment, roll_back
 from releases.services.experiment import DatasetRef, RunData, record_run, record_runs
 from releases.services.registry import ModelVersionData, register_model_version, register_model_versions
@@ -27,6 +33,7 @@ __all__ = [
     "follow_alias",
     "grant_role",
     "hash_file",
+    "lift_quarantine",
     "observe_digest",
     "quarantine_dataset_version",
     "record_commits",

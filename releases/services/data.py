@@ -100,15 +100,18 @@ def quarantine_dataset_version(version: DatasetVersion, *, by: Actor, reason: st
     with transaction.atomic():
         # Lock the row: two leads quarantining at once must produce one change and one event.
         locked = DatasetVersion.objects.select_for_update().select_related("dataset").get(pk=version.pk)
-        if locked.status == DatasetVersion.Status.QUARANTINED:
+        if locked.is_quarantined:
             raise RuleViolation(
                 f"{locked.key} is already quarantined: {locked.status_reason}", rule="already_quarantined"
             )
         old = {"status": locked.status, "reason": locked.status_reason}
         locked.status = DatasetVersion.Status.QUARANTINED
         locked.status_reason = reason
-        locked.status_changed_at = timezone.now()
-        locked.save(update_fields=["status", "status_reason", "status_changed_at"])
+        locked.status_changed_at = locked.quarantined_at = timezone.now()
+        locked.quarantine_lifted_at = None
+        locked.save(
+            update_fields=["status", "status_reason", "status_changed_at", "quarantined_at", "quarantine_lifted_at"]
+        )
         log.record(
             "dataset_version.quarantined",
             actor=by,
@@ -121,6 +124,40 @@ def quarantine_dataset_version(version: DatasetVersion, *, by: Actor, reason: st
         impact = lineage.impact_of_dataset_version(locked)
     version.refresh_from_db()
     return impact
+
+
+@refusals.audited("dataset_version.quarantine_lift_refused", lambda version, **_: object_ref(version))
+def lift_quarantine(version: DatasetVersion, *, by: Actor, reason: str) -> list[Release]:
+    """Lift a quarantine: the version may be trained on and restored again.
+
+    The approvals the quarantine invalidated stay invalid until an ML lead signs those releases again
+    (the signed chain carries the quarantine, so the old signatures never match again). Returns them.
+    """
+    require_role(by, ML_LEADS, to="lift a quarantine")
+    reason = require_reason(reason, "lift a quarantine")
+    with transaction.atomic():
+        # Lock the row: a lift racing a second quarantine (or another lift) must see the other's result.
+        locked = DatasetVersion.objects.select_for_update().select_related("dataset").get(pk=version.pk)
+        if not locked.is_quarantined:
+            raise RuleViolation(f"{locked.key} is not quarantined (it is {locked.status})", rule="not_quarantined")
+        old = {"status": locked.status, "reason": locked.status_reason}
+        locked.status = DatasetVersion.Status.ACTIVE
+        locked.status_reason = reason
+        locked.status_changed_at = locked.quarantine_lifted_at = timezone.now()
+        locked.save(update_fields=["status", "status_reason", "status_changed_at", "quarantine_lifted_at"])
+        # No valid approval can have been signed while the version was quarantined: every approved
+        # release on it holds only signatures from before, which the chain no longer matches.
+        to_sign_again = list(lineage.releases_using([locked]).filter(state=Release.State.APPROVED).order_by("name"))
+        log.record(
+            "dataset_version.quarantine_lifted",
+            actor=by,
+            subject=locked,
+            old=old,
+            new={"status": locked.status, "to_sign_again": [r.name for r in to_sign_again]},
+            reason=reason,
+        )
+    version.refresh_from_db()
+    return to_sign_again
 
 
 def _record_invalidated_approvals(version: DatasetVersion, *, by: Actor, why: str) -> None:

@@ -76,7 +76,10 @@ def _record(
         # Lock the endpoint: two deployments racing on one endpoint are recorded one after the other.
         Endpoint.objects.select_for_update().filter(pk=endpoint.pk).first()
         # Take the time under the lock, so it is never earlier than the deployment that held the lock before.
-        when = at or timezone.now()
+        # A reported time a little ahead of ours (a CI runner's clock) counts as now: a deployment dated in
+        # the future would not show as live until then, and every page would keep showing the old release.
+        locked_now = timezone.now()
+        when = min(at, locked_now) if at is not None else locked_now
         live = Deployment.objects.filter(endpoint=endpoint).live_at(when).first()
         if live is not None and live.release_id == release.pk and live.kind == kind == Deployment.Kind.DEPLOY:
             # The same report twice (a CI retry, a double click): one event, not two.

@@ -11,7 +11,7 @@ from django.conf import settings
 
 from audit import log
 from audit.log import Actor
-from releases import dispatch
+from releases import dispatch, lineage
 from releases.models import Endpoint, ModelVersion, Release, TrackingServer, WriteBack
 
 
@@ -33,7 +33,8 @@ def queue_alias_move(endpoint: Endpoint, release: Release, *, by: Actor, reason:
         return None
     version = ModelVersion.objects.select_related("registered_model__server").get(pk=release.model_version_id)
     server = version.registered_model.server
-    if server is None or version.registered_model_id != endpoint.registered_model_id:
+    alias = lineage.moved_alias(endpoint, version)  # the rule the rollback page states
+    if server is None or not alias:
         return None
     return _queue(
         server,
@@ -42,7 +43,7 @@ def queue_alias_move(endpoint: Endpoint, release: Release, *, by: Actor, reason:
         kind=WriteBack.Kind.SET_ALIAS,
         model_name=version.registered_model.name,
         version=version.version,
-        key=endpoint.mlflow_alias,
+        key=alias,
         reason=reason[:300],
     )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.models import User
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -61,32 +61,41 @@ def _back_to(request: HttpRequest) -> str:
     return reverse("releases:board")
 
 
+def _rollback_plan(name: str) -> lineage.RollbackPlan:
+    try:
+        return lineage.rollback_plan(name)
+    except Endpoint.DoesNotExist:
+        raise Http404(f"No endpoint named {name}") from None
+
+
 @require_http_methods(["GET", "POST"])
 @role_required(ON_CALL, ML_LEADS, to="roll back an endpoint")
 def rollback(request: HttpRequest, name: str) -> HttpResponse:
-    endpoint = get_object_or_404(Endpoint, name=name)
-    [status] = lineage.endpoint_statuses(Endpoint.objects.filter(pk=endpoint.pk))
-    target = status.rollback_target.name if status.rollback_target else ""
+    plan = _rollback_plan(name)
     back = _back_to(request)
+    target = plan.target.name if plan.target else ""
     form = RollbackForm(request.POST or None, initial={"target": target, "next": back})
-    code = 200
+    code, overtaken = 200, ""
     if form.is_bound and form.is_valid():
         try:
             deployment = services.roll_back(
-                endpoint,
+                plan.endpoint,
                 by=request.user,
                 reason=form.cleaned_data["reason"],
                 source=Deployment.Source.UI,
                 expected_target=form.cleaned_data["target"],
             )
         except LineageError as exc:
-            form.add_error(None, exc.message)
             code = exc.status_code
+            if exc.rule == "rollback_target_changed":
+                # Someone rolled back first: show what is live now, and arm nothing for a deeper rollback.
+                overtaken, plan = exc.message, _rollback_plan(name)
+            else:
+                form.add_error(None, exc.message)
         else:
-            messages.success(request, f"{endpoint.name} rolled back to {deployment.release.name}.")
+            messages.success(request, f"{plan.endpoint.name} rolled back to {deployment.release.name}.")
             return redirect(back)
     elif form.is_bound:
         code = 400
-    return render(
-        request, "releases/rollback_confirm.html", {"status": status, "form": form, "back": back}, status=code
-    )
+    context = {"plan": plan, "status": plan.status, "form": form, "back": back, "overtaken": overtaken}
+    return render(request, "releases/rollback_confirm.html", context, status=code)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_POST
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods
 
 from releases import lineage, services
-from releases.errors import LineageError
+from releases.errors import LineageError, PermissionRefused
 from releases.models import DatasetVersion, Endpoint, ExperimentRun, RegisteredModel
 from releases.roles import ML_LEADS, has_role
 from releases.views.decorators import role_required
@@ -18,29 +21,66 @@ from releases.views.params import MOMENT_HELP, BadParameter, moment_value, parse
 
 @login_required
 def dataset_version(request: HttpRequest, name: str, version: int) -> HttpResponse:
-    try:
-        detail = lineage.dataset_version_detail(name, version)
-    except DatasetVersion.DoesNotExist:
-        raise Http404(f"No dataset version {name}:{version}") from None
+    detail = _dataset_version_detail(name, version)
     context = {"detail": detail, "dv": detail.version, "can_quarantine": has_role(request.user, ML_LEADS)}
     return render(request, "releases/dataset_version.html", context)
 
 
-@require_POST
-@role_required(ML_LEADS, to="quarantine a dataset version")
-def quarantine(request: HttpRequest, name: str, version: int) -> HttpResponse:
-    found = get_object_or_404(DatasetVersion.objects.select_related("dataset"), dataset__name=name, version=version)
+def _dataset_version_detail(name: str, version: int) -> lineage.DatasetVersionDetail:
     try:
-        impact = services.quarantine_dataset_version(found, by=request.user, reason=request.POST.get("reason", ""))
-    except LineageError as refused:
-        messages.error(request, f"Not quarantined: {refused.message}")
-    else:
-        messages.success(
-            request,
-            f"{found.key} is quarantined. {len(impact.releases)} release(s) and "
-            f"{len(impact.live_endpoints)} live endpoint(s) are affected.",
+        return lineage.dataset_version_detail(name, version)
+    except DatasetVersion.DoesNotExist:
+        raise Http404(f"No dataset version {name}:{version}") from None
+
+
+def _confirmed_change(
+    request: HttpRequest, detail: lineage.DatasetVersionDetail, change: Callable[[str], str], template: str
+) -> HttpResponse:
+    """GET shows what the change will do; POST with a reason makes it and returns to the dataset page."""
+    reason, error, code = request.POST.get("reason", ""), "", 200
+    if request.method == "POST":
+        try:
+            done = change(reason)
+        except PermissionRefused as refused:
+            raise PermissionDenied(refused.message) from refused
+        except LineageError as refused:
+            error, code = refused.message, refused.status_code
+        else:
+            messages.success(request, done)
+            return redirect(
+                "releases:dataset_version", name=detail.version.dataset.name, version=detail.version.version
+            )
+    context = {"detail": detail, "dv": detail.version, "reason": reason, "error": error}
+    return render(request, template, context, status=code)
+
+
+@require_http_methods(["GET", "POST"])
+@role_required(ML_LEADS, to="quarantine a dataset version", audited_by_service=True)
+def quarantine(request: HttpRequest, name: str, version: int) -> HttpResponse:
+    detail = _dataset_version_detail(name, version)
+
+    def change(reason: str) -> str:
+        impact = services.quarantine_dataset_version(detail.version, by=request.user, reason=reason)
+        return (
+            f"{detail.version.key} is quarantined. {len(impact.releases)} release(s) and "
+            f"{len(impact.live_endpoints)} live endpoint(s) are affected."
         )
-    return redirect("releases:dataset_version", name=name, version=version)
+
+    return _confirmed_change(request, detail, change, "releases/quarantine_confirm.html")
+
+
+@require_http_methods(["GET", "POST"])
+@role_required(ML_LEADS, to="lift a quarantine", audited_by_service=True)
+def lift_quarantine(request: HttpRequest, name: str, version: int) -> HttpResponse:
+    detail = _dataset_version_detail(name, version)
+
+    def change(reason: str) -> str:
+        to_sign = services.lift_quarantine(detail.version, by=request.user, reason=reason)
+        names = ", ".join(r.name for r in to_sign)
+        again = f" {names} must be signed again before going to production." if to_sign else ""
+        return f"The quarantine of {detail.version.key} is lifted.{again}"
+
+    return _confirmed_change(request, detail, change, "releases/lift_quarantine_confirm.html")
 
 
 @login_required

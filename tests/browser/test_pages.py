@@ -80,3 +80,20 @@ def _moment_between(visit: Visit) -> str:
         for name in ("churn-v41", "churn-v42")
     )
     return (v41 + (v42 - v41) / 2).strftime("%Y-%m-%dT%H:%M")
+
+
+def test_rollback_confirm_button_is_as_serious_as_the_boards(visit: Visit, demo_world: None) -> None:
+    visit.login("oncall")
+    production = visit.page.locator("tr", has=visit.page.get_by_role("link", name="churn-scoring", exact=True))
+    board_button = production.get_by_role("link", name=re.compile("Roll back to churn-v41"))
+    board_style = board_button.evaluate("e => [getComputedStyle(e).backgroundColor, getComputedStyle(e).color]")
+    board_button.click()
+    visit.page.wait_for_url(re.compile(r".*/endpoints/churn-scoring/rollback/.*"))
+    confirm = visit.page.get_by_role("button", name="Confirm: roll back to churn-v41")
+    confirm_style = confirm.evaluate("e => [getComputedStyle(e).backgroundColor, getComputedStyle(e).color]")
+    assert confirm_style == board_style
+    assert "Why churn-v41 is safe to restore" in visit.page.locator("main").inner_text()
+    visit.shot("rollback-confirm-why-safe")
+    visit.go("/endpoints/churn-scoring/")
+    plain = visit.page.get_by_role("button", name="Show")  # an ordinary submit button, for contrast
+    assert plain.evaluate("e => getComputedStyle(e).backgroundColor") != board_style[0]

@@ -57,11 +57,15 @@ def test_story_trace_quarantine_roll_back(visit: Visit, demo_world: None) -> Non
     page.locator("svg.chain-wide a[data-link='data']").click()
     page.wait_for_url(re.compile(r".*/datasets/churn-train/18/$"))
     assert "churn-v42" in page.locator("#impact-h + .impact-grid").inner_text()
-    reason = page.get_by_label("Reason (required)")
+    page.get_by_role("link", name="Quarantine churn-train:18…").click()
+    page.wait_for_url(re.compile(r".*/datasets/churn-train/18/quarantine/$"))
+    assert "churn-v42" in page.locator("#what-h + ul").inner_text()
+    visit.shot("dataset-quarantine-confirm")
+    reason = page.get_by_label(re.compile(r"^Reason \(required"))
     reason.fill("upstream partner changed the label mapping")
     reason.press("Tab")
-    page.keyboard.press("Enter")  # the submit button, reached from the keyboard
-    page.wait_for_load_state()
+    page.keyboard.press("Enter")  # the confirm button, reached from the keyboard
+    page.wait_for_url(re.compile(r".*/datasets/churn-train/18/$"))
     assert "is quarantined" in page.locator("ul.messages").inner_text()
     visit.shot("dataset-quarantined")
     version = DatasetVersion.objects.get(dataset__name="churn-train", version=18)

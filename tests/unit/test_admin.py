@@ -10,6 +10,7 @@ from django.test import Client
 from django.urls import reverse
 
 from audit.models import AuditEvent
+from releases import services
 from releases.models import DatasetDigest, DatasetVersion, Release, RunDatasetInput
 from tests.factories import World, approve
 
@@ -77,6 +78,51 @@ def test_admin_quarantine_action_goes_through_the_service(client: Client, lead, 
     assert (version.status, version.status_reason) == ("quarantined", "bad labels")
     event = AuditEvent.objects.get(action="dataset_version.quarantined")
     assert (event.actor, event.reason) == ("lead", "bad labels")
+
+
+def test_admin_lift_quarantine_action_goes_through_the_service(client: Client, lead, populated):
+    version = DatasetVersion.objects.by_key("churn-train:18").get()
+    services.quarantine_dataset_version(version, by=lead, reason="bad labels")
+    lead.is_staff = True
+    lead.save()
+    client.force_login(lead)
+    url = reverse("admin:releases_datasetversion_changelist")
+    confirm = client.post(url, {"action": "lift_quarantine", "_selected_action": [version.pk]})
+    assert confirm.status_code == 200
+    assert "Lift quarantine: confirm" in confirm.content.decode()
+    version.refresh_from_db()
+    assert version.is_quarantined, "nothing happens before the reason is confirmed"
+
+    done = client.post(
+        url,
+        {"action": "lift_quarantine", "_selected_action": [version.pk], "confirm": "1", "reason": "mapping restored"},
+        follow=True,
+    )
+
+    assert "Lift quarantine: churn-train:18" in done.content.decode()
+    version.refresh_from_db()
+    assert (version.status, version.status_reason) == ("active", "mapping restored")
+    event = AuditEvent.objects.get(action="dataset_version.quarantine_lifted")
+    assert (event.actor, event.object_key, event.reason) == ("lead", "churn-train:18", "mapping restored")
+
+
+def test_admin_lift_quarantine_refused_for_a_non_lead_is_audited(client: Client, oncall, lead, populated):
+    version = DatasetVersion.objects.by_key("churn-train:18").get()
+    services.quarantine_dataset_version(version, by=lead, reason="bad labels")
+    oncall.is_staff = True
+    oncall.save()
+    client.force_login(oncall)
+
+    response = client.post(
+        reverse("admin:releases_datasetversion_changelist"),
+        {"action": "lift_quarantine", "_selected_action": [version.pk], "confirm": "1", "reason": "looks fine"},
+        follow=True,
+    )
+
+    assert "oncall may not lift a quarantine" in response.content.decode()
+    version.refresh_from_db()
+    assert version.is_quarantined
+    assert AuditEvent.objects.get(action="dataset_version.quarantine_lift_refused").actor == "oncall"
 
 
 def test_admin_retire_action_refused_for_a_role_without_it(client: Client, oncall, populated):

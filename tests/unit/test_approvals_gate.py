@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.contrib.auth.models import User
 from django.core.management import call_command
@@ -12,9 +14,12 @@ from django.urls import reverse
 from audit.models import AuditEvent
 from releases import lineage, services
 from releases.errors import RuleViolation
-from releases.models import DatasetVersion, Deployment, Endpoint
+from releases.models import Approval, DatasetVersion, Deployment, Endpoint
+from releases.templatetags.lineage_tags import utc
+from tests.conftest import PASSWORD
 from tests.factories import SYSTEM, World, approve
 from tests.unit.test_approvals import pending_release
+from tests.unit.test_lineage import status_of
 
 
 @pytest.fixture
@@ -56,6 +61,46 @@ def test_quarantine_after_approval_invalidates_it_end_to_end(world, release_mana
     assert "dataset churn-train:17 status changed" in event.reason
     services.record_deployment(staging, release, by=release_manager, source=Deployment.Source.API)
     assert Deployment.objects.filter(endpoint=staging, release=release).count() == 1
+
+
+def test_lifted_quarantine_leaves_the_approval_invalid_until_signed_again(world, release_manager, lead, lead2):
+    release = world.full_release(42, by=release_manager, approver=lead2)
+    production = world.endpoint("churn-scoring")
+    version = DatasetVersion.objects.by_key("churn-train:17").get()
+    signed_before = lineage.trace(release.name).digest
+    services.quarantine_dataset_version(version, by=lead, reason="partner label mapping")
+    assert lineage.approval_state(lineage.trace(release.name)).invalidated
+
+    services.lift_quarantine(version, by=lead, reason="partner fixed the mapping")
+
+    version.refresh_from_db()
+    assert version.status == "active"
+    trace = lineage.trace(release.name)
+    assert trace.digest != signed_before
+    state = lineage.approval_state(trace)
+    assert state.invalidated
+    lifted = f"{version.quarantine_lifted_at:%Y-%m-%d %H:%M} UTC"
+    quarantined = f"{version.quarantined_at:%Y-%m-%d %H:%M} UTC"
+    explanation = f"dataset churn-train:17 was quarantined {quarantined} (lifted {lifted}); it must be signed again"
+    assert state.stale[0][1] == [explanation]
+    html = client_for(release_manager).get(reverse("releases:release", args=[release.name])).content.decode()
+    assert "Approval invalidated" in html
+    assert explanation in html
+    with pytest.raises(RuleViolation, match="approval is no longer valid") as refused:
+        services.record_deployment(production, release, by=release_manager, source=Deployment.Source.API)
+    assert explanation in refused.value.message
+    assert not Deployment.objects.exists()
+
+    approval = approve(release, by=lead, password=PASSWORD, meaning="Approved for production")
+
+    trace = lineage.trace(release.name)
+    assert approval.signed_digest == trace.digest
+    assert lineage.approval_state(trace).is_valid
+    assert AuditEvent.objects.filter(action="release.approved", object_key=release.name).count() == 2
+    deployment = services.record_deployment(production, release, by=release_manager, source=Deployment.Source.API)
+    deployment.refresh_from_db()
+    assert deployment.release_id == release.pk
+    assert AuditEvent.objects.get(action="deployment.recorded").new["release"] == release.name
 
 
 def test_moved_tag_after_approval_invalidates_it(world, release_manager, lead):
@@ -185,6 +230,74 @@ def test_rollback_confirmation_names_the_target(incident, oncall):
     assert 'name="reason"' in html
 
 
+def test_rollback_confirmation_says_why_the_target_is_safe(world, release_manager, lead, lead2, oncall):
+    v41 = world.full_release(41, by=release_manager, approver=lead2)
+    v42 = world.full_release(42, by=release_manager, approver=lead, dataset="churn-train:18")
+    endpoint = services.create_endpoint(
+        name="churn-scoring",
+        environment="production",
+        registered_model="churn-model",
+        mlflow_alias="production",
+        by=SYSTEM,
+    )
+    first = world.deploy(endpoint, v41, by=release_manager, hours_ago=72)
+    second = world.deploy(endpoint, v42, by=release_manager, hours_ago=48)
+    third = world.deploy(endpoint, v41, by=release_manager, hours_ago=24)
+    fourth = world.deploy(endpoint, v42, by=release_manager, hours_ago=2)
+    [approval] = Approval.objects.filter(release=v41)
+
+    response = client_for(oncall).get(reverse("releases:rollback", args=["churn-scoring"]))
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "Why churn-v41 is safe to restore" in html
+    assert (
+        f'Omar Second <span class="muted">(lead2)</span>, “Approved for production”, signed {utc(approval.signed_at)}'
+        in html
+    )
+    assert (
+        '<a href="/datasets/churn-train/17/">churn-train:17</a> <span class="status status-active">active</span>'
+        in html
+    )
+    assert "None of its data is quarantined." in html
+    periods = re.findall(r"<div>(.*?) until (.*?) <span class=\"muted\">\((\w+) by (\w+)\)</span></div>", html)
+    assert periods == [
+        (utc(third.deployed_at), utc(fourth.deployed_at), "deploy", "relman"),
+        (utc(first.deployed_at), utc(second.deployed_at), "deploy", "relman"),
+    ]
+    assert "<code>churn-model@production</code> moves to version 41 (from version 42, live now)" in html
+
+
+def test_rollback_confirmation_button_looks_like_the_boards(incident, oncall):
+    client = client_for(oncall)
+    board = client.get(reverse("releases:board")).content.decode()
+    page = client.get(reverse("releases:rollback", args=["churn-scoring"])).content.decode()
+    assert re.search(
+        r'<a class="button danger" href="/endpoints/churn-scoring/rollback/[^"]*">Roll back to churn-v41', board
+    )
+    assert '<button class="button danger">Confirm: roll back to churn-v41</button>' in page
+
+
+def test_rollback_confirmation_warns_when_the_followed_alias_will_not_move(world, release_manager, lead, oncall):
+    v41 = world.full_release(41, by=release_manager, approver=lead)
+    v42 = world.full_release(42, by=release_manager, approver=lead)
+    world.model_version("other-model/1")
+    endpoint = services.create_endpoint(
+        name="churn-scoring",
+        environment="production",
+        registered_model="other-model",
+        mlflow_alias="production",
+        by=SYSTEM,
+    )
+    world.deploy(endpoint, v41, by=release_manager, hours_ago=5)
+    world.deploy(endpoint, v42, by=release_manager, hours_ago=1)
+
+    html = client_for(oncall).get(reverse("releases:rollback", args=["churn-scoring"])).content.decode()
+
+    assert "This endpoint follows <code>production</code>, but the rollback does not move it" in html
+    assert "point it at churn-model/41 in MLflow yourself" in html
+
+
 def test_rollback_from_the_board_is_recorded_and_the_board_changes(incident, oncall):
     client = client_for(oncall)
 
@@ -250,6 +363,45 @@ def test_rollback_refused_when_the_target_changed_since_confirmation(incident, o
     assert response.status_code == 409
     assert "changed since you confirmed: live now is churn-v41 (rollback by lead" in response.content.decode()
     assert Deployment.objects.filter(kind="rollback").count() == 1
+
+
+def test_rollback_overtaken_shows_what_is_live_and_arms_no_deeper_rollback(world, release_manager, lead, oncall):
+    v40 = world.full_release(40, by=release_manager, approver=lead, dataset="churn-train:16")
+    v41 = world.full_release(41, by=release_manager, approver=lead)
+    v42 = world.full_release(42, by=release_manager, approver=lead, dataset="churn-train:18")
+    endpoint = world.endpoint()
+    for hours_ago, release in ((72, v40), (48, v41), (1, v42)):
+        world.deploy(endpoint, release, by=release_manager, hours_ago=hours_ago)
+    client = client_for(oncall)
+    assert (
+        "Confirm: roll back to churn-v41"
+        in client.get(reverse("releases:rollback", args=["churn-scoring"])).content.decode()
+    )
+    services.roll_back(endpoint, by=lead, reason="first responder", source=Deployment.Source.CLI)
+    assert status_of(endpoint).rollback_target.name == "churn-v40", "a deeper rollback is possible"
+
+    response = client.post(
+        reverse("releases:rollback", args=["churn-scoring"]),
+        {"reason": "INC-311", "target": "churn-v41", "next": "/"},
+    )
+
+    html = response.content.decode()
+    assert response.status_code == 409
+    assert "Not rolled back: someone changed churn-scoring before you confirmed." in html
+    assert "live now is churn-v41 (rollback by lead" in html
+    assert '<a href="/releases/churn-v41/"><strong>churn-v41</strong></a>' in html
+    assert "rollback by lead: first responder" in html
+    assert '<a href="/endpoints/churn-scoring/">start over from the churn-scoring endpoint page</a>' in html
+    assert "<textarea" not in html
+    assert 'name="target"' not in html
+    assert "churn-v40" not in html, "the new target is not offered from here"
+    assert Deployment.objects.filter(kind="rollback").count() == 1
+    latest = Deployment.objects.filter(endpoint=endpoint).order_by("-deployed_at", "-id").first()
+    assert (latest.release.name, latest.actor) == ("churn-v41", "lead")
+    refused = AuditEvent.objects.get(action="deployment.rollback_refused")
+    assert (refused.actor, refused.object_key) == ("oncall", "churn-scoring")
+    assert refused.new == {"expected_target": "churn-v41", "rule": "rollback_target_changed"}
+    assert AuditEvent.objects.filter(action="deployment.rolled_back").count() == 1
 
 
 def test_rollback_without_target_explains_why(world, release_manager, lead, oncall):

@@ -161,6 +161,46 @@ def test_deployment_rollback_and_quarantine_commands(world, ci_account, lead, on
     assert (latest.kind, latest.source, latest.actor) == ("rollback", "cli", "oncall")
 
 
+def test_lift_quarantine_command(world, ci_account, lead):
+    world.full_release(42, by=ci_account, approver=lead, dataset="churn-train:18")
+    run("quarantine_dataset", "churn-train:18", "--reason", "label mapping changed", "--as", "lead")
+
+    out = run("lift_quarantine", "churn-train:18", "--reason", "partner restored the mapping", "--as", "lead")
+
+    assert out == "churn-train:18 quarantine lifted\n  to sign again: churn-v42\n"
+    version = DatasetVersion.objects.by_key("churn-train:18").get()
+    assert (version.status, version.status_reason) == ("active", "partner restored the mapping")
+    event = AuditEvent.objects.get(action="dataset_version.quarantine_lifted")
+    assert (event.actor, event.object_key, event.reason) == ("lead", "churn-train:18", "partner restored the mapping")
+
+
+def test_lift_quarantine_command_bad_input(world, lead, oncall):
+    assert refused("lift_quarantine", "garbage", "--reason", "x", "--as", "lead").startswith(
+        "no dataset version 'garbage' (expected NAME:VERSION"
+    )
+    assert refused("lift_quarantine", "churn-train:18", "--reason", "x", "--as", "nobody") == (
+        "no active user named 'nobody'"
+    )
+    world.dataset("churn-train:18")
+    assert refused("lift_quarantine", "churn-train:18", "--reason", "x", "--as", "lead") == (
+        "churn-train:18 is not quarantined (it is active)"
+    )
+    run("quarantine_dataset", "churn-train:18", "--reason", "bad labels", "--as", "lead")
+    assert refused("lift_quarantine", "churn-train:18", "--reason", " ", "--as", "lead") == (
+        "a reason is required to lift a quarantine"
+    )
+    assert refused("lift_quarantine", "churn-train:18", "--reason", "fine", "--as", "oncall") == (
+        "oncall may not lift a quarantine: it needs the role ml-leads"
+    )
+    assert DatasetVersion.objects.by_key("churn-train:18").get().is_quarantined
+    refusals = AuditEvent.objects.filter(action="dataset_version.quarantine_lift_refused").order_by("seq")
+    assert [(e.actor, e.new["rule"]) for e in refusals] == [
+        ("lead", "not_quarantined"),
+        ("lead", "invalid"),
+        ("oncall", "role"),
+    ]
+
+
 def test_deployment_rollback_and_quarantine_bad_input(world, ci_account, lead, oncall, release_manager):
     endpoint = world.endpoint()
     draft = world.release("churn-v42", world.model_version("churn-model/42"), by=ci_account)

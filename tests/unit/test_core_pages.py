@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-import pytest
-from django.test import Client
+import datetime
+import io
+import re
 
+import pytest
+from django.core.management import call_command
+from django.test import Client
+from django.utils import timezone
+
+from audit.models import AuditEvent
 from releases import services
-from releases.models import DatasetVersion
-from tests.factories import World
+from releases.models import DatasetVersion, Deployment, SyncState
+from tests.factories import SYSTEM, World
 
 
 @pytest.fixture
@@ -147,3 +154,129 @@ def test_trace_timeline_keeps_only_this_releases_endpoint_events(world, ci_accou
     assert [e.new["release"] for e in deployments] == ["churn-v101"]
     assert {e.object_key for e in events} >= {"churn-v101", "churn-model/101", "churn-train:17", "churn-scoring-0"}
     assert [e.seq for e in events] == sorted(e.seq for e in events)
+
+
+# Fresh at once: a recorded deployment or rollback shows on every page without waiting for a sync -----------
+
+
+def _row(html: str, version: int) -> str:
+    return re.search(rf'<tr id="v{version}">(.*?)</tr>', html, re.S).group(1)
+
+
+@pytest.fixture
+def alias_lags(world, ci_account, lead, release_manager):
+    """churn-v41 live on churn-scoring, which follows the MLflow alias production; the last sync saw the
+    alias on version 41. churn-v42 is approved, not deployed yet."""
+    v41 = world.full_release(41, by=ci_account, approver=lead)
+    v42 = world.full_release(42, by=ci_account, approver=lead, dataset="churn-train:18")
+    endpoint = services.create_endpoint(
+        name="churn-scoring",
+        environment="production",
+        registered_model="churn-model",
+        mlflow_alias="production",
+        by=SYSTEM,
+    )
+    world.deploy(endpoint, v41, by=release_manager, hours_ago=24)
+    mv = v41.model_version
+    services.register_model_version(
+        world.server,
+        services.ModelVersionData(
+            name="churn-model",
+            version=41,
+            source_run_id=mv.source_run_id,
+            artifact_uri=mv.artifact_uri,
+            aliases=("production",),
+        ),
+        by=SYSTEM,
+    )
+    return {"v41": v41, "v42": v42, "endpoint": endpoint}
+
+
+def _live_everywhere(client: Client, release: str, version: int, other: int) -> None:
+    board = client.get("/").content.decode()
+    assert re.search(rf'<a class="release-name" href="/releases/{release}/">{release}</a>', board)
+    endpoint = client.get("/endpoints/churn-scoring/").content.decode()
+    assert f'<a href="/releases/{release}/"><strong>{release}</strong></a>' in endpoint
+    model = client.get("/models/churn-model/").content.decode()
+    assert f'runs <a href="/releases/{release}/">{release}</a>' in model
+    assert 'in production</span> on <a href="/endpoints/churn-scoring/">' in _row(model, version)
+    assert "in production" not in _row(model, other)
+    detail = client.get("/releases/churn-v41/").content.decode()  # deployed there from the start
+    assert re.search(rf'<strong>churn-scoring</strong></a>: live now\s*<a href="/releases/{release}/">', detail)
+
+
+def test_a_deployment_shows_at_once_on_every_page_without_a_sync(client: Client, alias_lags, release_manager, oncall):
+    client.force_login(oncall)
+    _live_everywhere(client, "churn-v41", 41, 42)
+
+    deployment = services.record_deployment(
+        alias_lags["endpoint"], alias_lags["v42"], by=release_manager, source=Deployment.Source.API
+    )
+
+    deployment.refresh_from_db()
+    assert AuditEvent.objects.filter(action="deployment.recorded", new__release="churn-v42").count() == 1
+    assert not SyncState.objects.filter(last_attempt_at__isnull=False).exists(), "no sync ran"
+    _live_everywhere(client, "churn-v42", 42, 41)
+    model = client.get("/models/churn-model/").content.decode()
+    assert "MLflow alias production (last sync)" in _row(model, 41), "the synced alias is shown for what it is"
+
+
+def test_a_rollback_shows_at_once_on_every_page_without_a_sync(client: Client, alias_lags, release_manager, oncall):
+    services.record_deployment(alias_lags["endpoint"], alias_lags["v42"], by=release_manager, source="api")
+    client.force_login(oncall)
+    _live_everywhere(client, "churn-v42", 42, 41)
+
+    rollback = services.roll_back(alias_lags["endpoint"], by=oncall, reason="INC-7", source=Deployment.Source.CLI)
+
+    rollback.refresh_from_db()
+    assert (rollback.release.name, rollback.kind) == ("churn-v41", "rollback")
+    assert AuditEvent.objects.get(action="deployment.rolled_back").new["release"] == "churn-v41"
+    _live_everywhere(client, "churn-v41", 41, 42)
+    assert '<span class="badge">rolled back</span>' in client.get("/").content.decode()
+
+
+def test_a_deployment_reported_a_little_ahead_is_live_at_once(client: Client, alias_lags, release_manager, oncall):
+    ahead = timezone.now() + datetime.timedelta(minutes=3)
+
+    deployment = services.record_deployment(
+        alias_lags["endpoint"], alias_lags["v42"], by=release_manager, source=Deployment.Source.API, at=ahead
+    )
+
+    deployment.refresh_from_db()
+    assert deployment.deployed_at <= timezone.now()
+    event = AuditEvent.objects.get(action="deployment.recorded", new__release="churn-v42")
+    assert event.new["deployed_at"] == deployment.deployed_at.isoformat()
+    client.force_login(oncall)
+    _live_everywhere(client, "churn-v42", 42, 41)
+
+
+def test_a_deployment_through_the_api_shows_at_once(client: Client, alias_lags, release_manager, oncall):
+    client.force_login(release_manager)
+    response = client.post(
+        "/api/deployments/", {"endpoint": "churn-scoring", "release": "churn-v42"}, content_type="application/json"
+    )
+    assert response.status_code == 201
+    assert Deployment.objects.filter(release__name="churn-v42").count() == 1
+    assert AuditEvent.objects.get(action="deployment.recorded", new__release="churn-v42").actor == "relman"
+    client.force_login(oncall)
+    _live_everywhere(client, "churn-v42", 42, 41)
+
+
+def test_pages_tell_browsers_and_proxies_to_keep_no_copy(client: Client, alias_lags, oncall):
+    client.force_login(oncall)
+    for path in ("/", "/endpoints/churn-scoring/", "/models/churn-model/", "/releases/churn-v41/", "/api/endpoints/"):
+        cache_control = client.get(path)["Cache-Control"]
+        assert "no-store" in cache_control, path
+        assert "private" in cache_control, path
+
+
+def test_a_rollback_by_the_command_shows_at_once(client: Client, alias_lags, release_manager, oncall):
+    services.record_deployment(alias_lags["endpoint"], alias_lags["v42"], by=release_manager, source="api")
+
+    call_command("rollback", "churn-scoring", "--reason", "INC-8", "--as", "oncall", stdout=io.StringIO())
+
+    rollback = Deployment.objects.get(kind="rollback")
+    assert (rollback.release.name, rollback.source, rollback.reason) == ("churn-v41", "cli", "INC-8")
+    assert AuditEvent.objects.get(action="deployment.rolled_back").actor == "oncall"
+    client.force_login(oncall)
+    _live_everywhere(client, "churn-v41", 41, 42)

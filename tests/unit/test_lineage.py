@@ -9,7 +9,8 @@ from django.utils import timezone
 
 from releases import lineage, services
 from releases.models import Endpoint
-from tests.factories import SYSTEM, World
+from tests.conftest import PASSWORD
+from tests.factories import SYSTEM, World, approve
 
 
 def status_of(endpoint, when=None):
@@ -62,6 +63,88 @@ def test_rollback_target_skips_a_release_trained_on_quarantined_data(story, lead
     )[0]
     services.quarantine_dataset_version(version, by=lead, reason="label mapping changed upstream")
     assert status_of(story["endpoint"]).rollback_target.name == "churn-v40"
+
+
+def test_rollback_target_after_a_lifted_quarantine_needs_a_new_signature(story, lead, lead2):
+    version = story["v41"].model_version.run.dataset_inputs.get().dataset_version
+    services.quarantine_dataset_version(version, by=lead2, reason="label mapping changed upstream")
+    services.lift_quarantine(version, by=lead2, reason="mapping restored")
+    assert status_of(story["endpoint"]).rollback_target.name == "churn-v40", "its approval no longer counts"
+
+    approve(story["v41"], by=lead2, password=PASSWORD, meaning="Approved for production")
+
+    assert lineage.approval_state(lineage.trace("churn-v41")).is_valid
+    assert status_of(story["endpoint"]).rollback_target.name == "churn-v41", "a lifted version is safe again"
+
+
+def test_rollback_target_after_a_lift_counts_the_required_signers(story, lead, lead2, settings):
+    settings.LINEAGE_REQUIRED_APPROVALS = 2
+    version = story["v41"].model_version.run.dataset_inputs.get().dataset_version
+    services.quarantine_dataset_version(version, by=lead2, reason="label mapping changed upstream")
+    services.lift_quarantine(version, by=lead2, reason="mapping restored")
+    approve(story["v41"], by=lead2, password=PASSWORD, meaning="Approved for production")
+    assert status_of(story["endpoint"]).rollback_target.name == "churn-v40", "one signature of the two required"
+
+    approve(story["v41"], by=lead, password=PASSWORD, meaning="Approved for production")
+
+    assert status_of(story["endpoint"]).rollback_target.name == "churn-v41"
+
+
+def test_rollback_plan_names_the_target_and_the_facts_that_make_it_safe(story, lead):
+    plan = lineage.rollback_plan("churn-scoring")
+    assert plan.target.name == "churn-v41"
+    assert [(a.approver.username, a.meaning) for a in plan.approvals] == [("lead", "Approved for production")]
+    assert [(d.key, d.status) for d in plan.datasets] == [("churn-train:17", "active")]
+    [period] = plan.periods
+    deployments = {d.release.name: d for d in story["endpoint"].deployments.select_related("release")}
+    assert (period.start, period.end) == (deployments["churn-v41"].deployed_at, deployments["churn-v42"].deployed_at)
+    assert plan.alias is None
+    assert not plan.alias_stays, "the endpoint follows no alias"
+
+
+def test_rollback_plan_joins_a_redeployment_into_one_period(story, world, lead, release_manager):
+    endpoint = story["endpoint"]
+    rollback = services.roll_back(endpoint, by=lead, reason="INC-1", source="cli")
+    redeploy = services.record_deployment(endpoint, story["v41"], by=release_manager, source="api")
+    later = services.record_deployment(endpoint, story["v42"], by=release_manager, source="api")
+
+    plan = lineage.rollback_plan("churn-scoring")
+
+    assert plan.target.name == "churn-v41"
+    assert redeploy.pk != rollback.pk
+    newest, oldest = plan.periods
+    assert (newest.start, newest.end, newest.kind, newest.actor) == (
+        rollback.deployed_at,
+        later.deployed_at,
+        "rollback",
+        "lead",
+    )
+    assert (
+        oldest.end
+        == endpoint.deployments.get(
+            release=story["v42"], kind="deploy", deployed_at__lt=rollback.deployed_at
+        ).deployed_at
+    )
+
+
+def test_rollback_plan_without_a_target(world):
+    world.endpoint()
+    plan = lineage.rollback_plan("churn-scoring")
+    assert plan.target is None
+    assert (plan.approvals, plan.datasets, plan.periods, plan.alias) == ([], [], [], None)
+    with pytest.raises(Endpoint.DoesNotExist):
+        lineage.rollback_plan("nowhere")
+
+
+def test_moved_alias_follows_the_endpoints_own_model_only(story, world):
+    follows = services.create_endpoint(
+        name="churn-live", environment="production", registered_model="churn-model", mlflow_alias="prod", by=SYSTEM
+    )
+    other = world.model_version("other-model/1")
+    version = story["v41"].model_version
+    assert lineage.moved_alias(follows, version) == "prod"
+    assert lineage.moved_alias(follows, other) == ""
+    assert lineage.moved_alias(story["endpoint"], version) == "", "the endpoint follows no alias"
 
 
 def test_rollback_target_skips_retired_and_unapproved_releases(story, world, ci_account, release_manager, lead):

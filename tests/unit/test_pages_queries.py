@@ -8,8 +8,9 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from releases.models import Commit, ExperimentRun
-from tests.factories import World
+from releases import services
+from releases.models import Commit, DatasetVersion, ExperimentRun
+from tests.factories import SYSTEM, World
 
 pytestmark = pytest.mark.django_db
 
@@ -81,7 +82,29 @@ def test_dataset_version_queries(page: Any, django_assert_num_queries: Any, n: i
     # 3 + version (1) + digests (1); impact: runs, model versions, releases, deployments, live endpoints (5)
     html = page(n, "/datasets/churn-train/17/", 10, django_assert_num_queries)
     assert html.count("/releases/churn-v") >= n
-    assert "Quarantine churn-train:17" in html
+    assert "Quarantine churn-train:17…" in html
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_quarantine_confirmation_queries(page: Any, django_assert_num_queries: Any, n: int) -> None:
+    # as the dataset page: 3 + version (1) + digests (1); impact (5)
+    html = page(n, "/datasets/churn-train/17/quarantine/", 10, django_assert_num_queries)
+    assert html.count('<a href="/releases/churn-v') == 2 * n  # what stops counting, and the impact list
+    assert "Confirm: quarantine churn-train:17" in html
+
+
+def _quarantined(key: str) -> str:
+    services.quarantine_dataset_version(DatasetVersion.objects.by_key(key).get(), by=SYSTEM, reason="bad labels")
+    name, _, version = key.partition(":")
+    return f"/datasets/{name}/{version}/lift-quarantine/"
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_lift_quarantine_confirmation_queries(page: Any, django_assert_num_queries: Any, n: int) -> None:
+    # as the dataset page: 3 + version (1) + digests (1); impact (5)
+    html = page(n, lambda: _quarantined("churn-train:17"), 10, django_assert_num_queries)
+    assert html.count('<a href="/releases/churn-v') == 2 * n  # what must be signed again, and the impact list
+    assert "Confirm: lift the quarantine of churn-train:17" in html
 
 
 @pytest.mark.parametrize("n", [1, 3])
@@ -97,6 +120,44 @@ def test_endpoint_live_at_queries(page: Any, django_assert_num_queries: Any, n: 
     html = page(n, "/endpoints/churn-scoring/?at=2999-01-01T00:00", 16, django_assert_num_queries)
     assert 'class="status-box then"' in html
     assert 'datetime="2999-01-01T00:00:00+00:00"' in html
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_rollback_confirmation_queries(
+    client: Client,
+    django_assert_num_queries: Any,
+    ci_account: User,
+    lead2: User,
+    oncall: User,
+    release_manager: User,
+    n: int,
+) -> None:
+    """The target trained on ``n`` dataset versions, live ``n`` times before on the endpoint."""
+    world = World.create()
+    keys = tuple(f"churn-train:{i}" for i in range(1, n + 1))
+    for key in keys:
+        world.dataset(key)
+    v41 = world.approved_release(
+        "churn-v41",
+        world.model_version("churn-model/41", commit=world.commit("41"), datasets=keys),
+        by=ci_account,
+        approver=lead2,
+    )
+    v42 = world.full_release(42, by=ci_account, approver=lead2, dataset="churn-train:99")
+    endpoint = world.endpoint("churn-scoring")
+    for i in range(n):
+        world.deploy(endpoint, v41, by=release_manager, hours_ago=100 - 10 * i)
+        world.deploy(endpoint, v42, by=release_manager, hours_ago=95 - 10 * i)
+    client.force_login(oncall)
+    # 3 + endpoint status: annotated endpoint, live deployment, traced releases + 3 prefetches (6);
+    # the target's earlier periods on the endpoint (1)
+    with django_assert_num_queries(10):
+        response = client.get("/endpoints/churn-scoring/rollback/")
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert html.count(" until ") == n
+    assert html.count('<span class="status status-active">active</span>') == n
+    assert "Confirm: roll back to churn-v41" in html
 
 
 @pytest.mark.parametrize("n", [2, 3])

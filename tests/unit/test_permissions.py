@@ -71,6 +71,8 @@ DOORS = [
     Door("releases:search", READERS, query="?q=churn"),
     Door("releases:investigate", READERS),
     Door("releases:dataset_version", READERS, args=("churn-train", 17)),
+    Door("releases:quarantine", LEADS, args=("churn-train", 17)),
+    Door("releases:lift_quarantine", LEADS, args=("churn-holdout", 3)),
     Door("releases:commit", READERS, args=("COMMIT",)),
     Door("releases:run", READERS, args=("RUN",)),
     Door("releases:model", READERS, args=("churn-model",)),
@@ -120,6 +122,15 @@ DOORS = [
         data={"reason": "partner changed the label mapping"},
         ok=302,
         happened=_quarantined,
+    ),
+    Door(
+        "releases:lift_quarantine",
+        LEADS,
+        method="post",
+        args=("churn-holdout", 3),
+        data={"reason": "partner restored the label mapping"},
+        ok=302,
+        happened=lambda: not DatasetVersion.objects.by_key("churn-holdout:3").get().is_quarantined,
     ),
     Door(
         "releases:sync_now",
@@ -219,6 +230,7 @@ def site(db: Any, settings: Any, lead2: User, release_manager: User) -> dict[str
     world.endpoint("churn-shadow", "staging")
     world.deploy(production, v41, by=release_manager, hours_ago=48)
     world.deploy(production, v42, by=release_manager, hours_ago=1)
+    services.quarantine_dataset_version(world.dataset("churn-holdout:3"), by=SYSTEM, reason="bad labels")
     sync = SyncState.objects.get(repository=world.repo)
     return {"COMMIT": v42.model_version.run.commit_sha, "RUN": v42.model_version.run.run_id, "SYNC": sync.pk}
 

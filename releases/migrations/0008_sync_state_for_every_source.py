@@ -18,6 +18,6 @@ def create_missing_states(apps: Any, schema_editor: Any) -> None:
 
 
 class Migration(migrations.Migration):
-    dependencies = [("releases", "0006_commit_repository_index")]
+    dependencies = [("releases", "0007_dataset_version_quarantine_history")]
 
     operations = [migrations.RunPython(create_missing_states, migrations.RunPython.noop)]
