@@ -14,7 +14,7 @@ from django.test import Client
 
 from audit.log import verify_chain
 from audit.models import AuditEvent
-from releases import services
+from releases import lineage, services
 from releases.errors import RuleViolation
 from releases.models import Approval, Deployment, Release
 from tests.conftest import PASSWORD
@@ -69,7 +69,9 @@ def test_two_leads_approving_at_once(postgres, settings, release_manager, lead, 
 def test_double_submitted_approval_form(postgres, release_manager, lead):
     release = pending_release(World.create(), release_manager)
     clients = [logged_in(lead), logged_in(lead)]
-    form = {"decision": "approve", "meaning": MEANING, "password": PASSWORD, "comment": ""}
+    # Both tabs show the same chain, so both forms carry its digest.
+    digest = lineage.trace(release.name).digest
+    form = {"decision": "approve", "meaning": MEANING, "password": PASSWORD, "comment": "", "digest": digest}
 
     responses = at_once(*[lambda c=c: c.post(f"/releases/{release.name}/sign/", form) for c in clients])
 
