@@ -287,9 +287,9 @@ def _measure(dataset: str) -> dict[str, Any]:
     call_command("migrate", verbosity=0, interactive=False)
     if not User.objects.filter(username="lead").exists():
         if dataset == "demo":
-            from releases import demo
+            from releases.demo.world import build
 
-            demo.build(password="bench-password", root=Path(settings.VAR_DIR) / "demo", say=lambda _line: None)
+            build(password="bench-password", root=Path(settings.VAR_DIR) / "demo", say=lambda _line: None)
         else:
             began = time.perf_counter()
             _generate_large()
