@@ -47,7 +47,15 @@ from releases.lineage.live import (
     restorable,
     rollback_target,
 )
-from releases.lineage.search import HEX_RE, SearchHit, resolve
+from releases.lineage.search import (
+    GROUP_LIMIT,
+    HEX_RE,
+    MAX_QUERY_LENGTH,
+    SearchGroup,
+    SearchHit,
+    SearchResults,
+    search,
+)
 from releases.lineage.trace import (
     APPROVAL_LINKS,
     LINKS,
@@ -66,9 +74,11 @@ __all__ = [
     "COMMITS_BETWEEN_LIMIT",
     "COMMITS_SHOWN",
     "DEPLOYMENT_HISTORY_LIMIT",
+    "GROUP_LIMIT",
     "HEX_RE",
     "LINKS",
     "LOWER_IS_BETTER",
+    "MAX_QUERY_LENGTH",
     "ApprovalState",
     "Comparison",
     "DatasetVersionDetail",
@@ -84,7 +94,9 @@ __all__ = [
     "MetricPoint",
     "MetricSeries",
     "ModelHistory",
+    "SearchGroup",
     "SearchHit",
+    "SearchResults",
     "Trace",
     "as_float",
     "chain_changes",
@@ -106,10 +118,10 @@ __all__ = [
     "release_events",
     "release_list",
     "releases_using",
-    "resolve",
     "restorable",
     "rollback_target",
     "run_detail",
+    "search",
     "trace",
     "traced_releases",
 ]
