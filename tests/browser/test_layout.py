@@ -43,6 +43,9 @@ def main_pages() -> dict[str, str]:
         "commit": f"/commits/{commit.sha}/",
         "investigate": "/investigate/?endpoint=churn-scoring",
         "search": "/search/?q=churn",
+        "release waiting for a signature": "/releases/churn-v43/",
+        "roll back": "/endpoints/churn-scoring/rollback/",
+        "deploy": "/endpoints/churn-scoring-staging/deploy/",
     }
 
 
