@@ -4,9 +4,9 @@ Exact identifiers (a release, endpoint or model name, ``dataset:version``, ``mod
 commit sha prefix, an MLflow run id) are what the box jumps to. Any text also finds partial names,
 grouped by kind: releases, registered models, endpoints, dataset versions by dataset name, git tags,
 feature views and MLflow runs by author. Each group is one query that returns its first rows and
-its total count together (a window count), so a search costs the same number of queries whatever
-it finds. On PostgreSQL the name columns carry trigram indexes (migration 0007) for these
-substring matches.
+its total count together, so a search costs the same number of queries whatever it finds. On
+PostgreSQL the searched name columns carry trigram indexes (migration 0007_search_indexes) for these substring
+matches.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import Case, CharField, Count, F, OuterRef, QuerySet, Subquery, Value, When, Window
+from django.db.models import Case, CharField, F, Func, IntegerField, OuterRef, QuerySet, Subquery, Value, When
 from django.db.models.functions import Cast, Concat
 
 from releases.models import (
@@ -123,16 +123,24 @@ def _exact_identifiers(text: str) -> list[SearchHit]:
     return hits
 
 
-def _containing(queryset: QuerySet[Any], field: str, text: str) -> QuerySet[Any]:
-    """Rows whose ``field`` contains ``text`` in any case, ranked exact (0), prefix (1), anywhere (2),
-    each row carrying the count of all matching rows (``total``)."""
-    return queryset.filter(**{f"{field}__icontains": text}).annotate(
+def _containing(queryset: QuerySet[Any], field: str, text: str, *, ranked: bool = True) -> QuerySet[Any]:
+    """Rows whose ``field`` contains ``text`` in any case, each carrying the count of all of them (``total``);
+    ``ranked`` adds ``rank``: exact (0), prefix (1), anywhere (2).
+
+    The count is an uncorrelated subquery, computed once: unlike a window count it does not make
+    the database hold every match to return the first twenty.
+    """
+    matching = queryset.filter(**{f"{field}__icontains": text})
+    count = matching.order_by().values(n=Func(F("pk"), function="COUNT"))
+    found = matching.annotate(total=Subquery(count, output_field=IntegerField()))
+    if not ranked:
+        return found
+    return found.annotate(
         rank=Case(
             When(**{f"{field}__iexact": text}, then=Value(0)),
             When(**{f"{field}__istartswith": text}, then=Value(1)),
             default=Value(2),
-        ),
-        total=Window(Count("pk")),
+        )
     )
 
 
@@ -239,10 +247,12 @@ def _feature_views(text: str) -> Found:
 
 
 def _run_authors(text: str) -> Found:
+    # Newest first by row, not ranked: one author can have a hundred thousand runs, and reading the
+    # primary key backwards stops at the twentieth instead of sorting them all.
     rows = list(
-        _containing(ExperimentRun.objects.all(), "user", text)
-        .order_by("rank", "user", F("start_time").desc(nulls_last=True), "-pk")
-        .values("run_id", "name", "user", "rank", "total")[:GROUP_LIMIT]
+        _containing(ExperimentRun.objects.all(), "user", text, ranked=False)
+        .order_by("-pk")
+        .values("run_id", "name", "user", "total")[:GROUP_LIMIT]
     )
 
     def hit(row: Row) -> SearchHit:

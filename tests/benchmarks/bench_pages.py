@@ -252,6 +252,8 @@ def _pages(dataset: str) -> list[tuple[str, str]]:
             ("run", f"/runs/{run.run_id}/"),
             ("commit", f"/commits/{run.commit_sha[:10]}/"),
             ("search", "/search/?q=nothing-matches"),
+            ("search, partial name", "/search/?q=churn"),
+            ("search, every run by one author", "/search/?q=dana"),
         ]
     newest = Release.objects.filter(model_version__registered_model__name="model-0").order_by("-created_at")
     latest, older = newest[0], newest[10]
@@ -271,6 +273,8 @@ def _pages(dataset: str) -> list[tuple[str, str]]:
         ("run", f"/runs/{ExperimentRun.objects.order_by('pk')[5000].run_id}/"),
         ("commit", f"/commits/{commit.sha[:12]}/"),
         ("search", "/search/?q=nothing-matches"),
+        ("search, partial name", "/search/?q=model-7-v"),
+        ("search, every run by one author", "/search/?q=ds"),
     ]
 
 

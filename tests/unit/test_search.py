@@ -167,3 +167,12 @@ def test_postgres_serves_substring_search_from_a_trigram_index(postgres: None, m
             cursor.execute(f"SET LOCAL enable_{scan} = off")
         plan = model.objects.filter(**{f"{column}__icontains": "churn"}).explain()
     assert index in plan
+
+
+def test_postgres_finds_run_id_prefixes_from_an_index(postgres: None) -> None:
+    with transaction.atomic(), connection.cursor() as cursor:
+        for scan in ("seqscan", "bitmapscan"):
+            cursor.execute(f"SET LOCAL enable_{scan} = off")
+        plan = ExperimentRun.objects.filter(run_id__startswith="8d4f2c").explain()
+    assert "run_id_idx" in plan
+    assert "Index Cond" in plan

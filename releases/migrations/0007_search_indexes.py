@@ -1,13 +1,16 @@
-"""Trigram indexes for the search box's partial-name matches, on PostgreSQL only.
+"""Indexes for the search box: run-id prefixes, and trigram indexes for partial names on PostgreSQL.
+
+The run-id index gets varchar_pattern_ops, as the commit sha index has, so that ``run_id LIKE
+'abc%'`` uses it on PostgreSQL (elsewhere the operator class is ignored).
 
 The search matches with Django's ``icontains``, which PostgreSQL runs as
 ``UPPER(column::text) LIKE UPPER('%text%')``: a btree index cannot serve a leading wildcard, a
 pg_trgm GIN index on that same expression can. SQLite has no such index (and needs none at the
-sizes it serves); there this migration does nothing. Where the database role may not create the
+sizes it serves); there the trigram part does nothing. Where the database role may not create the
 pg_trgm extension, the indexes are skipped: search stays correct, only slower on large tables.
 """
 
-from django.db import DatabaseError, migrations, transaction
+from django.db import DatabaseError, migrations, models, transaction
 
 # (table, column) pairs the search matches by substring.
 SEARCHED = [
@@ -54,4 +57,11 @@ class Migration(migrations.Migration):
         ("releases", "0006_commit_repository_index"),
     ]
 
-    operations = [migrations.RunPython(create_indexes, drop_indexes, elidable=False)]
+    operations = [
+        migrations.RemoveIndex(model_name="experimentrun", name="run_id_idx"),
+        migrations.AddIndex(
+            model_name="experimentrun",
+            index=models.Index(fields=["run_id"], name="run_id_idx", opclasses=["varchar_pattern_ops"]),
+        ),
+        migrations.RunPython(create_indexes, drop_indexes, elidable=False),
+    ]
