@@ -36,7 +36,10 @@ def _signature_problem(request: HttpRequest, secret: str) -> str:
     timestamp = request.headers.get("X-MLflow-Timestamp", "")
     if not (signature and delivery_id and timestamp):
         return "the request is not signed (X-MLflow-Signature, -Delivery-Id and -Timestamp are required)"
-    if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > MAX_AGE_SECONDS:
+    # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+    if not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > 12:
+        return "the signature timestamp is missing or more than five minutes off"
+    if abs(time.time() - int(timestamp)) > MAX_AGE_SECONDS:
         return "the signature timestamp is missing or more than five minutes off"
     if not hmac.compare_digest(signature, expected_signature(secret, delivery_id, timestamp, request.body)):
         return "the signature does not match the configured secret"

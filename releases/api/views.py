@@ -31,7 +31,8 @@ def _limit(request: Request, most: int = 500) -> int:
     raw = request.query_params.get("limit", "")
     if not raw:
         return 100
-    if not raw.isdigit() or not 1 <= int(raw) <= most:
+    # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 6 or not 1 <= int(raw) <= most:
         raise ValidationError({"limit": [f"a whole number from 1 to {most}"]})
     return int(raw)
 

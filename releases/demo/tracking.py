@@ -1,9 +1,10 @@
 """What the team's training jobs leave in MLflow, written with the MLflow client.
 
 Runs with params, metrics, the DESIGN.md tags and dataset inputs built with ``mlflow.data`` from the
-CSV files; a small model artifact per run; registered model versions and serving aliases. The store
-is a SQLite file with artifacts on disk beside it: no server, no network. Everything is looked up
-before it is logged, so a second build adds nothing.
+CSV files; a small model artifact per run; registered model versions. The store is a SQLite file
+with artifacts on disk beside it: no server, no network. Each training is logged when the story's
+clock reaches it; everything is looked up before it is logged, so a second build adds nothing.
+Serving aliases are not set here: deploying through the product moves them (write-back).
 """
 
 from __future__ import annotations
@@ -17,32 +18,29 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.utils import timezone
 
-from releases.demo.story import CHURN, FRAUD, SERVING_ALIASES, ModelRelease
+from releases.demo.story import EVAL_DATASET, TRAINING_MINUTES, ModelRelease
 from releases.demo.workspace import DataFile, git
 from releases.errors import InvalidInput
 
 
-def tracking_uri(root: Path) -> str:
-    return f"sqlite:///{(root / 'mlflow.db').resolve()}"
+def open_store(root: Path) -> str:
+    """The MLflow store under ``root`` (made on first use); returns its tracking URI."""
+    db = root / "mlflow.db"
+    _empty_store(db)
+    return f"sqlite:///{db.resolve()}"
 
 
-def log_training(root: Path, repo: Path, files: dict[str, DataFile]) -> str:
-    """Log every run and model version of the story into the store under ``root``; returns its tracking URI."""
+def log_training(
+    uri: str, item: ModelRelease, *, started: datetime.datetime, root: Path, repo: Path, files: dict[str, DataFile]
+) -> None:
+    """Log ``item``'s training run (started at ``started``) and register its model version."""
     from mlflow.tracking import MlflowClient
 
-    uri = tracking_uri(root)
-    _empty_store(root / "mlflow.db")
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     artifacts = (root / "mlartifacts").resolve()
-    for item in (*CHURN, FRAUD):
-        run_id = _run(client, item, artifacts=artifacts, repo=repo, files=files)
-        created = _model_version(client, item, run_id=run_id, uri=uri)
-        if created and item == CHURN[-1]:
-            for alias in SERVING_ALIASES:
-                client.set_registered_model_alias(item.registered_model, alias, str(item.number))
-    return uri
+    run_id = _run(client, item, started=started, artifacts=artifacts, repo=repo, files=files)
+    _model_version(client, item, run_id=run_id, uri=uri)
 
 
 def _empty_store(db: Path) -> None:
@@ -74,7 +72,15 @@ def _experiment(client: Any, name: str, artifacts: Path) -> str:
     return str(client.create_experiment(name, artifact_location=(artifacts / name).as_uri()))
 
 
-def _run(client: Any, item: ModelRelease, *, artifacts: Path, repo: Path, files: dict[str, DataFile]) -> str:
+def _run(
+    client: Any,
+    item: ModelRelease,
+    *,
+    started: datetime.datetime,
+    artifacts: Path,
+    repo: Path,
+    files: dict[str, DataFile],
+) -> str:
     from mlflow.entities import Metric, Param
 
     experiment_id = _experiment(client, item.model, artifacts)
@@ -84,18 +90,17 @@ def _run(client: Any, item: ModelRelease, *, artifacts: Path, repo: Path, files:
         # A build stopped half-way through this run: log it again from the start.
         client.delete_run(run.info.run_id)
     commit = git(repo, "rev-parse", f"{item.git_tag or 'HEAD'}^{{commit}}")
-    started = timezone.now() - datetime.timedelta(days=item.days_ago + 0.5)
     start_ms = int(started.timestamp() * 1000)
-    end_ms = start_ms + 42 * 60 * 1000
+    end_ms = start_ms + TRAINING_MINUTES * 60 * 1000
     tags = {"mlflow.user": item.user, "mlflow.source.name": f"{item.model}.py", "git_commit": commit[:7]}
-    if item.dataset is not None:
-        tags["dataset_version"] = f"churn-train:{item.dataset}"
+    if item.dataset_key:
+        tags["dataset_version"] = item.dataset_key
     run = client.create_run(experiment_id, start_time=start_ms, tags=tags, run_name=item.name)
     run_id = str(run.info.run_id)
     params = {
         "feature_view": item.feature_view,
         "learning_rate": "0.05",
-        "max_depth": "8" if item.number >= 42 else "6",
+        "max_depth": str(item.max_depth),
     }
     metrics = {"auc": item.auc, "precision_at_10": round(item.auc - 0.21, 3)}
     client.log_batch(
@@ -103,8 +108,9 @@ def _run(client: Any, item: ModelRelease, *, artifacts: Path, repo: Path, files:
         metrics=[Metric(key, value, end_ms, 0) for key, value in metrics.items()],
         params=[Param(key, value) for key, value in params.items()],
     )
-    if item.dataset is not None:
-        _log_inputs(client, run_id, train=files[f"churn-train:{item.dataset}"], evaluation=files["churn-eval:3"])
+    if item.dataset_key:
+        evaluation = files[f"{EVAL_DATASET[0]}:{EVAL_DATASET[1]}"]
+        _log_inputs(client, run_id, train=files[item.dataset_key], evaluation=evaluation)
     model = {"kind": "logistic-regression", "feature_view": item.feature_view, "params": params, "metrics": metrics}
     client.log_text(run_id, json.dumps(model, indent=2, sort_keys=True), "model/model.json")
     client.set_terminated(run_id, "FINISHED", end_time=end_ms)

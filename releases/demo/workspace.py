@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import datetime
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from django.utils import timezone
 
-from releases.demo.story import CHURN, EVAL_DATASET, FRAUD
+from releases.demo.story import EVAL_DATASET, RELEASES, ModelRelease
 
 
 def git(repo: Path, *args: str, env: dict[str, str] | None = None) -> str:
@@ -18,31 +17,34 @@ def git(repo: Path, *args: str, env: dict[str, str] | None = None) -> str:
 
 
 def git_repository(root: Path) -> Path:
-    """A repository with one commit per churn release, tags model-churn-v40..v42, then the fraud model."""
+    """The team's repository (empty until the first commit of the story)."""
     repo = root / "churn-model"
-    if (repo / ".git").exists():
-        return repo
-    repo.mkdir(parents=True)
-    git(repo, "init", "-q", "-b", "main")
-    git(repo, "config", "user.name", "Dana Scientist")
-    git(repo, "config", "user.email", "dana@example.com")
-    # HOME is the demo folder, so the person's own git configuration (signing, hooks) stays out of it.
-    for item in (*CHURN, FRAUD):
+    if not (repo / ".git").exists():
+        repo.mkdir(parents=True, exist_ok=True)
+        git(repo, "init", "-q", "-b", "main")
+        git(repo, "config", "user.name", "Dana Scientist")
+        git(repo, "config", "user.email", "dana@example.com")
+    return repo
+
+
+def commit(repo: Path, item: ModelRelease) -> None:
+    """The commit ``item`` was trained from, dated now (the story's clock), with its release tag."""
+    done = _has_commits(repo) and item.message in git(repo, "log", "--all", "--format=%s").splitlines()
+    if not done:
         path = repo / f"{item.model}.py"
         path.write_text(f"# {item.model} model\nFEATURE_VIEW = {item.feature_view!r}\nRELEASE = {item.number}\n")
-        when = (timezone.now() - datetime.timedelta(days=item.days_ago + 1)).isoformat()
+        when = timezone.now().isoformat()
         git(repo, "add", path.name)
-        git(
-            repo,
-            "commit",
-            "-q",
-            "-m",
-            item.message,
-            env={"GIT_AUTHOR_DATE": when, "GIT_COMMITTER_DATE": when, "HOME": str(root)},
-        )
-        if item.git_tag:
-            git(repo, "tag", item.git_tag)
-    return repo
+        # HOME is the demo folder, so the person's own git configuration (signing, hooks) stays out of it.
+        env = {"GIT_AUTHOR_DATE": when, "GIT_COMMITTER_DATE": when, "HOME": str(repo.parent)}
+        git(repo, "commit", "-q", "-m", item.message, env=env)
+    if item.git_tag and not git(repo, "tag", "--list", item.git_tag):
+        git(repo, "tag", item.git_tag)
+
+
+def _has_commits(repo: Path) -> bool:
+    result = subprocess.run(["git", "-C", str(repo), "rev-parse", "-q", "--verify", "HEAD"], capture_output=True)
+    return result.returncode == 0
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,7 @@ def data_files(root: Path) -> dict[str, DataFile]:
     folder = root / "data"
     folder.mkdir(parents=True, exist_ok=True)
     files: dict[str, DataFile] = {}
-    for version in sorted({item.dataset for item in CHURN if item.dataset is not None}):
+    for version in sorted({item.dataset for item in RELEASES if item.dataset is not None}):
         path = folder / f"churn-train-{version}.csv"
         if not path.exists():
             label = {0: "stay", 1: "churn"} if version < 18 else {0: "churn", 1: "stay"}

@@ -32,11 +32,13 @@ from releases.lineage.rules import (
     release_status,
     signing_refusal,
 )
-from releases.lineage.search import SearchHit, resolve
+from releases.lineage.search import GROUP_LIMIT, MAX_QUERY_LENGTH, SearchHit, SearchResults, search
 from releases.lineage.trace import Link, Trace, previous_release, release_events, trace, traced_releases
 
 __all__ = [
     "COMMITS_SHOWN",
+    "GROUP_LIMIT",
+    "MAX_QUERY_LENGTH",
     "STATUS_KEYS",
     "ApprovalState",
     "Comparison",
@@ -49,6 +51,7 @@ __all__ = [
     "ReleaseStatus",
     "RollbackPlan",
     "SearchHit",
+    "SearchResults",
     "Trace",
     "approval_queue",
     "approval_state",
@@ -70,9 +73,9 @@ __all__ = [
     "release_list",
     "release_status",
     "releases_using",
-    "resolve",
     "rollback_plan",
     "run_detail",
+    "search",
     "signing_refusal",
     "trace",
     "traced_releases",

@@ -19,6 +19,19 @@ def get_or_refuse(source: models.QuerySet[M, M] | models.Manager[M], what: str, 
     return found
 
 
+# The largest value a PositiveIntegerField holds on every supported database.
+MAX_VERSION = 2_147_483_647
+
+
+def version_number(text: str) -> int | None:
+    """A version number as a person types it, or None: ASCII digits only (``str.isdigit`` also
+    accepts "²" and other digits ``int`` refuses), and small enough for the version columns."""
+    if not (text.isascii() and text.isdigit()) or len(text) > len(str(MAX_VERSION)):
+        return None
+    number = int(text)
+    return number if 0 < number <= MAX_VERSION else None
+
+
 class ImmutableFieldError(Exception):
     """A write tried to change a column that is fixed once the row exists."""
 

@@ -9,7 +9,7 @@ import pgtrigger
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 
-from releases.models.base import GuardedModel
+from releases.models.base import GuardedModel, version_number
 from releases.models.code import name_validator
 
 hash_validator = RegexValidator(r"^sha256:[0-9a-f]{64}$", "A content hash looks like sha256:<64 lowercase hex>.")
@@ -31,9 +31,10 @@ class DatasetVersionQuerySet(models.QuerySet["DatasetVersion"]):
     def by_key(self, key: str) -> DatasetVersionQuerySet:
         """The version named ``name:version`` (empty when the key is malformed)."""
         name, _, version = key.rpartition(":")
-        if not name or not version.isdigit():
+        number = version_number(version)
+        if not name or number is None:
             return self.none()
-        return self.filter(dataset__name=name, version=int(version))
+        return self.filter(dataset__name=name, version=number)
 
     def unsafe(self) -> DatasetVersionQuerySet:
         """Versions nobody should train or release on: quarantined or mutated."""

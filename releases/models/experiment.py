@@ -56,7 +56,9 @@ class ExperimentRun(models.Model):
         ordering = ["-start_time"]
         constraints = [models.UniqueConstraint(fields=["server", "run_id"], name="run_unique_per_server")]
         indexes = [
-            models.Index(fields=["run_id"], name="run_id_idx"),
+            # pattern_ops so that run-id prefix lookups from the search box (LIKE 'abc%') use the index
+            # on PostgreSQL; it serves exact lookups too.
+            models.Index(fields=["run_id"], name="run_id_idx", opclasses=["varchar_pattern_ops"]),
             models.Index(fields=["commit_sha"], name="run_commit_sha_idx"),
         ]
 

@@ -8,7 +8,7 @@ import pgtrigger
 from django.core.validators import MinValueValidator
 from django.db import models
 
-from releases.models.base import GuardedModel
+from releases.models.base import GuardedModel, version_number
 from releases.models.experiment import ExperimentRun, TrackingServer
 
 
@@ -28,9 +28,10 @@ class ModelVersionQuerySet(models.QuerySet["ModelVersion"]):
     def by_key(self, key: str) -> ModelVersionQuerySet:
         """The version named ``model/version`` (empty when malformed)."""
         name, _, version = key.rpartition("/")
-        if not name or not version.isdigit():
+        number = version_number(version)
+        if not name or number is None:
             return self.none()
-        return self.filter(registered_model__name=name, version=int(version))
+        return self.filter(registered_model__name=name, version=number)
 
 
 class ModelVersion(GuardedModel):

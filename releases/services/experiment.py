@@ -22,6 +22,7 @@ from releases.models import (
     RunDatasetInput,
     TrackingServer,
 )
+from releases.models.base import version_number
 from releases.services.code import resolve_commits
 from releases.services.data import observe_digest
 from releases.services.features import feature_pipeline_version
@@ -224,8 +225,9 @@ def _dataset_versions(keys: set[str]) -> dict[str, DatasetVersion]:
     query = Q()
     for key in keys:
         name, _, version = key.rpartition(":")
-        if name and version.isdigit():
-            query |= Q(dataset__name=name, version=int(version))
+        number = version_number(version)
+        if name and number is not None:
+            query |= Q(dataset__name=name, version=number)
     if not query:
         return {}
     return {version.key: version for version in DatasetVersion.objects.filter(query).select_related("dataset")}

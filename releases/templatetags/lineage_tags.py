@@ -143,47 +143,106 @@ def chain_diagram(trace: Trace) -> dict[str, Any]:
 
 # Deployment timeline ------------------------------------------------------------------------
 
-TIMELINE_WIDTH = 1000
 PALETTE = ("#1f5fbf", "#2e8b57", "#8a4fbf", "#c27c0e", "#20808d", "#b8466e")
+# Releases drawn, newest first; older history stays in the table under the chart.
+TIMELINE_LANES = 12
 
 
-@register.inclusion_tag("releases/_deployment_timeline.html")
-def deployment_timeline(deployments: list[Deployment], marker: datetime.datetime | None = None) -> dict[str, Any]:
-    """Each deployment as a bar from when it went live to when the next one replaced it (newest right)."""
+@dataclass(frozen=True)
+class TimelineShape:
+    """One drawing of the timeline: its width in SVG units, the label column, and how many characters fit there.
+
+    Each drawing is scaled evenly to the width it is shown at (no stretching), so the labels keep
+    their shape: 13 units is about 15 px on a laptop (the wide one) and 12.5 px on a phone (the narrow one).
+    """
+
+    width: int
+    label_width: int
+    label_chars: int
+
+
+TIMELINE_WIDE = TimelineShape(width=1000, label_width=150, label_chars=20)
+TIMELINE_NARROW = TimelineShape(width=360, label_width=112, label_chars=13)
+LANE_HEIGHT = 26
+
+
+def _timeline_events(deployments: list[Deployment]) -> list[Deployment]:
+    """Oldest first, from the deployment after which at most TIMELINE_LANES releases appear."""
     events = sorted(deployments, key=lambda d: (d.deployed_at, d.pk))
-    if not events:
-        return {"bars": [], "width": TIMELINE_WIDTH}
-    now = timezone.now()
+    seen: set[int] = set()
+    for index in range(len(events) - 1, -1, -1):
+        seen.add(events[index].release_id)
+        if len(seen) > TIMELINE_LANES:
+            return events[index + 1 :]
+    return events
+
+
+def _timeline_drawing(
+    shape: TimelineShape, events: list[Deployment], now: datetime.datetime, marker: datetime.datetime | None
+) -> dict[str, Any]:
     start = events[0].deployed_at
     span = max((now - start).total_seconds(), 1.0)
-    left, usable = 10, TIMELINE_WIDTH - 20
+    left = shape.label_width + 8
+    usable = shape.width - left - 6
 
     def x_of(when: datetime.datetime) -> float:
         return left + usable * max(0.0, min(1.0, (when - start).total_seconds() / span))
 
-    colours: dict[int, str] = {}
-    bars = []
+    lanes: dict[int, dict[str, Any]] = {}
     for index, event in enumerate(events):
+        lane = lanes.get(event.release_id)
+        if lane is None:
+            name = event.release.name
+            lane = lanes[event.release_id] = {
+                "name": name,
+                "label": name if len(name) <= shape.label_chars else name[: shape.label_chars - 1] + "…",
+                "url": reverse("releases:release", args=[name]),
+                "colour": PALETTE[len(lanes) % len(PALETTE)],
+                "y": 6 + len(lanes) * LANE_HEIGHT,
+                "bars": [],
+                "live": False,
+            }
         end = events[index + 1].deployed_at if index + 1 < len(events) else now
         x1, x2 = x_of(event.deployed_at), x_of(end)
-        colour = colours.setdefault(event.release_id, PALETTE[len(colours) % len(PALETTE)])
-        bars.append(
+        lane["bars"].append(
             {
                 "x": round(x1, 1),
                 "width": round(max(x2 - x1, 2.0), 1),
-                "colour": colour,
                 "event": event,
-                "label": event.release.name if x2 - x1 > 8 * len(event.release.name) else "",
                 "rollback": event.kind == Deployment.Kind.ROLLBACK,
-                "url": reverse("releases:release", args=[event.release.name]),
             }
         )
+        lane["live"] = index + 1 == len(events)
+    height = 12 + len(lanes) * LANE_HEIGHT
     return {
-        "bars": bars,
-        "width": TIMELINE_WIDTH,
-        "start": start,
-        "now": now,
+        "shape": shape,
+        "lanes": list(lanes.values()),
+        "height": height,
+        "axis_x": left,
+        "axis_y": height - 4,
         "marker_x": round(x_of(marker), 1) if marker is not None and marker >= start else None,
+    }
+
+
+@register.inclusion_tag("releases/_deployment_timeline.html")
+def deployment_timeline(deployments: list[Deployment], marker: datetime.datetime | None = None) -> dict[str, Any]:
+    """One lane per release, a bar for each time it was live (until the next deployment replaced it).
+
+    Drawn twice like the chain diagram, wide for laptops and narrow for phones, so the release
+    names stay readable and never overlap at either width.
+    """
+    events = _timeline_events(deployments)
+    if not events:
+        return {"drawings": []}
+    now = timezone.now()
+    return {
+        "drawings": [
+            {**_timeline_drawing(TIMELINE_WIDE, events, now, marker), "css": "tl-wide"},
+            {**_timeline_drawing(TIMELINE_NARROW, events, now, marker), "css": "tl-narrow"},
+        ],
+        "start": events[0].deployed_at,
+        "now": now,
+        "shown_all": len(events) == len(deployments),
     }
 
 

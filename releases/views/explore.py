@@ -23,17 +23,24 @@ HIT_PAGES = {
 
 
 def hit_url(hit: lineage.SearchHit) -> str:
+    if not hit.kind:
+        return ""
     args = hit.key.rsplit(":", 1) if hit.kind == "dataset_version" else [hit.key]
     return reverse(HIT_PAGES[hit.kind], args=args) + (f"#{hit.anchor}" if hit.anchor else "")
 
 
 @login_required
 def search(request: HttpRequest) -> HttpResponse:
-    query = request.GET.get("q", "").strip()[:200]
-    hits = [(hit, hit_url(hit)) for hit in lineage.resolve(query)]
-    if len(hits) == 1:
-        return HttpResponseRedirect(hits[0][1])
-    return render(request, "releases/search.html", {"query": query, "hits": hits})
+    results = lineage.search(request.GET.get("q", ""))
+    if results.jump is not None:
+        return HttpResponseRedirect(hit_url(results.jump))
+    context = {
+        "query": results.query,
+        "results": results,
+        "exact": [(hit, hit_url(hit)) for hit in results.exact],
+        "groups": [(group, [(hit, hit_url(hit)) for hit in group.hits]) for group in results.groups],
+    }
+    return render(request, "releases/search.html", context, status=400 if results.problem else 200)
 
 
 @login_required

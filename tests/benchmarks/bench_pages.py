@@ -252,6 +252,8 @@ def _pages(dataset: str) -> list[tuple[str, str]]:
             ("run", f"/runs/{run.run_id}/"),
             ("commit", f"/commits/{run.commit_sha[:10]}/"),
             ("search", "/search/?q=nothing-matches"),
+            ("search, partial name", "/search/?q=churn"),
+            ("search, every run by one author", "/search/?q=dana"),
         ]
     newest = Release.objects.filter(model_version__registered_model__name="model-0").order_by("-created_at")
     latest, older = newest[0], newest[10]
@@ -271,6 +273,8 @@ def _pages(dataset: str) -> list[tuple[str, str]]:
         ("run", f"/runs/{ExperimentRun.objects.order_by('pk')[5000].run_id}/"),
         ("commit", f"/commits/{commit.sha[:12]}/"),
         ("search", "/search/?q=nothing-matches"),
+        ("search, partial name", "/search/?q=model-7-v"),
+        ("search, every run by one author", "/search/?q=ds"),
     ]
 
 
@@ -287,9 +291,9 @@ def _measure(dataset: str) -> dict[str, Any]:
     call_command("migrate", verbosity=0, interactive=False)
     if not User.objects.filter(username="lead").exists():
         if dataset == "demo":
-            from releases import demo
+            from releases.demo.world import build
 
-            demo.build(password="bench-password", root=Path(settings.VAR_DIR) / "demo", say=lambda _line: None)
+            build(password="bench-password", root=Path(settings.VAR_DIR) / "demo", say=lambda _line: None)
         else:
             began = time.perf_counter()
             _generate_large()

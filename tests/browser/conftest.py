@@ -92,6 +92,6 @@ def visit(browser: Any, live_server: Any) -> Iterator[Visit]:
 @pytest.fixture
 def demo_world(transactional_db: Any, tmp_path: Path) -> None:
     """DESIGN's story world (churn-v40..v42, staging, fraud-v8), built through the services."""
-    from releases import demo
+    from releases.demo.world import build
 
-    demo.build(password=PASSWORD, root=tmp_path / "demo", say=lambda _line: None)
+    build(password=PASSWORD, root=tmp_path / "demo", say=lambda _line: None)

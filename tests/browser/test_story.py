@@ -109,3 +109,31 @@ def test_search_box_jumps_from_the_keyboard(visit: Visit, demo_world: None) -> N
         box.press("Enter")
         visit.page.wait_for_url(re.compile(url))
         assert heading in visit.page.locator("h1").first.inner_text()
+
+
+def test_every_example_the_search_box_gives_finds_something(visit: Visit, demo_world: None) -> None:
+    visit.login("lead")
+    visit.go("/search/")
+    placeholder = visit.page.get_by_label(re.compile("Search by release")).get_attribute("placeholder") or ""
+    examples = [text.strip(" …") for text in placeholder.split(",")]
+    examples += visit.page.locator("main p.muted code").all_inner_texts()
+    assert len(examples) >= 8
+    for example in examples:
+        visit.go(f"/search/?q={example}")
+        assert "Nothing matches" not in visit.page.locator("main").inner_text(), example
+
+
+def test_search_lists_partial_matches_by_kind(visit: Visit, demo_world: None) -> None:
+    visit.login("lead")
+    box = visit.page.get_by_label(re.compile("Search by release"))
+    box.fill("churn")
+    box.press("Enter")
+    visit.page.wait_for_url(re.compile(r".*/search/\?q=churn$"))
+    headings = visit.page.locator("main h2").all_inner_texts()
+    assert any(h.startswith("Releases") for h in headings)
+    assert any(h.startswith("Dataset versions") for h in headings)
+    releases = visit.page.locator("section[aria-labelledby='found-release'] li").all_inner_texts()
+    assert [r.split()[0] for r in releases] == ["churn-v43", "churn-v42", "churn-v41", "churn-v40"]
+    visit.shot("search-partial")
+    visit.page.get_by_role("link", name="churn-train:18").click()
+    visit.page.wait_for_url(re.compile(r".*/datasets/churn-train/18/$"))

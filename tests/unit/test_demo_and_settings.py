@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import io
 import os
 import subprocess
@@ -9,13 +10,17 @@ import sys
 from pathlib import Path
 
 import pytest
+from django.contrib.auth.models import User
 from django.core.management import call_command
+from django.utils import timezone
 
 from audit.log import verify_chain
 from audit.models import AuditEvent
 from releases import lineage
+from releases.demo.world import build
 from releases.models import Deployment, ExperimentRun, GitTag, ModelVersion, Release, SyncState, WriteBack
 from tests import clean_environment
+from tests.factories import approve
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -71,11 +76,11 @@ def _assert_chain_came_from_the_sync_and_wrote_back(tmp_path: Path) -> None:
     )
     mlflow_sync, git_sync = "mlflow-sync:mlflow", "git-sync:churn-model"
     runs = {run.name: run for run in ExperimentRun.objects.select_related("commit")}
-    assert sorted(runs) == ["churn-v40", "churn-v41", "churn-v42", "fraud-v8"]
+    assert sorted(runs) == ["churn-v40", "churn-v41", "churn-v42", "churn-v43", "fraud-v8"]
     assert {created_by[f"mlflow:{run.run_id}"] for run in runs.values()} == {mlflow_sync}
-    assert {created_by[f"churn-model/{n}"] for n in (40, 41, 42)} == {mlflow_sync}
+    assert {created_by[f"churn-model/{n}"] for n in (40, 41, 42, 43)} == {mlflow_sync}
     assert created_by["fraud-model/8"] == mlflow_sync
-    assert {created_by[f"churn-model:model-churn-v{n}"] for n in (40, 41, 42)} == {git_sync}
+    assert {created_by[f"churn-model:model-churn-v{n}"] for n in (40, 41, 42, 43)} == {git_sync}
     assert runs["churn-v42"].commit == GitTag.objects.get(name="model-churn-v42").commit
     assert runs["churn-v42"].warnings == []
 
@@ -91,6 +96,62 @@ def _assert_chain_came_from_the_sync_and_wrote_back(tmp_path: Path) -> None:
     assert runs["churn-v42"].dataset_inputs.get(context="training").digest == dataset_input.dataset.digest
     v42 = ModelVersion.objects.get(registered_model__name="churn-model", version=42)
     assert (v42.aliases, v42.tags) == (["production", "staging"], {"release": "churn-v42"})
+
+
+@pytest.mark.django_db(transaction=True)
+def test_demo_story_happens_in_order_and_leaves_a_release_for_a_lead(tmp_path: Path, settings, client):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.LINEAGE_GIT_CACHE_DIR = tmp_path / "git-cache"
+    started = timezone.now()
+    build(password="demo-password", root=tmp_path, say=lambda _line: None)
+
+    # A release is created, then approved, then deployed; production only after its approval.
+    releases = Release.objects.prefetch_related("approvals", "deployments__endpoint").order_by("created_at")
+    assert [r.name for r in releases] == ["churn-v40", "churn-v41", "churn-v42", "fraud-v8", "churn-v43"]
+    for release in releases:
+        signed = [a.signed_at for a in release.approvals.all()]
+        deployed = [d.deployed_at for d in release.deployments.all()]
+        assert all(release.created_at <= moment for moment in signed + deployed), release.name
+        if signed:
+            assert min(signed) <= min(deployed), release.name
+        production = [d.deployed_at for d in release.deployments.all() if d.endpoint.is_production]
+        assert all(min(signed) <= moment for moment in production), release.name
+        assert release.created_at < started  # the story happened before the build, not during it
+    # Spread over three weeks as the story tells it, the newest production deployment a day and a half ago.
+    production = Deployment.objects.filter(endpoint__name="churn-scoring").order_by("deployed_at")
+    assert [d.release.name for d in production] == ["churn-v40", "churn-v41", "churn-v42"]
+    assert started - production[0].deployed_at > datetime.timedelta(days=19)
+    assert datetime.timedelta(days=1) < started - production[2].deployed_at < datetime.timedelta(days=2)
+
+    # The audit log's order is the order of time (an auditor's checker flags times that go backwards).
+    times = list(AuditEvent.objects.order_by("seq").values_list("at", flat=True))
+    assert len(times) > 50
+    assert times == sorted(times)
+    assert verify_chain().ok
+    # Commits were made, and runs trained, before the releases cut from them.
+    v42 = lineage.trace("churn-v42")
+    assert v42.commit.committed_at < v42.run.start_time < v42.release.created_at
+
+    # churn-v43 waits for an ML lead's signature: complete chain, validation report, signable by a lead.
+    lead = User.objects.get(username="lead")
+    waiting = lineage.trace("churn-v43")
+    assert waiting.release.state == Release.State.PENDING
+    assert waiting.missing_for_approval == []
+    assert waiting.release.validation_report_uri
+    assert lineage.signing_refusal(waiting, lead) is None
+    queue = lineage.approval_queue(lead)
+    assert [trace.release.name for trace in queue.ready] == ["churn-v43"]
+    # fraud-v8 waits too, but lacks its dataset link: listed apart, with that reason.
+    assert [(trace.release.name, refusal.rule) for trace, refusal in queue.blocked] == [
+        ("fraud-v8", "incomplete_chain")
+    ]
+    client.force_login(lead)
+    page = client.get("/approvals/").content.decode()
+    assert "churn-v43" in page
+    approve(waiting.release, by=lead, password="demo-password")
+    waiting.release.refresh_from_db()
+    assert waiting.release.state == Release.State.APPROVED
+    assert AuditEvent.objects.order_by("-seq").filter(action="release.approved").first().object_key == "churn-v43"
 
 
 def test_production_settings_pass_check_deploy(tmp_path: Path):

@@ -111,7 +111,8 @@ def test_lift_quarantine_confirmation_queries(page: Any, django_assert_num_queri
 def test_endpoint_queries(page: Any, django_assert_num_queries: Any, n: int) -> None:
     # 3 + status now: annotated endpoint, live deployment, traced releases + 3 prefetches (6); deployments (1)
     html = page(n, "/endpoints/churn-scoring/", 10, django_assert_num_queries)
-    assert html.count('class="tl-bar') == n
+    # Each deployment is a bar in both drawings of the timeline (laptop and phone).
+    assert html.count('class="tl-bar') == 2 * n
 
 
 @pytest.mark.parametrize("n", [1, 3])
@@ -194,6 +195,47 @@ def test_commit_queries(page: Any, django_assert_num_queries: Any, n: int) -> No
 
 @pytest.mark.parametrize("n", [1, 3])
 def test_search_queries(page: Any, django_assert_num_queries: Any, n: int) -> None:
-    # 3 + release (1), endpoint (1), registered model (1), run-id prefix (1): nothing matches, so a list page
-    html = page(n, "/search/?q=no-such-thing", 7, django_assert_num_queries)
+    # 3 + run-id prefix (1) + one query per kind, rows and total together (7): releases, registered
+    # models, endpoints, dataset versions, feature views, git tags, runs by author; nothing matches
+    html = page(n, "/search/?q=no-such-thing", 11, django_assert_num_queries)
     assert "Nothing matches" in html
+
+
+def search_world(n: int, *, ci: User) -> None:
+    """``n`` rows of every kind the search groups whose names contain "blue"."""
+    world = World.create()
+    for i in range(n):
+        dataset = f"blue-set-{i}:1"
+        world.dataset(dataset)
+        commit = world.commit(f"blue {i}")
+        world.tag(f"blue-tag-{i}", commit)
+        version = world.model_version(
+            f"blue{i}-model/1",
+            commit=commit,
+            datasets=(dataset,),
+            feature_view=f"blue_features_v{i + 1}",
+            user="bluebell",
+        )
+        world.release(f"blue{i}-v1", version, by=ci)
+        world.endpoint(f"blue-scoring-{i}")
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_search_partial_name_queries(
+    client: Client, ci_account: User, lead: User, django_assert_num_queries: Any, n: int
+) -> None:
+    search_world(n, ci=ci_account)
+    client.force_login(lead)
+    # 3 + run-id prefix (1) + releases, registered models, endpoints, dataset versions, feature
+    # views (with their newest run), git tags, runs by author, each with its total (7)
+    with django_assert_num_queries(11):
+        response = client.get("/search/", {"q": "blue"})
+    assert response.status_code == 200
+    html = response.content.decode()
+    for kind in ("release", "model", "endpoint", "dataset_version", "feature_view", "git_tag", "run_author"):
+        assert f'aria-labelledby="found-{kind}"' in html, kind
+    assert html.count(f'aria-label="{n} found"') == 7
+    assert html.count('href="/releases/blue') == n
+    assert html.count('href="/endpoints/blue-scoring-') == n
+    assert html.count('href="/datasets/blue-set-') == n
+    assert html.count("by bluebell") == n

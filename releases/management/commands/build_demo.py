@@ -7,7 +7,8 @@ from typing import Any
 from django.conf import settings
 
 from lineage_site.env import env_str
-from releases import demo
+from releases.demo.story import PEOPLE
+from releases.demo.world import build
 from releases.errors import LineageError
 from releases.management.base import ServiceCommand
 from releases.sync.state import SourceBusy, SourceUnavailable
@@ -18,7 +19,8 @@ DEFAULT_PASSWORD = "lineage-demo"  # noqa: S105 - demo only, printed to the pers
 class Command(ServiceCommand):
     help = (
         "Build the demo world of the product story (idempotent): a git repository and an MLflow store are "
-        "written, synced, then released, approved and deployed. Prints the logins."
+        "written, synced, then released, approved and deployed, each step at its moment over three weeks. "
+        "Prints the logins."
     )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
@@ -29,7 +31,7 @@ class Command(ServiceCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         password = env_str("DEMO_PASSWORD", DEFAULT_PASSWORD)
         try:
-            demo.build(password=password, root=Path(options["root"]), say=self.stdout.write)
+            build(password=password, root=Path(options["root"]), say=self.stdout.write)
         except (SourceUnavailable, SourceBusy) as exc:
             raise self.fail(f"the demo could not sync: {exc}") from exc
         except LineageError as exc:
@@ -37,7 +39,7 @@ class Command(ServiceCommand):
             raise self.fail(f"{exc.message} (to build the demo afresh, remove {settings.VAR_DIR})") from exc
         self.stdout.write("")
         self.stdout.write(f"Log in at http://127.0.0.1:{env_str('PORT', '8000')}/ as any of:")
-        for username, first, last, roles, _ in demo.PEOPLE:
+        for username, first, last, roles, _ in PEOPLE:
             self.stdout.write(f"  {username:<8} {first} {last:<8} ({', '.join(roles)})")
         shown = password if password == DEFAULT_PASSWORD else "(the value of DEMO_PASSWORD)"
         self.stdout.write(f"Password for all: {shown}")
