@@ -136,8 +136,10 @@ def chain_diagram(trace: Trace) -> dict[str, Any]:
             "url": _node_url(link.key, trace) if link.present else "",
             "explanation": "; ".join(link.warnings) if link.warnings else ("" if link.present else link.explanation),
         }
-        wide.append(ChainNode(x=10 + index * 190, y=10, text=_short(link.key, link.identifiers, trace, 20), **common))
-        tall.append(ChainNode(x=10, y=10 + index * 84, text=_short(link.key, link.identifiers, trace, 36), **common))
+        wide_text = "not yet" if link.not_yet else _short(link.key, link.identifiers, trace, 20)
+        tall_text = "not yet" if link.not_yet else _short(link.key, link.identifiers, trace, 36)
+        wide.append(ChainNode(x=10 + index * 190, y=10, text=wide_text, **common))
+        tall.append(ChainNode(x=10, y=10 + index * 84, text=tall_text, **common))
     return {"wide": wide, "tall": tall}
 
 
