@@ -197,3 +197,114 @@ def test_search_queries(page: Any, django_assert_num_queries: Any, n: int) -> No
     # 3 + release (1), endpoint (1), registered model (1), run-id prefix (1): nothing matches, so a list page
     html = page(n, "/search/?q=no-such-thing", 7, django_assert_num_queries)
     assert "Nothing matches" in html
+
+
+# The approval queue, and the release page as its run's inputs grow -----------------------------------
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_queue_query_count_is_constant(world, release_manager, lead, django_assert_num_queries, count):
+    from django.urls import reverse
+
+    from tests.unit.conftest import client_for, pending_release
+
+    for number in range(42, 42 + count):
+        pending_release(world, release_manager, number=number)
+    client = client_for(lead)
+    # session, user, user's groups (role check), the releases with their chain (one join),
+    # then prefetches: dataset inputs, approvals, deployments.
+    with django_assert_num_queries(7):
+        response = client.get(reverse("releases:approvals"))
+    assert response.content.decode().count("#sign") == count
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_board_query_count_is_constant(
+    client: Client, world, ci_account, lead, release_manager, count, django_assert_num_queries
+):
+    from tests.unit.conftest import board_with
+
+    board_with(world, count, by=ci_account, approver=lead, deployer=release_manager)
+    client.force_login(lead)
+    # session, user, user's roles, endpoint count (pager), endpoints with live + rollback annotations,
+    # live deployments, traced releases (+ dataset inputs, approvals, deployments prefetches)
+    with django_assert_num_queries(10):
+        response = client.get("/")
+    assert response.content.decode().count("6/6 links") == count
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_trace_page_query_count_is_constant(
+    client: Client, world, ci_account, lead, release_manager, count, django_assert_num_queries
+):
+    """``count`` endpoints carry the release, and its run used ``count`` dataset versions."""
+    datasets = tuple(world.dataset(f"churn-train:{i}").key for i in range(1, count + 1))
+    mv = world.model_version("churn-model/42", commit=world.commit("c"), datasets=datasets)
+    release = world.approved_release("churn-v42", mv, by=ci_account, approver=lead)
+    for i in range(count):
+        world.deploy(world.endpoint(f"ep-{i}"), release, by=release_manager)
+    client.force_login(lead)
+    # session, user, release chain, dataset inputs, approvals, deployments, endpoints carrying it,
+    # endpoint statuses (annotated endpoints, live deployments, traced releases + 3 prefetches),
+    # previous release, audit events
+    with django_assert_num_queries(15):
+        response = client.get("/releases/churn-v42/")
+    assert response.content.decode().count("churn-train:") >= count
+
+
+# Impact of a dataset version -------------------------------------------------------------------------
+
+
+def test_impact_runs_in_a_fixed_number_of_queries(story, django_assert_num_queries):
+    from releases import lineage
+
+    version = story["v42"].model_version.run.dataset_inputs.get().dataset_version
+    # runs, model versions, releases, deployments, live endpoints
+    with django_assert_num_queries(5):
+        impact = lineage.impact_of_dataset_version(version)
+    assert [r.name for r in impact.releases] == ["churn-v42"]
+
+
+# API list endpoints ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_release_list_query_count(world, ci_account, lead, django_assert_num_queries, count):
+    from tests.unit.conftest import api, token_for
+
+    for number in range(41, 41 + count):
+        world.full_release(number, by=ci_account, approver=lead, dataset=f"churn-train:{number}")
+    client = api(token_for(ci_account))
+    # token + user, the user's groups, releases with the whole chain (one join),
+    # then prefetches: dataset inputs, approvals, deployments.
+    with django_assert_num_queries(6):
+        response = client.get("/api/releases/")
+    assert len(response.json()) == count
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_dataset_version_list_query_count(world, ci_account, django_assert_num_queries, count):
+    from tests.unit.conftest import api, token_for
+
+    for number in range(1, 1 + count):
+        world.dataset(f"churn-train:{number}")
+    client = api(token_for(ci_account))
+    # token + user, the user's groups, dataset versions joined to their dataset.
+    with django_assert_num_queries(3):
+        response = client.get("/api/dataset-versions/")
+    assert len(response.json()) == count
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_endpoint_list_query_count(world, ci_account, lead, django_assert_num_queries, count):
+    from tests.unit.conftest import api, token_for
+
+    release = world.full_release(42, by=ci_account, approver=lead)
+    for number in range(count):
+        world.deploy(world.endpoint(f"churn-scoring-{number}"), release, by=ci_account)
+    client = api(token_for(ci_account))
+    # token + user, the user's groups, endpoints annotated with live deployment and rollback target,
+    # the live deployments, the releases with their chain, then prefetches: inputs, approvals, deployments.
+    with django_assert_num_queries(8):
+        response = client.get("/api/endpoints/")
+    assert [e["live_release"] for e in response.json()] == ["churn-v42"] * count

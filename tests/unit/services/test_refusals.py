@@ -8,13 +8,8 @@ from audit.models import AuditEvent
 from releases import services
 from releases.errors import Conflict, InvalidInput, PermissionRefused, RuleViolation
 from releases.models import DatasetVersion, Deployment, Endpoint, Release
-from tests.factories import World, reject
-from tests.unit.test_approvals import pending_release
-
-
-@pytest.fixture
-def world(db: object) -> World:
-    return World.create()
+from tests.factories import reject
+from tests.unit.conftest import pending_release
 
 
 def refused(action: str) -> list[AuditEvent]:
