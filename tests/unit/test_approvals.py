@@ -30,10 +30,14 @@ def test_approval_signs_the_lineage_digest_and_is_audited(world, release_manager
     assert release.state == Release.State.APPROVED
     assert approval.approver_name == "Lena Lead"
     assert approval.signed_digest == digest
+    assert lineage.trace(release.name).digest == digest, "signing does not change the digest it signed"
     assert approval.meaning == MEANING
+    assert len(approval.signature) == 128
     assert signing.verify(approval.statement(), approval.signature)
     event = AuditEvent.objects.get(action="release.approved", object_key="churn-v42")
     assert event.actor == "lead"
     assert event.new["lineage_digest"] == digest
+    assert event.new["signature"] == approval.signature
     assert event.reason == "looks good"
-    assert AuditEvent.objects.filter(action="release.state_changed", object_key="churn-v42").count() == 1
+    [changed] = AuditEvent.objects.filter(action="release.state_changed", object_key="churn-v42")
+    assert changed.new == {"state": "approved"}

@@ -139,11 +139,3 @@ def test_roll_back_restores_the_target_and_records_the_reason(world, ci_account,
     [status] = lineage.endpoint_statuses(Endpoint.objects.filter(pk=endpoint.pk), deployment.deployed_at)
     assert status.live.release == v41
     assert last_event("deployment.rolled_back").reason == "AUC alert"
-
-
-def test_roll_back_without_a_target_is_refused_with_the_reason(world, ci_account, lead, oncall, release_manager):
-    endpoint = world.endpoint()
-    world.deploy(endpoint, world.full_release(42, by=ci_account, approver=lead), by=release_manager)
-    with pytest.raises(RuleViolation, match="churn-scoring has no rollback target: No earlier release"):
-        services.roll_back(endpoint, by=oncall, reason="alert", source=Deployment.Source.UI)
-    assert Deployment.objects.count() == 1

@@ -74,7 +74,7 @@ def test_a_refusal_passing_through_two_services_is_recorded_once(world, ci_accou
     endpoint = world.endpoint()
     v41 = world.full_release(41, by=ci_account, approver=lead)
     world.deploy(endpoint, v41, by=release_manager, hours_ago=3)
-    with pytest.raises(RuleViolation, match="no rollback target"):
+    with pytest.raises(RuleViolation, match="churn-scoring has no rollback target: No earlier release"):
         services.roll_back(endpoint, by=oncall, reason="alert", source=Deployment.Source.UI)
     events = refused("deployment.rollback_refused")
     assert [e.new["rule"] for e in events] == ["no_rollback_target"]

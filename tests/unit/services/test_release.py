@@ -53,19 +53,6 @@ def test_submit_freezes_the_digest(world, ci_account):
 # Approving -------------------------------------------------------------------------------------------
 
 
-def test_approval_is_signed_and_audited(world, ci_account, lead):
-    release = world.full_release(42, by=ci_account, approver=lead)
-    approval = Approval.objects.get(release=release)
-    assert approval.approver_name == "Lena Lead"
-    assert approval.signed_digest == lineage.trace("churn-v42").digest
-    assert len(approval.signature) == 128
-    assert release.state == "approved"
-    event = last_event("release.approved")
-    assert event.actor == "lead"
-    assert event.new["signature"] == approval.signature
-    assert last_event("release.state_changed").new == {"state": "approved"}
-
-
 @pytest.mark.parametrize(
     ("setup", "rule", "words"),
     [
@@ -136,25 +123,16 @@ def test_moved_tag_refuses_approval(world, release_manager, lead):
     assert [e.new["rule"] for e in refusals(release.name)] == ["moved_tag"]
 
 
-def test_approve_own_release_is_refused(world, lead):
-    release = pending_release(world, lead)
-
-    with pytest.raises(RuleViolation, match="another ML lead must approve it") as refused:
-        approve(release, by=lead, password=PASSWORD, meaning=MEANING)
-
-    assert refused.value.rule == "four_eyes"
-    assert [e.new["rule"] for e in refusals(release.name)] == ["four_eyes"]
-
-
 def test_approving_your_own_release_is_refused_and_audited(world, lead):
     release = world.release("churn-v42", world.model_version("churn-model/42", commit=world.commit("c")), by=lead)
     services.submit_release(release, by=lead)
-    with pytest.raises(RuleViolation, match="lead created churn-v42; another ML lead must approve it"):
+    with pytest.raises(RuleViolation, match="lead created churn-v42; another ML lead must approve it") as refused:
         approve(release, by=lead, password=PASSWORD, meaning="Approved for production")
+    assert refused.value.rule == "four_eyes"
     release.refresh_from_db()
     assert release.state == "pending"
     assert not Approval.objects.exists()
-    event = last_event("release.approval_refused")
+    [event] = refusals(release.name)
     assert event.new == {"rule": "four_eyes"}
     assert event.actor == "lead"
 
@@ -178,18 +156,7 @@ def test_wrong_password_records_no_signature(world, release_manager, lead):
 
     assert refused.value.rule == "wrong_password"
     assert not Approval.objects.exists()
-    assert [e.new["rule"] for e in refusals(release.name)] == ["wrong_password"]
-
-
-def test_wrong_password_is_refused_and_audited(world, ci_account, lead):
-    world.dataset("churn-train:17")
-    mv = world.model_version("churn-model/42", commit=world.commit("c"), datasets=("churn-train:17",))
-    release = world.release("churn-v42", mv, by=ci_account)
-    services.submit_release(release, by=ci_account)
-    with pytest.raises(PermissionRefused, match="password does not match"):
-        approve(release, by=lead, password="wrong", meaning="Approved for production")
-    assert last_event("release.approval_refused").new == {"rule": "wrong_password"}
-    assert not Approval.objects.exists()
+    assert [e.new for e in refusals(release.name)] == [{"rule": "wrong_password"}]
 
 
 def test_signature_needs_a_meaning(world, release_manager, lead):
@@ -291,17 +258,6 @@ def test_reject_needs_a_comment_and_is_audited(world, ci_account, lead):
     release.refresh_from_db()
     assert release.state == "rejected"
     assert last_event("release.rejected").reason == "AUC regressed on the holdout set"
-
-
-def test_rejection_by_a_non_lead_is_refused_and_audited(world, release_manager, auditor):
-    release = pending_release(world, release_manager)
-
-    with pytest.raises(PermissionRefused):
-        reject(release, by=auditor, password=PASSWORD, comment="no")
-
-    assert [e.new["rule"] for e in refusals(release.name)] == ["not_ml_lead"]
-    release.refresh_from_db()
-    assert release.state == Release.State.PENDING
 
 
 def test_retire_is_audited(world, ci_account, release_manager):
