@@ -219,21 +219,6 @@ def test_queue_query_count_is_constant(world, release_manager, lead, django_asse
 
 
 @pytest.mark.parametrize("count", [1, 3])
-def test_board_query_count_is_constant(
-    client: Client, world, ci_account, lead, release_manager, count, django_assert_num_queries
-):
-    from tests.unit.conftest import board_with
-
-    board_with(world, count, by=ci_account, approver=lead, deployer=release_manager)
-    client.force_login(lead)
-    # session, user, user's roles, endpoint count (pager), endpoints with live + rollback annotations,
-    # live deployments, traced releases (+ dataset inputs, approvals, deployments prefetches)
-    with django_assert_num_queries(10):
-        response = client.get("/")
-    assert response.content.decode().count("6/6 links") == count
-
-
-@pytest.mark.parametrize("count", [1, 3])
 def test_trace_page_query_count_is_constant(
     client: Client, world, ci_account, lead, release_manager, count, django_assert_num_queries
 ):
