@@ -19,7 +19,7 @@ from releases.errors import RuleViolation
 from releases.models import Approval, Deployment, Release
 from tests.conftest import PASSWORD
 from tests.factories import SYSTEM, World, approve
-from tests.unit.test_approvals import MEANING, pending_release
+from tests.unit.conftest import MEANING, pending_release
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 

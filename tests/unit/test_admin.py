@@ -10,9 +10,11 @@ from django.test import Client
 from django.urls import reverse
 
 from audit.models import AuditEvent
-from releases import services
-from releases.models import DatasetDigest, DatasetVersion, Release, RunDatasetInput
+from releases import lineage, services
+from releases.models import ApiToken, Approval, DatasetDigest, DatasetVersion, Release, RunDatasetInput
+from tests.conftest import PASSWORD
 from tests.factories import World, approve
+from tests.unit.conftest import MEANING, api, client_for, pending_release, refusals, token_for
 
 
 @pytest.fixture
@@ -213,3 +215,131 @@ def test_an_admin_add_the_service_refuses_is_a_form_error_and_writes_nothing_but
     assert not apps.get_model("releases.gitrepository").objects.filter(name="fraud").exists()
     [event] = AuditEvent.objects.filter(action="git_repository.add_refused")
     assert (event.object_key, event.new["rule"]) == ("fraud", "not_a_web_url")
+
+
+# Signing through the admin ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def staff_lead(lead: User) -> User:
+    lead.is_staff = True
+    lead.save()
+    return lead
+
+
+def admin_action(client: Client, action: str, release: Release, **data: str) -> object:
+    return client.post(
+        reverse("admin:releases_release_changelist"),
+        # The confirmation page shows each release's digest and posts it back with the signature.
+        {
+            "action": action,
+            "_selected_action": [release.pk],
+            f"digest-{release.pk}": lineage.trace(release.name).digest,
+            **data,
+        },
+    )
+
+
+def test_admin_approve_asks_for_a_signature_first(world, release_manager, staff_lead):
+    release = pending_release(world, release_manager)
+
+    response = admin_action(client_for(staff_lead), "approve_(sign)", release)
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert 'name="password"' in html
+    assert 'name="meaning"' in html
+    assert not Approval.objects.exists()
+
+
+def test_admin_approve_signs_through_the_service(world, release_manager, staff_lead):
+    release = pending_release(world, release_manager)
+
+    response = admin_action(
+        client_for(staff_lead), "approve_(sign)", release, confirm="1", password=PASSWORD, meaning="Reviewed"
+    )
+
+    assert response.status_code == 302
+    release.refresh_from_db()
+    assert release.state == Release.State.APPROVED
+    assert Approval.objects.get().meaning == "Reviewed"
+    assert AuditEvent.objects.filter(action="release.approved", actor="lead").count() == 1
+
+
+def test_admin_wrong_password_is_refused_and_audited(world, release_manager, staff_lead):
+    release = pending_release(world, release_manager)
+    client = client_for(staff_lead)
+
+    response = admin_action(client, "approve_(sign)", release, confirm="1", password="nope", meaning=MEANING)
+
+    assert response.status_code == 302
+    messages = [str(m) for m in client.get(response["Location"]).context["messages"]]
+    assert any("password does not match" in m for m in messages)
+    assert not Approval.objects.exists()
+    assert [e.new["rule"] for e in refusals(release.name)] == ["wrong_password"]
+
+
+def test_admin_self_approval_is_refused_and_audited(world, staff_lead):
+    release = pending_release(world, staff_lead)
+
+    admin_action(client_for(staff_lead), "approve_(sign)", release, confirm="1", password=PASSWORD, meaning=MEANING)
+
+    assert not Approval.objects.exists()
+    assert [e.new["rule"] for e in refusals(release.name)] == ["four_eyes"]
+
+
+def test_admin_reject_needs_a_comment(world, release_manager, staff_lead):
+    release = pending_release(world, release_manager)
+    client = client_for(staff_lead)
+
+    response = admin_action(client, "reject_(sign)", release, confirm="1", password=PASSWORD)
+    assert response.status_code == 200
+    assert "A rejection needs a comment saying why." in response.content.decode()
+
+    admin_action(client, "reject_(sign)", release, confirm="1", password=PASSWORD, comment="bias in the eval")
+    release.refresh_from_db()
+    assert release.state == Release.State.REJECTED
+    assert AuditEvent.objects.get(action="release.rejected").reason == "bias in the eval"
+
+
+# Roles and API tokens --------------------------------------------------------------------------------
+
+
+def test_admin_assigns_roles_through_groups(db, admin_client, auditor):
+    from django.contrib.auth.models import Group
+
+    lead_group = Group.objects.get(name="ml-leads")
+    response = admin_client.post(
+        reverse("admin:auth_user_change", args=[auditor.pk]),
+        {
+            "username": "auditor",
+            "first_name": "Ada",
+            "last_name": "Auditor",
+            "email": "auditor@example.com",
+            "is_active": "on",
+            "groups": [lead_group.pk],
+            "date_joined_0": "2024-01-01",
+            "date_joined_1": "00:00:00",
+            "initial-date_joined_0": "2024-01-01",
+            "initial-date_joined_1": "00:00:00",
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert list(User.objects.get(pk=auditor.pk).groups.values_list("name", flat=True)) == ["ml-leads"]
+
+
+def test_admin_revokes_a_token_with_a_reason(ci_account, admin_client):
+    raw = token_for(ci_account, "read")
+    token = ApiToken.objects.get()
+
+    response = admin_client.post(
+        "/admin/releases/apitoken/",
+        {"action": "revoke", "_selected_action": [token.pk], "confirm": "1", "reason": "laptop stolen"},
+    )
+
+    assert response.status_code == 302
+    token.refresh_from_db()
+    assert token.revoked_at is not None
+    assert AuditEvent.objects.get(action="api_token.revoked").reason == "laptop stolen"
+    assert api(raw).get("/api/releases/").status_code == 401
+    assert raw not in admin_client.get(f"/admin/releases/apitoken/{token.pk}/change/").content.decode()

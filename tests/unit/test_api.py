@@ -1,41 +1,16 @@
-"""The REST API: token and session auth, scopes and roles, every endpoint, errors as JSON, constant queries."""
+"""The REST API: token and session auth, scopes and roles, every endpoint, errors as JSON."""
 
 from __future__ import annotations
 
-import io
-
 import pytest
-from django.contrib.auth.models import User
-from django.core.management import call_command
-from django.core.management.base import CommandError
 from django.test import Client
 
 from audit.models import AuditEvent
 from releases import lineage, services
 from releases.models import ApiToken, Deployment, Release
 from releases.models.access import hash_token
-from tests.factories import SYSTEM, World, content_hash
-from tests.unit.test_approvals import pending_release
-
-
-@pytest.fixture
-def world(db: object) -> World:
-    return World.create()
-
-
-def token_for(user: User, *scopes: str) -> str:
-    return services.create_api_token(user, name="ci-churn", scopes=scopes or ApiToken.Scope.values, by=SYSTEM)[1]
-
-
-def api(raw: str) -> Client:
-    return Client(HTTP_AUTHORIZATION=f"Bearer {raw}")
-
-
-def session(user: User) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
+from tests.factories import SYSTEM, content_hash
+from tests.unit.conftest import api, client_for, pending_release, token_for
 
 # Authentication and authorisation --------------------------------------------------------
 
@@ -94,20 +69,15 @@ def test_token_acts_with_its_users_roles(oncall):
     assert "needs the role release-managers or ml-leads" in response.json()["error"]
 
 
-def test_session_user_without_a_role_is_refused(db):
-    user = User.objects.create_user("visitor", password="x")
-    assert session(user).get("/api/endpoints/").status_code == 403
-
-
 def test_schema_needs_a_login_and_docs_redirect_to_login(db, auditor):
     assert Client().get("/api/schema/").status_code == 401
     docs = Client().get("/api/docs/")
     assert docs.status_code == 302
     assert docs["Location"].startswith("/login/")
-    schema = session(auditor).get("/api/schema/")
+    schema = client_for(auditor).get("/api/schema/")
     assert schema.status_code == 200
     assert b"/api/deployments/" in schema.content
-    assert session(auditor).get("/api/docs/").status_code == 200
+    assert client_for(auditor).get("/api/docs/").status_code == 200
 
 
 # Dataset versions ------------------------------------------------------------------------------
@@ -211,7 +181,7 @@ def test_submit_release(world, ci_account):
 def test_read_trace(world, release_manager, lead, auditor):
     release = world.full_release(42, by=release_manager, approver=lead)
 
-    data = session(auditor).get("/api/releases/churn-v42/").json()
+    data = client_for(auditor).get("/api/releases/churn-v42/").json()
 
     trace = lineage.trace("churn-v42")
     assert data["lineage_digest"] == trace.digest
@@ -226,7 +196,7 @@ def test_read_trace(world, release_manager, lead, auditor):
 
 
 def test_read_unknown_release_is_404_json(db, auditor):
-    response = session(auditor).get("/api/releases/churn-v9/")
+    response = client_for(auditor).get("/api/releases/churn-v9/")
     assert response.status_code == 404
     assert response.json()["error"] == "no release named 'churn-v9'"
 
@@ -310,125 +280,8 @@ def test_rollback_through_the_api(world, release_manager, lead, oncall):
 
 def test_release_manager_cannot_roll_back(world, release_manager):
     world.endpoint()
-    response = session(release_manager).post(
+    response = client_for(release_manager).post(
         "/api/endpoints/churn-scoring/rollback/", {"reason": "x"}, content_type="application/json"
     )
     assert response.status_code == 403
     assert "needs the role on-call or ml-leads" in response.json()["error"]
-
-
-# Query counts of the list endpoints -------------------------------------------------------------
-
-
-@pytest.mark.parametrize("count", [1, 3])
-def test_release_list_query_count(world, ci_account, lead, django_assert_num_queries, count):
-    for number in range(41, 41 + count):
-        world.full_release(number, by=ci_account, approver=lead, dataset=f"churn-train:{number}")
-    client = api(token_for(ci_account))
-    # token + user, the user's groups, releases with the whole chain (one join),
-    # then prefetches: dataset inputs, approvals, deployments.
-    with django_assert_num_queries(6):
-        response = client.get("/api/releases/")
-    assert len(response.json()) == count
-
-
-@pytest.mark.parametrize("count", [1, 3])
-def test_dataset_version_list_query_count(world, ci_account, django_assert_num_queries, count):
-    for number in range(1, 1 + count):
-        world.dataset(f"churn-train:{number}")
-    client = api(token_for(ci_account))
-    # token + user, the user's groups, dataset versions joined to their dataset.
-    with django_assert_num_queries(3):
-        response = client.get("/api/dataset-versions/")
-    assert len(response.json()) == count
-
-
-@pytest.mark.parametrize("count", [1, 3])
-def test_endpoint_list_query_count(world, ci_account, lead, django_assert_num_queries, count):
-    release = world.full_release(42, by=ci_account, approver=lead)
-    for number in range(count):
-        world.deploy(world.endpoint(f"churn-scoring-{number}"), release, by=ci_account)
-    client = api(token_for(ci_account))
-    # token + user, the user's groups, endpoints annotated with live deployment and rollback target,
-    # the live deployments, the releases with their chain, then prefetches: inputs, approvals, deployments.
-    with django_assert_num_queries(8):
-        response = client.get("/api/endpoints/")
-    assert [e["live_release"] for e in response.json()] == ["churn-v42"] * count
-
-
-# Commands -------------------------------------------------------------------------------------
-
-
-def test_create_api_token_command_prints_the_token_once(ci_account):
-    out, err = io.StringIO(), io.StringIO()
-
-    call_command("create_api_token", "ci", "--scope", "read,deployments:write", stdout=out, stderr=err)
-
-    raw = out.getvalue().strip()
-    token = ApiToken.objects.get()
-    assert token.token_hash == hash_token(raw)
-    assert token.scopes == ["deployments:write", "read"]
-    assert "shown only once" in err.getvalue()
-    assert api(raw).get("/api/endpoints/").status_code == 200
-
-
-@pytest.mark.parametrize(
-    ("args", "words"),
-    [
-        pytest.param(("nobody", "--scope", "read"), "no user named 'nobody'", id="user"),
-        pytest.param(("ci", "--scope", "admin"), "scope admin is not valid", id="scope"),
-    ],
-)
-def test_create_api_token_command_bad_input_exits_2(ci_account, args, words):
-    with pytest.raises(CommandError) as refused:
-        call_command("create_api_token", *args, stdout=io.StringIO(), stderr=io.StringIO())
-    assert refused.value.returncode == 2
-    assert words in str(refused.value)
-    assert not ApiToken.objects.exists()
-
-
-def test_grant_command_adds_a_role_and_audits_it(auditor):
-    out = io.StringIO()
-    call_command("grant", "auditor", "on-call", stdout=out)
-
-    assert "auditor now has the role on-call" in out.getvalue()
-    assert set(User.objects.get(pk=auditor.pk).groups.values_list("name", flat=True)) == {"auditors", "on-call"}
-    event = AuditEvent.objects.get(action="role.granted")
-    assert (event.object_key, event.new, event.actor) == ("auditor", {"role": "on-call"}, "manage.py grant")
-
-    call_command("grant", "auditor", "on-call", "--revoke", stdout=out)
-    assert list(User.objects.get(pk=auditor.pk).groups.values_list("name", flat=True)) == ["auditors"]
-    assert AuditEvent.objects.filter(action="role.revoked").count() == 1
-
-
-@pytest.mark.parametrize(
-    ("args", "words"),
-    [
-        pytest.param(("nobody", "ml-leads"), "no user named 'nobody'", id="user"),
-        pytest.param(("auditor", "admins"), "unknown role 'admins'", id="role"),
-    ],
-)
-def test_grant_command_bad_input_exits_2(auditor, args, words):
-    with pytest.raises(CommandError) as refused:
-        call_command("grant", *args, stdout=io.StringIO())
-    assert refused.value.returncode == 2
-    assert words in str(refused.value)
-    assert "\n" not in str(refused.value)
-    assert not AuditEvent.objects.filter(action="role.granted").exists()
-
-
-def test_admin_revokes_a_token_with_a_reason(ci_account, admin_client):
-    raw = token_for(ci_account, "read")
-    token = ApiToken.objects.get()
-
-    response = admin_client.post(
-        "/admin/releases/apitoken/",
-        {"action": "revoke", "_selected_action": [token.pk], "confirm": "1", "reason": "laptop stolen"},
-    )
-
-    assert response.status_code == 302
-    token.refresh_from_db()
-    assert token.revoked_at is not None
-    assert AuditEvent.objects.get(action="api_token.revoked").reason == "laptop stolen"
-    assert api(raw).get("/api/releases/").status_code == 401
-    assert raw not in admin_client.get(f"/admin/releases/apitoken/{token.pk}/change/").content.decode()

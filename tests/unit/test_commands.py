@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import io
+import sys
 from pathlib import Path
 
 import pytest
+from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from audit.models import AuditEvent
 from releases import lineage
-from releases.models import DatasetVersion, Deployment, Release
-from tests.factories import World
+from releases.models import ApiToken, DatasetVersion, Deployment, Release
+from releases.models.access import hash_token
+from tests.conftest import PASSWORD
+from tests.unit.conftest import MEANING, api, gate_refusals, pending_release, refusals
 
 
 def run(*args: str, stdin: str = "") -> str:
@@ -38,11 +42,6 @@ def refused(*args: str) -> str:
     message = str(error.value)
     assert "\n" not in message
     return message
-
-
-@pytest.fixture
-def world(db):
-    return World.create()
 
 
 def test_register_dataset_hashes_a_file(world, tmp_path: Path, lead):
@@ -110,6 +109,7 @@ def test_create_and_approve_release_commands(world, ci_account, lead):
     )
     assert out == "churn-v42 signed by Lena Lead (Approved for production); now Approved\n"
     assert Release.objects.get().state == "approved"
+    assert AuditEvent.objects.filter(action="release.approved", actor="lead").count() == 1
 
 
 def test_create_and_approve_release_bad_input(world, ci_account, lead):
@@ -221,3 +221,135 @@ def test_deployment_rollback_and_quarantine_bad_input(world, ci_account, lead, o
         "oncall may not quarantine a dataset version"
     )
     assert not endpoint.deployments.exists()
+
+
+# Signing ---------------------------------------------------------------------------------------------
+
+
+def approve_command(name: str, user: str, password: str) -> str:
+    out, old = io.StringIO(), sys.stdin
+    sys.stdin = io.StringIO(password + "\n")
+    try:
+        digest = lineage.trace(name).digest
+        call_command(
+            "approve_release",
+            name,
+            "--as",
+            user,
+            "--meaning",
+            MEANING,
+            "--digest",
+            digest,
+            "--password-stdin",
+            stdout=out,
+        )
+    finally:
+        sys.stdin = old
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("creator", "user", "password", "rule"),
+    [
+        pytest.param("relman", "lead", "wrong", "wrong_password", id="password"),
+        pytest.param("lead", "lead", PASSWORD, "four_eyes", id="self"),
+        pytest.param("relman", "oncall", PASSWORD, "not_ml_lead", id="not-lead"),
+    ],
+)
+def test_command_refusal_exits_2_and_is_audited(world, release_manager, lead, oncall, creator, user, password, rule):
+    pending_release(world, User.objects.get(username=creator))
+
+    with pytest.raises(CommandError) as refused:
+        approve_command("churn-v42", user, password)
+
+    assert refused.value.returncode == 2
+    assert "\n" not in str(refused.value)
+    assert [e.new["rule"] for e in refusals("churn-v42")] == [rule]
+
+
+# Promotion gate and rollback -------------------------------------------------------------------------
+
+
+def test_command_gate_exits_2_and_is_audited(world, release_manager):
+    pending_release(world, release_manager)
+    world.endpoint("churn-scoring")
+
+    with pytest.raises(CommandError) as refused:
+        call_command("record_deployment", "churn-scoring", "churn-v42", "--as", "relman")
+
+    assert refused.value.returncode == 2
+    assert "not approved" in str(refused.value)
+    assert not Deployment.objects.exists()
+    assert len(gate_refusals("churn-scoring")) == 1
+
+
+def test_command_rollback_without_target_exits_2(world, release_manager, lead, oncall):
+    release = world.full_release(42, by=release_manager, approver=lead)
+    world.deploy(world.endpoint(), release, by=release_manager)
+
+    with pytest.raises(CommandError) as refused:
+        call_command("rollback", "churn-scoring", "--reason", "INC-1", "--as", "oncall")
+
+    assert refused.value.returncode == 2
+    assert "has no rollback target" in str(refused.value)
+
+
+# API tokens and roles --------------------------------------------------------------------------------
+
+
+def test_create_api_token_command_prints_the_token_once(ci_account):
+    out, err = io.StringIO(), io.StringIO()
+
+    call_command("create_api_token", "ci", "--scope", "read,deployments:write", stdout=out, stderr=err)
+
+    raw = out.getvalue().strip()
+    token = ApiToken.objects.get()
+    assert token.token_hash == hash_token(raw)
+    assert token.scopes == ["deployments:write", "read"]
+    assert "shown only once" in err.getvalue()
+    assert api(raw).get("/api/endpoints/").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        pytest.param(("nobody", "--scope", "read"), "no user named 'nobody'", id="user"),
+        pytest.param(("ci", "--scope", "admin"), "scope admin is not valid", id="scope"),
+    ],
+)
+def test_create_api_token_command_bad_input_exits_2(ci_account, args, words):
+    with pytest.raises(CommandError) as refused:
+        call_command("create_api_token", *args, stdout=io.StringIO(), stderr=io.StringIO())
+    assert refused.value.returncode == 2
+    assert words in str(refused.value)
+    assert not ApiToken.objects.exists()
+
+
+def test_grant_command_adds_a_role_and_audits_it(auditor):
+    out = io.StringIO()
+    call_command("grant", "auditor", "on-call", stdout=out)
+
+    assert "auditor now has the role on-call" in out.getvalue()
+    assert set(User.objects.get(pk=auditor.pk).groups.values_list("name", flat=True)) == {"auditors", "on-call"}
+    event = AuditEvent.objects.get(action="role.granted")
+    assert (event.object_key, event.new, event.actor) == ("auditor", {"role": "on-call"}, "manage.py grant")
+
+    call_command("grant", "auditor", "on-call", "--revoke", stdout=out)
+    assert list(User.objects.get(pk=auditor.pk).groups.values_list("name", flat=True)) == ["auditors"]
+    assert AuditEvent.objects.filter(action="role.revoked").count() == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        pytest.param(("nobody", "ml-leads"), "no user named 'nobody'", id="user"),
+        pytest.param(("auditor", "admins"), "unknown role 'admins'", id="role"),
+    ],
+)
+def test_grant_command_bad_input_exits_2(auditor, args, words):
+    with pytest.raises(CommandError) as refused:
+        call_command("grant", *args, stdout=io.StringIO())
+    assert refused.value.returncode == 2
+    assert words in str(refused.value)
+    assert "\n" not in str(refused.value)
+    assert not AuditEvent.objects.filter(action="role.granted").exists()

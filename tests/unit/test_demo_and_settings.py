@@ -218,7 +218,7 @@ def test_the_callers_environment_does_not_change_a_result():
             "-q",
             "-p",
             "no:cacheprovider",
-            "tests/unit/test_approvals.py::test_approval_signs_the_lineage_digest_and_is_audited",
+            "tests/unit/services/test_release.py::test_approval_signs_the_lineage_digest_and_is_audited",
         ],
         cwd=ROOT,
         env={k: v for k, v in env.items() if k not in {"DATABASE_URL", "REDIS_URL"}},

@@ -7,10 +7,12 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
+from django.urls import reverse
 
-from releases import services
+from releases import lineage, services
 from releases.models import Commit, DatasetVersion, ExperimentRun
 from tests.factories import SYSTEM, World
+from tests.unit.conftest import api, client_for, pending_release, token_for
 
 pytestmark = pytest.mark.django_db
 
@@ -239,3 +241,87 @@ def test_search_partial_name_queries(
     assert html.count('href="/endpoints/blue-scoring-') == n
     assert html.count('href="/datasets/blue-set-') == n
     assert html.count("by bluebell") == n
+
+
+# The approval queue, and the release page as its run's inputs grow -----------------------------------
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_queue_query_count_is_constant(world, release_manager, lead, django_assert_num_queries, count):
+    for number in range(42, 42 + count):
+        pending_release(world, release_manager, number=number)
+    client = client_for(lead)
+    # session, user, user's groups (role check), the releases with their chain (one join),
+    # then prefetches: dataset inputs, approvals, deployments.
+    with django_assert_num_queries(7):
+        response = client.get(reverse("releases:approvals"))
+    assert response.content.decode().count("#sign") == count
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_trace_page_query_count_is_constant(
+    client: Client, world, ci_account, lead, release_manager, count, django_assert_num_queries
+):
+    """``count`` endpoints carry the release, and its run used ``count`` dataset versions."""
+    datasets = tuple(world.dataset(f"churn-train:{i}").key for i in range(1, count + 1))
+    mv = world.model_version("churn-model/42", commit=world.commit("c"), datasets=datasets)
+    release = world.approved_release("churn-v42", mv, by=ci_account, approver=lead)
+    for i in range(count):
+        world.deploy(world.endpoint(f"ep-{i}"), release, by=release_manager)
+    client.force_login(lead)
+    # session, user, release chain, dataset inputs, approvals, deployments, endpoints carrying it,
+    # endpoint statuses (annotated endpoints, live deployments, traced releases + 3 prefetches),
+    # previous release, audit events
+    with django_assert_num_queries(15):
+        response = client.get("/releases/churn-v42/")
+    assert response.content.decode().count("churn-train:") >= count
+
+
+# Impact of a dataset version -------------------------------------------------------------------------
+
+
+def test_impact_runs_in_a_fixed_number_of_queries(story, django_assert_num_queries):
+    version = story["v42"].model_version.run.dataset_inputs.get().dataset_version
+    # runs, model versions, releases, deployments, live endpoints
+    with django_assert_num_queries(5):
+        impact = lineage.impact_of_dataset_version(version)
+    assert [r.name for r in impact.releases] == ["churn-v42"]
+
+
+# API list endpoints ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_release_list_query_count(world, ci_account, lead, django_assert_num_queries, count):
+    for number in range(41, 41 + count):
+        world.full_release(number, by=ci_account, approver=lead, dataset=f"churn-train:{number}")
+    client = api(token_for(ci_account))
+    # token + user, the user's groups, releases with the whole chain (one join),
+    # then prefetches: dataset inputs, approvals, deployments.
+    with django_assert_num_queries(6):
+        response = client.get("/api/releases/")
+    assert len(response.json()) == count
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_dataset_version_list_query_count(world, ci_account, django_assert_num_queries, count):
+    for number in range(1, 1 + count):
+        world.dataset(f"churn-train:{number}")
+    client = api(token_for(ci_account))
+    # token + user, the user's groups, dataset versions joined to their dataset.
+    with django_assert_num_queries(3):
+        response = client.get("/api/dataset-versions/")
+    assert len(response.json()) == count
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_endpoint_list_query_count(world, ci_account, lead, django_assert_num_queries, count):
+    release = world.full_release(42, by=ci_account, approver=lead)
+    for number in range(count):
+        world.deploy(world.endpoint(f"churn-scoring-{number}"), release, by=ci_account)
+    client = api(token_for(ci_account))
+    # token + user, the user's groups, endpoints annotated with live deployment and rollback target,
+    # the live deployments, the releases with their chain, then prefetches: inputs, approvals, deployments.
+    with django_assert_num_queries(8):
+        response = client.get("/api/endpoints/")
+    assert [e["live_release"] for e in response.json()] == ["churn-v42"] * count

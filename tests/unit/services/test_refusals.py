@@ -8,13 +8,8 @@ from audit.models import AuditEvent
 from releases import services
 from releases.errors import Conflict, InvalidInput, PermissionRefused, RuleViolation
 from releases.models import DatasetVersion, Deployment, Endpoint, Release
-from tests.factories import World, reject
-from tests.unit.test_approvals import pending_release
-
-
-@pytest.fixture
-def world(db: object) -> World:
-    return World.create()
+from tests.factories import reject
+from tests.unit.conftest import pending_release
 
 
 def refused(action: str) -> list[AuditEvent]:
@@ -79,7 +74,7 @@ def test_a_refusal_passing_through_two_services_is_recorded_once(world, ci_accou
     endpoint = world.endpoint()
     v41 = world.full_release(41, by=ci_account, approver=lead)
     world.deploy(endpoint, v41, by=release_manager, hours_ago=3)
-    with pytest.raises(RuleViolation, match="no rollback target"):
+    with pytest.raises(RuleViolation, match="churn-scoring has no rollback target: No earlier release"):
         services.roll_back(endpoint, by=oncall, reason="alert", source=Deployment.Source.UI)
     events = refused("deployment.rollback_refused")
     assert [e.new["rule"] for e in events] == ["no_rollback_target"]

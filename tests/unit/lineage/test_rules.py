@@ -1,10 +1,13 @@
 """One rule, one answer: the approval queue, the sign panel on the release page and the signing service
 give every persona the same answer for the same release, because they all ask ``lineage.signing_refusal``.
 And one status: the badge, the list, the board, the API and the evidence bundle agree on it.
+
+An approval stays true only while the chain it signed does; the queue lists what a lead may sign now.
 """
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
@@ -17,19 +20,14 @@ from releases import lineage, services
 from releases.errors import LineageError
 from releases.models import DatasetVersion, Release
 from tests.conftest import PASSWORD, _person
-from tests.factories import World, approve
-from tests.unit.test_approvals import pending_release
+from tests.factories import SYSTEM, World, approve
+from tests.unit.conftest import MEANING, client_for, pending_release
 
 PERSONAS = ("lead", "lead2", "auditor", "oncall", "relman", "ci", "root")
 
 
 class Rollback(Exception):
     """Undo a signature made only to see whether the service allows it."""
-
-
-@pytest.fixture
-def world(db: object) -> World:
-    return World.create()
 
 
 @pytest.fixture
@@ -151,7 +149,6 @@ def test_one_status_everywhere_for_an_invalidated_release(world, people, client)
     from releases.evidence import export_evidence
 
     _, data = export_evidence(Release.objects.get(name="churn-v42"), by=people["auditor"])
-    import io
     import zipfile
 
     trace_json = json.loads(zipfile.ZipFile(io.BytesIO(data)).read("trace.json"))
@@ -172,3 +169,32 @@ def test_a_release_waiting_for_approval_shows_deployment_as_pending_not_missing(
     assert "✕ missing" in html
     listing = client.get("/releases/").content.decode()
     assert listing.count("endpoint pending") == 2
+
+
+def test_queue_lists_only_releases_the_lead_may_sign(world, release_manager, lead, lead2):
+    theirs = pending_release(world, release_manager, number=42)
+    own = pending_release(world, lead, number=43)
+
+    def queue(user):
+        return [trace.release for trace in lineage.awaiting_signature(user)]
+
+    assert queue(lead) == [theirs]
+    assert set(queue(lead2)) == {theirs, own}
+    approve(theirs, by=lead2, password=PASSWORD, meaning=MEANING)
+    assert queue(lead2) == [own]
+
+
+def test_moved_tag_after_approval_invalidates_it(world, release_manager, lead):
+    release = pending_release(world, release_manager, tag="model-churn-v42")
+    approve(release, by=lead, password="correct horse battery staple", meaning="Reviewed")
+    hotfix = world.commit("hotfix")
+
+    services.record_tag(world.repo, name="model-churn-v42", sha=hotfix.sha, by=SYSTEM)
+
+    html = client_for(lead).get(reverse("releases:release", args=[release.name])).content.decode()
+    assert "Approval invalidated" in html
+    assert f"tag model-churn-v42 moved to {hotfix.sha[:7]}" in html
+    refusal = lineage.promotion_refusal(lineage.trace(release.name), world.endpoint())
+    assert refusal is not None
+    assert refusal.rule == "promotion_gate"
+    assert "no longer valid" in refusal.message

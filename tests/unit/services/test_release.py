@@ -1,9 +1,10 @@
-"""Approval rules through the service: four-eyes, signature, refusals that name the rule, N approvals."""
+"""Releases through the service: the naming policy, submitting, signing (four-eyes, the signature, refusals that
+name the rule, N approvals), rejecting and retiring.
+"""
 
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth.models import User
 from django.test import override_settings
 
 from audit import signing
@@ -12,62 +13,45 @@ from releases import lineage, services
 from releases.errors import InvalidInput, PermissionRefused, RuleViolation
 from releases.models import Approval, Release
 from tests.conftest import PASSWORD
-from tests.factories import SYSTEM, World, approve, reject
-
-MEANING = "Approved for production"
-
-
-def refusals(name: str) -> list[AuditEvent]:
-    return list(AuditEvent.objects.filter(action="release.approval_refused", object_key=name).order_by("seq"))
+from tests.factories import SYSTEM, approve, reject
+from tests.unit.conftest import MEANING, last_event, pending_release, refusals
 
 
-@pytest.fixture
-def world(db: object) -> World:
-    return World.create()
+def test_naming_policy(world, ci_account):
+    mv = world.model_version("churn-model/42")
+    for bad, message in (
+        ("final-final-v2", "ambiguous"),
+        ("churn_42", "does not follow the naming policy; use churn-v<N>"),
+        ("fraud-v42", "names model 'fraud' but releases churn-model"),
+        ("churn-v42-latest", "does not follow"),
+    ):
+        with pytest.raises(InvalidInput, match=message):
+            services.create_release(name=bad, model_version=mv.key, by=ci_account)
+    assert not Release.objects.exists()
+    other = world.model_version("churn-model/43")
+    for good, version in (("churn-v42", mv), ("churn-model-v43", other)):
+        services.create_release(name=good, model_version=version.key, by=ci_account)
+    assert Release.objects.count() == 2
 
 
-def pending_release(
-    world: World,
-    by: User,
-    *,
-    number: int = 42,
-    datasets: tuple[str, ...] = ("churn-train:17",),
-    report: str = "s3://reports/v42.html",
-    tag: str = "",
-    feature_view: str = "customer_features_v5",
-    run_user: str = "data-scientist",
-    with_commit: bool = True,
-) -> Release:
-    for key in datasets:
-        world.dataset(key)
-    commit = world.commit(f"churn v{number}") if with_commit else None
-    if tag and commit is not None:
-        world.tag(tag, commit)
-    mv = world.model_version(
-        f"churn-model/{number}", commit=commit, datasets=datasets, feature_view=feature_view, user=run_user
-    )
-    release = world.release(f"churn-v{number}", mv, by=by, report=report, tag=tag)
-    return services.submit_release(release, by=by)
+def test_naming_policy_pattern_is_a_setting(world, ci_account, settings):
+    settings.LINEAGE_RELEASE_NAME_PATTERN = r"^rel-(?P<number>\d+)$"
+    mv = world.model_version("churn-model/42")
+    services.create_release(name="rel-42", model_version=mv.key, by=ci_account)
+    with pytest.raises(InvalidInput):
+        services.create_release(name="churn-v42", model_version=mv.key, by=ci_account)
 
 
-def test_approval_signs_the_lineage_digest_and_is_audited(world, release_manager, lead):
-    release = pending_release(world, release_manager)
-    digest = lineage.trace(release.name).digest
-
-    approval = approve(release, by=lead, password=PASSWORD, meaning=MEANING, comment="looks good")
-
+def test_submit_freezes_the_digest(world, ci_account):
+    release = world.release("churn-v42", world.model_version("churn-model/42"), by=ci_account)
+    services.submit_release(release, by=ci_account)
     release.refresh_from_db()
-    approval = Approval.objects.get(pk=approval.pk)
-    assert release.state == Release.State.APPROVED
-    assert approval.approver_name == "Lena Lead"
-    assert approval.signed_digest == digest
-    assert approval.meaning == MEANING
-    assert signing.verify(approval.statement(), approval.signature)
-    event = AuditEvent.objects.get(action="release.approved", object_key="churn-v42")
-    assert event.actor == "lead"
-    assert event.new["lineage_digest"] == digest
-    assert event.reason == "looks good"
-    assert AuditEvent.objects.filter(action="release.state_changed", object_key="churn-v42").count() == 1
+    assert release.state == "pending"
+    assert release.lineage_digest == lineage.trace("churn-v42").digest
+    assert last_event("release.submitted").new["lineage_digest"] == release.lineage_digest
+
+
+# Approving -------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -95,6 +79,14 @@ def test_approval_refusal_names_the_rule(world, release_manager, lead, setup, ru
     assert event.new == {"rule": rule}
     assert words in event.reason
     assert event.actor == "lead"
+
+
+def test_approving_an_incomplete_chain_is_refused_naming_the_links(world, ci_account, lead):
+    release = world.release("fraud-v8", world.model_version("fraud-model/8", feature_view=""), by=ci_account)
+    services.submit_release(release, by=ci_account)
+    with pytest.raises(RuleViolation, match="missing git commit, dataset version, feature pipeline version"):
+        approve(release, by=lead, password=PASSWORD, meaning="Approved")
+    assert last_event("release.approval_refused").new == {"rule": "incomplete_chain"}
 
 
 def test_quarantined_dataset_refuses_approval(world, release_manager, lead):
@@ -132,14 +124,18 @@ def test_moved_tag_refuses_approval(world, release_manager, lead):
     assert [e.new["rule"] for e in refusals(release.name)] == ["moved_tag"]
 
 
-def test_approve_own_release_is_refused(world, lead):
-    release = pending_release(world, lead)
-
-    with pytest.raises(RuleViolation, match="another ML lead must approve it") as refused:
-        approve(release, by=lead, password=PASSWORD, meaning=MEANING)
-
+def test_approving_your_own_release_is_refused_and_audited(world, lead):
+    release = world.release("churn-v42", world.model_version("churn-model/42", commit=world.commit("c")), by=lead)
+    services.submit_release(release, by=lead)
+    with pytest.raises(RuleViolation, match="lead created churn-v42; another ML lead must approve it") as refused:
+        approve(release, by=lead, password=PASSWORD, meaning="Approved for production")
     assert refused.value.rule == "four_eyes"
-    assert [e.new["rule"] for e in refusals(release.name)] == ["four_eyes"]
+    release.refresh_from_db()
+    assert release.state == "pending"
+    assert not Approval.objects.exists()
+    [event] = refusals(release.name)
+    assert event.new == {"rule": "four_eyes"}
+    assert event.actor == "lead"
 
 
 def test_approval_by_someone_who_is_not_an_ml_lead_is_refused(world, release_manager, oncall):
@@ -161,7 +157,7 @@ def test_wrong_password_records_no_signature(world, release_manager, lead):
 
     assert refused.value.rule == "wrong_password"
     assert not Approval.objects.exists()
-    assert [e.new["rule"] for e in refusals(release.name)] == ["wrong_password"]
+    assert [e.new for e in refusals(release.name)] == [{"rule": "wrong_password"}]
 
 
 def test_signature_needs_a_meaning(world, release_manager, lead):
@@ -227,6 +223,9 @@ def test_required_approvals_need_distinct_leads(world, release_manager, lead, le
     assert AuditEvent.objects.filter(action="release.approved", object_key=release.name).count() == 2
 
 
+# Rejecting and retiring ------------------------------------------------------------------------------
+
+
 def test_rejection_needs_a_comment(world, release_manager, lead):
     release = pending_release(world, release_manager)
 
@@ -251,25 +250,44 @@ def test_rejection_is_signed_and_audited(world, release_manager, lead):
     assert event.reason == "AUC regressed on the eval set"
 
 
-def test_rejection_by_a_non_lead_is_refused_and_audited(world, release_manager, auditor):
-    release = pending_release(world, release_manager)
-
-    with pytest.raises(PermissionRefused):
-        reject(release, by=auditor, password=PASSWORD, comment="no")
-
-    assert [e.new["rule"] for e in refusals(release.name)] == ["not_ml_lead"]
+def test_reject_needs_a_comment_and_is_audited(world, ci_account, lead):
+    release = world.release("churn-v42", world.model_version("churn-model/42"), by=ci_account)
+    services.submit_release(release, by=ci_account)
+    with pytest.raises(InvalidInput, match="a rejection needs a comment"):
+        reject(release, by=lead, password=PASSWORD, comment="")
+    reject(release, by=lead, password=PASSWORD, comment="AUC regressed on the holdout set")
     release.refresh_from_db()
-    assert release.state == Release.State.PENDING
+    assert release.state == "rejected"
+    assert last_event("release.rejected").reason == "AUC regressed on the holdout set"
 
 
-def test_queue_lists_only_releases_the_lead_may_sign(world, release_manager, lead, lead2):
-    theirs = pending_release(world, release_manager, number=42)
-    own = pending_release(world, lead, number=43)
+def test_retire_is_audited(world, ci_account, release_manager):
+    release = world.release("churn-v42", world.model_version("churn-model/42"), by=ci_account)
+    services.retire_release(release, by=release_manager, reason="superseded by churn-v43")
+    release.refresh_from_db()
+    assert release.state == "retired"
+    assert last_event("release.retired").reason == "superseded by churn-v43"
 
-    def queue(user):
-        return [trace.release for trace in lineage.awaiting_signature(user)]
 
-    assert queue(lead) == [theirs]
-    assert set(queue(lead2)) == {theirs, own}
-    approve(theirs, by=lead2, password=PASSWORD, meaning=MEANING)
-    assert queue(lead2) == [own]
+def test_approval_signs_the_lineage_digest_and_is_audited(world, release_manager, lead):
+    release = pending_release(world, release_manager)
+    digest = lineage.trace(release.name).digest
+
+    approval = approve(release, by=lead, password=PASSWORD, meaning=MEANING, comment="looks good")
+
+    release.refresh_from_db()
+    approval = Approval.objects.get(pk=approval.pk)
+    assert release.state == Release.State.APPROVED
+    assert approval.approver_name == "Lena Lead"
+    assert approval.signed_digest == digest
+    assert lineage.trace(release.name).digest == digest, "signing does not change the digest it signed"
+    assert approval.meaning == MEANING
+    assert len(approval.signature) == 128
+    assert signing.verify(approval.statement(), approval.signature)
+    event = AuditEvent.objects.get(action="release.approved", object_key="churn-v42")
+    assert event.actor == "lead"
+    assert event.new["lineage_digest"] == digest
+    assert event.new["signature"] == approval.signature
+    assert event.reason == "looks good"
+    [changed] = AuditEvent.objects.filter(action="release.state_changed", object_key="churn-v42")
+    assert changed.new == {"state": "approved"}

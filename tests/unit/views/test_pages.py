@@ -1,4 +1,4 @@
-"""The live board and the trace page: content, login, and a constant number of queries."""
+"""The board, the release list and the release page; a recorded deployment or rollback shows on every page at once."""
 
 from __future__ import annotations
 
@@ -7,36 +7,19 @@ import io
 import re
 
 import pytest
+from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.test import Client
+from django.urls import reverse
 from django.utils import timezone
 
 from audit.models import AuditEvent
 from releases import services
 from releases.models import DatasetVersion, Deployment, SyncState
 from tests.factories import SYSTEM, World
+from tests.unit.conftest import board_with, client_for
 
-
-@pytest.fixture
-def world(db):
-    return World.create()
-
-
-def board_with(world: World, count: int, *, by, approver, deployer) -> None:
-    """``count`` production endpoints, each with two releases deployed in turn."""
-    for i in range(count):
-        endpoint = world.endpoint(f"churn-scoring-{i}")
-        older = world.full_release(100 + 2 * i, by=by, approver=approver)
-        newer = world.full_release(101 + 2 * i, by=by, approver=approver)
-        world.deploy(endpoint, older, by=deployer, hours_ago=10)
-        world.deploy(endpoint, newer, by=deployer, hours_ago=1)
-
-
-def test_pages_need_login(client: Client, world, ci_account):
-    for url in ("/", "/releases/churn-v42/"):
-        response = client.get(url)
-        assert response.status_code == 302
-        assert response["Location"].startswith("/login/?next=")
+# Board -----------------------------------------------------------------------------------------------
 
 
 def test_board_shows_live_release_since_by_completeness_and_rollback_target(
@@ -65,17 +48,78 @@ def test_board_warns_about_quarantined_data_on_the_live_release(
     assert "No earlier release on this endpoint is approved" in html
 
 
-@pytest.mark.parametrize("count", [1, 3])
-def test_board_query_count_is_constant(
-    client: Client, world, ci_account, lead, release_manager, count, django_assert_num_queries
-):
-    board_with(world, count, by=ci_account, approver=lead, deployer=release_manager)
+def test_board_pages_through_many_endpoints_and_finds_one_by_name(client: Client, world, lead, settings):
+    from releases.views import pages
+
+    for i in range(pages.ENDPOINTS_PER_PAGE + 2):
+        world.endpoint(f"scoring-{i:03d}", "staging" if i % 2 else "production")
     client.force_login(lead)
-    # session, user, user's roles, endpoint count (pager), endpoints with live + rollback annotations,
-    # live deployments, traced releases (+ dataset inputs, approvals, deployments prefetches)
-    with django_assert_num_queries(10):
-        response = client.get("/")
-    assert response.content.decode().count("6/6 links") == count
+    first = client.get("/").content.decode()
+    assert first.count('data-label="Endpoint"') == pages.ENDPOINTS_PER_PAGE
+    assert f"Page 1 of 2 · {pages.ENDPOINTS_PER_PAGE + 2} endpoints" in first
+    second = client.get("/?page=2").content.decode()
+    assert second.count('data-label="Endpoint"') == 2
+    found = client.get("/?q=scoring-007").content.decode()
+    assert found.count('data-label="Endpoint"') == 1
+    assert "scoring-007" in found
+    staging = client.get("/?env=staging").content.decode()
+    assert staging.count('data-label="Endpoint"') == (pages.ENDPOINTS_PER_PAGE + 2) // 2
+    assert "No production endpoints" not in staging
+    assert client.get("/?page=nonsense").status_code in (200, 400)
+
+
+def test_board_offers_rollback_to_on_call(incident, oncall):
+    html = client_for(oncall).get(reverse("releases:board")).content.decode()
+    assert "Roll back to churn-v41…" in html
+    assert "/endpoints/churn-scoring/rollback/?next=/" in html
+
+
+def test_board_offers_no_rollback_to_auditor(incident, auditor):
+    html = client_for(auditor).get(reverse("releases:board")).content.decode()
+    assert "Roll back to" not in html
+
+
+def test_board_explains_why_there_is_no_rollback_target(world, release_manager, lead, oncall):
+    release = world.full_release(42, by=release_manager, approver=lead)
+    world.deploy(world.endpoint(), release, by=release_manager)
+
+    html = client_for(oncall).get(reverse("releases:board")).content.decode()
+
+    assert "Cannot roll back: No earlier release on this endpoint is approved" in html
+    assert "disabled" in html
+
+
+def test_rollback_target_skips_release_trained_on_quarantined_data(incident, lead, oncall):
+    services.quarantine_dataset_version(
+        DatasetVersion.objects.by_key("churn-train:17").get(), by=lead, reason="bad labels"
+    )
+
+    html = client_for(oncall).get(reverse("releases:board")).content.decode()
+
+    assert "Roll back to churn-v41" not in html
+    assert "Cannot roll back" in html
+
+
+# Release list and release page -----------------------------------------------------------------------
+
+
+def test_release_list_filters_waiting_for_my_approval(
+    client: Client, lead: User, ci_account: User, deployed_world: World
+) -> None:
+    mv = deployed_world.model_version(
+        "churn-model/43", commit=deployed_world.commit("v43"), datasets=("churn-train:18",)
+    )
+    pending = deployed_world.release("churn-v43", mv, by=ci_account)
+    from releases import services
+
+    services.submit_release(pending, by=ci_account)
+    client.force_login(lead)
+    html = client.get("/releases/", {"waiting": "me"}).content.decode()
+    assert "/releases/churn-v43/" in html
+    assert "/releases/churn-v42/" not in html
+    html = client.get("/releases/", {"state": "approved"}).content.decode()
+    assert "/releases/churn-v42/" in html
+    assert "/releases/churn-v43/" not in html
 
 
 def test_trace_page_shows_every_link(client: Client, world, ci_account, lead, release_manager, auditor):
@@ -101,62 +145,23 @@ def test_trace_page_shows_every_link(client: Client, world, ci_account, lead, re
         assert expected in html, expected
 
 
+def test_trace_page_has_the_chain_diagram_and_deep_links(client: Client, lead: User, deployed_world: World) -> None:
+    client.force_login(lead)
+    html = client.get("/releases/churn-v42/").content.decode()
+    assert html.count('class="chain-node node-complete"') == 12  # six links, wide and tall drawings
+    assert 'href="/datasets/churn-train/18/" class="chain-node' in html
+    assert "https://git.example.com/churn/commit/" in html
+    assert "http://mlflow.example.com/#/experiments/1/runs/" in html
+    assert "Compare with churn-v41" in html
+    assert "Rollback target" in html
+
+
 def test_trace_page_of_an_unknown_release_is_404(client: Client, world, lead):
     client.force_login(lead)
     assert client.get("/releases/nope-v1/").status_code == 404
 
 
-@pytest.mark.parametrize("count", [1, 3])
-def test_trace_page_query_count_is_constant(
-    client: Client, world, ci_account, lead, release_manager, count, django_assert_num_queries
-):
-    """``count`` endpoints carry the release, and its run used ``count`` dataset versions."""
-    datasets = tuple(world.dataset(f"churn-train:{i}").key for i in range(1, count + 1))
-    mv = world.model_version("churn-model/42", commit=world.commit("c"), datasets=datasets)
-    release = world.approved_release("churn-v42", mv, by=ci_account, approver=lead)
-    for i in range(count):
-        world.deploy(world.endpoint(f"ep-{i}"), release, by=release_manager)
-    client.force_login(lead)
-    # session, user, release chain, dataset inputs, approvals, deployments, endpoints carrying it,
-    # endpoint statuses (annotated endpoints, live deployments, traced releases + 3 prefetches),
-    # previous release, audit events
-    with django_assert_num_queries(15):
-        response = client.get("/releases/churn-v42/")
-    assert response.content.decode().count("churn-train:") >= count
-
-
-def test_board_pages_through_many_endpoints_and_finds_one_by_name(client: Client, world, lead, settings):
-    from releases.views import pages
-
-    for i in range(pages.ENDPOINTS_PER_PAGE + 2):
-        world.endpoint(f"scoring-{i:03d}", "staging" if i % 2 else "production")
-    client.force_login(lead)
-    first = client.get("/").content.decode()
-    assert first.count('data-label="Endpoint"') == pages.ENDPOINTS_PER_PAGE
-    assert f"Page 1 of 2 · {pages.ENDPOINTS_PER_PAGE + 2} endpoints" in first
-    second = client.get("/?page=2").content.decode()
-    assert second.count('data-label="Endpoint"') == 2
-    found = client.get("/?q=scoring-007").content.decode()
-    assert found.count('data-label="Endpoint"') == 1
-    assert "scoring-007" in found
-    staging = client.get("/?env=staging").content.decode()
-    assert staging.count('data-label="Endpoint"') == (pages.ENDPOINTS_PER_PAGE + 2) // 2
-    assert "No production endpoints" not in staging
-    assert client.get("/?page=nonsense").status_code in (200, 400)
-
-
-def test_trace_timeline_keeps_only_this_releases_endpoint_events(world, ci_account, lead, release_manager):
-    from releases import lineage
-
-    board_with(world, 1, by=ci_account, approver=lead, deployer=release_manager)
-    events = list(lineage.release_events(lineage.trace("churn-v101")))
-    deployments = [e for e in events if e.action == "deployment.recorded"]
-    assert [e.new["release"] for e in deployments] == ["churn-v101"]
-    assert {e.object_key for e in events} >= {"churn-v101", "churn-model/101", "churn-train:17", "churn-scoring-0"}
-    assert [e.seq for e in events] == sorted(e.seq for e in events)
-
-
-# Fresh at once: a recorded deployment or rollback shows on every page without waiting for a sync -----------
+# Fresh at once: a recorded deployment or rollback shows on every page without waiting for a sync -----
 
 
 def _row(html: str, version: int) -> str:

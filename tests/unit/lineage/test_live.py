@@ -1,0 +1,157 @@
+"""What is live on an endpoint and its rollback target: at any moment, after quarantines and lifts; the rollback
+plan; the alias an endpoint follows.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+from django.utils import timezone
+
+from releases import lineage, services
+from releases.models import Endpoint
+from tests.conftest import PASSWORD
+from tests.factories import SYSTEM, approve, content_hash
+from tests.unit.conftest import status_of
+
+
+def test_live_at_several_moments(story):
+    endpoint = story["endpoint"]
+    now = timezone.now()
+    assert status_of(endpoint, now - datetime.timedelta(hours=100)).live is None
+    assert status_of(endpoint, now - datetime.timedelta(hours=60)).live.release.name == "churn-v40"
+    assert status_of(endpoint, now - datetime.timedelta(hours=48)).live.release.name == "churn-v41"
+    assert status_of(endpoint, now - datetime.timedelta(hours=30)).live.release.name == "churn-v41"
+    assert status_of(endpoint, now).live.release.name == "churn-v42"
+
+
+def test_live_board_status_at_a_past_moment(story):
+    [status] = lineage.endpoint_statuses(when=timezone.now() - datetime.timedelta(hours=36))
+    assert status.live.release.name == "churn-v41"
+    assert status.rollback_target.name == "churn-v40"
+
+
+# Rollback target -------------------------------------------------------------------------------------
+
+
+def test_rollback_target_is_the_previous_approved_release(story):
+    assert status_of(story["endpoint"]).rollback_target.name == "churn-v41"
+
+
+def test_rollback_target_skips_a_release_trained_on_quarantined_data(story, lead):
+    version = services.register_dataset_version(
+        name="churn-train", version=17, uri="s3://data/churn-train/17.parquet", content_hash=_hash(17), by=SYSTEM
+    )[0]
+    services.quarantine_dataset_version(version, by=lead, reason="label mapping changed upstream")
+    assert status_of(story["endpoint"]).rollback_target.name == "churn-v40"
+
+
+def test_rollback_target_after_a_lifted_quarantine_needs_a_new_signature(story, lead, lead2):
+    version = story["v41"].model_version.run.dataset_inputs.get().dataset_version
+    services.quarantine_dataset_version(version, by=lead2, reason="label mapping changed upstream")
+    services.lift_quarantine(version, by=lead2, reason="mapping restored")
+    assert status_of(story["endpoint"]).rollback_target.name == "churn-v40", "its approval no longer counts"
+
+    approve(story["v41"], by=lead2, password=PASSWORD, meaning="Approved for production")
+
+    assert lineage.approval_state(lineage.trace("churn-v41")).is_valid
+    assert status_of(story["endpoint"]).rollback_target.name == "churn-v41", "a lifted version is safe again"
+
+
+def test_rollback_target_after_a_lift_counts_the_required_signers(story, lead, lead2, settings):
+    settings.LINEAGE_REQUIRED_APPROVALS = 2
+    version = story["v41"].model_version.run.dataset_inputs.get().dataset_version
+    services.quarantine_dataset_version(version, by=lead2, reason="label mapping changed upstream")
+    services.lift_quarantine(version, by=lead2, reason="mapping restored")
+    approve(story["v41"], by=lead2, password=PASSWORD, meaning="Approved for production")
+    assert status_of(story["endpoint"]).rollback_target.name == "churn-v40", "one signature of the two required"
+
+    approve(story["v41"], by=lead, password=PASSWORD, meaning="Approved for production")
+
+    assert status_of(story["endpoint"]).rollback_target.name == "churn-v41"
+
+
+def test_rollback_target_skips_retired_and_unapproved_releases(story, world, ci_account, release_manager, lead):
+    services.retire_release(story["v41"], by=release_manager, reason="superseded")
+    assert status_of(story["endpoint"]).rollback_target.name == "churn-v40"
+    staging = world.endpoint("churn-staging", "staging")
+    draft = world.release("churn-v43", world.model_version("churn-model/43"), by=ci_account)
+    world.deploy(staging, draft, by=release_manager, hours_ago=10)
+    world.deploy(staging, story["v42"], by=release_manager, hours_ago=5)
+    target = status_of(staging).rollback_target
+    assert target is None, "an unapproved draft is never a rollback target"
+    [status] = [s for s in lineage.endpoint_statuses() if s.endpoint.name == "churn-staging"]
+    assert "approved" in status.rollback_blocker
+
+
+def test_rollback_target_is_none_when_nothing_is_live(world):
+    endpoint = world.endpoint()
+    assert status_of(endpoint).rollback_target is None
+    [status] = lineage.endpoint_statuses()
+    assert status.rollback_blocker == "Nothing is live on this endpoint."
+
+
+# Rollback plan and the followed alias ----------------------------------------------------------------
+
+
+def test_rollback_plan_names_the_target_and_the_facts_that_make_it_safe(story, lead):
+    plan = lineage.rollback_plan("churn-scoring")
+    assert plan.target.name == "churn-v41"
+    assert [(a.approver.username, a.meaning) for a in plan.approvals] == [("lead", "Approved for production")]
+    assert [(d.key, d.status) for d in plan.datasets] == [("churn-train:17", "active")]
+    [period] = plan.periods
+    deployments = {d.release.name: d for d in story["endpoint"].deployments.select_related("release")}
+    assert (period.start, period.end) == (deployments["churn-v41"].deployed_at, deployments["churn-v42"].deployed_at)
+    assert plan.alias is None
+    assert not plan.alias_stays, "the endpoint follows no alias"
+
+
+def test_rollback_plan_joins_a_redeployment_into_one_period(story, world, lead, release_manager):
+    endpoint = story["endpoint"]
+    rollback = services.roll_back(endpoint, by=lead, reason="INC-1", source="cli")
+    redeploy = services.record_deployment(endpoint, story["v41"], by=release_manager, source="api")
+    later = services.record_deployment(endpoint, story["v42"], by=release_manager, source="api")
+
+    plan = lineage.rollback_plan("churn-scoring")
+
+    assert plan.target.name == "churn-v41"
+    assert redeploy.pk != rollback.pk
+    newest, oldest = plan.periods
+    assert (newest.start, newest.end, newest.kind, newest.actor) == (
+        rollback.deployed_at,
+        later.deployed_at,
+        "rollback",
+        "lead",
+    )
+    assert (
+        oldest.end
+        == endpoint.deployments.get(
+            release=story["v42"], kind="deploy", deployed_at__lt=rollback.deployed_at
+        ).deployed_at
+    )
+
+
+def test_rollback_plan_without_a_target(world):
+    world.endpoint()
+    plan = lineage.rollback_plan("churn-scoring")
+    assert plan.target is None
+    assert (plan.approvals, plan.datasets, plan.periods, plan.alias) == ([], [], [], None)
+    with pytest.raises(Endpoint.DoesNotExist):
+        lineage.rollback_plan("nowhere")
+
+
+def test_moved_alias_follows_the_endpoints_own_model_only(story, world):
+    follows = services.create_endpoint(
+        name="churn-live", environment="production", registered_model="churn-model", mlflow_alias="prod", by=SYSTEM
+    )
+    other = world.model_version("other-model/1")
+    version = story["v41"].model_version
+    assert lineage.moved_alias(follows, version) == "prod"
+    assert lineage.moved_alias(follows, other) == ""
+    assert lineage.moved_alias(story["endpoint"], version) == "", "the endpoint follows no alias"
+
+
+def _hash(version: int) -> str:
+
+    return content_hash(f"churn-train:{version}")

@@ -1,0 +1,73 @@
+"""The trace: completeness and each missing link explained, the digest, warnings, the previous release, and
+the release's own timeline.
+"""
+
+from __future__ import annotations
+
+from releases import lineage, services
+from tests.factories import SYSTEM
+from tests.unit.conftest import board_with
+
+
+def test_completeness_explains_each_missing_link(world, ci_account):
+    mv = world.model_version("fraud-model/8", feature_view="")
+    world.release("fraud-v8", mv, by=ci_account)
+    trace = lineage.trace("fraud-v8")
+    missing = {link.key: link.explanation for link in trace.links if not link.present}
+    assert missing == {
+        "code": "No Git commit: nobody can rebuild this model or tell which code change caused a regression.",
+        "data": "No dataset version: a data bug and a code bug look the same.",
+        "features": "No feature pipeline version: training/serving skew cannot be traced to a feature change.",
+        "deployment": "Deployment comes after approval.",
+    }
+    # A draft is not expected to be deployed yet: five links are expected, and deployment is "not yet".
+    assert trace.completeness == (2, 5)
+    assert [link.key for link in trace.gaps] == ["code", "data", "features"]
+    assert [(link.key, link.state) for link in trace.upcoming] == [("deployment", "pending")]
+    assert [link.key for link in trace.missing_for_approval] == ["code", "data", "features"]
+
+
+def test_complete_trace_and_digest_changes_when_data_is_quarantined(story, lead):
+    trace = lineage.trace("churn-v42")
+    assert trace.completeness == (6, 6)
+    before = trace.digest
+    assert before.startswith("sha256:")
+    assert lineage.approval_state(trace).is_valid
+    version = trace.dataset_versions[0]
+    services.quarantine_dataset_version(version, by=lead, reason="bad labels")
+    after = lineage.trace("churn-v42")
+    assert after.digest != before
+    state = lineage.approval_state(after)
+    assert not state.is_valid
+    assert state.invalidated
+    assert state.stale[0][1] == ["dataset churn-train:18 status changed from active to quarantined"]
+    assert after.links[1].state == "warning"
+
+
+def test_unresolved_commit_is_a_warning_not_a_link_lost(world, ci_account):
+    mv = world.model_version("churn-model/42")
+    run = mv.run
+    services.record_run(
+        world.server, services.RunData(run_id=run.run_id, name=run.name, commit_sha="8d4f2c1"), by=SYSTEM
+    )
+    world.release("churn-v42", mv, by=ci_account)
+    trace = lineage.trace("churn-v42")
+    code = trace.links[0]
+    assert code.present
+    assert code.warnings == ["Commit 8d4f2c1 is not in any synced repository."]
+
+
+def test_previous_release_of_the_same_model(story):
+    assert lineage.previous_release(story["v42"]).name == "churn-v41"
+    assert lineage.previous_release(story["v40"]) is None
+
+
+def test_trace_timeline_keeps_only_this_releases_endpoint_events(world, ci_account, lead, release_manager):
+    from releases import lineage
+
+    board_with(world, 1, by=ci_account, approver=lead, deployer=release_manager)
+    events = list(lineage.release_events(lineage.trace("churn-v101")))
+    deployments = [e for e in events if e.action == "deployment.recorded"]
+    assert [e.new["release"] for e in deployments] == ["churn-v101"]
+    assert {e.object_key for e in events} >= {"churn-v101", "churn-model/101", "churn-train:17", "churn-scoring-0"}
+    assert [e.seq for e in events] == sorted(e.seq for e in events)

@@ -1,0 +1,141 @@
+"""Endpoints and deployments through the service: the promotion gate (also once an approval stops counting),
+one event for a deployment reported twice, rolling back.
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from audit.models import AuditEvent
+from releases import lineage, services
+from releases.errors import InvalidInput, RuleViolation
+from releases.models import DatasetVersion, Deployment, Endpoint
+from tests.conftest import PASSWORD
+from tests.factories import SYSTEM, approve
+from tests.unit.conftest import client_for, gate_refusals, last_event
+
+
+def test_endpoint_is_created_and_audited(world):
+    endpoint = services.create_endpoint(name="churn-scoring", environment="production", by=SYSTEM)
+    endpoint.refresh_from_db()
+    assert endpoint.is_production
+    assert last_event("endpoint.created").object_key == "churn-scoring"
+
+
+def test_endpoint_with_unknown_environment_is_refused(world):
+    with pytest.raises(InvalidInput, match="environment must be one of production, staging"):
+        services.create_endpoint(name="x", environment="prod", by=SYSTEM)
+
+
+# Recording a deployment and the promotion gate -------------------------------------------------------
+
+
+def test_deployment_is_recorded_and_audited(world, ci_account, lead, release_manager):
+    release = world.full_release(42, by=ci_account, approver=lead)
+    deployment = world.deploy(world.endpoint(), release, by=release_manager)
+    deployment.refresh_from_db()
+    assert (deployment.kind, deployment.actor, deployment.source) == ("deploy", "relman", "api")
+    event = last_event("deployment.recorded")
+    assert event.object_key == "churn-scoring"
+    assert event.new["release"] == "churn-v42"
+
+
+def test_reporting_the_same_deployment_twice_records_one_event(world, release_manager, lead):
+    release = world.full_release(42, by=release_manager, approver=lead)
+    endpoint = world.endpoint()
+
+    first = services.record_deployment(endpoint, release, by=release_manager, source=Deployment.Source.API)
+    again = services.record_deployment(endpoint, release, by=release_manager, source=Deployment.Source.API)
+
+    assert first.pk == again.pk
+    assert Deployment.objects.count() == 1
+    assert AuditEvent.objects.filter(action="deployment.recorded").count() == 1
+
+
+def test_unapproved_release_cannot_go_to_production_but_can_go_to_staging(world, ci_account, release_manager):
+    release = world.release("churn-v42", world.model_version("churn-model/42"), by=ci_account)
+    with pytest.raises(RuleViolation, match="churn-v42 is draft, not approved"):
+        world.deploy(world.endpoint(), release, by=release_manager)
+    assert last_event("deployment.refused").new["rule"] == "promotion_gate"
+    world.deploy(world.endpoint("churn-staging", "staging"), release, by=release_manager)
+    assert Deployment.objects.get().endpoint.name == "churn-staging"
+
+
+def test_quarantine_after_approval_invalidates_it_end_to_end(world, release_manager, lead, lead2):
+    release = world.full_release(42, by=release_manager, approver=lead2)
+    production, staging = world.endpoint("churn-scoring"), world.endpoint("churn-shadow", "staging")
+    client = client_for(release_manager)
+
+    services.quarantine_dataset_version(world.dataset("churn-train:17"), by=lead, reason="partner label mapping")
+
+    state = lineage.approval_state(lineage.trace(release.name))
+    assert state.invalidated
+    html = client.get(reverse("releases:release", args=[release.name])).content.decode()
+    assert "Approval invalidated" in html
+    assert "dataset churn-train:17 status changed from active to quarantined" in html
+    with pytest.raises(RuleViolation, match="approval is no longer valid") as refused:
+        services.record_deployment(production, release, by=release_manager, source=Deployment.Source.API)
+    assert refused.value.rule == "promotion_gate"
+    assert not Deployment.objects.filter(endpoint=production).exists()
+    [event] = gate_refusals("churn-scoring")
+    assert event.new["rule"] == "promotion_gate"
+    assert "dataset churn-train:17 status changed" in event.reason
+    services.record_deployment(staging, release, by=release_manager, source=Deployment.Source.API)
+    assert Deployment.objects.filter(endpoint=staging, release=release).count() == 1
+
+
+def test_lifted_quarantine_leaves_the_approval_invalid_until_signed_again(world, release_manager, lead, lead2):
+    release = world.full_release(42, by=release_manager, approver=lead2)
+    production = world.endpoint("churn-scoring")
+    version = DatasetVersion.objects.by_key("churn-train:17").get()
+    signed_before = lineage.trace(release.name).digest
+    services.quarantine_dataset_version(version, by=lead, reason="partner label mapping")
+    assert lineage.approval_state(lineage.trace(release.name)).invalidated
+
+    services.lift_quarantine(version, by=lead, reason="partner fixed the mapping")
+
+    version.refresh_from_db()
+    assert version.status == "active"
+    trace = lineage.trace(release.name)
+    assert trace.digest != signed_before
+    state = lineage.approval_state(trace)
+    assert state.invalidated
+    lifted = f"{version.quarantine_lifted_at:%Y-%m-%d %H:%M} UTC"
+    quarantined = f"{version.quarantined_at:%Y-%m-%d %H:%M} UTC"
+    explanation = f"dataset churn-train:17 was quarantined {quarantined} (lifted {lifted}); it must be signed again"
+    assert state.stale[0][1] == [explanation]
+    html = client_for(release_manager).get(reverse("releases:release", args=[release.name])).content.decode()
+    assert "Approval invalidated" in html
+    assert explanation in html
+    with pytest.raises(RuleViolation, match="approval is no longer valid") as refused:
+        services.record_deployment(production, release, by=release_manager, source=Deployment.Source.API)
+    assert explanation in refused.value.message
+    assert not Deployment.objects.exists()
+
+    approval = approve(release, by=lead, password=PASSWORD, meaning="Approved for production")
+
+    trace = lineage.trace(release.name)
+    assert approval.signed_digest == trace.digest
+    assert lineage.approval_state(trace).is_valid
+    assert AuditEvent.objects.filter(action="release.approved", object_key=release.name).count() == 2
+    deployment = services.record_deployment(production, release, by=release_manager, source=Deployment.Source.API)
+    deployment.refresh_from_db()
+    assert deployment.release_id == release.pk
+    assert AuditEvent.objects.get(action="deployment.recorded").new["release"] == release.name
+
+
+# Rolling back ----------------------------------------------------------------------------------------
+
+
+def test_roll_back_restores_the_target_and_records_the_reason(world, ci_account, lead, oncall, release_manager):
+    endpoint = world.endpoint()
+    v41 = world.full_release(41, by=ci_account, approver=lead)
+    v42 = world.full_release(42, by=ci_account, approver=lead, dataset="churn-train:18")
+    world.deploy(endpoint, v41, by=release_manager, hours_ago=5)
+    world.deploy(endpoint, v42, by=release_manager, hours_ago=1)
+    deployment = services.roll_back(endpoint, by=oncall, reason="AUC alert", source=Deployment.Source.UI)
+    assert (deployment.release.name, deployment.kind, deployment.reason) == ("churn-v41", "rollback", "AUC alert")
+    [status] = lineage.endpoint_statuses(Endpoint.objects.filter(pk=endpoint.pk), deployment.deployed_at)
+    assert status.live.release == v41
+    assert last_event("deployment.rolled_back").reason == "AUC alert"
