@@ -9,6 +9,7 @@ from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand, CommandError
 
 from releases.errors import LineageError
+from releases.models import DatasetVersion
 
 
 class ServiceCommand(BaseCommand):
@@ -28,6 +29,13 @@ class ServiceCommand(BaseCommand):
         if user is None:
             raise CommandError(f"no active user named {username!r}", returncode=2)
         return user
+
+    def dataset_version(self, key: str) -> DatasetVersion:
+        """The dataset version a person typed as NAME:VERSION, or exit 2 saying what was expected."""
+        version = DatasetVersion.objects.by_key(key).select_related("dataset").first()
+        if version is None:
+            raise self.fail(f"no dataset version {key!r} (expected NAME:VERSION, e.g. churn-train:18)")
+        return version
 
     def fail(self, message: str) -> CommandError:
         return CommandError(message, returncode=2)

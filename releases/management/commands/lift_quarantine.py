@@ -5,7 +5,6 @@ from typing import Any
 
 from releases import services
 from releases.management.base import ServiceCommand
-from releases.models import DatasetVersion
 
 
 class Command(ServiceCommand):
@@ -18,9 +17,7 @@ class Command(ServiceCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         by = self.acting_user(options["as_user"])
-        version = DatasetVersion.objects.by_key(options["key"]).select_related("dataset").first()
-        if version is None:
-            raise self.fail(f"no dataset version {options['key']!r} (expected NAME:VERSION, e.g. churn-train:18)")
+        version = self.dataset_version(options["key"])
         to_sign = services.lift_quarantine(version, by=by, reason=options["reason"])
         self.stdout.write(f"{version.key} quarantine lifted")
         self.stdout.write(f"  to sign again: {', '.join(r.name for r in to_sign) or 'none'}")

@@ -5,7 +5,6 @@ from typing import Any
 
 from releases import services
 from releases.management.base import ServiceCommand
-from releases.models import DatasetVersion
 
 
 class Command(ServiceCommand):
@@ -18,9 +17,7 @@ class Command(ServiceCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         by = self.acting_user(options["as_user"])
-        version = DatasetVersion.objects.by_key(options["key"]).select_related("dataset").first()
-        if version is None:
-            raise self.fail(f"no dataset version {options['key']!r} (expected NAME:VERSION, e.g. churn-train:18)")
+        version = self.dataset_version(options["key"])
         impact = services.quarantine_dataset_version(version, by=by, reason=options["reason"])
         self.stdout.write(f"{version.key} quarantined")
         self.stdout.write(f"  runs: {', '.join(r.name or r.run_id for r in impact.runs) or 'none'}")
