@@ -17,7 +17,15 @@ PACKAGES = ("lineage_site", "releases", "audit")
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
         "foundation",
-        ("releases.errors", "releases.naming", "releases.dispatch", "lineage_site.env", "lineage_site.pgcopy"),
+        (
+            "releases.errors",
+            "releases.naming",
+            "releases.dispatch",
+            "lineage_site.env",
+            "lineage_site.pgcopy",
+            "lineage_site.pgtriggers",
+            "lineage_site.dbroles",
+        ),
     ),
     (
         "audit core",
