@@ -20,6 +20,7 @@ import psycopg
 import pytest
 from django.apps import apps
 from django.conf import settings
+from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection, transaction
 
 from audit.checkpoints import issue_checkpoint
@@ -344,3 +345,12 @@ def test_grant_app_role_check_names_what_is_wrong(fresh_database: dict[str, str]
     checked = _manage("grant_app_role", "--check", env=env)
     assert checked.returncode == 1
     assert f"{connection.settings_dict['USER']} has TRUNCATE on releases_approval" in checked.stderr
+
+
+@pytest.mark.django_db
+def test_grant_app_role_on_sqlite_says_the_model_guards_hold_there():
+    if connection.vendor != "sqlite":
+        pytest.skip("the embedded database only")
+    with pytest.raises(CommandError, match="PostgreSQL only; SQLite relies on the model-level guards") as refused:
+        call_command("grant_app_role")
+    assert refused.value.returncode == 2
