@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-12)
 PORT ?= 8000
 # The demo always uses the embedded setup, whatever the shell exports.
-DEMO_ENV := env -u DATABASE_URL -u REDIS_URL DEBUG=1
+DEMO_ENV := env -u DATABASE_URL -u DATABASE_MIGRATE_URL -u REDIS_URL DEBUG=1
 
 .PHONY: demo test lint run bench worker clean
 
@@ -22,7 +22,7 @@ demo: $(STAMP)
 	$(DEMO_ENV) $(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
 
 run: $(STAMP)
-	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py migrate --noinput $${DATABASE_MIGRATE_URL:+--database owner}
 	$(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
 
 worker: $(STAMP)

@@ -4,10 +4,11 @@ import hashlib
 import json
 from typing import Any
 
-import pgtrigger
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
+
+from audit import pgtriggers
 
 
 class AppendOnlyError(Exception):
@@ -56,14 +57,8 @@ class AuditEvent(models.Model):
             models.Index(fields=["at"], name="audit_at_idx"),
         ]
         triggers = [
-            pgtrigger.Protect(name="audit_append_only", operation=pgtrigger.Update | pgtrigger.Delete),
-            pgtrigger.Trigger(
-                name="audit_no_truncate",
-                operation=pgtrigger.Truncate,
-                level=pgtrigger.Statement,
-                when=pgtrigger.Before,
-                func="RAISE EXCEPTION 'audit events are append-only: TRUNCATE refused'; RETURN NULL;",
-            ),
+            pgtriggers.Protect(name="audit_append_only", operation=pgtriggers.UPDATE_OR_DELETE),
+            pgtriggers.refuse_truncate("audit_no_truncate", "audit events are append-only"),
         ]
 
     def __str__(self) -> str:
@@ -110,7 +105,10 @@ class Checkpoint(models.Model):
 
     class Meta:
         ordering = ["-size"]
-        triggers = [pgtrigger.Protect(name="checkpoint_append_only", operation=pgtrigger.Update | pgtrigger.Delete)]
+        triggers = [
+            pgtriggers.Protect(name="checkpoint_append_only", operation=pgtriggers.UPDATE_OR_DELETE),
+            pgtriggers.refuse_truncate("checkpoint_no_truncate", "checkpoints are append-only"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.origin} @ {self.size}"

@@ -14,6 +14,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from audit import verifier
+
 
 @functools.cache
 def private_key() -> Ed25519PrivateKey:
@@ -47,6 +49,11 @@ def public_key_pem() -> str:
     return (
         public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
     )
+
+
+def fingerprint() -> str:
+    """The key's SHA-256 fingerprint as auditors pin it (``verify.py --key``); one definition, in the verifier."""
+    return verifier.key_fingerprint(public_key_pem().encode())
 
 
 def sign(message: bytes) -> str:

@@ -105,6 +105,24 @@ else:
             "OPTIONS": {"timeout": 20},
         }
     }
+# PostgreSQL with two roles (README, PostgreSQL roles): DATABASE_URL is the application's role, which
+# owns nothing; DATABASE_MIGRATE_URL, given only to the release job, is the owner's, which
+# `manage.py migrate --database owner` uses. After migrate the owner grants the application's role
+# its privileges (audit/dbroles.py).
+DATABASE_MIGRATE_URL = env_str("DATABASE_MIGRATE_URL")
+LINEAGE_DB_APP_ROLE = ""
+if DATABASE_MIGRATE_URL:
+    if not DATABASE_URL:
+        raise ImproperlyConfigured("DATABASE_MIGRATE_URL is set but DATABASE_URL (the application's role) is not")
+    try:
+        DATABASES["owner"] = dj_database_url.parse(DATABASE_MIGRATE_URL, conn_max_age=0)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"DATABASE_MIGRATE_URL cannot be parsed: {exc}") from exc
+    if DATABASES["owner"]["NAME"] != DATABASES["default"]["NAME"]:
+        raise ImproperlyConfigured("DATABASE_MIGRATE_URL must name the same database as DATABASE_URL")
+    LINEAGE_DB_APP_ROLE = DATABASES["default"].get("USER") or ""
+    if not LINEAGE_DB_APP_ROLE or DATABASES["owner"].get("USER") == LINEAGE_DB_APP_ROLE:
+        raise ImproperlyConfigured("DATABASE_URL and DATABASE_MIGRATE_URL must name two different roles")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL")

@@ -120,6 +120,7 @@ def export_evidence(release: Release, *, by: Actor) -> tuple[str, bytes]:
             "checkpoint": checkpoint,
             "exported_at": exported_at,
             "exported_by": actor_label(by),
+            "key_fingerprint": signing.fingerprint(),
         },
     ).encode()
     manifest = canonical_json(

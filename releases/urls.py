@@ -25,6 +25,7 @@ urlpatterns = [
     path("approvals/", approvals.approval_queue, name="approvals"),
     path("releases/<str:name>/sign/", approvals.sign, name="sign"),
     path("releases/<str:name>/evidence/", evidence.export, name="evidence"),
+    path("audit/verify.py", evidence.verifier_source, name="verifier"),
     path("endpoints/<str:name>/rollback/", approvals.rollback, name="rollback"),
     path("endpoints/<str:name>/deploy/", actions.deploy, name="deploy"),
 ]

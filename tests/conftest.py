@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pgtrigger
+import psycopg
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.core.management.commands import flush
-from django.db import connection
+from django.db import connection, connections
 
 from releases.roles import AUDITORS, ML_LEADS, ON_CALL, RELEASE_MANAGERS
 
@@ -24,16 +27,82 @@ def unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
+# Two PostgreSQL roles (README, PostgreSQL roles). Django's test runner creates, migrates and flushes
+# the test database through the default connection; those three steps need the tables' owner, and
+# everything else must run as the application's role, the way the app runs. So the default
+# connection logs in as the owner for setup (migrate's post_migrate hook then grants the application's
+# role its privileges, exactly as in production), as the application's role for the tests, and as the
+# owner again for each flush and for the final DROP DATABASE. The tests' own queries never hold more
+# than the application's privileges: the role is a different login, not a SET ROLE it could reset.
+_CREDENTIALS = ("USER", "PASSWORD", "HOST", "PORT")
+
+
+def _database_owner() -> dict[str, Any] | None:
+    return getattr(settings, "TEST_DATABASE_OWNER", None)
+
+
+def _log_in_as(credentials: dict[str, Any]) -> dict[str, Any]:
+    """Reconnect the default connection with other credentials; returns the ones it had."""
+    default = connections["default"]
+    before = {key: default.settings_dict.get(key) for key in _CREDENTIALS}
+    default.close()
+    default.settings_dict.update({key: credentials.get(key) for key in _CREDENTIALS})
+    return before
+
+
+@contextlib.contextmanager
+def as_database_owner() -> Iterator[None]:
+    """The default connection logged in as the tables' owner, when the suite runs with two roles."""
+    owner = _database_owner()
+    if owner is None:
+        yield
+        return
+    application = _log_in_as(owner)
+    try:
+        yield
+    finally:
+        _log_in_as(application)
+
+
+_APPLICATION: dict[str, Any] = {}
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: None) -> None:
+    owner = _database_owner()
+    if owner is not None:
+        _APPLICATION.update(_log_in_as(owner))
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    if not _APPLICATION:
+        yield
+        return
+    _log_in_as(_APPLICATION)
+    yield
+    _log_in_as(_database_owner() or {})
+
+
+def _truncate_triggers() -> list[str]:
+    return [
+        f"{model._meta.label}:{trigger.name}"
+        for model, trigger in pgtrigger.registered()
+        if "TRUNCATE" in str(trigger.operation)
+    ]
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _flush_between_transactional_tests() -> Iterator[None]:
-    """Let the test runner's flush empty the audit table, which PostgreSQL otherwise refuses to TRUNCATE.
+    """Let the test runner's flush empty the protected tables, which PostgreSQL otherwise refuses to TRUNCATE.
 
-    Only the flush command is exempt; the tests themselves still meet every trigger.
+    Only the flush is exempt, and only as the tables' owner (the one role the triggers let lift them);
+    the tests themselves still meet every trigger and every missing privilege.
     """
     original = flush.Command.handle
 
     def handle(self: flush.Command, *args: Any, **options: Any) -> None:
-        with pgtrigger.ignore("audit.AuditEvent:audit_no_truncate"):
+        with as_database_owner(), pgtrigger.ignore(*_truncate_triggers()):
             original(self, *args, **options)
 
     flush.Command.handle = handle  # type: ignore[method-assign]
@@ -63,6 +132,45 @@ def _celery_eager() -> Iterator[None]:
 def postgres(db: Any) -> None:
     if connection.vendor != "postgresql":
         unavailable("needs PostgreSQL: set DATABASE_URL=postgres://...")
+
+
+@pytest.fixture
+def app_role(postgres: None) -> str:
+    """The application's own database role: the suite runs as it when DATABASE_MIGRATE_URL names the owner."""
+    if _database_owner() is None:
+        unavailable("needs the two PostgreSQL roles: set DATABASE_MIGRATE_URL to the owner's URL (README)")
+    return str(connection.settings_dict["USER"])
+
+
+@pytest.fixture
+def behind_the_apps_back(transactional_db: Any) -> Callable[[str, list[object] | None], None]:
+    """Run SQL as someone who can rewrite the tables: the owner with the protective triggers lifted.
+
+    What an insider with the owner's (or a superuser's) password could do; the checks that must catch
+    it run afterwards as the application. With two roles this is the owner's own login and commits at
+    once, so the test must be transactional; with one role (SQLite, or PostgreSQL as its owner) it is
+    the application's connection.
+    """
+    everything = [f"{model._meta.label}:{trigger.name}" for model, trigger in pgtrigger.registered()]
+
+    def run(sql: str, params: list[object] | None = None) -> None:
+        owner = _database_owner()
+        if owner is None or connection.vendor != "postgresql":
+            with pgtrigger.ignore(*everything), connection.cursor() as cursor:
+                cursor.execute(sql, params)
+            return
+        pgids = "{" + ",".join(trigger.get_pgid(model) for model, trigger in pgtrigger.registered()) + "}"
+        with psycopg.connect(
+            dbname=connection.settings_dict["NAME"],
+            user=owner["USER"],
+            password=owner.get("PASSWORD") or None,
+            host=owner.get("HOST") or None,
+            port=owner.get("PORT") or None,
+        ) as conn:
+            conn.execute("SELECT set_config('pgtrigger.ignore', %s, true)", [pgids])
+            conn.execute(sql, params)
+
+    return run
 
 
 def _person(username: str, *roles: str, full_name: str = "") -> User:

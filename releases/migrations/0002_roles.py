@@ -12,21 +12,23 @@ VIEW_APPS = ("releases", "audit")
 
 
 def create_roles(apps: Any, schema_editor: Any) -> None:
+    # The connection migrate runs on (the owner's, with --database owner), not the application's.
+    db = schema_editor.connection.alias
     # Permissions are normally created after all migrations; make sure they exist now.
     for app_config in apps.get_app_configs():
         app_config.models_module = True
-        create_permissions(app_config, verbosity=0)
+        create_permissions(app_config, verbosity=0, using=db)
         app_config.models_module = None
     Group = apps.get_model("auth", "Group")
     Permission = apps.get_model("auth", "Permission")
-    view = Permission.objects.filter(content_type__app_label__in=VIEW_APPS, codename__startswith="view_")
+    view = Permission.objects.using(db).filter(content_type__app_label__in=VIEW_APPS, codename__startswith="view_")
     for name in ROLES:
-        group, _ = Group.objects.get_or_create(name=name)
+        group, _ = Group.objects.using(db).get_or_create(name=name)
         group.permissions.add(*view)
 
 
 def remove_roles(apps: Any, schema_editor: Any) -> None:
-    apps.get_model("auth", "Group").objects.filter(name__in=ROLES).delete()
+    apps.get_model("auth", "Group").objects.using(schema_editor.connection.alias).filter(name__in=ROLES).delete()
 
 
 class Migration(migrations.Migration):

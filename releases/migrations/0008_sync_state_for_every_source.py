@@ -9,12 +9,14 @@ from django.db import migrations
 
 
 def create_missing_states(apps: Any, schema_editor: Any) -> None:
-    SyncState = apps.get_model("releases", "SyncState")
+    # The connection migrate runs on (the owner's, with --database owner), not the application's.
+    db = schema_editor.connection.alias
+    states = apps.get_model("releases", "SyncState").objects.using(db)
     interval = settings.LINEAGE_SYNC_INTERVAL_SECONDS
-    for repository in apps.get_model("releases", "GitRepository").objects.filter(sync_state__isnull=True):
-        SyncState.objects.create(kind="git", repository=repository, interval_seconds=interval)
-    for server in apps.get_model("releases", "TrackingServer").objects.filter(sync_state__isnull=True):
-        SyncState.objects.create(kind="mlflow", server=server, interval_seconds=interval)
+    for repository in apps.get_model("releases", "GitRepository").objects.using(db).filter(sync_state__isnull=True):
+        states.create(kind="git", repository=repository, interval_seconds=interval)
+    for server in apps.get_model("releases", "TrackingServer").objects.using(db).filter(sync_state__isnull=True):
+        states.create(kind="mlflow", server=server, interval_seconds=interval)
 
 
 class Migration(migrations.Migration):

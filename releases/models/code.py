@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import pgtrigger
 from django.core.validators import RegexValidator
 from django.db import models
 
+from audit import pgtriggers
 from releases.models.base import GuardedModel
 
 sha_validator = RegexValidator(r"^[0-9a-f]{40}$", "A commit sha is 40 lowercase hex characters.")
@@ -74,7 +74,11 @@ class Commit(GuardedModel):
             models.Index(fields=["sha"], name="commit_sha_idx", opclasses=["varchar_pattern_ops"]),
             models.Index(fields=["repository", "committed_at"], name="commit_repo_time_idx"),
         ]
-        triggers = [pgtrigger.ReadOnly(name="commit_immutable", fields=["repository", "sha"])]
+        triggers = [
+            pgtriggers.ReadOnly(name="commit_immutable", fields=["repository", "sha"]),
+            pgtriggers.Protect(name="commit_never_deleted", operation=pgtriggers.DELETE),
+            pgtriggers.refuse_truncate("commit_no_truncate", "commits are never deleted"),
+        ]
 
     def __str__(self) -> str:
         return self.sha[:12]
@@ -108,7 +112,11 @@ class GitTag(GuardedModel):
         ordering = ["repository", "name"]
         constraints = [models.UniqueConstraint(fields=["repository", "name"], name="tag_unique_name_per_repo")]
         indexes = [models.Index(fields=["name"], name="tag_name_idx")]
-        triggers = [pgtrigger.ReadOnly(name="tag_immutable", fields=["repository", "name", "commit"])]
+        triggers = [
+            pgtriggers.ReadOnly(name="tag_immutable", fields=["repository", "name", "commit"]),
+            pgtriggers.Protect(name="tag_never_deleted", operation=pgtriggers.DELETE),
+            pgtriggers.refuse_truncate("tag_no_truncate", "tags are never deleted"),
+        ]
 
     def __str__(self) -> str:
         return self.name

@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime
 from typing import ClassVar
 
-import pgtrigger
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 
+from audit import pgtriggers
 from releases.models.base import GuardedModel, version_number
 from releases.models.code import name_validator
 
@@ -79,9 +79,12 @@ class DatasetVersion(GuardedModel):
             models.Index(fields=["status"], name="dsv_status_idx"),
         ]
         triggers = [
-            pgtrigger.ReadOnly(
+            pgtriggers.ReadOnly(
                 name="dataset_version_immutable", fields=["dataset", "version", "uri", "content_hash", "size_bytes"]
-            )
+            ),
+            # A version is retired or quarantined, never deleted: runs and releases name it.
+            pgtriggers.Protect(name="dataset_version_never_deleted", operation=pgtriggers.DELETE),
+            pgtriggers.refuse_truncate("dataset_version_no_truncate", "dataset versions are retired, never deleted"),
         ]
 
     def __str__(self) -> str:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime
 from typing import ClassVar
 
-import pgtrigger
 from django.conf import settings
 from django.db import models
 
+from audit import pgtriggers
 from releases.models.code import name_validator
 from releases.models.registry import RegisteredModel
 from releases.models.release import Release
@@ -86,7 +86,10 @@ class Deployment(models.Model):
             models.Index(fields=["endpoint", "-deployed_at", "-id"], name="deployment_endpoint_time_idx"),
             models.Index(fields=["release", "endpoint"], name="deployment_release_idx"),
         ]
-        triggers = [pgtrigger.Protect(name="deployment_append_only", operation=pgtrigger.Update | pgtrigger.Delete)]
+        triggers = [
+            pgtriggers.Protect(name="deployment_append_only", operation=pgtriggers.UPDATE_OR_DELETE),
+            pgtriggers.refuse_truncate("deployment_no_truncate", "deployments are append-only"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.release} on {self.endpoint} at {self.deployed_at:%Y-%m-%d %H:%M}"

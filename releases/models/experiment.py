@@ -6,6 +6,7 @@ from typing import ClassVar
 
 from django.db import models
 
+from audit import pgtriggers
 from releases.models.code import Commit, name_validator
 from releases.models.data import DatasetVersion
 from releases.models.features import FeaturePipelineVersion
@@ -97,6 +98,8 @@ class RunDatasetInput(models.Model):
             models.UniqueConstraint(fields=["run", "dataset_version", "context"], name="run_input_unique"),
         ]
         indexes = [models.Index(fields=["dataset_version", "run"], name="run_input_dsv_idx")]
+        # A run's inputs are re-read from MLflow row by row (services.record_runs); never emptied wholesale.
+        triggers = [pgtriggers.refuse_truncate("run_input_no_truncate", "run inputs are never emptied wholesale")]
 
     def __str__(self) -> str:
         return f"{self.dataset_version} ({self.context})"

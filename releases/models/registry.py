@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import pgtrigger
 from django.core.validators import MinValueValidator
 from django.db import models
 
+from audit import pgtriggers
 from releases.models.base import GuardedModel, version_number
 from releases.models.experiment import ExperimentRun, TrackingServer
 
@@ -54,10 +54,12 @@ class ModelVersion(GuardedModel):
         constraints = [models.UniqueConstraint(fields=["registered_model", "version"], name="model_version_unique")]
         indexes = [models.Index(fields=["source_run_id"], name="mv_source_run_idx")]
         triggers = [
-            pgtrigger.ReadOnly(
+            pgtriggers.ReadOnly(
                 name="model_version_immutable",
                 fields=["registered_model", "version", "source_run_id", "artifact_uri"],
-            )
+            ),
+            pgtriggers.Protect(name="model_version_never_deleted", operation=pgtriggers.DELETE),
+            pgtriggers.refuse_truncate("model_version_no_truncate", "model versions are never deleted"),
         ]
 
     def __str__(self) -> str:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import pgtrigger
 from django.conf import settings
 from django.db import models
 
+from audit import pgtriggers
 from audit.models import canonical_json
 from releases.models.base import GuardedModel
 from releases.models.code import Commit, GitTag
@@ -61,10 +61,13 @@ class Release(GuardedModel):
             models.Index(fields=["model_version", "created_at"], name="release_mv_idx"),
         ]
         triggers = [
-            pgtrigger.ReadOnly(
+            pgtriggers.ReadOnly(
                 name="release_immutable",
                 fields=["name", "model_version", "commit", "git_tag", "validation_report_uri", "created_by"],
-            )
+            ),
+            # A release is retired, never deleted: its approvals, deployments and audit events name it.
+            pgtriggers.Protect(name="release_never_deleted", operation=pgtriggers.DELETE),
+            pgtriggers.refuse_truncate("release_no_truncate", "releases are retired, never deleted"),
         ]
 
     def __str__(self) -> str:
@@ -116,7 +119,10 @@ class Approval(models.Model):
             models.UniqueConstraint(fields=["release", "approver", "signed_digest"], name="approval_once_per_digest"),
         ]
         indexes = [models.Index(fields=["approver", "signed_at"], name="approval_approver_idx")]
-        triggers = [pgtrigger.Protect(name="approval_append_only", operation=pgtrigger.Update | pgtrigger.Delete)]
+        triggers = [
+            pgtriggers.Protect(name="approval_append_only", operation=pgtriggers.UPDATE_OR_DELETE),
+            pgtriggers.refuse_truncate("approval_no_truncate", "approvals are append-only"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.release} {self.decision} by {self.approver_name}"

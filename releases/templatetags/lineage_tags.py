@@ -12,7 +12,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from audit import vocabulary
+from audit import signing, vocabulary
 from releases.lineage import MetricSeries, Trace
 from releases.models import Deployment
 
@@ -280,3 +280,9 @@ def metric_chart(series: MetricSeries) -> dict[str, Any]:
 def describe_action(action: str) -> str:
     """An audit action in plain words, from the audit vocabulary."""
     return vocabulary.describe(action)
+
+
+@register.simple_tag
+def signing_key_fingerprint() -> str:
+    """The fingerprint auditors pin the evidence verifier to (verify.py --key)."""
+    return signing.fingerprint()

@@ -37,6 +37,8 @@ def _environment(dataset: str) -> dict[str, str]:
         env.pop("DATABASE_URL", None)
         env["LINEAGE_VAR_DIR"] = str(ROOT / "var" / "bench" / dataset)
     env.pop("REDIS_URL", None)
+    # The benchmark makes and fills its own database as one role.
+    env.pop("DATABASE_MIGRATE_URL", None)
     return env
 
 

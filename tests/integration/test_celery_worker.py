@@ -55,7 +55,8 @@ def worker(tmp_path: Path, transactional_db: Any) -> Iterator[str]:
             "--loglevel=INFO",
         ],
         env={
-            **os.environ,
+            # The worker is the application: its own role, and never the owner's URL.
+            **{k: v for k, v in os.environ.items() if k != "DATABASE_MIGRATE_URL"},
             "DATABASE_URL": database_url,
             "REDIS_URL": settings.REDIS_URL,
             "LINEAGE_GIT_CACHE_DIR": str(tmp_path / "worker-git-cache"),

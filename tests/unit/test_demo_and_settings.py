@@ -158,7 +158,11 @@ def test_production_settings_pass_check_deploy(tmp_path: Path):
     env = {
         # A production environment: none of the test run's own variables (the browser tests relax
         # Django's async guard for Playwright, which check --deploy rightly reports).
-        **{k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "DJANGO_ALLOW_ASYNC_UNSAFE"}},
+        **{
+            k: v
+            for k, v in os.environ.items()
+            if k not in {"DATABASE_URL", "DATABASE_MIGRATE_URL", "REDIS_URL", "DJANGO_ALLOW_ASYNC_UNSAFE"}
+        },
         "DJANGO_SETTINGS_MODULE": "lineage_site.settings",
         "DEBUG": "0",
         "SECRET_KEY": "x" * 20 + "-production-secret-key-with-enough-entropy-" + "q9" * 10,
@@ -221,7 +225,7 @@ def test_the_callers_environment_does_not_change_a_result():
             "tests/unit/services/test_release.py::test_approval_signs_the_lineage_digest_and_is_audited",
         ],
         cwd=ROOT,
-        env={k: v for k, v in env.items() if k not in {"DATABASE_URL", "REDIS_URL"}},
+        env={k: v for k, v in env.items() if k not in {"DATABASE_URL", "DATABASE_MIGRATE_URL", "REDIS_URL"}},
         capture_output=True,
         text=True,
         check=False,

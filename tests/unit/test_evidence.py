@@ -13,7 +13,7 @@ import pytest
 from django.core.management import call_command
 from django.test import Client
 
-from audit import checkpoints, merkle, verifier
+from audit import checkpoints, merkle, signing, verifier
 from audit.models import AuditEvent, Checkpoint
 from releases import services
 from releases.models import DatasetVersion, Release
@@ -26,6 +26,11 @@ def released(db, ci_account, lead, release_manager):
     release = world.full_release(42, by=ci_account, approver=lead, dataset="churn-train:18")
     world.deploy(world.endpoint(), release, by=release_manager)
     return release
+
+
+def _verify(files: dict[str, bytes]) -> list[str]:
+    """Check a bundle the way an auditor does: against the server's key, never the one inside the bundle."""
+    return verifier.verify_bundle(files, trusted_key_pem=signing.public_key_pem().encode())
 
 
 def _files(data: bytes) -> dict[str, bytes]:
@@ -70,8 +75,9 @@ def test_auditor_exports_a_bundle_that_verifies(client: Client, auditor, release
         "report.html",
         "verify.py",
     }
-    checked = verifier.verify_bundle(files)
-    assert checked[0] == "8 files match the signed manifest"
+    checked = _verify(files)
+    assert checked[0] == f"signed with the key you trust ({signing.fingerprint()})"
+    assert checked[1] == "8 files match the signed manifest"
     assert (
         "approved by Lena Lead (Approved for production): signature valid, counts for the chain as it stands" in checked
     )
@@ -105,7 +111,7 @@ def test_a_tampered_bundle_fails_verification(auditor, released, tamper, message
     files = _files(data)
     tamper(files)
     with pytest.raises(verifier.VerificationError, match=message):
-        verifier.verify_bundle(files)
+        _verify(files)
 
 
 def test_forged_event_is_caught_even_with_a_re_signed_manifest(auditor, released):
@@ -120,7 +126,7 @@ def test_forged_event_is_caught_even_with_a_re_signed_manifest(auditor, released
 
     events[0]["hash"] = hashlib.sha256(verifier.canonical_json(events[0]["fields"]).encode()).hexdigest()
     with pytest.raises(verifier.VerificationError):
-        verifier.verify_bundle({**files, "events.json": json.dumps(events).encode()})
+        _verify({**files, "events.json": json.dumps(events).encode()})
 
 
 def test_standalone_verifier_runs_without_django(tmp_path: Path, auditor, released):
@@ -130,7 +136,11 @@ def test_standalone_verifier_runs_without_django(tmp_path: Path, auditor, releas
     verify = tmp_path / "verify.py"
     verify.write_bytes(zipfile.ZipFile(bundle).read("verify.py"))
     result = subprocess.run(
-        [sys.executable, "-I", str(verify), str(bundle)], capture_output=True, text=True, check=False, cwd=tmp_path
+        [sys.executable, "-I", str(verify), "--key", signing.fingerprint(), str(bundle)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith("VERIFIED")
@@ -145,7 +155,10 @@ def test_standalone_verifier_runs_without_django(tmp_path: Path, auditor, releas
                 else data,
             )
     result = subprocess.run(
-        [sys.executable, "-I", str(verify), str(broken)], capture_output=True, text=True, check=False
+        [sys.executable, "-I", str(verify), "--key", signing.fingerprint(), str(broken)],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 1
     assert result.stderr.startswith("NOT VERIFIED: approvals.json does not match")
@@ -162,7 +175,7 @@ def test_stale_approval_is_marked_in_the_bundle(auditor, lead, released):
     [approval] = json.loads(files["approvals.json"])
     assert approval["counts"] is False
     assert approval["no_longer_counts_because"] == ["dataset churn-train:18 status changed from active to quarantined"]
-    checked = verifier.verify_bundle(files)
+    checked = _verify(files)
     changed = "dataset churn-train:18 status changed from active to quarantined"
     assert any(line.endswith(f"signature valid, approval no longer counts: {changed}") for line in checked)
     assert checked[-1].startswith("release status: Approval invalidated")

@@ -78,6 +78,7 @@ DOORS = [
     Door("releases:model", READERS, args=("churn-model",)),
     Door("releases:endpoint", READERS, args=("churn-scoring",)),
     Door("releases:approvals", LEADS),
+    Door("releases:verifier", READERS),
     Door("releases:rollback", ROLLERS, args=("churn-scoring",)),
     Door("releases:deploy", WRITERS, args=("churn-shadow",)),
     Door("releases:sync", READERS),

@@ -4,6 +4,7 @@ from argparse import ArgumentParser
 from pathlib import Path
 from typing import Any
 
+from audit import signing
 from releases.evidence import export_evidence
 from releases.management.base import ServiceCommand
 from releases.models import Release
@@ -11,7 +12,7 @@ from releases.models.base import get_or_refuse
 
 
 class Command(ServiceCommand):
-    help = "Write the signed evidence bundle (zip) of a release; verify it offline with verify.py inside it."
+    help = "Write the signed evidence bundle (zip) of a release; verify it offline with your own verify.py."
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         super().add_arguments(parser)
@@ -28,3 +29,4 @@ class Command(ServiceCommand):
             raise self.fail(f"{target.parent} is not a directory")
         target.write_bytes(data)
         self.stdout.write(f"{target} ({len(data)} bytes)")
+        self.stdout.write(f"verify it with: python verify.py --key {signing.fingerprint()} {target}")
