@@ -5,8 +5,9 @@ from django.db.models.functions import Coalesce
 def date_current_quarantines(apps, schema_editor):
     # A version quarantined before this migration gets its quarantine date, so lifting it later
     # still leaves a trace in the signed chain.
+    # On the connection migrate runs on (the owner's), not the application's default one.
     DatasetVersion = apps.get_model("releases", "DatasetVersion")
-    DatasetVersion.objects.filter(status="quarantined").update(
+    DatasetVersion.objects.using(schema_editor.connection.alias).filter(status="quarantined").update(
         quarantined_at=Coalesce("status_changed_at", "registered_at")
     )
 
