@@ -95,11 +95,21 @@ class AuditEvent(models.Model):
         }
 
     def compute_hash(self) -> str:
-        return hashlib.sha256(canonical_json(self.hashed_fields()).encode()).hexdigest()
+        return event_digest(self.hashed_fields())
+
+
+def event_digest(fields: dict[str, Any]) -> str:
+    """An event's hash: SHA-256 of the canonical JSON of its hashed fields (``AuditEvent.hashed_fields``)."""
+    return hashlib.sha256(canonical_json(fields).encode()).hexdigest()
 
 
 class Checkpoint(models.Model):
-    """A signed statement of the log's Merkle root at a size: the log cannot later be rewritten unnoticed."""
+    """A signed statement of the log's Merkle root at a size: the log cannot later be rewritten unnoticed.
+
+    ``note`` is the checkpoint as a C2SP signed note (c2sp.org/tlog-checkpoint): origin, size and
+    base64 root, a blank line, then the log's Ed25519 signature line. Checkpoints issued before notes
+    existed keep an empty note and a hex signature over ``legacy_message``.
+    """
 
     size = models.PositiveBigIntegerField(unique=True)
     root_hash = models.CharField(max_length=64)
@@ -107,6 +117,7 @@ class Checkpoint(models.Model):
     issued_at = models.DateTimeField()
     key_id = models.CharField(max_length=16, help_text="First 16 hex of the signing key's SHA-256 fingerprint.")
     signature = models.CharField(max_length=128)
+    note = models.TextField(blank=True, help_text="The checkpoint as a signed note, exactly as signed and served.")
 
     class Meta:
         ordering = ["-size"]
@@ -115,6 +126,71 @@ class Checkpoint(models.Model):
     def __str__(self) -> str:
         return f"{self.origin} @ {self.size}"
 
-    def note(self) -> bytes:
-        """The signed text: origin, tree size and root, one per line (a transparency-log checkpoint)."""
+    def legacy_message(self) -> bytes:
+        """What checkpoints signed before they were notes: origin, size and hex root, one per line."""
         return f"{self.origin}\n{self.size}\n{self.root_hash}\n".encode()
+
+    def cosigned_note(self, cosignatures: list[Cosignature] | None = None) -> str:
+        """The note with the witnesses' signature lines after the log's own."""
+        found = sorted(self.cosignatures.all(), key=lambda c: c.pk) if cosignatures is None else cosignatures
+        return self.note + "".join(c.signature_line for c in found)
+
+
+class Cosignature(models.Model):
+    """A witness's signature line on a checkpoint: it checked this checkpoint extends the last one it saw."""
+
+    checkpoint = models.ForeignKey(Checkpoint, on_delete=models.PROTECT, related_name="cosignatures")
+    witness_key = models.CharField(max_length=300, help_text="The witness's note verifier key.")
+    signature_line = models.TextField()
+    added_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["checkpoint", "witness_key"], name="one_cosignature_per_witness"),
+        ]
+        triggers = [pgtrigger.Protect(name="cosignature_append_only", operation=pgtrigger.Update | pgtrigger.Delete)]
+
+    def __str__(self) -> str:
+        return f"{self.witness_key.partition('+')[0]} on {self.checkpoint}"
+
+
+class TreeNode(models.Model):
+    """The hash of one complete subtree of the log's Merkle tree: leaves [index * 2**level, (index + 1) * 2**level).
+
+    Written once, when a checkpoint first covers the subtree, so a root or a proof at any size is a
+    handful of these, not a pass over every event. Derived data: ``audit_verify`` recomputes the tree
+    from the events and checks these against the signed roots.
+    """
+
+    pk = models.CompositePrimaryKey("level", "index")
+    level = models.PositiveSmallIntegerField()
+    index = models.PositiveBigIntegerField()
+    hash = models.BinaryField(max_length=32)
+
+    class Meta:
+        triggers = [pgtrigger.Protect(name="treenode_append_only", operation=pgtrigger.Update | pgtrigger.Delete)]
+
+    def __str__(self) -> str:
+        return f"subtree {self.level}/{self.index}"
+
+
+class Verification(models.Model):
+    """A run of ``audit_verify`` that found the log intact up to a checkpoint: where the next run may resume.
+
+    ``edge`` is the log's Merkle tree's right edge at that size (hex hashes of its complete subtrees,
+    largest first), whose root is the checkpoint's signed root, and ``head_hash`` the last event's hash.
+    """
+
+    checkpoint = models.ForeignKey(Checkpoint, on_delete=models.PROTECT, related_name="+")
+    size = models.PositiveBigIntegerField()
+    edge = models.JSONField()
+    head_hash = models.CharField(max_length=64)
+    verified_at = models.DateTimeField()
+    incremental = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-size", "-pk"]
+        triggers = [pgtrigger.Protect(name="verification_append_only", operation=pgtrigger.Update | pgtrigger.Delete)]
+
+    def __str__(self) -> str:
+        return f"verified up to {self.size} at {self.verified_at:%Y-%m-%d %H:%M}"

@@ -14,6 +14,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from audit.verifier import NoteKey, NoteSignature, key_fingerprint
+
 
 @functools.cache
 def private_key() -> Ed25519PrivateKey:
@@ -47,6 +49,31 @@ def public_key_pem() -> str:
     return (
         public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
     )
+
+
+def public_key_raw() -> bytes:
+    return public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def fingerprint() -> str:
+    """SHA-256 of the raw public key, in hex: what auditors pin and compare out of band."""
+    return key_fingerprint(public_key_raw())
+
+
+def note_key() -> NoteKey:
+    """The key as signed notes name it: the log's origin and the public key."""
+    return NoteKey(settings.LINEAGE_AUDIT_ORIGIN, public_key_raw())
+
+
+def note_signature(text: str, *, name: str, key: Ed25519PrivateKey) -> str:
+    """One signature line of a signed note (c2sp.org/signed-note) by ``key`` under ``name``, over ``text``."""
+    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return NoteSignature(name, NoteKey(name, raw).key_hash, key.sign(text.encode())).line()
+
+
+def sign_note(text: str) -> str:
+    """``text`` as a signed note, signed by the server's key under the log's origin."""
+    return text + "\n" + note_signature(text, name=settings.LINEAGE_AUDIT_ORIGIN, key=private_key())
 
 
 def sign(message: bytes) -> str:

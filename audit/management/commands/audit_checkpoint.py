@@ -13,3 +13,4 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         checkpoint = issue_checkpoint()
         self.stdout.write(f"checkpoint {checkpoint.origin} size {checkpoint.size} root {checkpoint.root_hash}")
+        self.stdout.write(checkpoint.cosigned_note(), ending="")
