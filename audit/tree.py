@@ -98,9 +98,13 @@ def extend(size: int) -> None:
     if start >= size:
         return
     tree = edge(start)
+    head = log.head_hash(start)
+    if start and merkle.leaf_hash(bytes.fromhex(head)) != read([(0, start - 1)])[(0, start - 1)]:
+        # Events already in the tree were rewritten, hashes recomputed: never sign on top of that.
+        raise log.LogBroken(start, f"event #{start} is not the event already signed: the log was rewritten up to it")
     completed: list[tuple[int, int, bytes]] = []
     seq = start
-    for digest in log.walk_chain(after=start, head=log.head_hash(start), upto=size):
+    for digest in log.walk_chain(after=start, head=head, upto=size):
         tree.append(merkle.leaf_hash(bytes.fromhex(digest)), completed)
         seq += 1
     if seq < size:

@@ -69,7 +69,13 @@ def test_orm_refuses_update_and_delete():
 @pytest.mark.django_db
 def test_audit_verify_passes_on_an_intact_log():
     _events(5)
-    assert _verify() == (0, "audit log intact: 5 events verified\n", "")
+    assert _verify() == (
+        0,
+        "audit log intact: 5 events verified\n"
+        "checkpoints: none yet (manage.py audit_checkpoint signs one)\n"
+        "not yet checkpointed: 5\n",
+        "",
+    )
 
 
 def _tamper(sql: str, params: list[object]) -> None:
@@ -84,7 +90,7 @@ def test_audit_verify_names_the_first_edited_event():
     _tamper("UPDATE audit_auditevent SET reason = %s WHERE seq = %s", ["nothing to see", 3])
     code, _, err = _verify()
     assert code == 1
-    assert err == "audit log broken at #3: event #3 was changed after it was written\n"
+    assert err == "audit log broken at #3: event #3 was changed after it was written; no checkpoint covers it yet\n"
 
 
 @pytest.mark.django_db
