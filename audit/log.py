@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -11,7 +13,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from audit import context, vocabulary
-from audit.models import AuditEvent, canonical_json, event_digest
+from audit.models import AuditEvent, canonical_json, stored_event_digest
 from lineage_site import pgcopy
 
 GENESIS_HASH = "0" * 64
@@ -223,6 +225,44 @@ _CHAIN_COLUMNS = (
     "prev_hash",
     "hash",
 )
+# On PostgreSQL the time comes back as whole seconds and microseconds since the epoch, and old/new as
+# JSON text: the driver's timestamp parsing (in Python, under Django's time zone loader) would cost
+# more than hashing the event.
+_PG_CHAIN_SQL = """
+SELECT seq, extract(epoch FROM date_trunc('second', at))::bigint, extract(microseconds FROM at)::bigint %% 1000000,
+       actor, action, object_type, object_key, old::text, new::text, reason, request_id, prev_hash, hash
+  FROM audit_auditevent
+ WHERE seq >= %s AND seq <= %s
+ ORDER BY seq
+ LIMIT %s
+"""
+_NO_LIMIT = 2**62
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+
+
+def _chain_rows(first: int, last: int, limit: int) -> list[tuple[Any, ...]]:
+    """Events ``first``..``last`` in order as (seq, ISO time, ..., old, new, ..., prev_hash, hash)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(_PG_CHAIN_SQL, [first, last, limit])
+            rows = cursor.fetchall()
+        loads, delta = json.loads, datetime.timedelta
+        return [
+            (
+                seq,
+                (_EPOCH + delta(seconds=seconds, microseconds=micro)).isoformat(),
+                actor,
+                action,
+                object_type,
+                object_key,
+                None if old is None else loads(old),
+                None if new is None else loads(new),
+                *rest,
+            )
+            for seq, seconds, micro, actor, action, object_type, object_key, old, new, *rest in rows
+        ]
+    events = AuditEvent.objects.filter(seq__gte=first, seq__lte=last).order_by("seq")
+    return [(row[0], row[1].isoformat(), *row[2:]) for row in events.values_list(*_CHAIN_COLUMNS)[:limit]]
 
 
 def walk_chain(after: int = 0, head: str = GENESIS_HASH, upto: int | None = None) -> Iterator[str]:
@@ -232,12 +272,9 @@ def walk_chain(after: int = 0, head: str = GENESIS_HASH, upto: int | None = None
     before and hash to its stored hash; the first that does not raises ``LogBroken`` naming it.
     """
     expected, prev = after + 1, head
-    batch_size = 10_000
+    last = _NO_LIMIT if upto is None else upto
     while True:
-        events = AuditEvent.objects.filter(seq__gte=expected)
-        if upto is not None:
-            events = events.filter(seq__lte=upto)
-        rows = list(events.order_by("seq").values_list(*_CHAIN_COLUMNS)[:batch_size])
+        rows = _chain_rows(expected, last, 10_000)
         if not rows:
             return
         for seq, at, actor, action, object_type, object_key, old, new, reason, request_id, prev_hash, digest in rows:
@@ -245,20 +282,10 @@ def walk_chain(after: int = 0, head: str = GENESIS_HASH, upto: int | None = None
                 raise LogBroken(expected, f"event #{expected} is missing (next found is #{seq})")
             if prev_hash != prev:
                 raise LogBroken(seq, f"event #{seq} does not link to event #{seq - 1}")
-            fields = {
-                "seq": seq,
-                "at": at.isoformat(),
-                "actor": actor,
-                "action": action,
-                "object_type": object_type,
-                "object_key": object_key,
-                "old": old,
-                "new": new,
-                "reason": reason,
-                "request_id": request_id,
-                "prev_hash": prev_hash,
-            }
-            if event_digest(fields) != digest:
+            computed = stored_event_digest(
+                seq, at, actor, action, object_type, object_key, old, new, reason, request_id, prev_hash
+            )
+            if computed != digest:
                 raise LogBroken(seq, f"event #{seq} was changed after it was written")
             yield digest
             prev = digest
