@@ -6,9 +6,10 @@ from __future__ import annotations
 import base64
 import io
 
+import pgtrigger
 import pytest
 from django.core.management import call_command
-from django.db import transaction
+from django.db import connection, transaction
 from django.test import Client
 
 from audit import checkpoints, log, merkle, signing, verifier, vocabulary
@@ -191,3 +192,16 @@ def test_the_log_name_must_be_a_note_key_name(monkeypatch):
         importlib.reload(site_settings)
     monkeypatch.delenv("LINEAGE_AUDIT_ORIGIN")
     importlib.reload(site_settings)
+
+
+@pytest.mark.django_db
+def test_audit_checkpoint_signs_nothing_over_a_broken_log():
+    _events(3)
+    with connection.cursor() as cursor, pgtrigger.ignore("audit.AuditEvent:audit_append_only"):
+        cursor.execute("UPDATE audit_auditevent SET reason = 'edited' WHERE seq = 2")
+    err = io.StringIO()
+    with pytest.raises(SystemExit) as exited:
+        call_command("audit_checkpoint", stdout=io.StringIO(), stderr=err)
+    assert exited.value.code == 1
+    assert err.getvalue() == "audit log broken at #2: event #2 was changed after it was written; no checkpoint signed\n"
+    assert not Checkpoint.objects.exists()
