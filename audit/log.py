@@ -238,6 +238,7 @@ SELECT seq, extract(epoch FROM date_trunc('second', at))::bigint, extract(micros
 """
 _NO_LIMIT = 2**62
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+_SCAN_JSON = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
 def _chain_rows(first: int, last: int, limit: int) -> list[tuple[Any, ...]]:
@@ -246,21 +247,27 @@ def _chain_rows(first: int, last: int, limit: int) -> list[tuple[Any, ...]]:
         with connection.cursor() as cursor:
             cursor.execute(_PG_CHAIN_SQL, [first, last, limit])
             rows = cursor.fetchall()
-        loads, delta = json.loads, datetime.timedelta
-        return [
-            (
-                seq,
-                (_EPOCH + delta(seconds=seconds, microseconds=micro)).isoformat(),
-                actor,
-                action,
-                object_type,
-                object_key,
-                None if old is None else loads(old),
-                None if new is None else loads(new),
-                *rest,
+        # PostgreSQL writes JSON text with no leading space, so the decoder's scanner reads it directly.
+        scan, delta = _SCAN_JSON, datetime.timedelta
+        converted = []
+        last_time, iso = None, ""
+        for seq, seconds, micro, actor, action, object_type, object_key, old, new, *rest in rows:
+            if (seconds, micro) != last_time:  # a batch written together shares its time
+                last_time, iso = (seconds, micro), (_EPOCH + delta(seconds=seconds, microseconds=micro)).isoformat()
+            converted.append(
+                (
+                    seq,
+                    iso,
+                    actor,
+                    action,
+                    object_type,
+                    object_key,
+                    None if old is None else scan(old, 0)[0],
+                    None if new is None else scan(new, 0)[0],
+                    *rest,
+                )
             )
-            for seq, seconds, micro, actor, action, object_type, object_key, old, new, *rest in rows
-        ]
+        return converted
     events = AuditEvent.objects.filter(seq__gte=first, seq__lte=last).order_by("seq")
     return [(row[0], row[1].isoformat(), *row[2:]) for row in events.values_list(*_CHAIN_COLUMNS)[:limit]]
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from json import encoder as json_encoder
 from typing import Any
 
 import pgtrigger
@@ -104,7 +105,21 @@ def event_digest(fields: dict[str, Any]) -> str:
 
 
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-_STRING = json.encoder.encode_basestring  # what _CANONICAL writes a string as
+_STRING = json_encoder.encode_basestring  # what _CANONICAL writes a string as
+# The C encoder json.dumps itself uses, made once rather than on every call: a third of the time.
+_MAKE_ENCODER = getattr(json_encoder, "c_make_encoder", None)
+_C_ENCODE = (
+    None
+    if _MAKE_ENCODER is None
+    else _MAKE_ENCODER(None, _CANONICAL.default, _STRING, None, ":", ",", True, False, True)
+)
+
+
+def _value(value: Any) -> str:
+    """``value`` as canonical JSON (the same text ``canonical_json`` gives for JSON values)."""
+    if _C_ENCODE is None:
+        return _CANONICAL.encode(value)
+    return "".join(_C_ENCODE(value, 0))
 
 
 def stored_event_digest(
@@ -128,9 +143,9 @@ def stored_event_digest(
     """
     text = (
         f'{{"action":{_STRING(action)},"actor":{_STRING(actor)},"at":{_STRING(at)},'
-        f'"new":{"null" if new is None else _CANONICAL.encode(new)},'
+        f'"new":{"null" if new is None else _value(new)},'
         f'"object_key":{_STRING(object_key)},"object_type":{_STRING(object_type)},'
-        f'"old":{"null" if old is None else _CANONICAL.encode(old)},'
+        f'"old":{"null" if old is None else _value(old)},'
         f'"prev_hash":{_STRING(prev_hash)},"reason":{_STRING(reason)},"request_id":{_STRING(request_id)},'
         f'"seq":{seq}}}'
     )
