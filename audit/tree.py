@@ -7,11 +7,9 @@ hundred stored hashes, read in one query, instead of a pass over every event.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Collection
 
 from django.db import connection, transaction
-from django.db.models import Q
 
 from audit import log, merkle
 from audit.merkle import Node
@@ -30,20 +28,24 @@ def read(nodes: Collection[Node]) -> dict[Node, bytes]:
     """The stored hashes of these subtrees, in one query; every one must be stored."""
     if not nodes:
         return {}
-    by_level: dict[int, list[int]] = defaultdict(list)
-    for level, index in nodes:
-        by_level[level].append(index)
-    wanted = Q()
-    for level, indexes in by_level.items():
-        wanted |= Q(level=level, index__in=indexes)
-    found = {
-        (level, index): bytes(value)
-        for level, index, value in TreeNode.objects.filter(wanted).values_list("level", "index", "hash")
-    }
-    missing = set(nodes) - found.keys()
+    wanted = sorted(set(nodes))
+    quote = connection.ops.quote_name
+    # Plain SQL with row values: the ORM spends longer compiling twenty OR-ed (level, index) pairs
+    # than the database spends finding them. Only quoted names and placeholders go into the text.
+    sql = (
+        f"SELECT {quote('level')}, {quote('index')}, {quote('hash')} FROM {quote(TreeNode._meta.db_table)} "  # noqa: S608
+        f"WHERE ({quote('level')}, {quote('index')}) IN ({', '.join(['(%s, %s)'] * len(wanted))})"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [value for node in wanted for value in node])
+        found = {(level, index): bytes(value) for level, index, value in cursor.fetchall()}
+    missing = set(wanted) - found.keys()
     if missing:
         level, index = min(missing)
-        raise TreeNotStored(f"the tree hash of subtree {level}/{index} is not stored ({len(missing)} missing)")
+        raise TreeNotStored(
+            f"the tree hash of subtree {level}/{index} is not stored ({len(missing)} missing): "
+            "the stored tree does not reach that far; issue a checkpoint first"
+        )
     return found
 
 
@@ -53,31 +55,24 @@ def stored_size() -> int:
     return 0 if last is None else last + 1
 
 
-def _require(size: int) -> None:
-    if size > stored_size():
-        raise TreeNotStored(f"the stored tree does not reach size {size}; issue a checkpoint first")
-
-
+# A root or proof beyond the stored tree needs a subtree over its last leaves, which is then missing:
+# ``read`` refuses it, so none of these spends a query on the stored size first.
 def root(size: int) -> bytes:
-    _require(size)
     return merkle.tree_hash(size, read)
 
 
 def inclusion_proof(index: int, size: int) -> list[bytes]:
     """PATH(index, D[size]): sibling hashes from the leaf up, for the event with seq ``index + 1``."""
-    _require(size)
     return merkle.inclusion_proof(index, size, read)
 
 
 def consistency_proof(old: int, new: int) -> list[bytes]:
     """PROOF(old, D[new]): the hashes showing the tree at ``old`` is a prefix of the tree at ``new``."""
-    _require(new)
     return merkle.consistency_proof(old, new, read)
 
 
 def edge(size: int) -> merkle.CompactRange:
     """The right edge of the stored tree at ``size``, to continue appending leaves from there."""
-    _require(size)
     nodes = merkle.subtrees(0, size)
     found = read(nodes)
     return merkle.CompactRange(size, [found[node] for node in nodes])
