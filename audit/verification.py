@@ -155,7 +155,7 @@ def _walk(signed: list[SignedCheckpoint], start: Verification | None) -> Report:
     saved_edge: list[bytes] = list(edge.hashes)
     saved_head = head
     try:
-        for digest in log.walk_chain(after=size, head=head):
+        for digest in log.walk_chain(after=size, head=head, read_ahead=True):
             edge.append(merkle.leaf_hash(bytes.fromhex(digest)))
             walked += 1
             if ahead and edge.size == ahead[0].size:

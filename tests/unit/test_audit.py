@@ -178,3 +178,24 @@ def test_the_verifiers_fast_hash_is_the_events_own_hash(monkeypatch, actor, reas
     assert AuditEvent.objects.get(seq=event.seq).compute_hash() == event.hash
     hashes = list(log.walk_chain())
     assert hashes[-1] == event.hash
+
+
+@pytest.mark.django_db(transaction=True)
+def test_reading_ahead_walks_the_same_log(postgres, monkeypatch):
+    """Outside a transaction on PostgreSQL, audit_verify reads the next page on a second connection."""
+    monkeypatch.setattr(log, "_PAGE", 10)
+    _events(25)
+    assert (
+        list(log.walk_chain(read_ahead=True))
+        == list(log.walk_chain())
+        == [e.hash for e in AuditEvent.objects.order_by("seq")]
+    )
+    walk = log.walk_chain(read_ahead=True)
+    assert next(walk)
+    walk.close()  # stopping early stops the reader too
+    with connection.cursor() as cursor:
+        cursor.execute("SET session_replication_role = replica")
+        cursor.execute("DELETE FROM audit_auditevent WHERE seq BETWEEN 11 AND 20")
+        cursor.execute("SET session_replication_role = DEFAULT")
+    with pytest.raises(log.LogBroken, match=r"event #11 is missing \(next found is #21\)"):
+        list(log.walk_chain(read_ahead=True))
