@@ -35,8 +35,9 @@ def key_id() -> str:
 def issue_checkpoint() -> Checkpoint:
     """Sign the root of the whole log as it stands (reusing the checkpoint if nothing was added).
 
-    Extends the stored tree first, which checks every event added since the last checkpoint: a log
-    found broken (``log.LogBroken``) is not signed.
+    Extends the stored tree first, which checks every event added since the last checkpoint, and
+    proves the new tree extends the last signed one: a log found broken, or rewritten under the last
+    checkpoint (``log.LogBroken``), is not signed.
     """
     with transaction.atomic():
         size = log.last_seq()
@@ -45,6 +46,7 @@ def issue_checkpoint() -> Checkpoint:
             return existing
         tree.extend(size)
         body = verifier.CheckpointBody(settings.LINEAGE_AUDIT_ORIGIN, size, tree.root(size))
+        _check_extends_previous(body)
         note = signing.sign_note(body.text())
         checkpoint = Checkpoint(
             size=size,
@@ -64,6 +66,21 @@ def issue_checkpoint() -> Checkpoint:
         # After commit: the file must never hold a checkpoint the database rolled back.
         transaction.on_commit(functools.partial(append_to_log, note), robust=True)
         return checkpoint
+
+
+def _check_extends_previous(body: verifier.CheckpointBody) -> None:
+    """The server never signs a tree that does not extend its own last signed checkpoint."""
+    previous = Checkpoint.objects.filter(size__lt=body.size).exclude(note="").order_by("-size").first()
+    if previous is None or previous.size == 0:
+        return
+    # The root as signed, not as the row says: the row is as writable as the events.
+    signed, _ = verifier.open_checkpoint(previous.note, signing.public_key_raw())
+    proof = tree.consistency_proof(signed.size, body.size)
+    if not verifier.verify_consistency(signed.size, body.size, signed.root, body.root, proof):
+        raise log.LogBroken(
+            signed.size,
+            f"the log no longer extends checkpoint {signed.size}: events up to #{signed.size} were rewritten",
+        )
 
 
 def latest() -> Checkpoint | None:

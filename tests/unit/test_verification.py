@@ -350,3 +350,14 @@ def test_postgres_triggers_stop_the_rewrite_unless_switched_off_as_superuser(pos
     with transaction.atomic():
         _insert_forged_approval(3)
     assert _verify()[2].startswith(f"audit log broken at #3: event #3 is not the one {_signed(first)} signed")
+
+
+def test_no_checkpoint_is_signed_over_a_rewrite_with_the_tree_rebuilt(anchored):
+    """Even with the stored tree deleted and rebuilt from forged events, the server will not sign a
+    tree that does not extend its own last checkpoint."""
+    _rewrite_actor(3, "mallory")
+    with _superuser() as cursor:
+        cursor.execute("DELETE FROM audit_treenode")
+    with pytest.raises(log.LogBroken, match="the log no longer extends checkpoint 15: events up to #15 were rewritten"):
+        _checkpoint()
+    assert Checkpoint.objects.count() == 2
