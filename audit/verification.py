@@ -18,7 +18,7 @@ from pathlib import Path
 from django.utils import timezone
 
 from audit import checkpoints, log, merkle, tree, verifier
-from audit.models import AuditEvent, Checkpoint, Verification
+from audit.models import AuditEvent, Checkpoint, TreeNode, Verification
 
 
 @dataclass
@@ -107,7 +107,10 @@ def _signed_checkpoints(log_key: bytes, files: list[Path], *, above: int) -> lis
         except (OSError, UnicodeDecodeError, verifier.VerificationError) as exc:
             raise _Broken(f"the checkpoint log {path} cannot be read: {exc}") from exc
         for note in notes:
-            body = verifier.parse_checkpoint(verifier.parse_note(note).text)
+            try:
+                body = verifier.parse_checkpoint(verifier.parse_note(note).text)
+            except verifier.VerificationError as exc:
+                raise _Broken(f"the checkpoint log {path} holds something that is not a checkpoint: {exc}") from exc
             if body.size < above:
                 continue
             try:
@@ -207,10 +210,11 @@ def _first_rewritten(matched: int, checkpoint: SignedCheckpoint) -> int | None:
     seq = matched
     while seq < checkpoint.size:
         upto = min(seq + 10_000, checkpoint.size)
-        signed_leaves = tree.read([(0, index) for index in range(seq, upto)])
+        leaves = TreeNode.objects.filter(level=0, index__gte=seq, index__lt=upto).values_list("index", "hash")
+        signed_leaves = {index: bytes(value) for index, value in leaves}
         hashes = AuditEvent.objects.filter(seq__gt=seq, seq__lte=upto).order_by("seq").values_list("seq", "hash")
         for event_seq, digest in hashes:
-            if merkle.leaf_hash(bytes.fromhex(digest)) != signed_leaves[(0, event_seq - 1)]:
+            if merkle.leaf_hash(bytes.fromhex(digest)) != signed_leaves.get(event_seq - 1):
                 return int(event_seq)
         seq = upto
     return None

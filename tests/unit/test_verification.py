@@ -361,3 +361,11 @@ def test_no_checkpoint_is_signed_over_a_rewrite_with_the_tree_rebuilt(anchored):
     with pytest.raises(log.LogBroken, match="the log no longer extends checkpoint 15: events up to #15 were rewritten"):
         _checkpoint()
     assert Checkpoint.objects.count() == 2
+
+
+def test_something_that_is_not_a_checkpoint_in_a_kept_copy_is_reported(anchored, tmp_path: Path):
+    copy = tmp_path / "kept.log"
+    copy.write_text("hello\n\n\u2014 someone AAAAAAAA\n\n")
+    code, _, err = _verify("--checkpoints", str(copy))
+    assert code == 1
+    assert err.startswith(f"audit log broken: the checkpoint log {copy} holds something that is not a checkpoint")
