@@ -6,7 +6,7 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from audit import vocabulary
-from audit.models import AuditEvent, Checkpoint
+from audit.models import AuditEvent, Checkpoint, Cosignature, Verification
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -42,3 +42,15 @@ class AuditEventAdmin(ReadOnlyAdmin):
 class CheckpointAdmin(ReadOnlyAdmin):
     list_display = ["size", "issued_at", "origin", "root_hash", "key_id"]
     ordering = ["-size"]
+
+
+@admin.register(Cosignature)
+class CosignatureAdmin(ReadOnlyAdmin):
+    list_display = ["checkpoint", "witness_key", "added_at"]
+    ordering = ["-checkpoint__size"]
+
+
+@admin.register(Verification)
+class VerificationAdmin(ReadOnlyAdmin):
+    list_display = ["size", "verified_at", "incremental"]
+    ordering = ["-size", "-pk"]

@@ -13,3 +13,6 @@ class AuditConfig(AppConfig):
     def ready(self) -> None:
         # After a migrate run by the tables' owner, the application's role gets exactly its privileges.
         post_migrate.connect(dbroles.grant_after_migrate, sender=self, dispatch_uid="audit.grant_app_role")
+        # Register the checkpoint task with Celery in every process, so services can start it by name
+        # through releases.dispatch after approvals and deployments.
+        from audit import tasks  # noqa: F401

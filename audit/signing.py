@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from audit import verifier
+from audit.verifier import NoteKey, NoteSignature, key_fingerprint
 
 
 @functools.cache
@@ -51,9 +51,29 @@ def public_key_pem() -> str:
     )
 
 
+def public_key_raw() -> bytes:
+    return public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
 def fingerprint() -> str:
-    """The key's SHA-256 fingerprint as auditors pin it (``verify.py --key``); one definition, in the verifier."""
-    return verifier.key_fingerprint(public_key_pem().encode())
+    """SHA-256 of the raw public key, in hex: what auditors pin and compare out of band."""
+    return key_fingerprint(public_key_raw())
+
+
+def note_key() -> NoteKey:
+    """The key as signed notes name it: the log's origin and the public key."""
+    return NoteKey(settings.LINEAGE_AUDIT_ORIGIN, public_key_raw())
+
+
+def note_signature(text: str, *, name: str, key: Ed25519PrivateKey) -> str:
+    """One signature line of a signed note (c2sp.org/signed-note) by ``key`` under ``name``, over ``text``."""
+    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return NoteSignature(name, NoteKey(name, raw).key_hash, key.sign(text.encode())).line()
+
+
+def sign_note(text: str) -> str:
+    """``text`` as a signed note, signed by the server's key under the log's origin."""
+    return text + "\n" + note_signature(text, name=settings.LINEAGE_AUDIT_ORIGIN, key=private_key())
 
 
 def sign(message: bytes) -> str:

@@ -17,8 +17,10 @@ proves the bundle is intact but nothing about who signed it.
 
 Checks, in order: the zip itself (no duplicate, unlisted, directory, link or unsafe entry); the bundle's
 key against the one you trust; every file against the signed manifest; the manifest signature; the
-signed audit checkpoint; each audit event's hash and its Merkle inclusion proof against the checkpoint;
-each approval's Ed25519 signature; and the release's lineage digest against its recorded chain.
+signed audit checkpoint (a C2SP signed note, checkpoint.note); each audit event's hash and its Merkle
+inclusion proof (c2sp.org/tlog-proof) against the checkpoint; that the checkpoint extends the witnessed
+ones (witnessed.json, RFC 6962 consistency proofs); each approval's Ed25519 signature; and the release's
+lineage digest against its recorded chain.
 Exit 0 when everything holds, 1 naming the first thing that does not, 2 on bad arguments or an
 unreadable file.
 
@@ -28,6 +30,7 @@ This file must not import Django or anything from the project: it is shipped ins
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import json
 import re
@@ -36,6 +39,7 @@ import sys
 import unicodedata
 import zipfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -51,6 +55,10 @@ NOTHING_PROVED_ABOUT_SIGNER = (
     "the key was taken from the bundle itself (--trust-bundled-key): this shows the bundle is intact, "
     "nothing was proved about who signed it"
 )
+
+
+class VerificationError(Exception):
+    pass
 
 
 def canonical_json(value: Any) -> str:
@@ -85,19 +93,258 @@ def verify_inclusion(index: int, size: int, leaf: bytes, proof: Sequence[bytes],
     return sn == 0 and r == expected_root
 
 
-class VerificationError(Exception):
-    pass
+def verify_consistency(first: int, second: int, first_root: bytes, second_root: bytes, proof: Sequence[bytes]) -> bool:
+    """RFC 9162 section 2.1.4.2: does ``proof`` show the tree of ``first`` leaves is a prefix of ``second``'s?"""
+    if not 0 <= first <= second:
+        return False
+    if first == second:
+        return not proof and first_root == second_root
+    if first == 0:
+        # Every tree extends the empty one; there is nothing to prove.
+        return not proof
+    path = list(proof)
+    if not path:
+        return False
+    if first & (first - 1) == 0:
+        path.insert(0, first_root)
+    fn, sn = first - 1, second - 1
+    while fn & 1:
+        fn >>= 1
+        sn >>= 1
+    fr = sr = path[0]
+    for c in path[1:]:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            fr = node_hash(c, fr)
+            sr = node_hash(c, sr)
+            while not fn & 1 and fn != 0:
+                fn >>= 1
+                sn >>= 1
+        else:
+            sr = node_hash(sr, c)
+        fn >>= 1
+        sn >>= 1
+    return sn == 0 and fr == first_root and sr == second_root
 
 
-def key_fingerprint(public_key_pem: bytes) -> str:
-    """SHA-256 (hex) of the key's DER SubjectPublicKeyInfo: what --key, the app's pages and audit_key show."""
+# Signed notes (c2sp.org/signed-note) and checkpoints (c2sp.org/tlog-checkpoint): the text form Go's
+# golang.org/x/mod/sumdb/note and other transparency-log tools read.
+NOTE_ED25519 = 0x01
+_SIGNATURE_START = "\u2014 "
+_MAX_SIGNATURES = 100
+
+
+# DER SubjectPublicKeyInfo of an Ed25519 key, before its 32 raw bytes (RFC 8410).
+_ED25519_SPKI_PREFIX = bytes.fromhex("302a300506032b6570032100")
+
+
+def key_fingerprint(public_key: bytes) -> str:
+    """What an auditor pins: SHA-256 (hex) of the key's DER SubjectPublicKeyInfo, the same as
+    `openssl pkey -pubin -in key.pem -outform DER | sha256sum`. Takes the PEM or the raw 32-byte key."""
+    if len(public_key) == 32:
+        return hashlib.sha256(_ED25519_SPKI_PREFIX + public_key).hexdigest()
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_public_key
 
     try:
-        key = load_pem_public_key(public_key_pem)
+        key = load_pem_public_key(public_key)
     except ValueError as exc:
         raise VerificationError("not a PEM public key") from exc
     return hashlib.sha256(key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)).hexdigest()
+
+
+def valid_key_name(name: str) -> bool:
+    """A note key name: not empty, no spaces, no plus sign (it separates the parts of a verifier key)."""
+    return bool(name) and "+" not in name and not any(c.isspace() for c in name)
+
+
+def note_key_hash(name: str, public_key: bytes) -> int:
+    """The 4-byte key hash a signature line starts with: SHA-256(name || LF || 0x01 || key), first 4 bytes."""
+    digest = hashlib.sha256(name.encode() + b"\n" + bytes([NOTE_ED25519]) + public_key).digest()
+    return int.from_bytes(digest[:4], "big")
+
+
+def verifier_key(name: str, public_key: bytes) -> str:
+    """The note verifier key: ``<name>+<hex key hash>+<base64(0x01 || public key)>``."""
+    encoded = base64.b64encode(bytes([NOTE_ED25519]) + public_key).decode()
+    return f"{name}+{note_key_hash(name, public_key):08x}+{encoded}"
+
+
+@dataclass(frozen=True)
+class NoteKey:
+    """A public key a note may be signed with, under its name."""
+
+    name: str
+    public_key: bytes
+
+    @property
+    def key_hash(self) -> int:
+        return note_key_hash(self.name, self.public_key)
+
+    @property
+    def vkey(self) -> str:
+        return verifier_key(self.name, self.public_key)
+
+
+def parse_verifier_key(vkey: str) -> NoteKey:
+    """Read a verifier key string; refuse one whose hash does not match its name and key."""
+    name, _, rest = vkey.strip().partition("+")
+    key_hash, _, encoded = rest.partition("+")
+    if not valid_key_name(name) or len(key_hash) != 8 or not encoded:
+        raise VerificationError(f"not a note verifier key: {vkey!r}")
+    try:
+        decoded = base64.b64decode(encoded, validate=True)
+        expected = int(key_hash, 16)
+    except ValueError as exc:
+        raise VerificationError(f"not a note verifier key: {vkey!r}") from exc
+    if len(decoded) != 33 or decoded[0] != NOTE_ED25519:
+        raise VerificationError(f"{name}: only Ed25519 note keys are supported")
+    key = NoteKey(name, decoded[1:])
+    if key.key_hash != expected:
+        raise VerificationError(f"{name}: the key hash in the verifier key does not match the key")
+    return key
+
+
+@dataclass(frozen=True)
+class NoteSignature:
+    name: str
+    key_hash: int
+    signature: bytes
+
+    def line(self) -> str:
+        encoded = base64.b64encode(self.key_hash.to_bytes(4, "big") + self.signature).decode()
+        return f"{_SIGNATURE_START}{self.name} {encoded}\n"
+
+
+@dataclass(frozen=True)
+class Note:
+    text: str
+    signatures: tuple[NoteSignature, ...]
+
+    def __str__(self) -> str:
+        return self.text + "\n" + "".join(sig.line() for sig in self.signatures)
+
+
+def parse_note(message: str) -> Note:
+    """Split a signed note into its text and signature lines (not yet checked)."""
+    if any(ord(c) < 0x20 and c != "\n" for c in message):
+        raise VerificationError("signed note holds control characters")
+    if not message.endswith("\n") or "\n\n" not in message:
+        raise VerificationError("not a signed note: no blank line before the signatures")
+    cut = message.rindex("\n\n")
+    text, block = message[: cut + 1], message[cut + 2 :]
+    lines = block.splitlines(keepends=True)
+    if not lines or len(lines) > _MAX_SIGNATURES:
+        raise VerificationError("signed note has no signature lines, or too many")
+    signatures = []
+    for line in lines:
+        name, _, encoded = line.removeprefix(_SIGNATURE_START).removesuffix("\n").partition(" ")
+        if not line.startswith(_SIGNATURE_START) or not line.endswith("\n") or not valid_key_name(name):
+            raise VerificationError(f"malformed signature line in signed note: {line!r}")
+        try:
+            raw = base64.b64decode(encoded, validate=True)
+        except ValueError as exc:
+            raise VerificationError(f"malformed signature line in signed note: {line!r}") from exc
+        if len(raw) < 5:
+            raise VerificationError(f"malformed signature line in signed note: {line!r}")
+        signatures.append(NoteSignature(name, int.from_bytes(raw[:4], "big"), raw[4:]))
+    return Note(text, tuple(signatures))
+
+
+def verify_note(message: str, keys: Sequence[NoteKey]) -> tuple[Note, list[NoteKey]]:
+    """Check every signature made by one of ``keys``; returns the note and the keys that signed it.
+
+    A signature by a known key that does not verify fails the whole note (as Go's note.Open does);
+    signatures by keys not given are ignored, not trusted, and a key that signed twice counts once.
+    """
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    note = parse_note(message)
+    signed: list[NoteKey] = []
+    for sig in note.signatures:
+        for key in keys:
+            if key.name != sig.name or key.key_hash != sig.key_hash:
+                continue
+            try:
+                Ed25519PublicKey.from_public_bytes(key.public_key).verify(sig.signature, note.text.encode())
+            except (InvalidSignature, ValueError) as exc:
+                raise VerificationError(f"signed note: the signature by {key.name} does not verify") from exc
+            if key not in signed:
+                signed.append(key)
+    return note, signed
+
+
+@dataclass(frozen=True)
+class CheckpointBody:
+    """A tlog-checkpoint's text: the log's name (origin), its size and the Merkle root at that size."""
+
+    origin: str
+    size: int
+    root: bytes
+
+    def text(self) -> str:
+        return f"{self.origin}\n{self.size}\n{base64.b64encode(self.root).decode()}\n"
+
+
+def parse_checkpoint(text: str) -> CheckpointBody:
+    lines = text.split("\n")
+    if len(lines) < 4 or lines[-1] != "" or any(not line for line in lines[:-1]):
+        raise VerificationError("not a checkpoint: it needs origin, size and root hash lines")
+    origin, size, root = lines[0], lines[1], lines[2]
+    if not size.isdigit() or not size.isascii() or (size.startswith("0") and size != "0"):
+        raise VerificationError(f"checkpoint size {size!r} is not a decimal number")
+    try:
+        decoded = base64.b64decode(root, validate=True)
+    except ValueError as exc:
+        raise VerificationError("checkpoint root is not base64") from exc
+    if len(decoded) != 32:
+        raise VerificationError("checkpoint root is not a SHA-256 hash")
+    return CheckpointBody(origin, int(size), decoded)
+
+
+def open_checkpoint(message: str, log_key: bytes, witnesses: Sequence[NoteKey] = ()) -> tuple[CheckpointBody, Note]:
+    """A checkpoint note signed by the log's key (named after the checkpoint's origin); also checks
+    any signatures by ``witnesses``. Raises unless the log's signature is there and verifies."""
+    note = parse_note(message)
+    body = parse_checkpoint(note.text)
+    log = NoteKey(body.origin, log_key)
+    _, signed = verify_note(message, [log, *witnesses])
+    if log not in signed:
+        raise VerificationError(f"checkpoint of {body.size} events is not signed by the trusted key of {body.origin}")
+    return body, note
+
+
+TLOG_PROOF_HEADER = "c2sp.org/tlog-proof@v1"
+
+
+def format_tlog_proof(index: int, proof: Sequence[bytes], checkpoint_note: str) -> str:
+    """An inclusion proof in c2sp.org/tlog-proof form: header, index, hashes, blank line, checkpoint."""
+    hashes = "".join(base64.b64encode(h).decode() + "\n" for h in proof)
+    return f"{TLOG_PROOF_HEADER}\nindex {index}\n{hashes}\n{checkpoint_note}"
+
+
+def parse_tlog_proof(text: str) -> tuple[int, list[bytes], str]:
+    """(index, hashes, checkpoint note) of a c2sp.org/tlog-proof; the extra line, if any, is not trusted."""
+    head, sep, note = text.partition("\n\n")
+    lines = head.split("\n")
+    if not sep or lines[0] != TLOG_PROOF_HEADER:
+        raise VerificationError("not a c2sp.org/tlog-proof@v1 proof")
+    lines = lines[1:]
+    if lines and lines[0].startswith("extra "):
+        lines = lines[1:]
+    if not lines or not lines[0].startswith("index "):
+        raise VerificationError("tlog proof has no index line")
+    index = lines[0].removeprefix("index ")
+    if not index.isdigit() or not index.isascii() or (index.startswith("0") and index != "0"):
+        raise VerificationError(f"tlog proof index {index!r} is not a decimal number")
+    try:
+        hashes = [base64.b64decode(line, validate=True) for line in lines[1:]]
+    except ValueError as exc:
+        raise VerificationError("tlog proof hash is not base64") from exc
+    if any(len(h) != 32 for h in hashes):
+        raise VerificationError("tlog proof hash is not a SHA-256 hash")
+    return int(index), hashes, note
 
 
 def normalise_fingerprint(text: str) -> str:
@@ -157,17 +404,89 @@ def trusted_key(
     return (trusted_key_pem if trusted_key_pem is not None else bundled), f"signed with the key you trust ({expected})"
 
 
+def _raw_public_key(public_key_pem: bytes) -> bytes:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_public_key
+
+    key = load_pem_public_key(public_key_pem)
+    if not isinstance(key, Ed25519PublicKey):
+        raise VerificationError("public_key.pem is not an Ed25519 key")
+    return key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def check_audit_events(files: dict[str, bytes], log_key: bytes, *, witness_keys: Sequence[str] = ()) -> list[str]:
+    """The audit part of a bundle: the checkpoint note signed by ``log_key`` (raw Ed25519 key), each event's
+    hash and its c2sp.org/tlog-proof inclusion proof against that checkpoint, and the witnesses required."""
+    body, note = open_checkpoint(files["checkpoint.note"].decode(), log_key)
+    checked = [f"checkpoint of {body.size} events signed by {body.origin} (key sha256:{key_fingerprint(log_key)})"]
+    events = json.loads(files["events.json"])
+    for event in events:
+        fields = event["fields"]
+        seq = fields["seq"]
+        if hashlib.sha256(canonical_json(fields).encode()).hexdigest() != event["hash"]:
+            raise VerificationError(f"audit event #{seq} does not match its hash")
+        index, proof, proof_note = parse_tlog_proof(event["proof"])
+        if index != seq - 1 or parse_note(proof_note).text != note.text:
+            raise VerificationError(f"audit event #{seq}: its proof is not for entry {seq - 1} of the checkpoint")
+        if not verify_inclusion(index, body.size, leaf_hash(bytes.fromhex(event["hash"])), proof, body.root):
+            raise VerificationError(f"audit event #{seq} is not in the signed audit log")
+    checked.append(f"{len(events)} audit events hash correctly and are included in the signed log")
+    witnessed = json.loads(files["witnessed.json"]) if "witnessed.json" in files else []
+    checked.extend(_check_witnesses(witnessed, body, log_key, [parse_verifier_key(k) for k in witness_keys], events))
+    return checked
+
+
+def _check_witnesses(
+    witnessed: list[dict[str, Any]],
+    anchor: CheckpointBody,
+    log_key: bytes,
+    witnesses: list[NoteKey],
+    events: list[dict[str, Any]],
+) -> list[str]:
+    """Each witnessed checkpoint must be the log's, and the bundle's checkpoint must extend it; each
+    required witness must have cosigned one that covers the release's events (all but the export's own)."""
+    newest: dict[NoteKey, int] = {}
+    for entry in witnessed:
+        body, _ = open_checkpoint(entry["checkpoint"], log_key)
+        _, signed = verify_note(entry["checkpoint"], witnesses)
+        proof = [base64.b64decode(h, validate=True) for h in entry["consistency_proof"]]
+        extends = verify_consistency(body.size, anchor.size, body.root, anchor.root, proof)
+        if body.origin != anchor.origin or not extends:
+            raise VerificationError(f"the bundle's checkpoint does not extend witnessed checkpoint {body.size}")
+        for witness in signed:
+            newest[witness] = max(newest.get(witness, 0), body.size)
+    checked = []
+    if witnessed and not witnesses:
+        sizes = ", ".join(str(parse_checkpoint(parse_note(e["checkpoint"]).text).size) for e in witnessed)
+        checked.append(f"the checkpoint extends witnessed checkpoint(s) {sizes} (no witness key given to check)")
+    for witness in witnesses:
+        if witness not in newest:
+            raise VerificationError(f"no checkpoint in the bundle is cosigned by witness {witness.name}")
+        size = newest[witness]
+        for event in events:
+            fields = event["fields"]
+            if fields["seq"] > size and fields["action"] != "evidence.exported":
+                raise VerificationError(
+                    f"audit event #{fields['seq']} ({fields['action']}) is newer than the checkpoint witness "
+                    f"{witness.name} cosigned (size {size}); export again after the witness has run"
+                )
+        checked.append(f"witness {witness.name} cosigned checkpoint {size}, which covers the release's events")
+    return checked
+
+
 def verify_bundle(
     files: dict[str, bytes],
     *,
     trusted_key_pem: bytes | None = None,
     trusted_fingerprint: str | None = None,
     trust_bundled_key: bool = False,
+    witness_keys: Sequence[str] = (),
 ) -> list[str]:
     """Check a bundle given as {name: content}. Returns what was checked; raises on the first failure.
 
     Every signature is checked with the key the caller trusts (``trusted_key_pem`` or
     ``trusted_fingerprint``); without one the bundle is refused unless ``trust_bundled_key``.
+    ``witness_keys`` (note verifier keys) are witnesses whose cosignature the auditor requires.
     """
     checked: list[str] = []
     for required in (MANIFEST, MANIFEST_SIGNATURE, PUBLIC_KEY):
@@ -194,22 +513,7 @@ def verify_bundle(
         raise VerificationError(f"files not covered by the manifest: {', '.join(sorted(extra))}")
     checked.append(f"{len(manifest['files'])} files match the signed manifest")
 
-    checkpoint = json.loads(files["checkpoint.json"])
-    note = f"{checkpoint['origin']}\n{checkpoint['size']}\n{checkpoint['root_hash']}\n".encode()
-    _check_signature(public_key, note, checkpoint["signature"], "audit checkpoint")
-    checked.append(f"checkpoint of {checkpoint['size']} events signed by key {checkpoint['key_id']}")
-
-    root = bytes.fromhex(checkpoint["root_hash"])
-    events = json.loads(files["events.json"])
-    for event in events:
-        fields = event["fields"]
-        if hashlib.sha256(canonical_json(fields).encode()).hexdigest() != event["hash"]:
-            raise VerificationError(f"audit event #{fields['seq']} does not match its hash")
-        proof = [bytes.fromhex(p) for p in event["proof"]]
-        leaf = leaf_hash(bytes.fromhex(event["hash"]))
-        if not verify_inclusion(fields["seq"] - 1, checkpoint["size"], leaf, proof, root):
-            raise VerificationError(f"audit event #{fields['seq']} is not in the signed audit log")
-    checked.append(f"{len(events)} audit events hash correctly and are included in the signed log")
+    checked.extend(check_audit_events(files, _raw_public_key(public_key), witness_keys=witness_keys))
 
     trace = json.loads(files["trace.json"])
     digest = "sha256:" + hashlib.sha256(canonical_json(trace["chain"]).encode()).hexdigest()

@@ -234,8 +234,14 @@ CELERY_BEAT_SCHEDULE = {
     "retry-write-backs": {"task": "releases.tasks.retry_write_backs", "schedule": 300.0},
     "audit-checkpoint": {
         "task": "audit.tasks.sign_checkpoint",
-        "schedule": float(env_int("LINEAGE_CHECKPOINT_SECONDS", 3600)),
+        "schedule": float(env_int("LINEAGE_CHECKPOINT_SECONDS", 300)),
     },
 }
-# Name of this audit log in signed checkpoints (what an offline verifier expects to see).
+# Name of this audit log in signed checkpoints (what an offline verifier expects to see). It is also the
+# signing key's name in the signed note, so it follows note key names: no spaces, no "+".
 LINEAGE_AUDIT_ORIGIN = env_str("LINEAGE_AUDIT_ORIGIN", "release-lineage")
+if not LINEAGE_AUDIT_ORIGIN or "+" in LINEAGE_AUDIT_ORIGIN or any(c.isspace() for c in LINEAGE_AUDIT_ORIGIN):
+    raise ImproperlyConfigured(f"LINEAGE_AUDIT_ORIGIN must have no spaces and no '+', not {LINEAGE_AUDIT_ORIGIN!r}")
+# Every signed checkpoint is also appended here, outside the database, so a database superuser cannot
+# rewrite the record of what was signed. Point it at storage the database host cannot write.
+LINEAGE_CHECKPOINT_LOG = Path(env_str("LINEAGE_CHECKPOINT_LOG", str(VAR_DIR / "checkpoints.log")))

@@ -15,5 +15,7 @@ urlpatterns = [
     # Signed by MLflow with a shared secret, not by a user session.
     path("api/hooks/mlflow/", login_not_required(hooks.mlflow_webhook), name="mlflow_webhook"),
     path("api/", include("releases.api.urls")),
+    # The signed checkpoints, public like a transparency log's (audit/views.py).
+    path("audit/", include("audit.urls")),
     path("", include("releases.urls")),
 ]

@@ -91,25 +91,19 @@ def export_evidence(release: Release, *, by: Actor) -> tuple[str, bytes]:
         checkpoint = checkpoints.issue_checkpoint()
         events = list(lineage.release_events(trace).filter(seq__lte=checkpoint.size))
         proofs = checkpoints.inclusion_proofs([e.seq for e in events], checkpoint)
+        witnessed = [w.as_dict() for w in checkpoints.witnessed_before(checkpoint)]
     exported_at = timezone.now()
     documents: dict[str, bytes] = {
         "trace.json": _pretty(_trace_document(trace)),
         "approvals.json": _pretty(_approvals_document(trace)),
         "deployments.json": _pretty(_deployments_document(trace)),
         "events.json": _pretty([{"fields": e.hashed_fields(), "hash": e.hash, "proof": proofs[e.seq]} for e in events]),
-        "checkpoint.json": _pretty(
-            {
-                "origin": checkpoint.origin,
-                "size": checkpoint.size,
-                "root_hash": checkpoint.root_hash,
-                "issued_at": checkpoint.issued_at.isoformat(),
-                "key_id": checkpoint.key_id,
-                "signature": checkpoint.signature,
-            }
-        ),
+        "checkpoint.note": checkpoint.cosigned_note().encode(),
         "public_key.pem": signing.public_key_pem().encode(),
         "verify.py": Path(verifier.__file__).read_bytes(),
     }
+    if witnessed:
+        documents["witnessed.json"] = _pretty(witnessed)
     documents["report.html"] = render_to_string(
         "audit/evidence_report.html",
         {

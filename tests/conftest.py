@@ -117,6 +117,12 @@ def _fast_password_hashing(settings: Any) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _checkpoint_log(settings: Any, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Each test appends its signed checkpoints to its own file, never to the working copy's var/."""
+    settings.LINEAGE_CHECKPOINT_LOG = tmp_path_factory.mktemp("checkpoints") / "checkpoints.log"
+
+
+@pytest.fixture(autouse=True)
 def _celery_eager() -> Iterator[None]:
     """Run tasks in-process even when REDIS_URL is set; the worker test starts a real worker itself."""
     from lineage_site.celery import app

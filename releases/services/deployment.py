@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from audit import log
 from audit.log import Actor, actor_label
-from releases import lineage
+from releases import dispatch, lineage
 from releases.errors import InvalidInput, RuleViolation
 from releases.models import Deployment, Endpoint, ModelVersion, RegisteredModel, Release
 from releases.models.code import name_validator
@@ -106,6 +106,7 @@ def _record(
             },
             reason=reason,
         )
+        dispatch.after_commit(dispatch.ISSUE_CHECKPOINT)
         if source != Deployment.Source.MLFLOW_ALIAS and (at is None or at >= now - datetime.timedelta(minutes=5)):
             # Serving follows the MLflow alias: move it, unless the alias is where this came from.
             writeback.queue_alias_move(endpoint, release, by=by, reason=f"{kind} of {release.name}")

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from audit import log, signing
 from audit.log import Actor
-from releases import lineage
+from releases import dispatch, lineage
 from releases.errors import Conflict, InvalidInput, NotFound, PermissionRefused, RuleViolation
 from releases.models import Approval, GitTag, ModelVersion, Release
 from releases.naming import check_release_name
@@ -303,6 +303,7 @@ def _approve(release: Release, *, by: User, meaning: str, comment: str, trace: l
         new={"meaning": approval.meaning, "lineage_digest": approval.signed_digest, "signature": approval.signature},
         reason=comment,
     )
+    dispatch.after_commit(dispatch.ISSUE_CHECKPOINT)
     if release.state != Release.State.APPROVED and lineage.approval_state(lineage.trace(release.name)).is_valid:
         _transition(release, Release.State.APPROVED, by=by, action="release.state_changed")
         writeback.queue_release_tag(release, by=by)

@@ -7,6 +7,9 @@ import io
 import pytest
 from django.core.management import call_command
 from django.db import DatabaseError, connection, transaction
+from django.utils import timezone
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from audit import log, vocabulary
 from audit.models import AppendOnlyError, AuditEvent
@@ -68,7 +71,13 @@ def test_orm_refuses_update_and_delete():
 @pytest.mark.django_db
 def test_audit_verify_passes_on_an_intact_log():
     _events(5)
-    assert _verify() == (0, "audit log intact: 5 events verified\n", "")
+    assert _verify() == (
+        0,
+        "audit log intact: 5 events verified\n"
+        "checkpoints: none yet (manage.py audit_checkpoint signs one)\n"
+        "not yet checkpointed: 5\n",
+        "",
+    )
 
 
 @pytest.fixture
@@ -83,7 +92,7 @@ def test_audit_verify_names_the_first_edited_event(tamper):
     tamper("UPDATE audit_auditevent SET reason = %s WHERE seq = %s", ["nothing to see", 3])
     code, _, err = _verify()
     assert code == 1
-    assert err == "audit log broken at #3: event #3 was changed after it was written\n"
+    assert err == "audit log broken at #3: event #3 was changed after it was written; no checkpoint covers it yet\n"
 
 
 @pytest.mark.django_db(transaction=True)
@@ -141,3 +150,56 @@ def test_events_written_during_a_request_carry_its_request_id(rf):
     RequestIdMiddleware(view)(rf.get("/"))
     generated = AuditEvent.objects.get(seq=2).request_id
     assert len(generated) == 32
+
+
+# Any text PostgreSQL stores: no NUL, no lone surrogates.
+_TEXT = st.text(alphabet=st.characters(min_codepoint=1, max_codepoint=0x2FFF, blacklist_categories=["Cs"]))
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.sampled_from([0.862, -1.5, 1e-05]) | _TEXT,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_TEXT, inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@pytest.mark.django_db
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(actor=_TEXT.filter(lambda s: 0 < len(s) <= 150), reason=_TEXT, old=_JSON, new=_JSON, whole_second=st.booleans())
+def test_the_verifiers_fast_hash_is_the_events_own_hash(monkeypatch, actor, reason, old, new, whole_second):
+    """walk_chain rehashes rows read back as plain values; it must agree with AuditEvent.compute_hash
+    for any text and JSON, and for times with and without microseconds."""
+    when = timezone.now().replace(microsecond=0 if whole_second else 123456)
+    monkeypatch.setattr(log.timezone, "now", lambda: when)
+    with transaction.atomic():
+        event = log.record(
+            "test.event",
+            actor=log.SystemActor(actor),
+            object_type="thing",
+            object_key="k",
+            old=old,
+            new=new,
+            reason=reason,
+        )
+    assert AuditEvent.objects.get(seq=event.seq).compute_hash() == event.hash
+    hashes = list(log.walk_chain())
+    assert hashes[-1] == event.hash
+
+
+@pytest.mark.django_db(transaction=True)
+def test_reading_ahead_walks_the_same_log(postgres, monkeypatch):
+    """Outside a transaction on PostgreSQL, audit_verify reads the next page on a second connection."""
+    monkeypatch.setattr(log, "_PAGE", 10)
+    _events(25)
+    assert (
+        list(log.walk_chain(read_ahead=True))
+        == list(log.walk_chain())
+        == [e.hash for e in AuditEvent.objects.order_by("seq")]
+    )
+    walk = log.walk_chain(read_ahead=True)
+    assert next(walk)
+    walk.close()  # stopping early stops the reader too
+    with connection.cursor() as cursor:
+        cursor.execute("SET session_replication_role = replica")
+        cursor.execute("DELETE FROM audit_auditevent WHERE seq BETWEEN 11 AND 20")
+        cursor.execute("SET session_replication_role = DEFAULT")
+    with pytest.raises(log.LogBroken, match=r"event #11 is missing \(next found is #21\)"):
+        list(log.walk_chain(read_ahead=True))

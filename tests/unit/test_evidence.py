@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import subprocess
@@ -10,10 +11,13 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from django.core.management import call_command
+from django.db import connection, transaction
 from django.test import Client
 
-from audit import checkpoints, merkle, signing, verifier
+from audit import checkpoints, log, signing, verifier
 from audit.models import AuditEvent, Checkpoint
 from releases import services
 from releases.models import DatasetVersion, Release
@@ -28,6 +32,11 @@ def released(db, ci_account, lead, release_manager):
     return release
 
 
+def pinned_key() -> bytes:
+    """The key an auditor pins, obtained out of band (manage.py audit_key)."""
+    return signing.public_key_pem().encode()
+
+
 def _verify(files: dict[str, bytes]) -> list[str]:
     """Check a bundle the way an auditor does: against the server's key, never the one inside the bundle."""
     return verifier.verify_bundle(files, trusted_key_pem=signing.public_key_pem().encode())
@@ -36,25 +45,6 @@ def _verify(files: dict[str, bytes]) -> list[str]:
 def _files(data: bytes) -> dict[str, bytes]:
     with zipfile.ZipFile(io.BytesIO(data)) as bundle:
         return {name: bundle.read(name) for name in bundle.namelist()}
-
-
-def test_merkle_proofs_match_rfc6962_for_every_size():
-    def reference_root(hashes: list[bytes]) -> bytes:
-        if len(hashes) == 1:
-            return hashes[0]
-        k = 1
-        while k << 1 < len(hashes):
-            k <<= 1
-        return merkle.node_hash(reference_root(hashes[:k]), reference_root(hashes[k:]))
-
-    for size in range(1, 20):
-        leaves = [merkle.leaf_hash(bytes([i])) for i in range(size)]
-        root = merkle.root(leaves)
-        assert root == reference_root(leaves)
-        for index in range(size):
-            proof = merkle.inclusion_proof(index, leaves)
-            assert merkle.verify_inclusion(index, size, leaves[index], proof, root)
-            assert not merkle.verify_inclusion(index, size, merkle.leaf_hash(b"other"), proof, root)
 
 
 def test_auditor_exports_a_bundle_that_verifies(client: Client, auditor, released):
@@ -70,7 +60,7 @@ def test_auditor_exports_a_bundle_that_verifies(client: Client, auditor, release
         "approvals.json",
         "deployments.json",
         "events.json",
-        "checkpoint.json",
+        "checkpoint.note",
         "public_key.pem",
         "report.html",
         "verify.py",
@@ -191,3 +181,115 @@ def test_checkpoint_is_reused_when_nothing_was_added(released):
     first = checkpoints.issue_checkpoint()
     assert checkpoints.issue_checkpoint().pk == first.pk
     assert Checkpoint.objects.count() == 1
+
+
+def _cosign(key: Ed25519PrivateKey, name: str = "auditor.example") -> str:
+    """Cosign the newest checkpoint as a witness would (audit_witness), returning the witness's verifier key."""
+    checkpoint = checkpoints.latest()
+    assert checkpoint is not None
+    text = verifier.parse_note(checkpoint.note).text
+    raw = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    vkey = verifier.verifier_key(name, raw)
+    line = signing.note_signature(text, name=name, key=key)
+    checkpoints.add_cosignature(checkpoint, witness_key=vkey, signature_line=line)
+    return vkey
+
+
+@pytest.fixture
+def witnessed(released) -> str:
+    with transaction.atomic():
+        checkpoints.issue_checkpoint()
+    return _cosign(Ed25519PrivateKey.generate())
+
+
+def test_a_bundle_can_require_a_witness_cosignature(auditor, witnessed):
+    from releases.evidence import export_evidence
+
+    _, data = export_evidence(Release.objects.get(name="churn-v42"), by=auditor)
+    files = _files(data)
+    assert "witnessed.json" in files
+    checked = verifier.verify_bundle(files, witness_keys=[witnessed], trusted_key_pem=pinned_key())
+    size = Checkpoint.objects.filter(cosignatures__isnull=False).get().size
+    assert f"witness auditor.example cosigned checkpoint {size}, which covers the release's events" in checked
+    assert any(
+        "no witness key given to check" in line for line in verifier.verify_bundle(files, trusted_key_pem=pinned_key())
+    )
+    stranger = verifier.verifier_key("auditor.example", bytes(range(32)))
+    with pytest.raises(verifier.VerificationError, match="no checkpoint in the bundle is cosigned by witness"):
+        verifier.verify_bundle(files, witness_keys=[stranger], trusted_key_pem=pinned_key())
+
+
+def test_a_required_witness_must_have_seen_the_releases_events(auditor, release_manager, witnessed):
+    from releases.evidence import export_evidence
+
+    services.retire_release(Release.objects.get(name="churn-v42"), by=release_manager, reason="superseded")
+    retired = AuditEvent.objects.get(action="release.retired")
+    _, data = export_evidence(Release.objects.get(name="churn-v42"), by=auditor)
+    with pytest.raises(verifier.VerificationError, match=rf"audit event #{retired.seq} \(release.retired\) is newer"):
+        verifier.verify_bundle(_files(data), witness_keys=[witnessed], trusted_key_pem=pinned_key())
+
+
+def test_a_bundle_without_a_witnessed_checkpoint_fails_the_requirement(auditor, released):
+    from releases.evidence import export_evidence
+
+    _, data = export_evidence(released, by=auditor)
+    files = _files(data)
+    assert "witnessed.json" not in files
+    key = verifier.verifier_key("auditor.example", bytes(range(32)))
+    with pytest.raises(verifier.VerificationError, match="no checkpoint in the bundle is cosigned by witness"):
+        verifier.verify_bundle(files, witness_keys=[key], trusted_key_pem=pinned_key())
+
+
+def test_a_witnessed_checkpoint_the_bundle_does_not_extend_is_refused(auditor, witnessed):
+    from releases.evidence import export_evidence
+
+    _, data = export_evidence(Release.objects.get(name="churn-v42"), by=auditor)
+    files = _files(data)
+    entries = json.loads(files["witnessed.json"])
+    entries[0]["consistency_proof"] = [base64.b64encode(bytes(32)).decode() for _ in entries[0]["consistency_proof"]]
+    log_key = signing.public_key_raw()
+    with pytest.raises(verifier.VerificationError, match="does not extend witnessed checkpoint"):
+        verifier.check_audit_events({**files, "witnessed.json": json.dumps(entries).encode()}, log_key)
+
+
+def test_event_proofs_are_c2sp_tlog_proofs_against_the_bundles_checkpoint(auditor, released):
+    from releases.evidence import export_evidence
+
+    _, data = export_evidence(released, by=auditor)
+    files = _files(data)
+    [first, *_] = json.loads(files["events.json"])
+    index, proof, note = verifier.parse_tlog_proof(first["proof"])
+    assert first["proof"].startswith(f"c2sp.org/tlog-proof@v1\nindex {first['fields']['seq'] - 1}\n")
+    assert note == files["checkpoint.note"].decode()
+    body = verifier.parse_checkpoint(verifier.parse_note(note).text)
+    assert verifier.verify_inclusion(
+        index, body.size, verifier.leaf_hash(bytes.fromhex(first["hash"])), proof, body.root
+    )
+
+
+def test_a_bundle_exported_before_a_superuser_rewrite_keeps_the_truth(auditor, released):
+    """Rewriting an approval's actor (hashes recomputed) after a checkpoint: the next export is refused,
+    because no checkpoint is signed over a rewritten log, and the bundle from before still verifies."""
+    from releases.evidence import export_evidence
+
+    _, before = export_evidence(released, by=auditor)
+    approval = AuditEvent.objects.get(action="release.approved")
+    prev = AuditEvent.objects.get(seq=approval.seq - 1).hash
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SET session_replication_role = replica")
+        cursor.execute("UPDATE audit_auditevent SET actor = 'lead2' WHERE seq = %s", [approval.seq])
+        for event in AuditEvent.objects.filter(seq__gte=approval.seq).order_by("seq"):
+            event.prev_hash = prev
+            prev = event.compute_hash()
+            cursor.execute(
+                "UPDATE audit_auditevent SET prev_hash = %s, hash = %s WHERE seq = %s",
+                [event.prev_hash, prev, event.seq],
+            )
+        if connection.vendor == "postgresql":
+            cursor.execute("SET session_replication_role = DEFAULT")
+    with pytest.raises(log.LogBroken, match="the log was rewritten"):
+        export_evidence(Release.objects.get(name="churn-v42"), by=auditor)
+    events = {e["fields"]["seq"]: e for e in json.loads(_files(before)["events.json"])}
+    assert events[approval.seq]["fields"]["actor"] == "lead"
+    assert verifier.verify_bundle(_files(before), trusted_key_pem=pinned_key())

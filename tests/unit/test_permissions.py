@@ -16,6 +16,7 @@ from django.db import transaction
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
+from audit import checkpoints
 from audit.models import AuditEvent
 from releases import lineage, services
 from releases.models import ApiToken, DatasetVersion, Deployment, Release, SyncState
@@ -150,6 +151,10 @@ DOORS = [
     ),
     # Signed by MLflow, not by a person: everyone gets the same answer to an unsigned call.
     Door("mlflow_webhook", frozenset(PERSONAS), method="post", ok=403, public=True),
+    # The signed checkpoints are public, like a transparency log's: they reveal no event.
+    Door("audit:checkpoint", frozenset(PERSONAS), public=True),
+    Door("audit:key", frozenset(PERSONAS), public=True),
+    Door("audit:consistency", frozenset(PERSONAS), args=(1, "SIZE"), public=True),
     # Admin: staff only; others are sent to the admin login.
     Door("admin:index", frozenset({"admin"}), refused=302),
     Door("admin:releases_release_changelist", frozenset({"admin"}), refused=302),
@@ -233,7 +238,14 @@ def site(db: Any, settings: Any, lead2: User, release_manager: User) -> dict[str
     world.deploy(production, v42, by=release_manager, hours_ago=1)
     services.quarantine_dataset_version(world.dataset("churn-holdout:3"), by=SYSTEM, reason="bad labels")
     sync = SyncState.objects.get(repository=world.repo)
-    return {"COMMIT": v42.model_version.run.commit_sha, "RUN": v42.model_version.run.run_id, "SYNC": sync.pk}
+    with transaction.atomic():
+        checkpoint = checkpoints.issue_checkpoint()
+    return {
+        "COMMIT": v42.model_version.run.commit_sha,
+        "RUN": v42.model_version.run.run_id,
+        "SYNC": sync.pk,
+        "SIZE": checkpoint.size,
+    }
 
 
 def people(request: pytest.FixtureRequest) -> dict[str, User | None]:
