@@ -626,6 +626,13 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="use the key inside the bundle: proves the bundle is intact, not who signed it",
     )
+    parser.add_argument(
+        "--witness-key",
+        action="append",
+        default=[],
+        metavar="VKEY",
+        help="require a cosignature by this witness (its note verifier key); repeat for several",
+    )
     parser.add_argument("bundle", metavar="EVIDENCE.zip")
     return parser
 
@@ -670,6 +677,7 @@ def main(argv: list[str]) -> int:
             trusted_key_pem=trusted_key_pem,
             trusted_fingerprint=options.key,
             trust_bundled_key=options.trust_bundled_key,
+            witness_keys=options.witness_key,
         )
     except KeyError as exc:
         print(f"NOT VERIFIED: {exc.args[0]!r} is missing from the bundle or from one of its files", file=sys.stderr)

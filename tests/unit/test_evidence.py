@@ -202,7 +202,7 @@ def witnessed(released) -> str:
     return _cosign(Ed25519PrivateKey.generate())
 
 
-def test_a_bundle_can_require_a_witness_cosignature(auditor, witnessed):
+def test_a_bundle_can_require_a_witness_cosignature(auditor, witnessed, tmp_path):
     from releases.evidence import export_evidence
 
     _, data = export_evidence(Release.objects.get(name="churn-v42"), by=auditor)
@@ -217,6 +217,20 @@ def test_a_bundle_can_require_a_witness_cosignature(auditor, witnessed):
     stranger = verifier.verifier_key("auditor.example", bytes(range(32)))
     with pytest.raises(verifier.VerificationError, match="no checkpoint in the bundle is cosigned by witness"):
         verifier.verify_bundle(files, witness_keys=[stranger], trusted_key_pem=pinned_key())
+
+    # The same from the command line, as an auditor runs their own copy of verify.py.
+    bundle, key = tmp_path / "bundle.zip", tmp_path / "key.pem"
+    bundle.write_bytes(data)
+    key.write_bytes(pinned_key())
+    for witness, code, words in ((witnessed, 0, "cosigned checkpoint"), (stranger, 1, "no checkpoint in the bundle")):
+        run = subprocess.run(
+            [sys.executable, "-I", verifier.__file__, "--key-file", str(key), "--witness-key", witness, str(bundle)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert run.returncode == code, run.stdout + run.stderr
+        assert words in run.stdout + run.stderr
 
 
 def test_a_required_witness_must_have_seen_the_releases_events(auditor, release_manager, witnessed):
