@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from audit import log, vocabulary
 from audit.models import AppendOnlyError, AuditEvent
+from tests.conftest import insider_cursor
 from tests.factories import SYSTEM
 
 # Actions only these tests write; registered like every action the product records.
@@ -197,9 +198,7 @@ def test_reading_ahead_walks_the_same_log(postgres, monkeypatch):
     walk = log.walk_chain(read_ahead=True)
     assert next(walk)
     walk.close()  # stopping early stops the reader too
-    with connection.cursor() as cursor:
-        cursor.execute("SET session_replication_role = replica")
+    with insider_cursor() as cursor:
         cursor.execute("DELETE FROM audit_auditevent WHERE seq BETWEEN 11 AND 20")
-        cursor.execute("SET session_replication_role = DEFAULT")
     with pytest.raises(log.LogBroken, match=r"event #11 is missing \(next found is #21\)"):
         list(log.walk_chain(read_ahead=True))

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,7 @@ from django.utils import timezone
 
 from audit import checkpoints, log, signing, verifier, vocabulary
 from audit.models import AuditEvent, Checkpoint, Verification
+from tests.conftest import insider_cursor
 from tests.factories import SYSTEM
 
 vocabulary.register("test.verified", "An event written by the audit_verify tests.")
@@ -53,17 +52,14 @@ def _signed(checkpoint: Checkpoint) -> str:
     return f"checkpoint {checkpoint.size} (signed {checkpoint.issued_at:%Y-%m-%d %H:%M:%S} UTC)"
 
 
-@contextmanager
-def _superuser() -> Iterator[Any]:
+@pytest.fixture(autouse=True)
+def _rows_an_insider_can_see(transactional_db: None) -> None:
+    """The insider's rewrites may run on their own login (the owner's): the test's rows must be committed."""
+
+
+def _superuser() -> Any:
     """A cursor that passes every trigger: what a database superuser has."""
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute("SET session_replication_role = replica")
-        try:
-            yield cursor
-        finally:
-            if connection.vendor == "postgresql":
-                cursor.execute("SET session_replication_role = DEFAULT")
+    return insider_cursor()
 
 
 def _rechain_from(seq: int) -> None:
