@@ -165,16 +165,8 @@ def behind_the_apps_back(transactional_db: Any) -> Callable[[str, list[object] |
             with pgtrigger.ignore(*everything), connection.cursor() as cursor:
                 cursor.execute(sql, params)
             return
-        pgids = "{" + ",".join(trigger.get_pgid(model) for model, trigger in pgtrigger.registered()) + "}"
-        with psycopg.connect(
-            dbname=connection.settings_dict["NAME"],
-            user=owner["USER"],
-            password=owner.get("PASSWORD") or None,
-            host=owner.get("HOST") or None,
-            port=owner.get("PORT") or None,
-        ) as conn:
-            conn.execute("SELECT set_config('pgtrigger.ignore', %s, true)", [pgids])
-            conn.execute(sql, params)
+        with insider_cursor() as cursor:
+            cursor.execute(sql, params)
 
     return run
 
