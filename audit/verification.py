@@ -17,7 +17,7 @@ from pathlib import Path
 
 from django.utils import timezone
 
-from audit import checkpoints, log, merkle, tree, verifier
+from audit import checkpoints, log, merkle, tree, verifier, vocabulary
 from audit.models import AuditEvent, Checkpoint, TreeNode, Verification
 
 
@@ -72,9 +72,56 @@ def verify_log(log_key: bytes, *, checkpoint_logs: Iterable[Path] = (), incremen
         report = _walk(signed, start)
         _check_consistency(signed)
         _check_rows_kept(signed)
+        _check_signed_decisions(log_key, after=start.size if start else 0, checkpointed=report.newest)
     except _Broken as broken:
         return Report(broken_seq=broken.seq, problem=broken.problem, notes=tuple(notes))
     return replace(report, notes=tuple(notes))
+
+
+def _check_signed_decisions(log_key: bytes, *, after: int, checkpointed: int) -> None:
+    """Each signed decision after event #``after`` must prove itself: its own fields, the release it is
+    about and its actor rebuild the statement the trusted key signed, and no signature is used twice.
+
+    This is what holds in the window no checkpoint covers yet: a correctly chained event added by an
+    insider needs the signing key to pass. A decision recorded before events carried their statement
+    is vouched for by the checkpoints only, so one that no checkpoint covers must carry it.
+    """
+    seen: dict[str, int] = {}
+    events = (
+        AuditEvent.objects.filter(action__in=vocabulary.SIGNED_DECISIONS, seq__gt=after)
+        .order_by("seq")
+        .values_list("seq", "actor", "action", "object_key", "new")
+    )
+    for seq, actor, action, key, new in events.iterator():
+        if not isinstance(new, dict) or "signed_at" not in new:
+            if seq > checkpointed:
+                raise _Broken(
+                    f"event #{seq} ({action} of {key} by {actor}) carries no signed statement and no checkpoint "
+                    "covers it: it was not recorded by a signature",
+                    seq,
+                )
+            continue
+        try:
+            signature = verifier.check_signed_decision(
+                log_key, release=key, approver=actor, decision=vocabulary.SIGNED_DECISIONS[action], signed=new
+            )
+        except verifier.VerificationError as exc:
+            raise _Broken(f"event #{seq} is forged: {exc}", seq) from exc
+        if signature in seen:
+            raise _Broken(f"event #{seq} repeats the signed decision of event #{seen[signature]}", seq)
+        seen[signature] = seq
+    if after and seen:
+        earlier = (
+            AuditEvent.objects.filter(
+                action__in=vocabulary.SIGNED_DECISIONS, seq__lte=after, new__signature__in=list(seen)
+            )
+            .values_list("seq", "new__signature")
+            .first()
+        )
+        if earlier is not None:
+            raise _Broken(
+                f"event #{seen[earlier[1]]} repeats the signed decision of event #{earlier[0]}", seen[earlier[1]]
+            )
 
 
 def _resume_point(log_key: bytes, notes: list[str]) -> Verification | None:

@@ -65,6 +65,22 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+def approval_statement(
+    *, release: str, approver: str, decision: str, meaning: str, lineage_digest: str, signed_at: str
+) -> bytes:
+    """The exact bytes the server's key signs for a decision on a release: what every verifier rebuilds."""
+    return canonical_json(
+        {
+            "release": release,
+            "approver": approver,
+            "decision": decision,
+            "meaning": meaning,
+            "lineage_digest": lineage_digest,
+            "signed_at": signed_at,
+        }
+    ).encode()
+
+
 def leaf_hash(leaf: bytes) -> bytes:
     return hashlib.sha256(b"\x00" + leaf).digest()
 
@@ -367,6 +383,30 @@ def _check_signature(public_key_pem: bytes, message: bytes, signature_hex: str, 
         key.verify(bytes.fromhex(signature_hex), message)
     except (InvalidSignature, ValueError) as exc:
         raise VerificationError(f"{what}: signature does not verify") from exc
+
+
+def check_signed_decision(raw_key: bytes, *, release: str, approver: str, decision: str, signed: Any) -> str:
+    """Check a decision's fields as an audit event carries them against its signature by ``raw_key``.
+
+    ``decision`` comes from the event's action, not from the fields; returns the signature (hex).
+    """
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    try:
+        statement = approval_statement(
+            release=release,
+            approver=approver,
+            decision=decision,
+            meaning=signed["meaning"],
+            lineage_digest=signed["lineage_digest"],
+            signed_at=signed["signed_at"],
+        )
+        signature = signed["signature"]
+        Ed25519PublicKey.from_public_bytes(raw_key).verify(bytes.fromhex(signature), statement)
+    except (KeyError, TypeError, ValueError, AttributeError, InvalidSignature) as exc:
+        raise VerificationError(f"{decision} of {release} by {approver}: the signature does not verify") from exc
+    return str(signature)
 
 
 def trusted_key(

@@ -13,6 +13,10 @@ from django.contrib.auth.models import AbstractBaseUser
 
 ACTIONS: dict[str, str] = {}
 
+# Actions whose events carry a signed decision (``audit.verifier.approval_statement`` and its signature):
+# the log alone proves who signed what, so a forged one is caught even before a checkpoint covers it.
+SIGNED_DECISIONS: dict[str, str] = {"release.approved": "approved", "release.rejected": "rejected"}
+
 
 class UnknownAction(ValueError):
     """An event named with an action that the vocabulary does not register."""

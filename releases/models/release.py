@@ -7,8 +7,7 @@ from typing import ClassVar
 from django.conf import settings
 from django.db import models
 
-from audit import pgtriggers
-from audit.models import canonical_json
+from audit import pgtriggers, verifier
 from releases.models.base import GuardedModel
 from releases.models.code import Commit, GitTag
 from releases.models.registry import ModelVersion
@@ -129,13 +128,21 @@ class Approval(models.Model):
 
     def statement(self) -> bytes:
         """The exact bytes the server's Ed25519 key signs; an offline verifier rebuilds them the same way."""
-        return canonical_json(
-            {
-                "release": self.release.name,
-                "approver": self.approver.get_username(),
-                "decision": self.decision,
-                "meaning": self.meaning,
-                "lineage_digest": self.signed_digest,
-                "signed_at": self.signed_at.isoformat(),
-            }
-        ).encode()
+        return verifier.approval_statement(
+            release=self.release.name,
+            approver=self.approver.get_username(),
+            decision=self.decision,
+            meaning=self.meaning,
+            lineage_digest=self.signed_digest,
+            signed_at=self.signed_at.isoformat(),
+        )
+
+    def signed_fields(self) -> dict[str, str]:
+        """What the audit event of this decision carries, so that the log alone proves the signature."""
+        return {
+            "decision": self.decision,
+            "meaning": self.meaning,
+            "lineage_digest": self.signed_digest,
+            "signed_at": self.signed_at.isoformat(),
+            "signature": self.signature,
+        }

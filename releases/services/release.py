@@ -156,7 +156,16 @@ def _locked(release: Release) -> Release:
     return Release.objects.select_for_update().get(pk=release.pk)
 
 
-def _transition(release: Release, to: str, *, by: Actor, action: str, reason: str = "", **extra: str) -> Release:
+def _transition(
+    release: Release,
+    to: str,
+    *,
+    by: Actor,
+    action: str,
+    reason: str = "",
+    signed: Approval | None = None,
+    **extra: str,
+) -> Release:
     old = release.state
     release.state = to
     release.state_changed_at = timezone.now()
@@ -170,7 +179,7 @@ def _transition(release: Release, to: str, *, by: Actor, action: str, reason: st
         actor=by,
         subject=release,
         old={"state": old},
-        new={"state": to, **extra},
+        new={"state": to, **extra, **(signed.signed_fields() if signed else {})},
         reason=reason,
     )
     return release
@@ -282,7 +291,12 @@ def sign_release(
                         trace=trace,
                     )
                     _transition(
-                        locked, Release.State.REJECTED, by=by, action="release.rejected", reason=comment.strip()
+                        locked,
+                        Release.State.REJECTED,
+                        by=by,
+                        action="release.rejected",
+                        reason=comment.strip(),
+                        signed=approval,
                     )
                 else:
                     approval = _approve(locked, by=by, meaning=meaning, comment=comment, trace=trace)
@@ -300,7 +314,7 @@ def _approve(release: Release, *, by: User, meaning: str, comment: str, trace: l
         "release.approved",
         actor=by,
         subject=release,
-        new={"meaning": approval.meaning, "lineage_digest": approval.signed_digest, "signature": approval.signature},
+        new=approval.signed_fields(),
         reason=comment,
     )
     dispatch.after_commit(dispatch.ISSUE_CHECKPOINT)

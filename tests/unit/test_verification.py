@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,10 @@ from django.utils import timezone
 
 from audit import checkpoints, log, signing, verifier, vocabulary
 from audit.models import AuditEvent, Checkpoint, Verification
+from releases import services
+from releases.models import Approval
 from tests.conftest import insider_cursor
-from tests.factories import SYSTEM
+from tests.factories import SYSTEM, World, reject
 
 vocabulary.register("test.verified", "An event written by the audit_verify tests.")
 
@@ -81,19 +84,20 @@ def _rewrite_actor(seq: int, actor: str) -> None:
     _rechain_from(seq)
 
 
-def _insert_forged_approval(at_seq: int) -> None:
+def _insert_forged_approval(at_seq: int, new: dict[str, Any] | None = None, actor: str = "lead") -> None:
     """A correctly chained ``release.approved`` event at ``at_seq``, the later events renumbered after it."""
+    new = {"meaning": "Approved for production"} if new is None else new
     with _superuser() as cursor:
         for seq in AuditEvent.objects.filter(seq__gte=at_seq).order_by("-seq").values_list("seq", flat=True):
             cursor.execute("UPDATE audit_auditevent SET seq = %s WHERE seq = %s", [seq + 1, seq])
         forged = AuditEvent(
             seq=at_seq,
             at=timezone.now(),
-            actor="lead",
+            actor=actor,
             action="release.approved",
             object_type="release",
             object_key="churn-v42",
-            new={"meaning": "Approved for production"},
+            new=new,
             prev_hash=AuditEvent.objects.get(seq=at_seq - 1).hash if at_seq > 1 else log.GENESIS_HASH,
         )
         forged.hash = forged.compute_hash()
@@ -107,7 +111,7 @@ def _insert_forged_approval(at_seq: int) -> None:
                 forged.action,
                 forged.object_type,
                 forged.object_key,
-                '{"meaning": "Approved for production"}',
+                json.dumps(new),
                 forged.prev_hash,
                 forged.hash,
             ],
@@ -163,13 +167,78 @@ def test_a_forged_chained_insert_inside_a_checkpoint_is_named(anchored):
     assert err.startswith(f"audit log broken at #4: event #4 is not the one {_signed(first)} signed")
 
 
-def test_a_forged_chained_insert_after_the_newest_checkpoint_is_only_pending(anchored):
-    """Before the next checkpoint nothing can tell a forged event from a real one: the log says it is
-    not anchored yet. Checkpoints after every approval and deployment keep that window short."""
+def test_a_forged_chained_approval_after_the_newest_checkpoint_is_named(anchored):
+    """No checkpoint covers it yet, but a decision event must prove its own signature: without one it is named."""
     _insert_forged_approval(19)
-    code, out, _ = _verify()
-    assert code == 0
-    assert out.endswith("not yet checkpointed: 4\n")
+    assert log.verify_chain().ok
+    code, _, err = _verify()
+    assert code == 1
+    assert err.startswith("audit log broken at #19: event #19 (release.approved of churn-v42 by lead) carries no")
+
+
+def _signed_by(key: Ed25519PrivateKey, *, approver: str = "lead", release: str = "churn-v42") -> dict[str, str]:
+    fields = {
+        "meaning": "Approved for production",
+        "lineage_digest": "sha256:" + "ab" * 32,
+        "signed_at": "2026-11-27T03:12:00+00:00",
+    }
+    statement = verifier.approval_statement(release=release, approver=approver, decision="approved", **fields)
+    return {**fields, "decision": "approved", "signature": key.sign(statement).hex()}
+
+
+def test_a_forged_approval_signed_by_another_key_is_named(anchored):
+    _insert_forged_approval(19, new=_signed_by(Ed25519PrivateKey.generate()))
+    code, _, err = _verify()
+    assert code == 1
+    assert err.startswith("audit log broken at #19: event #19 is forged: approved of churn-v42 by lead: the signature")
+
+
+def test_a_real_signature_moved_to_another_signer_is_named(anchored):
+    """The statement is rebuilt from the event's own actor and release: a signature cannot be reattributed."""
+    _insert_forged_approval(19, new=_signed_by(signing.private_key(), approver="lead"), actor="mallory")
+    code, _, err = _verify()
+    assert code == 1
+    assert "event #19 is forged: approved of churn-v42 by mallory" in err
+
+
+def test_a_replayed_signed_approval_is_named(anchored):
+    signed = _signed_by(signing.private_key())
+    _insert_forged_approval(19, new=signed)
+    assert _verify()[0] == 0
+    _insert_forged_approval(20, new=signed)
+    code, _, err = _verify()
+    assert code == 1
+    assert "event #20 repeats the signed decision of event #19" in err
+
+
+def test_a_replay_of_an_approval_verified_earlier_is_named_by_an_incremental_run(anchored):
+    signed = _signed_by(signing.private_key())
+    _insert_forged_approval(19, new=signed)
+    _checkpoint()
+    assert _verify()[0] == 0
+    _insert_forged_approval(20, new=signed)
+    code, _, err = _verify("--incremental")
+    assert code == 1
+    assert "event #20 repeats the signed decision of event #19" in err
+
+
+def test_real_signed_decisions_carry_their_signature_and_verify(db, ci_account, lead):
+    world = World.create()
+    world.full_release(42, by=ci_account, approver=lead)
+    rejected, _ = services.create_release(
+        name="churn-v43",
+        model_version=world.model_version("churn-model/43").key,
+        validation_report_uri="s3://reports/r.html",
+        submit=True,
+        by=ci_account,
+    )
+    reject(rejected, by=lead, comment="the holdout set leaks training rows")
+    code, _, err = _verify()
+    assert (code, err) == (0, "")
+    decisions = AuditEvent.objects.filter(action__in=["release.approved", "release.rejected"])
+    assert {event.action: event.new["signature"] for event in decisions} == {
+        f"release.{approval.decision}": approval.signature for approval in Approval.objects.all()
+    }
 
 
 def test_no_checkpoint_is_signed_over_a_log_rewritten_below_it(anchored):
