@@ -130,7 +130,10 @@ def test_run_logged_with_design_tags_gives_a_complete_trace(
     assert (release.state, release.created_by, release.model_version_id) == ("draft", None, model_version.pk)
     trace = lineage.trace(release.name)
     assert trace.missing_for_approval == []
-    assert result.details["releases created"] == 1
+    # The tracking server outlives each test's database, so it also holds other tests' release tags: this
+    # sync created every release now in the record, this test's among them.
+    assert result.details["releases created"] == Release.objects.count()
+    assert Release.objects.filter(name__startswith=uid).count() == 1
     assert AuditEvent.objects.get(action="run.created", object_key=f"mlflow:{run_id}").actor == "mlflow-sync:mlflow"
     assert AuditEvent.objects.filter(action="model_version.registered", object_key=f"{uid}-model/{version}").exists()
     assert AuditEvent.objects.get(action="release.created", object_key=release.name).actor == "mlflow-sync:mlflow"
