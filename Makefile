@@ -7,7 +7,7 @@ PORT ?= 8000
 # The demo always uses the embedded setup, whatever the shell exports.
 DEMO_ENV := env -u DATABASE_URL -u DATABASE_MIGRATE_URL -u REDIS_URL DEBUG=1
 
-.PHONY: demo test lint run bench worker clean
+.PHONY: demo test lint run bench mutation worker clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.benchmarks.run
+
+# Mutation testing of the rule modules (tests/mutation/run.py): slow, so not part of `make test`.
+mutation: $(STAMP)
+	$(BIN)/pip install --quiet -r requirements-mutation.txt
+	$(BIN)/python -m tests.mutation.run
 
 clean:
 	rm -rf $(VENV) var

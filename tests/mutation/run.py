@@ -1,0 +1,213 @@
+"""Mutation testing of the rule modules: ``make mutation``.
+
+Each rule module is mutated one operator at a time by cosmic-ray (``cosmic-ray init`` lists every
+mutant of a module), and each sampled mutant is run against the tests that exercise that module, in
+clones of the repository's HEAD so that two mutants can be tested at once. A mutant the tests kill is
+a rule they hold; one that survives is a rule no test holds. Mutants that cannot change behaviour are
+listed with their reason in ``tests/mutation/equivalent.txt`` and not run.
+
+Settings (environment): MUTATION_SAMPLE mutants per module (default 30; 0 runs them all),
+MUTATION_SEED (default 6962), MUTATION_WORKERS (default 2), MUTATION_MODULES (a comma-separated subset
+of the module paths below). The tests run on SQLite with eager Celery, so no service is needed.
+The last line printed is ``N mutants, K killed, E equivalent, S survived``; the survivors, with their
+diffs, are written to var/mutation/survivors.txt.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import random
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+WORK = ROOT / "var" / "mutation"
+EQUIVALENTS = Path(__file__).with_name("equivalent.txt")
+
+# Each rule module and the tests that exercise it.
+MODULES: dict[str, list[str]] = {
+    "releases/lineage/rules.py": [
+        "tests/unit/lineage/test_rules.py",
+        "tests/unit/services/test_rules_hold.py",
+        "tests/unit/services/test_release.py",
+        "tests/unit/services/test_deployment.py",
+    ],
+    "releases/lineage/live.py": [
+        "tests/unit/lineage/test_live.py",
+        "tests/unit/services/test_deployment.py",
+        "tests/unit/services/test_rules_hold.py",
+    ],
+    "releases/lineage/trace.py": [
+        "tests/unit/lineage/test_trace.py",
+        "tests/unit/services/test_rules_hold.py",
+        "tests/unit/services/test_release.py",
+    ],
+    "releases/services/deployment.py": [
+        "tests/unit/services/test_deployment.py",
+        "tests/unit/services/test_rules_hold.py",
+    ],
+    "releases/services/release.py": [
+        "tests/unit/services/test_release.py",
+        "tests/unit/services/test_rules_hold.py",
+    ],
+    "audit/log.py": [
+        "tests/unit/test_audit.py",
+        "tests/unit/test_verification.py",
+        "tests/unit/services/test_rules_hold.py",
+    ],
+    "audit/merkle.py": [
+        "tests/unit/test_merkle.py",
+        "tests/unit/test_tree.py",
+        "tests/unit/services/test_rules_hold.py",
+    ],
+}
+
+
+@dataclass(frozen=True)
+class Mutant:
+    job_id: str
+    module: str
+    operator: str
+    occurrence: int
+    line: int
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return (self.module, self.operator, self.occurrence)
+
+
+def _equivalents() -> dict[tuple[str, str, int], str]:
+    """``module operator occurrence reason...`` per line; # starts a comment."""
+    found: dict[tuple[str, str, int], str] = {}
+    for number, raw in enumerate(EQUIVALENTS.read_text().splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        parts = line.split(maxsplit=3)
+        if len(parts) < 4 or not parts[2].isascii() or not parts[2].isdecimal():
+            sys.exit(f"{EQUIVALENTS}:{number}: expected 'module operator occurrence reason'")
+        found[(parts[0], parts[1], int(parts[2]))] = parts[3]
+    return found
+
+
+def _listed(module: str) -> list[Mutant]:
+    """Every mutant cosmic-ray finds in ``module``, from its own session database."""
+    from cosmic_ray.work_db import WorkDB, use_db
+
+    slug = module.replace("/", "_").removesuffix(".py")
+    config, session = WORK / f"{slug}.toml", WORK / f"{slug}.sqlite"
+    config.write_text(
+        "[cosmic-ray]\n"
+        f'module-path = "{module}"\n'
+        "timeout = 600.0\n"
+        "excluded-modules = []\n"
+        'test-command = "true"\n'
+        "[cosmic-ray.distributor]\n"
+        'name = "local"\n'
+    )
+    session.unlink(missing_ok=True)
+    subprocess.run([_bin("cosmic-ray"), "init", str(config), str(session)], cwd=ROOT, check=True)
+    with use_db(str(session), WorkDB.Mode.open) as db:
+        return [
+            Mutant(item.job_id, module, m.operator_name, m.occurrence, m.start_pos[0])
+            for item in db.work_items
+            for m in item.mutations
+        ]
+
+
+def _bin(name: str) -> str:
+    return str(Path(sys.executable).with_name(name))
+
+
+def _clone(index: int) -> Path:
+    clone = WORK / f"work-{index}"
+    shutil.rmtree(clone, ignore_errors=True)
+    subprocess.run(["git", "clone", "--quiet", "--shared", str(ROOT), str(clone)], check=True)
+    return clone
+
+
+def _test(mutant: Mutant, clone: Path) -> tuple[Mutant, str, str]:
+    """Mutate ``mutant`` in ``clone``, run its module's tests there; 'killed' or 'survived' and the diff."""
+    from cosmic_ray.mutating import mutate_and_test
+    from cosmic_ray.work_item import MutationSpec, TestOutcome, WorkerOutcome
+
+    tests = " ".join(MODULES[mutant.module])
+    pytest = f"{_bin('pytest')} -x -q -p no:cacheprovider -p no:randomly {tests}"
+    command = (
+        "env -u DATABASE_URL -u DATABASE_MIGRATE_URL -u REDIS_URL -u LINEAGE_REQUIRE_SERVICES "
+        f"sh -c {shlex.quote(f'cd {clone} && exec {pytest}')}"
+    )
+    spec = MutationSpec(clone / mutant.module, mutant.operator, mutant.occurrence, (0, 0), (0, 1))
+    result = mutate_and_test([spec], command, 600)
+    if result.worker_outcome == WorkerOutcome.NO_TEST:
+        return mutant, "not a mutant", ""
+    if result.worker_outcome != WorkerOutcome.NORMAL or result.test_outcome == TestOutcome.INCOMPETENT:
+        return mutant, "error", result.output or ""
+    outcome = "killed" if result.test_outcome == TestOutcome.KILLED else "survived"
+    return mutant, outcome, result.diff or ""
+
+
+def main() -> int:
+    sample = int(os.environ.get("MUTATION_SAMPLE", "30"))
+    seed = int(os.environ.get("MUTATION_SEED", "6962"))
+    workers = max(1, int(os.environ.get("MUTATION_WORKERS", "2")))
+    wanted = [m for m in os.environ.get("MUTATION_MODULES", "").split(",") if m] or list(MODULES)
+    unknown = set(wanted) - set(MODULES)
+    if unknown:
+        print(f"unknown module(s): {', '.join(sorted(unknown))}", file=sys.stderr)
+        return 2
+    WORK.mkdir(parents=True, exist_ok=True)
+    equivalents = _equivalents()
+    started = time.monotonic()
+
+    chosen: list[Mutant] = []
+    for module in wanted:
+        mutants = _listed(module)
+        picked = mutants if sample <= 0 or sample >= len(mutants) else random.Random(seed).sample(mutants, sample)
+        print(f"{module}: {len(mutants)} mutants, {len(picked)} sampled")
+        chosen.extend(sorted(picked, key=lambda m: (m.operator, m.occurrence)))
+    to_run = [m for m in chosen if m.key not in equivalents]
+    equivalent = len(chosen) - len(to_run)
+
+    clones = [_clone(i) for i in range(workers)]
+    outcomes: dict[str, int] = {"killed": 0, "survived": 0, "error": 0, "not a mutant": 0}
+    survivors: list[str] = []
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+        # Each worker thread owns one clone, so two mutants never share a working tree.
+        free = list(clones)
+        pending: dict[concurrent.futures.Future[tuple[Mutant, str, str]], Path] = {}
+        queue = list(to_run)
+        while queue or pending:
+            while queue and free:
+                clone = free.pop()
+                pending[pool.submit(_test, queue.pop(0), clone)] = clone
+            done, _ = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
+            for future in done:
+                free.append(pending.pop(future))
+                mutant, outcome, detail = future.result()
+                outcomes[outcome] += 1
+                print(f"  {outcome:9} {mutant.module}:{mutant.line} {mutant.operator} #{mutant.occurrence}", flush=True)
+                if outcome in ("survived", "error"):
+                    where = f"{mutant.module} {mutant.operator} {mutant.occurrence} (line {mutant.line})"
+                    survivors.append(f"{outcome}: {where}\n{detail}")
+    for clone in clones:
+        shutil.rmtree(clone, ignore_errors=True)
+    (WORK / "survivors.txt").write_text("\n".join(survivors))
+    total = len(chosen) - outcomes["not a mutant"]
+    minutes = (time.monotonic() - started) / 60
+    print(f"{minutes:.1f} min, {workers} workers, seed {seed}; survivors and errors in {WORK / 'survivors.txt'}")
+    if outcomes["error"]:
+        print(f"{outcomes['error']} mutants could not be tested (counted as survived)")
+    survived = outcomes["survived"] + outcomes["error"]
+    print(f"{total} mutants, {outcomes['killed']} killed, {equivalent} equivalent, {survived} survived")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
