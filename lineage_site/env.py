@@ -43,14 +43,18 @@ def env_bool(name: str, default: bool = False) -> bool:
     raise ImproperlyConfigured(f"{name} must be a boolean (1/0, true/false), not {value!r}")
 
 
-def env_int(name: str, default: int) -> int:
+def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
     value = _raw(name)
     if value is None or value.strip() == "":
         return default
-    try:
-        return int(value)
-    except ValueError as exc:
-        raise ImproperlyConfigured(f"{name} must be an integer, not {value!r}") from exc
+    digits = value.strip()
+    # ASCII digits only: int() also takes other scripts' digits and underscores.
+    if not (digits.lstrip("-").isascii() and digits.lstrip("-").isdecimal()):
+        raise ImproperlyConfigured(f"{name} must be an integer, not {value!r}")
+    number = int(digits)
+    if minimum is not None and number < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {number}")
+    return number
 
 
 def env_list(name: str, default: list[str] | None = None) -> list[str]:

@@ -209,7 +209,7 @@ LOGGING = {
 LINEAGE_RELEASE_NAME_PATTERN = env_str(
     "LINEAGE_RELEASE_NAME_PATTERN", r"^(?P<model>[a-z][a-z0-9]*(?:-[a-z0-9]+)*)-v(?P<number>[1-9][0-9]*)$"
 )
-LINEAGE_REQUIRED_APPROVALS = env_int("LINEAGE_REQUIRED_APPROVALS", 1)
+LINEAGE_REQUIRED_APPROVALS = env_int("LINEAGE_REQUIRED_APPROVALS", 1, minimum=1)
 LINEAGE_SIGNING_KEY_FILE = Path(env_str("LINEAGE_SIGNING_KEY_FILE", str(VAR_DIR / "signing_key.pem")))
 # Development creates the key on first use; production must provide it (and a missing one stops signing).
 LINEAGE_SIGNING_KEY_AUTOCREATE = env_bool("LINEAGE_SIGNING_KEY_AUTOCREATE", default=DEBUG)
@@ -217,8 +217,8 @@ LINEAGE_SIGNING_KEY_AUTOCREATE = env_bool("LINEAGE_SIGNING_KEY_AUTOCREATE", defa
 LINEAGE_FOUR_EYES_RUN_AUTHOR = env_bool("LINEAGE_FOUR_EYES_RUN_AUTHOR", default=True)
 
 # Sync from Git and MLflow (README, Sync and workers).
-LINEAGE_SYNC_INTERVAL_SECONDS = env_int("LINEAGE_SYNC_INTERVAL_SECONDS", 300)
-LINEAGE_SYNC_LEASE_SECONDS = env_int("LINEAGE_SYNC_LEASE_SECONDS", 900)
+LINEAGE_SYNC_INTERVAL_SECONDS = env_int("LINEAGE_SYNC_INTERVAL_SECONDS", 300, minimum=1)
+LINEAGE_SYNC_LEASE_SECONDS = env_int("LINEAGE_SYNC_LEASE_SECONDS", 900, minimum=1)
 LINEAGE_GIT_CACHE_DIR = Path(env_str("LINEAGE_GIT_CACHE_DIR", str(VAR_DIR / "git-cache")))
 LINEAGE_MLFLOW_COMMIT_TAG = env_str("LINEAGE_MLFLOW_COMMIT_TAG", "git_commit")
 LINEAGE_MLFLOW_DATASET_TAG = env_str("LINEAGE_MLFLOW_DATASET_TAG", "dataset_version")
@@ -234,7 +234,7 @@ CELERY_BEAT_SCHEDULE = {
     "retry-write-backs": {"task": "releases.tasks.retry_write_backs", "schedule": 300.0},
     "audit-checkpoint": {
         "task": "audit.tasks.sign_checkpoint",
-        "schedule": float(env_int("LINEAGE_CHECKPOINT_SECONDS", 300)),
+        "schedule": float(env_int("LINEAGE_CHECKPOINT_SECONDS", 300, minimum=1)),
     },
 }
 # Name of this audit log in signed checkpoints (what an offline verifier expects to see). It is also the

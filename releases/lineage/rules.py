@@ -43,11 +43,6 @@ class ApprovalState:
         """What changed since the signatures that no longer count, in plain words, without repeats."""
         return list(dict.fromkeys(change for _, changes in self.stale for change in changes))
 
-    @property
-    def invalidated(self) -> bool:
-        """Approved once, but the chain has changed since, so the approval no longer counts."""
-        return not self.is_valid and bool(self.stale)
-
     @classmethod
     def of(cls, trace: Trace) -> ApprovalState:
         digest = trace.digest

@@ -4,7 +4,9 @@ Each rule module is mutated one operator at a time by cosmic-ray (``cosmic-ray i
 mutant of a module), and each sampled mutant is run against the tests that exercise that module, in
 clones of the repository's HEAD so that two mutants can be tested at once. A mutant the tests kill is
 a rule they hold; one that survives is a rule no test holds. Mutants that cannot change behaviour are
-listed with their reason in ``tests/mutation/equivalent.txt`` and not run.
+listed with their reason in ``tests/mutation/equivalent.txt`` and not run: one mutant by its module,
+operator and occurrence, or a whole class by glob patterns and the word ``annotation`` (a mutant inside
+a type annotation, which ``from __future__ import annotations`` never evaluates).
 
 Settings (environment): MUTATION_SAMPLE mutants per module (default 30; 0 runs them all),
 MUTATION_SEED (default 6962), MUTATION_WORKERS (default 2), MUTATION_MODULES (a comma-separated subset
@@ -15,7 +17,9 @@ diffs, are written to var/mutation/survivors.txt.
 
 from __future__ import annotations
 
+import ast
 import concurrent.futures
+import fnmatch
 import os
 import random
 import shlex
@@ -76,24 +80,53 @@ class Mutant:
     operator: str
     occurrence: int
     line: int
-
-    @property
-    def key(self) -> tuple[str, str, int]:
-        return (self.module, self.operator, self.occurrence)
+    in_annotation: bool
 
 
-def _equivalents() -> dict[tuple[str, str, int], str]:
+@dataclass(frozen=True)
+class Equivalent:
+    module: str  # glob
+    operator: str  # glob
+    occurrence: str  # a number, or "annotation"
+    reason: str
+
+    def covers(self, mutant: Mutant) -> bool:
+        if not (
+            fnmatch.fnmatchcase(mutant.module, self.module) and fnmatch.fnmatchcase(mutant.operator, self.operator)
+        ):
+            return False
+        if self.occurrence == "annotation":
+            return mutant.in_annotation
+        return int(self.occurrence) == mutant.occurrence
+
+
+def _equivalents() -> list[Equivalent]:
     """``module operator occurrence reason...`` per line; # starts a comment."""
-    found: dict[tuple[str, str, int], str] = {}
+    found: list[Equivalent] = []
     for number, raw in enumerate(EQUIVALENTS.read_text().splitlines(), 1):
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
         parts = line.split(maxsplit=3)
-        if len(parts) < 4 or not parts[2].isascii() or not parts[2].isdecimal():
-            sys.exit(f"{EQUIVALENTS}:{number}: expected 'module operator occurrence reason'")
-        found[(parts[0], parts[1], int(parts[2]))] = parts[3]
+        occurrence = parts[2] if len(parts) > 2 else ""
+        if len(parts) < 4 or not (occurrence == "annotation" or (occurrence.isascii() and occurrence.isdecimal())):
+            sys.exit(f"{EQUIVALENTS}:{number}: expected 'module operator occurrence-or-annotation reason'")
+        found.append(Equivalent(*parts))
     return found
+
+
+def _annotation_spans(module: str) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """Where the type annotations of ``module`` are, as (start, end) (line, column) pairs."""
+    tree = ast.parse((ROOT / module).read_text())
+    annotations: list[ast.expr] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.arg | ast.AnnAssign) and node.annotation is not None:
+            annotations.append(node.annotation)
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.returns is not None:
+            annotations.append(node.returns)
+    return [
+        ((a.lineno, a.col_offset), (a.end_lineno or a.lineno, a.end_col_offset or a.col_offset)) for a in annotations
+    ]
 
 
 def _listed(module: str) -> list[Mutant]:
@@ -113,9 +146,17 @@ def _listed(module: str) -> list[Mutant]:
     )
     session.unlink(missing_ok=True)
     subprocess.run([_bin("cosmic-ray"), "init", str(config), str(session)], cwd=ROOT, check=True)
+    spans = _annotation_spans(module)
     with use_db(str(session), WorkDB.Mode.open) as db:
         return [
-            Mutant(item.job_id, module, m.operator_name, m.occurrence, m.start_pos[0])
+            Mutant(
+                item.job_id,
+                module,
+                m.operator_name,
+                m.occurrence,
+                m.start_pos[0],
+                any(start <= tuple(m.start_pos) < end for start, end in spans),
+            )
             for item in db.work_items
             for m in item.mutations
         ]
@@ -172,7 +213,7 @@ def main() -> int:
         picked = mutants if sample <= 0 or sample >= len(mutants) else random.Random(seed).sample(mutants, sample)
         print(f"{module}: {len(mutants)} mutants, {len(picked)} sampled")
         chosen.extend(sorted(picked, key=lambda m: (m.operator, m.occurrence)))
-    to_run = [m for m in chosen if m.key not in equivalents]
+    to_run = [m for m in chosen if not any(rule.covers(m) for rule in equivalents)]
     equivalent = len(chosen) - len(to_run)
 
     clones = [_clone(i) for i in range(workers)]

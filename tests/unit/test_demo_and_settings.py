@@ -251,3 +251,26 @@ def test_product_variables_are_told_from_the_test_runs_own():
         "LINEAGE_REQUIRED_APPROVALS",
         "SECRET_KEY_FILE",
     ]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("0", "LINEAGE_REQUIRED_APPROVALS must be at least 1, not 0"),
+        ("-1", "LINEAGE_REQUIRED_APPROVALS must be at least 1, not -1"),
+        ("²", "LINEAGE_REQUIRED_APPROVALS must be an integer, not '²'"),
+        ("1_0", "LINEAGE_REQUIRED_APPROVALS must be an integer, not '1_0'"),
+    ],
+)
+def test_four_eyes_cannot_be_configured_away(tmp_path: Path, value: str, message: str):
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "lineage_site.settings",
+        "LINEAGE_REQUIRED_APPROVALS": value,
+        "LINEAGE_VAR_DIR": str(tmp_path),
+    }
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, check=False
+    )
+    assert result.returncode != 0
+    assert message in result.stderr

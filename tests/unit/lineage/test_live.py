@@ -10,6 +10,7 @@ import pytest
 from django.utils import timezone
 
 from releases import lineage, services
+from releases.lineage import live
 from releases.models import Endpoint
 from tests.conftest import PASSWORD
 from tests.factories import SYSTEM, approve, content_hash
@@ -155,3 +156,37 @@ def test_moved_alias_follows_the_endpoints_own_model_only(story, world):
 def _hash(version: int) -> str:
 
     return content_hash(f"churn-train:{version}")
+
+
+def test_rollback_plan_shows_the_ten_newest_periods_of_the_target(world, ci_account, lead, release_manager):
+    endpoint = world.endpoint()
+    v41 = world.full_release(41, by=ci_account, approver=lead, dataset="churn-train:17")
+    v42 = world.full_release(42, by=ci_account, approver=lead, dataset="churn-train:18")
+    for turn in range(12):
+        world.deploy(endpoint, v41, by=release_manager, hours_ago=48 - 2 * turn)
+        world.deploy(endpoint, v42, by=release_manager, hours_ago=47 - 2 * turn)
+
+    plan = lineage.rollback_plan("churn-scoring")
+
+    assert plan.target == v41
+    assert len(plan.periods) == live.LIVE_PERIODS_SHOWN == 10
+    starts = [period.start for period in plan.periods]
+    assert starts == sorted(starts, reverse=True)
+    newest_deploy = endpoint.deployments.filter(release=v41).order_by("-deployed_at").first()
+    assert starts[0] == newest_deploy.deployed_at
+
+
+def test_rollback_plan_names_no_current_version_when_another_model_is_live(world, ci_account, lead, release_manager):
+    v41 = world.full_release(41, by=ci_account, approver=lead, dataset="churn-train:17")
+    endpoint = services.create_endpoint(
+        name="churn-live", environment="production", registered_model="churn-model", mlflow_alias="prod", by=SYSTEM
+    )
+    other_version = world.model_version("other-model/1", commit=world.commit("other"), datasets=("churn-train:17",))
+    other = world.approved_release("other-v1", other_version, by=ci_account, approver=lead)
+    world.deploy(endpoint, v41, by=release_manager, hours_ago=5)
+    world.deploy(endpoint, other, by=release_manager, hours_ago=1)
+
+    plan = lineage.rollback_plan("churn-live")
+
+    assert plan.target == v41
+    assert plan.alias == live.AliasMove(model="churn-model", alias="prod", version=41, current=None)
