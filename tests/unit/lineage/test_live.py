@@ -190,3 +190,12 @@ def test_rollback_plan_names_no_current_version_when_another_model_is_live(world
 
     assert plan.target == v41
     assert plan.alias == live.AliasMove(model="churn-model", alias="prod", version=41, current=None)
+
+
+def test_rollback_target_skips_a_release_whose_data_was_quarantined_again_after_a_lift(story, lead, lead2):
+    """Quarantined, lifted, quarantined again: unsafe now, and lifted without a new signature, both at once."""
+    version = story["v41"].model_version.run.dataset_inputs.get().dataset_version
+    services.quarantine_dataset_version(version, by=lead2, reason="label mapping changed upstream")
+    services.lift_quarantine(version, by=lead2, reason="mapping restored")
+    services.quarantine_dataset_version(version, by=lead2, reason="mapping broke again")
+    assert status_of(story["endpoint"]).rollback_target.name == "churn-v40"
