@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from releases.views import actions, approvals, evidence, explore, links, pages, sync
+from releases.views import actions, approvals, audit_trail, evidence, explore, links, pages, sync
 
 app_name = "releases"
 
@@ -26,6 +26,10 @@ urlpatterns = [
     path("releases/<str:name>/sign/", approvals.sign, name="sign"),
     path("releases/<str:name>/evidence/", evidence.export, name="evidence"),
     path("audit/verify.py", evidence.verifier_source, name="verifier"),
+    path("audit/", audit_trail.events, name="audit_events"),
+    path("audit/events/<int:seq>/", audit_trail.event, name="audit_event"),
+    path("audit/export.csv", audit_trail.export, {"fmt": "csv"}, name="audit_export_csv"),
+    path("audit/export.jsonl", audit_trail.export, {"fmt": "jsonl"}, name="audit_export_jsonl"),
     path("endpoints/<str:name>/rollback/", approvals.rollback, name="rollback"),
     path("endpoints/<str:name>/deploy/", actions.deploy, name="deploy"),
 ]

@@ -33,7 +33,15 @@ from releases.lineage.rules import (
     signing_refusal,
 )
 from releases.lineage.search import GROUP_LIMIT, MAX_QUERY_LENGTH, SearchHit, SearchResults, search
-from releases.lineage.trace import Link, Trace, previous_release, release_events, trace, traced_releases
+from releases.lineage.trace import (
+    Link,
+    Trace,
+    previous_release,
+    release_events,
+    release_scope,
+    trace,
+    traced_releases,
+)
 
 __all__ = [
     "COMMITS_SHOWN",
@@ -71,6 +79,7 @@ __all__ = [
     "promotion_refusal",
     "release_events",
     "release_list",
+    "release_scope",
     "release_status",
     "releases_using",
     "rollback_plan",

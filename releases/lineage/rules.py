@@ -39,6 +39,11 @@ class ApprovalState:
         return len({a.approver_id for a in self.valid}) >= self.required
 
     @property
+    def invalidated(self) -> bool:
+        """Approved once, but the chain has changed since, so the approval no longer counts."""
+        return not self.is_valid and bool(self.stale)
+
+    @property
     def changes(self) -> list[str]:
         """What changed since the signatures that no longer count, in plain words, without repeats."""
         return list(dict.fromkeys(change for _, changes in self.stale for change in changes))

@@ -260,7 +260,13 @@ def previous_release(release: Release) -> Release | None:
 
 
 def release_events(trace: Trace) -> QuerySet[AuditEvent]:
-    """A release's audit timeline: events about it and its chain, and the endpoint events that name it.
+    """A release's audit timeline, oldest first (``release_scope``)."""
+    return AuditEvent.objects.filter(release_scope(trace)).order_by("seq")
+
+
+def release_scope(trace: Trace) -> Q:
+    """Which audit events belong to a release: events about it and its chain, and the endpoint events
+    that name it.
 
     Endpoint events (deployments, refusals, rollbacks) are kept only when they are about this release,
     so a busy endpoint's history of other releases does not drown the timeline.
@@ -276,4 +282,4 @@ def release_events(trace: Trace) -> QuerySet[AuditEvent]:
         endpoint_type = Endpoint.audit_type
         keys = sorted(object_ref(endpoint)[1] for endpoint in endpoints)
         query |= Q(object_type=endpoint_type, object_key__in=keys, new__release=trace.release.name)
-    return AuditEvent.objects.filter(query).order_by("seq")
+    return query

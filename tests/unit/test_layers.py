@@ -29,6 +29,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "audit.signing",
             "audit.checkpoints",
             "audit.tree",
+            "audit.trail",
             "audit.verification",
             "audit.verifier",
             "audit.vocabulary",

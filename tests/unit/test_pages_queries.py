@@ -9,6 +9,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
+from audit.models import AuditEvent
 from releases import lineage, services
 from releases.models import Commit, DatasetVersion, ExperimentRun
 from tests.factories import SYSTEM, World
@@ -325,3 +326,24 @@ def test_endpoint_list_query_count(world, ci_account, lead, django_assert_num_qu
     with django_assert_num_queries(8):
         response = client.get("/api/endpoints/")
     assert [e["live_release"] for e in response.json()] == ["churn-v42"] * count
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_audit_trail_queries(page: Any, django_assert_num_queries: Any, n: int) -> None:
+    # 3 + a page of events (1), their exact count (1), the newest checkpoint (1)
+    html = page(n, "/audit/", 6, django_assert_num_queries)
+    assert html.count('href="/audit/events/') == min(50, AuditEvent.objects.count())
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_audit_trail_of_one_release_queries(page: Any, django_assert_num_queries: Any, n: int) -> None:
+    # 3 + the traced release (1) and its inputs, approvals, deployments (3); the page (1), count (1), checkpoint (1)
+    html = page(n, lambda: f"/audit/?release=churn-v{39 + n}", 10, django_assert_num_queries)
+    assert f"release:churn-v{39 + n}" in html
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_audit_event_queries(page: Any, django_assert_num_queries: Any, n: int) -> None:
+    # 3 + the event (1), the newest checkpoint (1)
+    html = page(n, lambda: "/audit/events/1/", 5, django_assert_num_queries)
+    assert "Audit event #1" in html

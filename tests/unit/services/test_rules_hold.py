@@ -126,6 +126,7 @@ def test_every_link_of_the_chain_invalidates_the_approval_and_is_named(
     world = World.create()
     release = world.full_release(42, by=ci_account, approver=lead)
     signed = lineage.trace(release.name).digest
+    assert lineage.approval_state(lineage.trace(release.name)).invalidated is False
     sql, params = _rewrites(release, world)[change]
     behind_the_apps_back(sql, params)
 
@@ -133,6 +134,7 @@ def test_every_link_of_the_chain_invalidates_the_approval_and_is_named(
     assert trace.digest != signed
     state = lineage.approval_state(trace)
     assert not state.is_valid
+    assert state.invalidated is True
     assert state.changes == [change]
     status = lineage.release_status(trace)
     assert status.key == "invalidated"
