@@ -199,3 +199,67 @@ def test_rollback_target_skips_a_release_whose_data_was_quarantined_again_after_
     services.lift_quarantine(version, by=lead2, reason="mapping restored")
     services.quarantine_dataset_version(version, by=lead2, reason="mapping broke again")
     assert status_of(story["endpoint"]).rollback_target.name == "churn-v40"
+
+
+def test_the_alias_stays_when_the_target_is_another_models_release(world, ci_account, lead, release_manager):
+    world.dataset("churn-train:17")
+    other_version = world.model_version("other-model/1", commit=world.commit("other"), datasets=("churn-train:17",))
+    other = world.approved_release("other-v1", other_version, by=ci_account, approver=lead)
+    v41 = world.full_release(41, by=ci_account, approver=lead, dataset="churn-train:17")
+    endpoint = services.create_endpoint(
+        name="churn-live", environment="production", registered_model="churn-model", mlflow_alias="prod", by=SYSTEM
+    )
+    world.deploy(endpoint, other, by=release_manager, hours_ago=5)
+    world.deploy(endpoint, v41, by=release_manager, hours_ago=1)
+
+    plan = lineage.rollback_plan("churn-live")
+
+    assert plan.target == other
+    assert plan.alias is None
+    assert plan.alias_stays is True
+
+
+def test_the_alias_moves_when_the_target_is_the_endpoints_own_model(world, ci_account, lead, release_manager):
+    v41 = world.full_release(41, by=ci_account, approver=lead, dataset="churn-train:17")
+    v42 = world.full_release(42, by=ci_account, approver=lead, dataset="churn-train:18")
+    endpoint = services.create_endpoint(
+        name="churn-live", environment="production", registered_model="churn-model", mlflow_alias="prod", by=SYSTEM
+    )
+    world.deploy(endpoint, v41, by=release_manager, hours_ago=5)
+    world.deploy(endpoint, v42, by=release_manager, hours_ago=1)
+
+    plan = lineage.rollback_plan("churn-live")
+
+    assert plan.alias == live.AliasMove(model="churn-model", alias="prod", version=41, current=42)
+    assert plan.alias_stays is False
+
+
+def test_a_period_ends_when_an_older_release_follows_it(world, ci_account, lead, release_manager):
+    """v41, then the older v40, then v41 again, then v42: two separate periods of v41, not one."""
+    v40 = world.full_release(40, by=ci_account, approver=lead, dataset="churn-train:16")
+    v41 = world.full_release(41, by=ci_account, approver=lead, dataset="churn-train:17")
+    v42 = world.full_release(42, by=ci_account, approver=lead, dataset="churn-train:18")
+    endpoint = world.endpoint()
+    for release, hours_ago in ((v41, 8), (v40, 6), (v41, 4), (v42, 2)):
+        world.deploy(endpoint, release, by=release_manager, hours_ago=hours_ago)
+
+    plan = lineage.rollback_plan("churn-scoring")
+
+    assert plan.target == v41
+    assert len(plan.periods) == 2
+
+
+def test_endpoint_statuses_hand_back_the_traced_live_release(
+    world, ci_account, lead, release_manager, django_assert_num_queries
+):
+    v41 = world.full_release(41, by=ci_account, approver=lead, dataset="churn-train:17")
+    v42 = world.full_release(42, by=ci_account, approver=lead, dataset="churn-train:18")
+    endpoint = world.endpoint()
+    world.deploy(endpoint, v41, by=release_manager, hours_ago=5)
+    world.deploy(endpoint, v42, by=release_manager, hours_ago=1)
+    with django_assert_num_queries(6):
+        [status] = lineage.endpoint_statuses()
+        # Read without a further query: the live deployment carries the release the trace was built from.
+        assert status.live.release.name == "churn-v42"
+        assert status.live.release.model_version.key == "churn-model/42"
+        assert status.rollback_target.name == "churn-v41"

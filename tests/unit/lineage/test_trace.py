@@ -4,7 +4,12 @@ the release's own timeline.
 
 from __future__ import annotations
 
+import dataclasses
+
+import pytest
+
 from releases import lineage, services
+from releases.models import ExperimentRun
 from tests.factories import SYSTEM
 from tests.unit.conftest import board_with
 
@@ -71,3 +76,19 @@ def test_trace_timeline_keeps_only_this_releases_endpoint_events(world, ci_accou
     assert [e.new["release"] for e in deployments] == ["churn-v101"]
     assert {e.object_key for e in events} >= {"churn-v101", "churn-model/101", "churn-train:17", "churn-scoring-0"}
     assert [e.seq for e in events] == sorted(e.seq for e in events)
+
+
+def test_an_unresolved_commit_is_named_by_its_first_twelve_characters(world, ci_account):
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    mv = world.model_version("fraud-model/9")
+    ExperimentRun.objects.filter(pk=mv.run_id).update(commit_sha=sha)
+    world.release("fraud-v9", mv, by=ci_account)
+    [warning] = lineage.trace("fraud-v9").warnings()["code"]
+    assert warning == "Commit 0123456789ab is not in any synced repository."
+
+
+def test_links_are_immutable_as_every_reader_of_a_cached_trace_shares_them(world, ci_account):
+    world.release("fraud-v8", world.model_version("fraud-model/8"), by=ci_account)
+    link = lineage.trace("fraud-v8").links[0]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        link.present = not link.present  # type: ignore[misc]
