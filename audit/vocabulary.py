@@ -81,6 +81,8 @@ for _name, _description in (
     ("model_version.registered", "A model registry version was recorded."),
     ("model_version.updated", "A model registry version's aliases or tags changed."),
     ("model_version.registration_refused", "A model version contradicting the record was refused."),
+    ("model.described", "An ML lead set a model's owner and purpose in the inventory."),
+    ("model.description_refused", "Setting a model's owner and purpose was refused."),
     # Releases and signatures.
     ("release.created", "A release was created."),
     ("release.creation_refused", "Creating a release was refused."),

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from releases.views import actions, approvals, audit_trail, evidence, explore, links, pages, sync
+from releases.views import actions, approvals, audit_trail, evidence, explore, inventory, links, pages, sync
 
 app_name = "releases"
 
@@ -21,6 +21,9 @@ urlpatterns = [
     path("commits/<str:sha>/", links.commit, name="commit"),
     path("runs/<str:run_id>/", links.run, name="run"),
     path("models/<str:name>/", links.model, name="model"),
+    path("inventory/", inventory.inventory, name="inventory"),
+    path("inventory.csv", inventory.inventory_csv, name="inventory_csv"),
+    path("inventory/<str:name>/describe/", inventory.describe, name="describe_model"),
     path("endpoints/<str:name>/", links.endpoint, name="endpoint"),
     path("approvals/", approvals.approval_queue, name="approvals"),
     path("releases/<str:name>/sign/", approvals.sign, name="sign"),

@@ -48,7 +48,7 @@ from releases.demo.story import (
 )
 from releases.demo.tracking import log_training, open_store
 from releases.demo.workspace import DataFile, commit, data_files, git_repository
-from releases.models import Deployment, Endpoint, Release, SyncState
+from releases.models import Deployment, Endpoint, RegisteredModel, Release, SyncState
 from releases.sync import sources
 
 Say = Callable[[str], None]
@@ -91,6 +91,7 @@ def build(*, password: str, root: Path, say: Say = print) -> None:
     # Approvals and deployments tagged the model versions and moved the aliases in MLflow; the
     # periodic sync would read that back, so do it now (and the sync page shows both sources fresh).
     _sync_all(world)
+    _describe_models(world)
     say(f"Demo world ready: {Release.objects.count()} releases, {Deployment.objects.count()} deployments.")
     say(f"{WAITING.name} waits for an ML lead's signature: log in as {APPROVER} and open /approvals/.")
     say(f"MLflow UI on its store: .venv/bin/mlflow ui --backend-store-uri {world.tracking_uri} --port 5000")
@@ -185,6 +186,18 @@ def _approve(world: _World, item: ModelRelease) -> None:
             meaning="Approved for production",
             comment="Metrics reviewed.",
             expected_digest=lineage.trace(release.name).digest,
+        )
+
+
+def _describe_models(world: _World) -> None:
+    """The lead keeps the inventory: the churn model is described; the fraud model is not yet, as it shows."""
+    model = RegisteredModel.objects.filter(name=RELEASES[0].registered_model).first()
+    if model is not None and not model.owner:
+        services.describe_model(
+            model,
+            owner="Retention analytics (Lena Lead)",
+            purpose="Scores each customer's risk of leaving, weekly, for the retention team's outreach.",
+            by=world.users[APPROVER],
         )
 
 

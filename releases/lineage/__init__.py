@@ -19,6 +19,7 @@ from releases.lineage.details import (
 )
 from releases.lineage.history import endpoint_history, investigate
 from releases.lineage.impact import Impact, impact_of_commit, impact_of_dataset_version, impact_of_run, releases_using
+from releases.lineage.inventory import InventoryRow, Period, inventory, inventory_models
 from releases.lineage.live import EndpointStatus, RollbackPlan, endpoint_statuses, moved_alias, rollback_plan
 from releases.lineage.rules import (
     STATUS_KEYS,
@@ -53,8 +54,10 @@ __all__ = [
     "DatasetVersionDetail",
     "EndpointStatus",
     "Impact",
+    "InventoryRow",
     "Link",
     "MetricSeries",
+    "Period",
     "Refusal",
     "ReleaseStatus",
     "RollbackPlan",
@@ -72,6 +75,8 @@ __all__ = [
     "impact_of_commit",
     "impact_of_dataset_version",
     "impact_of_run",
+    "inventory",
+    "inventory_models",
     "investigate",
     "model_history",
     "moved_alias",

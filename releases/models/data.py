@@ -36,6 +36,10 @@ class DatasetVersionQuerySet(models.QuerySet["DatasetVersion"]):
             return self.none()
         return self.filter(dataset__name=name, version=number)
 
+    def quarantined(self) -> DatasetVersionQuerySet:
+        """Versions under a quarantine that has not been lifted (``DatasetVersion.is_quarantined``)."""
+        return self.filter(status=DatasetVersion.Status.QUARANTINED)
+
     def unsafe(self) -> DatasetVersionQuerySet:
         """Versions nobody should train or release on: quarantined or mutated."""
         return self.filter(models.Q(status=DatasetVersion.Status.QUARANTINED) | models.Q(mutated=True))

@@ -16,11 +16,21 @@ class RegisteredModel(models.Model):
     name = models.CharField(max_length=255, unique=True)
     server = models.ForeignKey(TrackingServer, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     description = models.TextField(blank=True)
+    # The model inventory's own facts (SR 11-7), kept by ML leads; never copied from the registry.
+    owner = models.CharField(max_length=200, blank=True, help_text="Who answers for the model.")
+    purpose = models.TextField(blank=True, help_text="What the model is used for and by whom.")
 
     class Meta:
         ordering = ["name"]
 
     def __str__(self) -> str:
+        return self.name
+
+    audit_type: ClassVar[str] = "registered_model"
+
+    @property
+    def audit_key(self) -> str:
+        """How the audit log names this registered model."""
         return self.name
 
 

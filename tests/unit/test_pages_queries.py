@@ -11,7 +11,7 @@ from django.urls import reverse
 
 from audit.models import AuditEvent
 from releases import lineage, services
-from releases.models import Commit, DatasetVersion, ExperimentRun
+from releases.models import Commit, DatasetVersion, ExperimentRun, RegisteredModel
 from tests.factories import SYSTEM, World
 from tests.unit.conftest import api, client_for, pending_release, token_for
 
@@ -347,3 +347,16 @@ def test_audit_event_queries(page: Any, django_assert_num_queries: Any, n: int) 
     # 3 + the event (1), the newest checkpoint (1)
     html = page(n, lambda: "/audit/events/1/", 5, django_assert_num_queries)
     assert "Audit event #1" in html
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_inventory_queries(page: Any, django_assert_num_queries: Any, n: int) -> None:
+    # 3 + model count and page (2); approvals (1); newest releases (1) traced (1) + 3 prefetches; live
+    # endpoints (1); open quarantines (1); releases in the period (1)
+    def models() -> str:
+        for i in range(n):
+            RegisteredModel.objects.create(name=f"extra-model-{i}")
+        return "/inventory/"
+
+    html = page(n, models, 14, django_assert_num_queries)
+    assert html.count('data-label="Model"') == n + 1
