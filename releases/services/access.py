@@ -8,7 +8,7 @@ from django.contrib.auth.models import Group, User
 from django.db import transaction
 from django.utils import timezone
 
-from audit import log
+from audit import context, log
 from audit.log import Actor
 from audit.vocabulary import object_ref
 from releases.errors import InvalidInput, NotFound, RuleViolation
@@ -26,11 +26,12 @@ def grant_role(user: User, role: str, *, by: Actor) -> bool:
     group = Group.objects.filter(name=role).first()
     if group is None:
         raise NotFound(f"the group {role} does not exist; run manage.py migrate")
-    with transaction.atomic():
+    with transaction.atomic(), context.acting_as(by):
         if user.groups.filter(pk=group.pk).exists():
             return False
+        # The membership change is recorded (role.granted, roles before and after) by releases/signals.py,
+        # as it is whatever door it comes through.
         user.groups.add(group)
-        log.record("role.granted", actor=by, subject=user, new={"role": role})
     return True
 
 
@@ -39,12 +40,11 @@ def revoke_role(user: User, role: str, *, by: Actor) -> bool:
     """Remove ``user`` from ``role``; False when they did not have it."""
     if role not in ALL_ROLES:
         raise InvalidInput(f"unknown role {role!r}; roles are {', '.join(ALL_ROLES)}", rule="unknown_role")
-    with transaction.atomic():
+    with transaction.atomic(), context.acting_as(by):
         group = user.groups.filter(name=role).first()
         if group is None:
             return False
-        user.groups.remove(group)
-        log.record("role.revoked", actor=by, subject=user, old={"role": role})
+        user.groups.remove(group)  # recorded as role.revoked by releases/signals.py
     return True
 
 
