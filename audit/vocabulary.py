@@ -105,7 +105,6 @@ for _name, _description in (
     ("api_token.creation_refused", "Issuing an API token was refused."),
     ("api_token.revoked", "An API token was revoked."),
     ("api_token.revoke_refused", "Revoking an API token was refused."),
-    ("api_token.expired_refused", "A request with an expired API token was refused."),
     ("user.access_changed", "A person's account was changed: active, staff (admin access) or superuser."),
     ("user.permissions_changed", "A person's own permissions (outside any role) changed."),
     ("group.permissions_changed", "What a role (group) may do changed: permissions added or removed."),

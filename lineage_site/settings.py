@@ -248,6 +248,12 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "WARNING")},
 }
 
+# API tokens: how long a new one lasts unless its issuer says otherwise, and the longest allowed.
+LINEAGE_API_TOKEN_DAYS = env_int("LINEAGE_API_TOKEN_DAYS", 90)
+LINEAGE_API_TOKEN_MAX_DAYS = env_int("LINEAGE_API_TOKEN_MAX_DAYS", 365)
+if not 1 <= LINEAGE_API_TOKEN_DAYS <= LINEAGE_API_TOKEN_MAX_DAYS:
+    raise ImproperlyConfigured("LINEAGE_API_TOKEN_DAYS must be between 1 and LINEAGE_API_TOKEN_MAX_DAYS")
+
 # Product rules.
 LINEAGE_RELEASE_NAME_PATTERN = env_str(
     "LINEAGE_RELEASE_NAME_PATTERN", r"^(?P<model>[a-z][a-z0-9]*(?:-[a-z0-9]+)*)-v(?P<number>[1-9][0-9]*)$"

@@ -315,6 +315,9 @@ def test_create_api_token_command_prints_the_token_once(ci_account):
     [
         pytest.param(("nobody", "--scope", "read"), "no user named 'nobody'", id="user"),
         pytest.param(("ci", "--scope", "admin"), "scope admin is not valid", id="scope"),
+        pytest.param(
+            ("ci", "--scope", "read", "--expires-in-days", "0"), "must expire in 1 to 365 days, not 0", id="expiry"
+        ),
     ],
 )
 def test_create_api_token_command_bad_input_exits_2(ci_account, args, words):
