@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from axes.models import AccessAttempt
 from axes.signals import user_locked_out
 from django.conf import settings
 from django.contrib.auth.models import Group, Permission, User
@@ -54,6 +55,10 @@ def on_locked_out(sender: Any, request: HttpRequest, username: str | None = None
     if failures is not None and failures != settings.AXES_FAILURE_LIMIT:
         return
     accounts.record_lockout(username or "", request)
+
+
+def _attempt_deleted(sender: Any, instance: AccessAttempt, **kwargs: Any) -> None:
+    accounts.record_lock_cleared(instance, by=context.current_actor() or SystemActor("lockout cool-off or reset"))
 
 
 def _names(model: type[Group] | type[Permission], pks: set[Any] | None) -> list[str]:
@@ -217,3 +222,4 @@ def connect() -> None:
     pre_save.connect(_before_group_saved, sender=Group, dispatch_uid="releases.group_before")
     post_save.connect(_group_saved, sender=Group, dispatch_uid="releases.group_saved")
     pre_delete.connect(_group_deleted, sender=Group, dispatch_uid="releases.group_deleted")
+    pre_delete.connect(_attempt_deleted, sender=AccessAttempt, dispatch_uid="releases.lock_cleared")

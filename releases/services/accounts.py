@@ -8,11 +8,15 @@ the account (``unlock_account``), or after the configured cool-off.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from axes.handlers.proxy import AxesProxyHandler
 from axes.helpers import get_client_ip_address, get_client_user_agent
 from axes.models import AccessAttempt
+from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
 from django.db import transaction
 from django.http import HttpRequest
@@ -22,6 +26,19 @@ from audit.log import Actor
 from releases.errors import PermissionRefused
 from releases.roles import require_admin
 from releases.services import refusals
+
+# Set while unlock_account clears attempts, so the delete receiver does not record the same unlock twice.
+_unlocking: ContextVar[bool] = ContextVar("unlocking", default=False)
+
+
+@contextmanager
+def _unlocking_now() -> Iterator[None]:
+    token = _unlocking.set(True)
+    try:
+        yield
+    finally:
+        _unlocking.reset(token)
+
 
 LOCKED_OUT_MESSAGE = (
     "this account is locked after too many wrong passwords; an administrator must unlock it "
@@ -111,11 +128,27 @@ def count_wrong_signing_password(user: User) -> None:
     )
 
 
+def record_lock_cleared(attempt: AccessAttempt, *, by: Actor) -> None:
+    """A lock ended some other way than ``unlock_account`` (axes' own reset commands, the cool-off ending)."""
+    if _unlocking.get() or attempt.failures_since_start < settings.AXES_FAILURE_LIMIT:
+        return
+    with transaction.atomic():
+        log.record(
+            "auth.unlocked",
+            actor=by,
+            object_type="user",
+            object_key=attempt.username or "",
+            old={"failures": attempt.failures_since_start},
+            new={"failures": 0},
+            reason="wrong-password count cleared outside the admin's Unlock (cool-off or a reset command)",
+        )
+
+
 def unlock_account(username: str, *, by: Actor, reason: str = "") -> int:
     """Clear the wrong-password count of ``username`` so it may sign in (and sign) again. Administrators only."""
     with refusals.recorded("auth.unlock_refused", by=by, object_type="user", object_key=username):
         require_admin(by, to="unlock an account")
-        with transaction.atomic():
+        with transaction.atomic(), _unlocking_now():
             attempts = AccessAttempt.objects.select_for_update().filter(username=username)
             failures = sum(attempts.values_list("failures_since_start", flat=True))
             count, _ = attempts.delete()

@@ -343,3 +343,20 @@ def test_weak_passwords_are_refused(lead, password):
 
 def test_a_long_uncommon_password_is_accepted(lead):
     validate_password(PASSWORD, lead)
+
+
+def test_clearing_a_lock_with_axes_own_command_is_audited_too(lead, settings):
+    lock(lead, settings)
+
+    call_command("axes_reset_username", "lead", stdout=io.StringIO())
+
+    assert not accounts.is_locked_out(lead)
+    event = AuditEvent.objects.get(action="auth.unlocked")
+    assert (event.object_key, event.actor) == ("lead", "lockout cool-off or reset")
+    assert "outside the admin" in event.reason
+
+
+def test_a_success_below_the_limit_records_no_unlock(lead, settings):
+    sign_in(Client(), "lead", "wrong password")
+    sign_in(Client(), "lead", PASSWORD)
+    assert not AuditEvent.objects.filter(action="auth.unlocked").exists()
