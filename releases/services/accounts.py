@@ -69,7 +69,8 @@ def record_sign_out(user: User | None, request: HttpRequest | None, *, reason: s
 
 
 def record_sign_in_failure(username: str, request: HttpRequest | None) -> None:
-    """A failed sign-in, under the username tried (which may name nobody)."""
+    """A failed sign-in, under the username tried (which may name nobody, or be hostile: PostgreSQL stores no NUL)."""
+    username = username.replace("\x00", "\ufffd")
     with transaction.atomic():
         log.record(
             "auth.sign_in_failed",
@@ -81,6 +82,7 @@ def record_sign_in_failure(username: str, request: HttpRequest | None) -> None:
 
 
 def record_lockout(username: str, request: HttpRequest | None) -> None:
+    username = username.replace("\x00", "\ufffd")
     with transaction.atomic():
         log.record(
             "auth.locked_out",
