@@ -105,6 +105,9 @@ def _membership_changed(instance: Any, action: str, reverse: bool, pk_set: set[A
         return
     before: list[str] = getattr(instance, "_roles_before", [])
     changed = before if action == "post_clear" else _names(Group, pk_set)
+    if action == "post_remove":
+        # remove() names every group asked for, held or not; only the held ones were taken away.
+        changed = [name for name in changed if name in before]
     after = sorted(set(before) | set(changed)) if action == "post_add" else sorted(set(before) - set(changed))
     for name in changed:
         _role_event(instance, action, name, before, after)

@@ -143,3 +143,8 @@ def test_saving_other_fields_records_nothing(lead, field):
     lead.first_name = "Lena-Marie"
     lead.save(update_fields=[field] if field == "last_login" else None)
     assert not AuditEvent.objects.filter(action="user.access_changed").exists()
+
+
+def test_removing_a_role_someone_does_not_hold_records_nothing(auditor):
+    auditor.groups.remove(Group.objects.get(name="ml-leads"))
+    assert not AuditEvent.objects.filter(action="role.revoked").exists()
