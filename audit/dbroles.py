@@ -12,7 +12,7 @@ processes connect as another role (``DATABASE_URL``) that owns nothing and, tabl
   version cannot be rewritten even with the triggers out of the way. No DELETE: versions and
   releases are retired, never deleted;
 - DELETE only where the services remove rows: a run's dataset inputs when MLflow reports new ones,
-  group memberships, sessions;
+  group memberships, sessions, the lockout's wrong-password counts;
 - never TRUNCATE, TRIGGER or REFERENCES, no ownership, no CREATE in the schema, no way to set
   ``session_replication_role``.
 
@@ -72,6 +72,10 @@ POLICY: dict[str, tuple[str, ...]] = {
     "auth.User_user_permissions": FULL,
     "auth.Group_permissions": FULL,
     "sessions.Session": FULL,
+    # The lockout's wrong-password counts (django-axes): cleared on success, on unlock and after the cool-off.
+    "axes.AccessAttempt": FULL,
+    "axes.AccessAttemptExpiration": FULL,
+    "axes.AccessFailureLog": FULL,
     "auth.Permission": APPEND,
     "contenttypes.ContentType": APPEND,
     "admin.LogEntry": APPEND,

@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "pgtrigger",
+    "axes",
     "audit",
     "releases",
 ]
@@ -69,8 +70,12 @@ MIDDLEWARE = [
     # Every page needs a signed-in person with a role; the login page and the token-checked API are exempt.
     "releases.middleware.RoleRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # Ends a session left idle before any view sees it (process_view checks above run after it).
+    "releases.middleware.SessionTimeoutMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "audit.middleware.RequestIdMiddleware",
+    # Last: turns a lockout flagged during the request (sign-in or signature) into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "lineage_site.urls"
@@ -133,11 +138,49 @@ else:
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": env_int("LINEAGE_PASSWORD_MIN_LENGTH", 12)},
+    },
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Axes first: it refuses a locked-out account before the password is even checked.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "releases:board"
 LOGOUT_REDIRECT_URL = "login"
+
+# Sessions (21 CFR Part 11: a signed-in session left alone must end). A session idle this many minutes is
+# ended on its next request; ML leads, release managers and administrators also lose theirs when the
+# browser closes (releases/middleware.py).
+LINEAGE_SESSION_IDLE_MINUTES = env_int("LINEAGE_SESSION_IDLE_MINUTES", 30)
+if LINEAGE_SESSION_IDLE_MINUTES < 1:
+    raise ImproperlyConfigured("LINEAGE_SESSION_IDLE_MINUTES must be at least 1")
+# However active, a session ends this many hours after sign-in.
+SESSION_COOKIE_AGE = env_int("LINEAGE_SESSION_MAX_HOURS", 12) * 3600
+
+# Lockout (django-axes): this many wrong passwords in a row for one account, at sign-in or when signing,
+# lock it until an administrator unlocks it (admin, "Access attempts": Unlock), or until the cool-off ends
+# when one is set. A successful sign-in clears the count.
+AXES_FAILURE_LIMIT = env_int("LINEAGE_LOCKOUT_FAILURES", 5)
+_LOCKOUT_COOLOFF_MINUTES = env_int("LINEAGE_LOCKOUT_COOLOFF_MINUTES", 0)
+AXES_COOLOFF_TIME = _LOCKOUT_COOLOFF_MINUTES / 60 if _LOCKOUT_COOLOFF_MINUTES > 0 else None
+# Per account, as Part 11 asks: rotating addresses or browsers gains an attacker nothing. Not per address too,
+# which would let one person's typos lock a whole office behind one NAT address out; so axes' warning that
+# the address is not a parameter (W006, aimed at setups keyed on the browser) does not apply.
+AXES_LOCKOUT_PARAMETERS = ["username"]
+SILENCED_SYSTEM_CHECKS = ["axes.W006"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_HTTP_RESPONSE_CODE = 403
+# Attempts are shown and cleared through releases/admin.py, where unlocking is an audit event.
+AXES_ENABLE_ADMIN = False
+AXES_VERBOSE = False
+# Sign-ins and sign-outs are audit events (releases/signals.py); axes need not keep its own copy.
+AXES_DISABLE_ACCESS_LOG = True
+# The application's login form and the admin's both post "username".
+AXES_USERNAME_FORM_FIELD = "username"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -204,6 +247,12 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "WARNING")},
 }
+
+# API tokens: how long a new one lasts unless its issuer says otherwise, and the longest allowed.
+LINEAGE_API_TOKEN_DAYS = env_int("LINEAGE_API_TOKEN_DAYS", 90)
+LINEAGE_API_TOKEN_MAX_DAYS = env_int("LINEAGE_API_TOKEN_MAX_DAYS", 365)
+if not 1 <= LINEAGE_API_TOKEN_DAYS <= LINEAGE_API_TOKEN_MAX_DAYS:
+    raise ImproperlyConfigured("LINEAGE_API_TOKEN_DAYS must be between 1 and LINEAGE_API_TOKEN_MAX_DAYS")
 
 # Product rules.
 LINEAGE_RELEASE_NAME_PATTERN = env_str(

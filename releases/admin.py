@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from axes.models import AccessAttempt
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.models import User
@@ -38,6 +39,8 @@ from releases.models import (
     TrackingServer,
     WriteBack,
 )
+from releases.roles import ML_LEADS, RELEASE_MANAGERS, has_role, is_admin, may_act_as
+from releases.services import accounts
 
 
 class RecordAdmin(admin.ModelAdmin):
@@ -120,9 +123,13 @@ def _confirmation_page(
 
 
 def reason_action(
-    label: str, apply: Callable[[Any, HttpRequest, str], object]
+    label: str, apply: Callable[[Any, HttpRequest, str], object], *, permission: str
 ) -> Callable[[admin.ModelAdmin, HttpRequest, QuerySet[Any]], HttpResponse | None]:
-    """An admin action that asks for a reason on a confirmation page, then calls a service per row."""
+    """An admin action that asks for a reason on a confirmation page, then calls a service per row.
+
+    ``permission`` names the ModelAdmin's ``has_<permission>_permission``, which states the service's rule:
+    the admin offers the action only to people the service would let through.
+    """
 
     def action(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Any]) -> HttpResponse | None:
         form = ReasonForm(request.POST if "confirm" in request.POST else None)
@@ -136,9 +143,8 @@ def reason_action(
             return None
         return _confirmation_page(modeladmin, request, queryset, label=label, title=f"{label}: confirm", form=form)
 
-    action.short_description = label  # type: ignore[attr-defined]
     action.__name__ = label.lower().replace(" ", "_")
-    return action
+    return admin.action(description=label, permissions=[permission])(action)
 
 
 def signature_action(
@@ -187,9 +193,9 @@ def signature_action(
         page.context_data["digests"] = digests
         return page
 
-    action.short_description = label  # type: ignore[attr-defined]
     action.__name__ = label.lower().replace(" ", "_")
-    return action
+    # Signing needs the ML lead role itself: a superuser who is not a lead may not sign (four-eyes).
+    return admin.action(description=label, permissions=["sign"])(action)
 
 
 @admin.register(GitRepository)
@@ -268,12 +274,17 @@ class DatasetVersionAdmin(RecordAdmin):
         reason_action(
             "Quarantine",
             lambda obj, request, reason: services.quarantine_dataset_version(obj, by=request.user, reason=reason),
+            permission="quarantine",
         ),
         reason_action(
             "Lift quarantine",
             lambda obj, request, reason: services.lift_quarantine(obj, by=request.user, reason=reason),
+            permission="quarantine",
         ),
     ]
+
+    def has_quarantine_permission(self, request: HttpRequest) -> bool:
+        return may_act_as(request.user, ML_LEADS)
 
 
 @admin.register(FeaturePipelineVersion)
@@ -325,11 +336,19 @@ class ReleaseAdmin(RecordAdmin):
     list_select_related = ["model_version__registered_model", "created_by"]
     actions = [
         reason_action(
-            "Retire", lambda obj, request, reason: services.retire_release(obj, by=request.user, reason=reason)
+            "Retire",
+            lambda obj, request, reason: services.retire_release(obj, by=request.user, reason=reason),
+            permission="retire",
         ),
         signature_action("Approve (sign)", "approve"),
         signature_action("Reject (sign)", "reject"),
     ]
+
+    def has_retire_permission(self, request: HttpRequest) -> bool:
+        return may_act_as(request.user, RELEASE_MANAGERS, ML_LEADS)
+
+    def has_sign_permission(self, request: HttpRequest) -> bool:
+        return has_role(request.user, ML_LEADS)
 
 
 @admin.register(Approval)
@@ -369,17 +388,41 @@ class DeploymentAdmin(RecordAdmin):
 
 @admin.register(ApiToken)
 class ApiTokenAdmin(RecordAdmin):
-    """Tokens are issued by `manage.py create_api_token` (the raw value is shown once there, never here)."""
+    """Tokens are issued by `manage.py create_api_token` (the raw value is shown once there, never here).
 
-    list_display = ["name", "user", "hint", "scopes", "created_at", "created_by", "revoked_at"]
+    Administrators only: a token acts for CI, and whoever can revoke one can stop every pipeline.
+    """
+
+    list_display = [
+        "name",
+        "user",
+        "hint",
+        "scopes",
+        "created_at",
+        "created_by",
+        "expires_at",
+        "last_used_at",
+        "revoked_at",
+    ]
     list_filter = ["revoked_at"]
     list_select_related = ["user"]
     exclude = ["token_hash"]
     actions = [
         reason_action(
-            "Revoke", lambda obj, request, reason: services.revoke_api_token(obj, by=request.user, reason=reason)
+            "Revoke",
+            lambda obj, request, reason: services.revoke_api_token(obj, by=request.user, reason=reason),
+            permission="manage_tokens",
         )
     ]
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return is_admin(request.user)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return is_admin(request.user)
+
+    def has_manage_tokens_permission(self, request: HttpRequest) -> bool:
+        return is_admin(request.user)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         return [f.name for f in self.model._meta.fields if f.name != "token_hash"]
@@ -407,3 +450,32 @@ class WriteBackAdmin(RecordAdmin):
     list_display = ["model_name", "version", "kind", "key", "value", "status", "attempts", "created_at"]
     list_filter = ["status", "kind"]
     list_select_related = ["server"]
+
+
+@admin.register(AccessAttempt)
+class AccessAttemptAdmin(RecordAdmin):
+    """Wrong-password counts per account (sign-in and signatures); "Unlock" clears one, as an audit event."""
+
+    list_display = ["username", "failures_since_start", "attempt_time", "ip_address", "user_agent"]
+    search_fields = ["username", "ip_address"]
+    ordering = ["-attempt_time"]
+    exclude = ["get_data", "post_data"]
+    actions = [
+        reason_action(
+            "Unlock",
+            lambda obj, request, reason: accounts.unlock_account(obj.username, by=request.user, reason=reason),
+            permission="unlock",
+        )
+    ]
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return is_admin(request.user)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return is_admin(request.user)
+
+    def has_unlock_permission(self, request: HttpRequest) -> bool:
+        return is_admin(request.user)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [f.name for f in self.model._meta.fields if f.name not in ("get_data", "post_data")]

@@ -9,5 +9,11 @@ class ReleasesConfig(AppConfig):
 
     def ready(self) -> None:
         # Register the tasks with Celery in every process (web, commands, workers), so that
-        # releases.dispatch can start them by name.
-        from releases import tasks  # noqa: F401
+        # releases.dispatch can start them by name. Connect the receivers that make sign-ins, sign-outs
+        # and every change of who may do what into audit events.
+        from releases import (
+            signals,
+            tasks,  # noqa: F401
+        )
+
+        signals.connect()

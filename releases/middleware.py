@@ -2,16 +2,65 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import logout
 from django.contrib.auth.middleware import LoginRequiredMiddleware
+from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponseBase
 from django.utils.cache import add_never_cache_headers
 
 from releases.errors import NotFound
-from releases.roles import ALL_ROLES, may_act_as
+from releases.roles import ALL_ROLES, ML_LEADS, RELEASE_MANAGERS, has_role, may_act_as
+
+# When the session last saw its person, in seconds since the epoch.
+LAST_SEEN = "lineage_last_seen"
+# The session is written at most this often just to move LAST_SEEN, so reading pages costs no write.
+TOUCH_SECONDS = 60
+
+
+def is_privileged(user: User | AnonymousUser) -> bool:
+    """People whose session ends when the browser closes: they sign, release or administer."""
+    return bool(user.is_superuser or user.is_staff or has_role(user, ML_LEADS, RELEASE_MANAGERS))
+
+
+def start_session(request: HttpRequest, user: User) -> None:
+    """At sign-in: note the time, and for privileged people make the cookie last only as long as the browser."""
+    request.session[LAST_SEEN] = int(time.time())
+    if is_privileged(user):
+        request.session.set_expiry(0)
+
+
+class SessionTimeoutMiddleware:
+    """Ends a session idle longer than LINEAGE_SESSION_IDLE_MINUTES (a sign-out, audited with the reason)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        if request.user.is_authenticated:
+            now = int(time.time())
+            last = request.session.get(LAST_SEEN)
+            if last is not None and now - last > settings.LINEAGE_SESSION_IDLE_MINUTES * 60:
+                request.signed_out_because = (  # type: ignore[attr-defined]
+                    f"idle for more than {settings.LINEAGE_SESSION_IDLE_MINUTES} minutes"
+                )
+                logout(request)
+                messages.info(
+                    request,
+                    "You were signed out after a period of inactivity. Please sign in again.",
+                    fail_silently=True,
+                )
+            elif last is None or now - last >= TOUCH_SECONDS:
+                request.session[LAST_SEEN] = now
+                if not request.session.get_expire_at_browser_close() and is_privileged(request.user):
+                    request.session.set_expiry(0)
+        return self.get_response(request)
 
 
 class RoleRequiredMiddleware(LoginRequiredMiddleware):

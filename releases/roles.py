@@ -41,3 +41,17 @@ def require_role(actor: Actor, *roles: str, to: str) -> None:
     if not may_act_as(actor, *roles):
         who = actor.get_username() if actor.is_authenticated else "anonymous"
         raise PermissionRefused(f"{who} may not {to}: it needs the role {' or '.join(roles)}", rule="role")
+
+
+def is_admin(user: User | AnonymousUser) -> bool:
+    """Administrators are superusers: they alone manage API tokens and unlock accounts."""
+    return bool(user.is_authenticated and user.is_active and user.is_superuser)
+
+
+def require_admin(actor: Actor, *, to: str) -> None:
+    """Refuse anyone but an administrator; system jobs (manage.py, run by whoever runs the deployment) pass."""
+    if isinstance(actor, SystemActor):
+        return
+    if not is_admin(actor):
+        who = actor.get_username() if actor.is_authenticated else "anonymous"
+        raise PermissionRefused(f"{who} may not {to}: only an administrator may", rule="admin_only")

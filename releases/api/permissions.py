@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from django.contrib.auth.models import User
+from django.utils import timezone
 from rest_framework import authentication, exceptions, permissions
 from rest_framework.request import Request
 
@@ -29,6 +30,13 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
         token = ApiToken.objects.active().for_raw(header[1]).select_related("user").first()
         if token is None:
             raise exceptions.AuthenticationFailed("unknown or revoked API token")
+        now = timezone.now()
+        if token.has_expired(now):
+            raise exceptions.AuthenticationFailed(
+                f"this API token ({token.hint}…) expired at {token.expires_at:%Y-%m-%d %H:%M} UTC; "
+                "ask an administrator for a new one"
+            )
+        token.note_use(now)
         return token.user, token
 
     def authenticate_header(self, request: Request) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import secrets
 from typing import ClassVar
@@ -11,6 +12,8 @@ from django.db import models
 from django.utils import timezone
 
 TOKEN_PREFIX = "rl_"  # noqa: S105 - a visible marker, not a secret
+# Recording every use would be a write per API call; once a minute is precise enough to spot a dead token.
+LAST_USED_PRECISION = datetime.timedelta(minutes=1)
 
 
 def hash_token(raw: str) -> str:
@@ -48,6 +51,10 @@ class ApiToken(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     created_by = models.CharField(max_length=150)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(help_text="After this the token is refused; issue a new one.")
+    last_used_at = models.DateTimeField(
+        null=True, blank=True, help_text="Last request made with the token (to the minute); empty if never used."
+    )
 
     objects = ApiTokenQuerySet.as_manager()
 
@@ -66,3 +73,16 @@ class ApiToken(models.Model):
 
     def allows(self, scope: str) -> bool:
         return scope in self.scopes
+
+    def has_expired(self, now: datetime.datetime | None = None) -> bool:
+        return (now or timezone.now()) >= self.expires_at
+
+    def note_use(self, now: datetime.datetime | None = None) -> None:
+        """Record that the token was just used, at most once a minute (no write for the calls in between)."""
+        now = now or timezone.now()
+        if self.last_used_at is not None and now - self.last_used_at < LAST_USED_PRECISION:
+            return
+        # update(), not save(): a token row is otherwise never written by a request, and two concurrent calls
+        # may both write; the later time wins, which is the truth either way.
+        ApiToken.objects.filter(pk=self.pk).update(last_used_at=now)
+        self.last_used_at = now

@@ -13,7 +13,7 @@ from releases.errors import Conflict, InvalidInput, NotFound, PermissionRefused,
 from releases.models import Approval, GitTag, ModelVersion, Release
 from releases.naming import check_release_name
 from releases.roles import ML_LEADS, RELEASE_MANAGERS, require_role
-from releases.services import refusals, writeback
+from releases.services import accounts, refusals, writeback
 from releases.services.code import resolve_commit
 from releases.services.validation import require_reason
 
@@ -258,6 +258,7 @@ def sign_release(
     rejection needs a comment. Every attempt, allowed or refused, is an audit event.
     """
     with refusals.recorded("release.approval_refused", by=by, subject=release):
+        accounts.refuse_if_locked_out(by)
         if decision not in ("approve", "reject"):
             raise InvalidInput(f"the decision must be approve or reject, not {decision!r}", rule="bad_decision")
         if not expected_digest:
@@ -274,7 +275,12 @@ def sign_release(
         if decision == "reject" and not comment.strip():
             raise InvalidInput("a rejection needs a comment saying why", rule="comment_required")
         if not by.check_password(password):
-            raise PermissionRefused("password does not match; the signature was not recorded", rule="wrong_password")
+            # Counted toward the same lockout as wrong sign-in passwords, so guessing here gains nothing.
+            accounts.count_wrong_signing_password(by)
+            refused = "password does not match; the signature was not recorded"
+            if accounts.is_locked_out(by):
+                refused += f". {accounts.LOCKED_OUT_MESSAGE[0].upper()}{accounts.LOCKED_OUT_MESSAGE[1:]}"
+            raise PermissionRefused(refused, rule="wrong_password")
         try:
             with transaction.atomic():
                 locked = _locked(release)

@@ -110,7 +110,7 @@ def test_admin_lift_quarantine_action_goes_through_the_service(client: Client, l
     assert (event.actor, event.object_key, event.reason) == ("lead", "churn-train:18", "mapping restored")
 
 
-def test_admin_lift_quarantine_refused_for_a_non_lead_is_audited(client: Client, oncall, lead, populated):
+def test_admin_lift_quarantine_is_not_offered_to_a_non_lead(client: Client, oncall, lead, populated):
     version = DatasetVersion.objects.by_key("churn-train:18").get()
     services.quarantine_dataset_version(version, by=lead, reason="bad labels")
     oncall.is_staff = True
@@ -123,13 +123,13 @@ def test_admin_lift_quarantine_refused_for_a_non_lead_is_audited(client: Client,
         follow=True,
     )
 
-    assert "oncall may not lift a quarantine" in response.content.decode()
+    # The service would refuse (and audit) it; the admin does not even offer it.
+    assert 'value="lift_quarantine"' not in response.content.decode()
     version.refresh_from_db()
     assert version.is_quarantined
-    assert AuditEvent.objects.get(action="dataset_version.quarantine_lift_refused").actor == "oncall"
 
 
-def test_admin_retire_action_refused_for_a_role_without_it(client: Client, oncall, populated):
+def test_admin_retire_action_not_offered_to_a_role_without_it(client: Client, oncall, populated):
     oncall.is_staff = True
     oncall.save()
     client.force_login(oncall)
@@ -138,7 +138,7 @@ def test_admin_retire_action_refused_for_a_role_without_it(client: Client, oncal
     response = client.post(
         url, {"action": "retire", "_selected_action": [release.pk], "confirm": "1", "reason": "x"}, follow=True
     )
-    assert "oncall may not retire a release" in response.content.decode()
+    assert 'value="retire"' not in response.content.decode()
     release.refresh_from_db()
     assert release.state == "approved"
     assert not AuditEvent.objects.filter(action="release.retired").exists()

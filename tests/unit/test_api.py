@@ -36,7 +36,12 @@ def test_token_is_stored_hashed_and_works(ci_account):
     assert token.token_hash == hash_token(raw)
     assert api(raw).get("/api/releases/").status_code == 200
     event = AuditEvent.objects.get(action="api_token.created")
-    assert event.new == {"user": "ci", "scopes": ["read"], "hint": token.hint}
+    assert event.new == {
+        "user": "ci",
+        "scopes": ["read"],
+        "hint": token.hint,
+        "expires_at": token.expires_at.isoformat(),
+    }
 
 
 def test_revoked_token_stops_working(ci_account):

@@ -315,6 +315,9 @@ def test_create_api_token_command_prints_the_token_once(ci_account):
     [
         pytest.param(("nobody", "--scope", "read"), "no user named 'nobody'", id="user"),
         pytest.param(("ci", "--scope", "admin"), "scope admin is not valid", id="scope"),
+        pytest.param(
+            ("ci", "--scope", "read", "--expires-in-days", "0"), "must expire in 1 to 365 days, not 0", id="expiry"
+        ),
     ],
 )
 def test_create_api_token_command_bad_input_exits_2(ci_account, args, words):
@@ -331,12 +334,18 @@ def test_grant_command_adds_a_role_and_audits_it(auditor):
 
     assert "auditor now has the role on-call" in out.getvalue()
     assert set(User.objects.get(pk=auditor.pk).groups.values_list("name", flat=True)) == {"auditors", "on-call"}
-    event = AuditEvent.objects.get(action="role.granted")
-    assert (event.object_key, event.new, event.actor) == ("auditor", {"role": "on-call"}, "manage.py grant")
+    event = AuditEvent.objects.get(action="role.granted", new__role="on-call")
+    assert (event.object_key, event.actor) == ("auditor", "manage.py grant")
+    assert (event.old, event.new) == ({"roles": ["auditors"]}, {"role": "on-call", "roles": ["auditors", "on-call"]})
 
     call_command("grant", "auditor", "on-call", "--revoke", stdout=out)
     assert list(User.objects.get(pk=auditor.pk).groups.values_list("name", flat=True)) == ["auditors"]
-    assert AuditEvent.objects.filter(action="role.revoked").count() == 1
+    revoked = AuditEvent.objects.get(action="role.revoked")
+    assert (revoked.actor, revoked.old, revoked.new) == (
+        "manage.py grant",
+        {"roles": ["auditors", "on-call"]},
+        {"role": "on-call", "roles": ["auditors"]},
+    )
 
 
 @pytest.mark.parametrize(
@@ -352,4 +361,4 @@ def test_grant_command_bad_input_exits_2(auditor, args, words):
     assert refused.value.returncode == 2
     assert words in str(refused.value)
     assert "\n" not in str(refused.value)
-    assert not AuditEvent.objects.filter(action="role.granted").exists()
+    assert not AuditEvent.objects.filter(action="role.granted", actor="manage.py grant").exists()

@@ -57,6 +57,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "releases.demo",
             "releases.approval_forms",
             "releases.apps",
+            "releases.signals",
             "audit.admin",
             "audit.middleware",
             "audit.management",

@@ -25,6 +25,13 @@ class Command(BaseCommand):
             help=f"repeat or comma-separate: {', '.join(ApiToken.Scope.values)}",
         )
         parser.add_argument("--name", default="", help="what uses the token (default: USER)")
+        parser.add_argument(
+            "--expires-in-days",
+            type=int,
+            default=None,
+            metavar="DAYS",
+            help="how long the token is valid (default: LINEAGE_API_TOKEN_DAYS, 90 unless configured)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         user = User.objects.filter(username=options["user"]).first()
@@ -37,10 +44,12 @@ class Command(BaseCommand):
                 name=options["name"] or user.get_username(),
                 scopes=scopes,
                 by=SystemActor("manage.py create_api_token"),
+                expires_in_days=options["expires_in_days"],
             )
         except LineageError as exc:
             raise CommandError(exc.message, returncode=2) from exc
         self.stderr.write(
-            f"token {token.hint}… for {user.get_username()} ({', '.join(token.scopes)}); shown only once:"
+            f"token {token.hint}… for {user.get_username()} ({', '.join(token.scopes)}), "
+            f"expires {token.expires_at:%Y-%m-%d %H:%M} UTC; shown only once:"
         )
         self.stdout.write(raw)
