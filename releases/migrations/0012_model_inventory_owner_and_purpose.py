@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("releases", "0010_triggers_hold_against_the_app_role"),
+        ("releases", "0011_api_token_expiry_and_last_used"),
     ]
 
     operations = [
