@@ -158,22 +158,27 @@ def test_a_filter_matching_nothing_says_so(auditor, released):
 
 
 def test_pages_are_keyed_on_the_sequence_number_with_exact_totals(auditor, db):
+    client = client_for(auditor)  # signing in is itself an event
     _events(120)
-    client = client_for(auditor)
-    first = client.get(TRAIL).content.decode()
+    seqs = list(AuditEvent.objects.filter(action="test.trail").order_by("-seq").values_list("seq", flat=True))
+    base = f"{TRAIL}?action=test.trail"
+    first = client.get(base).content.decode()
     assert "<strong>120</strong> events match" in first
-    assert "/audit/events/120/" in first
-    assert "/audit/events/71/" in first
-    assert "/audit/events/70/" not in first
-    assert "before=71" in first
-    second = client.get(f"{TRAIL}?before=71").content.decode()
-    assert "/audit/events/70/" in second
-    assert "/audit/events/21/" in second
-    assert "/audit/events/71/" not in second
-    third = client.get(f"{TRAIL}?before=21").content.decode()
-    assert "/audit/events/1/" in third
+    assert f"/audit/events/{seqs[0]}/" in first
+    assert f"/audit/events/{seqs[49]}/" in first
+    assert f"/audit/events/{seqs[50]}/" not in first
+    assert f"before={seqs[49]}" in first
+    second = client.get(f"{base}&before={seqs[49]}").content.decode()
+    assert f"/audit/events/{seqs[50]}/" in second
+    assert f"/audit/events/{seqs[99]}/" in second
+    assert f"/audit/events/{seqs[49]}/" not in second
+    third = client.get(f"{base}&before={seqs[99]}").content.decode()
+    assert f"/audit/events/{seqs[119]}/" in third
     assert 'rel="next"' not in third
     assert "<strong>120</strong> events match" in third
+    # Unfiltered, the total is the whole log's, read from its newest sequence number.
+    everything = client.get(TRAIL).content.decode()
+    assert f"<strong>{AuditEvent.objects.count()}</strong> events match" in everything
 
 
 @pytest.mark.parametrize("before", ["²", "-1", "1e3", "x", "9" * 30])
