@@ -77,6 +77,18 @@ class Visit:
         self.page.get_by_role("button", name="Log out").click()
         self.page.wait_for_url(re.compile(r".*/login/.*"))
 
+    def add_style(self, css: str) -> None:
+        """Restyle the page from a test, as a constructed stylesheet: the page's policy refuses an inline
+        <style> (as it should), while stylesheets built through the CSSOM are not markup it governs."""
+        self.page.evaluate(
+            """(css) => {
+                const sheet = new CSSStyleSheet();
+                sheet.replaceSync(css);
+                document.adoptedStyleSheets = [...document.adoptedStyleSheets, sheet];
+            }""",
+            css,
+        )
+
     def shot(self, name: str) -> None:
         """Full-page screenshots at laptop and phone widths."""
         SCREENSHOTS.mkdir(exist_ok=True)

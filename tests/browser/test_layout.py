@@ -72,8 +72,8 @@ def test_the_checks_see_what_they_are_meant_to(visit: Visit, demo_world: None) -
     visit.page.set_viewport_size(PHONE)
     visit.login("admin")
     visit.go("/releases/churn-v42/")
-    visit.page.add_style_tag(
-        content=(
+    visit.add_style(
+        (
             "header.top nav { flex: 0 0 12rem; flex-wrap: nowrap; overflow-x: auto; }"
             " h1 { color: #aaa; } dl.chain { width: 900px; }"
             " figure.chain-diagram svg.chain-tall { width: 150px; }"

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from io import StringIO
+
 import pytest
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.urls import reverse
 
 from audit.models import AuditEvent
 from releases import services
@@ -131,3 +137,34 @@ def test_the_model_fields_carry_the_rule_so_every_model_form_applies_it(model, f
     with pytest.raises(ValidationError) as refused:
         row.full_clean(exclude=[f.name for f in model._meta.fields if f.name != field])
     assert field in refused.value.message_dict
+
+
+@pytest.mark.parametrize(
+    ("command", "args"),
+    [
+        ("add_git_repository", ["fraud", "/srv/git/fraud.git", "--commit-url-template", "java\tscript:alert(1)"]),
+        ("add_mlflow_server", ["evil", "http://127.0.0.1:5000", "--ui-url", "JaVaScRiPt:alert(1)"]),
+    ],
+)
+def test_a_command_given_a_script_address_exits_2_with_one_line(db, command, args):
+    with pytest.raises(CommandError) as refused:
+        call_command(command, *args, stdout=StringIO())
+    assert refused.value.returncode == 2
+    assert "must be an http:// or https:// address" in str(refused.value)
+    assert "\n" not in str(refused.value)
+    assert not GitRepository.objects.filter(name="fraud").exists()
+    assert not TrackingServer.objects.filter(name="evil").exists()
+
+
+def test_the_admin_refuses_a_script_mlflow_ui_address_as_a_form_error_and_records_it(client, db):
+    root = User.objects.create_superuser("root", password="x" * 12)
+    client.force_login(root)
+    response = client.post(
+        reverse("admin:releases_trackingserver_add"),
+        {"name": "evil", "tracking_uri": "http://127.0.0.1:5000", "ui_url": "data:text/html,<script>alert(1)</script>"},
+    )
+    assert response.status_code == 200
+    assert "the MLflow UI URL must be an http:// or https:// address" in response.content.decode()
+    assert not TrackingServer.objects.filter(name="evil").exists()
+    [event] = AuditEvent.objects.filter(action="tracking_server.add_refused", object_key="evil")
+    assert event.new["rule"] == "not_a_web_url"
