@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from io import StringIO
 
 import pytest
@@ -10,6 +11,8 @@ from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.urls import reverse
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from audit.models import AuditEvent
 from releases import services
@@ -168,3 +171,30 @@ def test_the_admin_refuses_a_script_mlflow_ui_address_as_a_form_error_and_record
     assert not TrackingServer.objects.filter(name="evil").exists()
     [event] = AuditEvent.objects.filter(action="tracking_server.add_refused", object_key="evil")
     assert event.new["rule"] == "not_a_web_url"
+
+
+def _as_a_browser_reads_it(href: str) -> str:
+    # The WHATWG URL parser: leading and trailing C0 controls and spaces dropped, tabs and newlines
+    # removed anywhere, backslashes read as slashes, the scheme compared without case.
+    href = href.strip("".join(chr(c) for c in range(0x21)))
+    return re.sub(r"[\t\n\r]", "", href).replace("\\", "/").lower()
+
+
+SCHEMES = st.sampled_from(["javascript", "JaVaScRiPt", "data", "vbscript", "http", "https", "file", ""])
+NOISE = st.lists(st.sampled_from([*" \t\n\r\x00\x01\x7f\\/:&#;", "&#58;", "&colon;"]), max_size=4).map("".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.one_of(
+        st.text(max_size=40),
+        st.builds(lambda a, s, b, c, rest: f"{a}{s}{b}:{c}{rest}", NOISE, SCHEMES, NOISE, NOISE, st.text(max_size=12)),
+    )
+)
+def test_whatever_passes_is_a_web_address_or_a_path_here_as_a_browser_reads_it(candidate: str) -> None:
+    href = safe_href(candidate)
+    if href == "#":
+        return
+    read = _as_a_browser_reads_it(href)
+    assert href == candidate
+    assert read.startswith(("http://", "https://")) or (read[:1] in "/?#" and not read.startswith("//")), read
