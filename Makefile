@@ -6,6 +6,9 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | 
 PORT ?= 8000
 # The demo always uses the embedded setup, whatever the shell exports.
 DEMO_ENV := env -u DATABASE_URL -u DATABASE_MIGRATE_URL -u REDIS_URL DEBUG=1
+# `make run`, `make worker` and lint's migration check are development: DEBUG on unless the shell says
+# otherwise (the settings themselves default to production).
+RUN_ENV := env DEBUG=$${DEBUG:-1}
 
 .PHONY: demo test lint run bench mutation worker clean
 
@@ -22,17 +25,17 @@ demo: $(STAMP)
 	$(DEMO_ENV) $(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
 
 run: $(STAMP)
-	$(BIN)/python manage.py migrate --noinput $${DATABASE_MIGRATE_URL:+--database owner}
-	$(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
+	$(RUN_ENV) $(BIN)/python manage.py migrate --noinput $${DATABASE_MIGRATE_URL:+--database owner}
+	$(RUN_ENV) $(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
 
 worker: $(STAMP)
-	$(BIN)/celery -A lineage_site worker --beat --loglevel=info
+	$(RUN_ENV) $(BIN)/celery -A lineage_site worker --beat --loglevel=info
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/python manage.py makemigrations --check --dry-run
+	$(RUN_ENV) $(BIN)/python manage.py makemigrations --check --dry-run
 
 test: lint
 	$(BIN)/pytest

@@ -1,8 +1,8 @@
 """Settings for release lineage, read from the environment (see README, Configuration).
 
-No environment at all gives the embedded development setup: SQLite under var/, eager
-Celery, a local signing key. DEBUG defaults to on for that reason; production sets
-DEBUG=0, and then a missing SECRET_KEY or ALLOWED_HOSTS stops the start-up.
+No environment at all is production: DEBUG is off, and then a missing SECRET_KEY or ALLOWED_HOSTS
+stops the start-up. DEBUG=1 gives the embedded development setup (`make demo`, `make run`): SQLite
+under var/ unless DATABASE_URL says otherwise, eager Celery, a local signing key.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import secrets
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 from lineage_site.env import env_bool, env_int, env_list, env_str
@@ -19,7 +20,8 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("LINEAGE_VAR_DIR", str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
-DEBUG = env_bool("DEBUG", default=True)
+# Off unless asked for: the debug page shows settings and the request to whoever triggers an error.
+DEBUG = env_bool("DEBUG", default=False)
 
 
 def _secret_key() -> str:
@@ -52,6 +54,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "csp",
     "pgtrigger",
     "axes",
     "audit",
@@ -60,6 +64,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # Below WhiteNoise, so static files keep their own caching.
     "releases.middleware.NeverCacheMiddleware",
@@ -211,8 +216,35 @@ CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", default=not DEBUG)
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+# Behind a TLS-terminating proxy, Django sees plain HTTP: SECURE_PROXY_SSL_HEADER=1 trusts the proxy's
+# X-Forwarded-Proto. Set it only when the proxy always sets (or strips) that header itself, or a
+# client could claim HTTPS.
 if env_bool("SECURE_PROXY_SSL_HEADER", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# Content-Security-Policy on every response (django-csp): scripts, styles, images and fonts only from
+# this site's static files, no inline script or style, no plugin, no framing, forms post only here.
+# The API docs page adds data: images for Swagger UI's icons, and nothing else (releases/api/urls.py).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "frame-ancestors": [NONE],
+        "form-action": [SELF],
+    },
+}
+
+# The debug page (DEBUG=1 only) masks passwords in every setting and request variable holding a URL
+# (DATABASE_URL, REDIS_URL, the Celery broker, a cache LOCATION), on top of Django's own masking.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "lineage_site.reporting.CredentialMaskingFilter"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -228,6 +260,12 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Release lineage API",
     "VERSION": "1.0.0",
     "SERVE_PERMISSIONS": ["releases.api.permissions.ScopedRolePermission"],
+    # Swagger UI from this site's static files (drf-spectacular-sidecar), never from a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # No badge fetched from validator.swagger.io.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
 }
 
 # Celery: Redis as broker when REDIS_URL is set; otherwise tasks run in-process.

@@ -74,8 +74,20 @@ class RecordAdmin(admin.ModelAdmin):
                     return self.response_add(request, created)
         return super().add_view(request, form_url, extra_context)
 
+    # Fields whose rule the service applies itself (with the same validator as the model's): the form
+    # leaves them to it, so that a refusal is recorded in the audit trail, not only shown.
+    service_checked_fields: tuple[str, ...] = ()
+
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
         form = super().get_form(request, obj, change, **kwargs)
+        if self.service_checked_fields:
+            service_checked = set(self.service_checked_fields)
+
+            class ServiceCheckedForm(form):  # type: ignore[valid-type,misc]
+                def _get_validation_exclusions(self) -> set[str]:
+                    return super()._get_validation_exclusions() | service_checked
+
+            form = ServiceCheckedForm
         refusal = getattr(request, "service_refusal", "")
         if not refusal:
             return form
@@ -202,6 +214,7 @@ def signature_action(
 class GitRepositoryAdmin(RecordAdmin):
     list_display = ["name", "url", "default_branch"]
     fields = ["name", "url", "commit_url_template"]
+    service_checked_fields = ("commit_url_template",)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return request.user.is_superuser
@@ -297,6 +310,7 @@ class FeaturePipelineVersionAdmin(RecordAdmin):
 class TrackingServerAdmin(RecordAdmin):
     list_display = ["name", "tracking_uri", "ui_url"]
     fields = ["name", "tracking_uri", "ui_url"]
+    service_checked_fields = ("ui_url",)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return request.user.is_superuser

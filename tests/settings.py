@@ -7,6 +7,9 @@ import os
 from tests.clean_environment import scrub
 
 scrub()
+# The development defaults (no TLS redirect, no secure-only cookies, a generated key) whatever the
+# product's own default: Django's test runner still runs every test with DEBUG off.
+os.environ["DEBUG"] = "1"
 
 from lineage_site.settings import *  # noqa: E402, F403
 from lineage_site.settings import DATABASES  # noqa: E402

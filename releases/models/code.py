@@ -9,6 +9,7 @@ from django.db import models
 
 from audit import pgtriggers
 from releases.models.base import GuardedModel
+from releases.web_links import validate_web_url
 
 sha_validator = RegexValidator(r"^[0-9a-f]{40}$", "A commit sha is 40 lowercase hex characters.")
 name_validator = RegexValidator(
@@ -22,6 +23,7 @@ class GitRepository(models.Model):
     commit_url_template = models.CharField(
         max_length=500,
         blank=True,
+        validators=[validate_web_url],
         help_text="Web page of a commit, with {sha} in place of the sha, e.g. https://git.example.com/churn/commit/{sha}",
     )
     default_branch = models.CharField(max_length=100, blank=True)

@@ -10,12 +10,15 @@ from audit import pgtriggers
 from releases.models.code import Commit, name_validator
 from releases.models.data import DatasetVersion
 from releases.models.features import FeaturePipelineVersion
+from releases.web_links import validate_web_url
 
 
 class TrackingServer(models.Model):
     name = models.CharField(max_length=100, unique=True, validators=[name_validator])
     tracking_uri = models.CharField(max_length=500)
-    ui_url = models.CharField(max_length=500, blank=True, help_text="Base URL of the MLflow UI for deep links.")
+    ui_url = models.CharField(
+        max_length=500, blank=True, validators=[validate_web_url], help_text="Base URL of the MLflow UI for deep links."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -7,8 +7,6 @@ A source's sync state is created with the source, in the same transaction, whate
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from django.conf import settings
 from django.db import transaction
 
@@ -21,6 +19,7 @@ from releases.models import GitRepository, SyncState, TrackingServer
 from releases.models.code import name_validator
 from releases.services import refusals
 from releases.services.validation import check
+from releases.web_links import is_web_url, web_url_problem
 
 MIN_INTERVAL_SECONDS = 10
 
@@ -31,6 +30,7 @@ def add_git_repository(
 ) -> SyncState:
     """Register a Git repository to sync from, with its sync state (idempotent on name and URL)."""
     check(name_validator, name, "repository name")
+    commit_url_template = commit_url_template.strip()
     if commit_url_template:
         _check_web_url(commit_url_template, "the commit URL template")
         if "{sha}" not in commit_url_template:
@@ -66,6 +66,7 @@ def add_mlflow_server(
 ) -> SyncState:
     """Register an MLflow tracking server to sync from, with its sync state (idempotent on name and URI)."""
     check(name_validator, name, "tracking server name")
+    ui_url = ui_url.strip()
     if ui_url:
         _check_web_url(ui_url, "the MLflow UI URL")
     tracking_uri = tracking_uri.strip()
@@ -74,7 +75,13 @@ def add_mlflow_server(
     _check_interval(interval_seconds)
     with transaction.atomic():
         server, created = TrackingServer.objects.get_or_create(
-            name=name, defaults={"tracking_uri": tracking_uri, "ui_url": ui_url or tracking_uri}
+            # Without a UI address the tracking URI serves, but only when it is a web address itself
+            # (a file:// or databricks:// store has no page to link to).
+            name=name,
+            defaults={
+                "tracking_uri": tracking_uri,
+                "ui_url": ui_url or (tracking_uri if is_web_url(tracking_uri) else ""),
+            },
         )
         if not created and server.tracking_uri != tracking_uri:
             raise InvalidInput(f"tracking server {name} already exists with URI {server.tracking_uri}")
@@ -93,9 +100,11 @@ def add_mlflow_server(
 
 def _check_web_url(url: str, what: str) -> None:
     # Pages turn these into links people click: only a web address, whatever the text claims to be.
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise InvalidInput(f"{what} must be an http:// or https:// address, not {url[:80]!r}", rule="not_a_web_url")
+    problem = web_url_problem(url)
+    if problem:
+        raise InvalidInput(
+            f"{what} must be an http:// or https:// address ({problem}), not {url[:80]!r}", rule="not_a_web_url"
+        )
 
 
 def _interval(seconds: int | None) -> int:

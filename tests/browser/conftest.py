@@ -20,6 +20,16 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 CHROMIUM = Path(os.environ.get("LINEAGE_CHROMIUM", "/usr/bin/chromium"))
 SCREENSHOTS = Path(__file__).parent / "screenshots"
 DESKTOP = {"width": 1280, "height": 800}
+# Runs in every page before its own scripts: each Content-Security-Policy violation the browser reports
+# is handed to the test (Playwright's binding is outside the page, so the policy does not block it).
+REPORT_CSP_VIOLATIONS = """
+document.addEventListener("securitypolicyviolation", (event) => {
+  window.reportCspViolation(
+    `${event.effectiveDirective} blocked ${event.blockedURI || "inline"} on ${event.documentURI}` +
+      (event.sourceFile ? ` (${event.sourceFile}:${event.lineNumber})` : "")
+  );
+});
+"""
 PHONE = {"width": 390, "height": 844}
 
 
@@ -47,11 +57,13 @@ class Visit:
     page: Any
     base: str
     errors: list[str] = field(default_factory=list)
+    csp_violations: list[str] = field(default_factory=list)
 
     def go(self, path: str) -> Any:
         response = self.page.goto(self.base + path)
         assert response is not None
         assert response.status < 500, f"{path} answered {response.status}"
+        assert response.header_value("content-security-policy"), f"{path} has no Content-Security-Policy"
         return response
 
     def login(self, username: str, password: str = PASSWORD) -> None:
@@ -64,6 +76,18 @@ class Visit:
     def logout(self) -> None:
         self.page.get_by_role("button", name="Log out").click()
         self.page.wait_for_url(re.compile(r".*/login/.*"))
+
+    def add_style(self, css: str) -> None:
+        """Restyle the page from a test, as a constructed stylesheet: the page's policy refuses an inline
+        <style> (as it should), while stylesheets built through the CSSOM are not markup it governs."""
+        self.page.evaluate(
+            """(css) => {
+                const sheet = new CSSStyleSheet();
+                sheet.replaceSync(css);
+                document.adoptedStyleSheets = [...document.adoptedStyleSheets, sheet];
+            }""",
+            css,
+        )
 
     def shot(self, name: str) -> None:
         """Full-page screenshots at laptop and phone widths."""
@@ -82,10 +106,15 @@ def visit(browser: Any, live_server: Any) -> Iterator[Visit]:
     context = browser.new_context(viewport=DESKTOP)
     page = context.new_page()
     current = Visit(page=page, base=live_server.url)
+    context.expose_function("reportCspViolation", lambda report: current.csp_violations.append(report))
+    context.add_init_script(REPORT_CSP_VIOLATIONS)
     page.on("console", lambda message: current.errors.append(message.text) if message.type == "error" else None)
     page.on("pageerror", lambda error: current.errors.append(str(error)))
     yield current
+    # Reports arrive asynchronously: let the last page deliver its own before closing.
+    page.wait_for_timeout(100)
     context.close()
+    assert current.csp_violations == [], f"Content-Security-Policy violations: {current.csp_violations}"
     assert current.errors == [], f"JavaScript console errors: {current.errors}"
 
 

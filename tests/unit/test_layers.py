@@ -17,7 +17,7 @@ PACKAGES = ("lineage_site", "releases", "audit")
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
         "foundation",
-        ("releases.errors", "releases.naming", "releases.dispatch", "lineage_site.env"),
+        ("releases.errors", "releases.naming", "releases.dispatch", "releases.web_links", "lineage_site.env"),
     ),
     (
         "audit core",
