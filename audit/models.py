@@ -250,3 +250,52 @@ class Verification(models.Model):
 
     def __str__(self) -> str:
         return f"verified up to {self.size} at {self.verified_at:%Y-%m-%d %H:%M}"
+
+
+class VerificationRun(models.Model):
+    """Every verification of the log, scheduled or by hand, and what it found. Append-only: a failure
+    stays on record after it is acknowledged (``Acknowledgment``)."""
+
+    class Trigger(models.TextChoices):
+        SCHEDULE = "schedule"
+        COMMAND = "command"
+
+    ran_at = models.DateTimeField()
+    trigger = models.CharField(max_length=10, choices=Trigger.choices)
+    ok = models.BooleanField()
+    events = models.PositiveBigIntegerField(default=0)
+    checkpoints = models.PositiveIntegerField(default=0)
+    newest_checkpoint = models.PositiveBigIntegerField(default=0)
+    pending = models.PositiveBigIntegerField(default=0)
+    incremental = models.BooleanField(default=False)
+    broken_seq = models.PositiveBigIntegerField(null=True, blank=True)
+    problem = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-ran_at", "-pk"]
+        indexes = [models.Index(fields=["ok", "ran_at"], name="verification_run_ok_idx")]
+        triggers = [
+            pgtriggers.Protect(name="verification_run_append_only", operation=pgtriggers.UPDATE_OR_DELETE),
+            pgtriggers.refuse_truncate("verification_run_no_truncate", "verification runs are append-only"),
+        ]
+
+    def __str__(self) -> str:
+        return f"verification {self.ran_at:%Y-%m-%d %H:%M} UTC: {'intact' if self.ok else 'broken'}"
+
+
+class Acknowledgment(models.Model):
+    """An administrator's acknowledgment of a failed verification: the alarm stops, the failure stays."""
+
+    run = models.OneToOneField(VerificationRun, on_delete=models.PROTECT, related_name="acknowledgment")
+    by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    at = models.DateTimeField()
+    note = models.TextField()
+
+    class Meta:
+        triggers = [
+            pgtriggers.Protect(name="acknowledgment_append_only", operation=pgtriggers.UPDATE_OR_DELETE),
+            pgtriggers.refuse_truncate("acknowledgment_no_truncate", "acknowledgments are append-only"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.run} acknowledged by {self.by}"

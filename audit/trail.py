@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from django.db.models import Max, Q, QuerySet
 
 from audit import checkpoints, signing
-from audit.models import AuditEvent, Checkpoint, canonical_json
+from audit.models import AuditEvent, Checkpoint, VerificationRun, canonical_json
 
 PAGE_SIZE = 50
 EXPORT_CHUNK = 2000
@@ -169,3 +169,27 @@ def checkpoint_record(checkpoint: Checkpoint | None, *, exported: int, newest: i
         "newest_exported": newest,
         "covered": newest <= size,
     }
+
+
+@dataclass(frozen=True)
+class IntegrityStatus:
+    """The log at a glance: the last verification, the newest checkpoint, what no checkpoint covers yet."""
+
+    last_run: VerificationRun | None
+    checkpoint: Checkpoint | None
+    events: int
+    key_fingerprint: str
+
+    @property
+    def pending(self) -> int:
+        return self.events - (self.checkpoint.size if self.checkpoint is not None else 0)
+
+
+def integrity_status() -> IntegrityStatus:
+    """Three queries: the newest verification run, the newest checkpoint, the newest sequence number."""
+    return IntegrityStatus(
+        last_run=VerificationRun.objects.order_by("-ran_at", "-pk").first(),
+        checkpoint=covering_checkpoint(),
+        events=AuditEvent.objects.aggregate(newest=Max("seq"))["newest"] or 0,
+        key_fingerprint=signing.fingerprint(),
+    )

@@ -15,10 +15,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
-from audit import checkpoints, log, merkle, tree, verifier, vocabulary
-from audit.models import AuditEvent, Checkpoint, TreeNode, Verification
+from audit import alarm, checkpoints, log, merkle, tree, verifier, vocabulary
+from audit.log import SystemActor
+from audit.models import AuditEvent, Checkpoint, TreeNode, Verification, VerificationRun
 
 
 @dataclass
@@ -76,6 +79,38 @@ def verify_log(log_key: bytes, *, checkpoint_logs: Iterable[Path] = (), incremen
     except _Broken as broken:
         return Report(broken_seq=broken.seq, problem=broken.problem, notes=tuple(notes))
     return replace(report, notes=tuple(notes))
+
+
+VERIFIER = SystemActor("audit-verify")
+
+
+def record_run(report: Report, *, trigger: str, incremental: bool) -> VerificationRun:
+    """Keep what a verification found; a failure is also an audit event, an alarm and an alert."""
+    with transaction.atomic():
+        run = VerificationRun.objects.create(
+            ran_at=timezone.now(),
+            trigger=trigger,
+            ok=report.ok,
+            events=report.events,
+            checkpoints=report.checkpoints,
+            newest_checkpoint=report.newest,
+            pending=report.pending,
+            incremental=incremental,
+            broken_seq=report.broken_seq,
+            problem=report.problem,
+        )
+        if not report.ok:
+            log.record(
+                "audit.verification_failed",
+                actor=VERIFIER,
+                object_type="audit_log",
+                object_key=settings.LINEAGE_AUDIT_ORIGIN,
+                new={"broken_seq": report.broken_seq, "problem": report.problem, "run": run.pk},
+            )
+    if not report.ok:
+        alarm.sound(run)
+    alarm.refresh()
+    return run
 
 
 def _check_signed_decisions(log_key: bytes, *, after: int, checkpointed: int) -> None:

@@ -84,6 +84,10 @@ for _name, _description in (
     ("model.described", "An ML lead set a model's owner and purpose in the inventory."),
     ("model.description_refused", "Setting a model's owner and purpose was refused."),
     # Releases and signatures.
+    # The log itself.
+    ("audit.verification_failed", "A verification of the audit log found it broken; every page shows the alarm."),
+    ("audit.alarm_acknowledged", "An administrator acknowledged a failed verification of the audit log."),
+    ("audit.acknowledgment_refused", "Acknowledging a failed verification was refused."),
     ("release.created", "A release was created."),
     ("release.creation_refused", "Creating a release was refused."),
     ("release.submitted", "A release was submitted for approval; its lineage digest was frozen."),

@@ -96,6 +96,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "audit.context_processors.integrity_alarm",
             ],
         },
     },
@@ -323,7 +324,20 @@ CELERY_BEAT_SCHEDULE = {
         "task": "audit.tasks.sign_checkpoint",
         "schedule": float(env_int("LINEAGE_CHECKPOINT_SECONDS", 300, minimum=1)),
     },
+    "audit-verify": {
+        "task": "audit.tasks.verify_log",
+        "schedule": float(env_int("LINEAGE_VERIFY_SECONDS", 3600, minimum=1)),
+    },
 }
+# Who is emailed when a verification of the audit log fails, and through which mail server.
+LINEAGE_ALERT_EMAILS = env_list("LINEAGE_ALERT_EMAILS")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", default=False)
+EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "release-lineage@localhost")
 # Name of this audit log in signed checkpoints (what an offline verifier expects to see). It is also the
 # signing key's name in the signed note, so it follows note key names: no spaces, no "+".
 LINEAGE_AUDIT_ORIGIN = env_str("LINEAGE_AUDIT_ORIGIN", "release-lineage")

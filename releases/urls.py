@@ -33,6 +33,7 @@ urlpatterns = [
     path("audit/events/<int:seq>/", audit_trail.event, name="audit_event"),
     path("audit/export.csv", audit_trail.export, {"fmt": "csv"}, name="audit_export_csv"),
     path("audit/export.jsonl", audit_trail.export, {"fmt": "jsonl"}, name="audit_export_jsonl"),
+    path("audit/alarm/<int:run>/acknowledge/", audit_trail.acknowledge, name="acknowledge_alarm"),
     path("endpoints/<str:name>/rollback/", approvals.rollback, name="rollback"),
     path("endpoints/<str:name>/deploy/", actions.deploy, name="deploy"),
 ]

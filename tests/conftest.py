@@ -123,6 +123,18 @@ def _checkpoint_log(settings: Any, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 @pytest.fixture(autouse=True)
+def _no_integrity_alarm() -> Iterator[None]:
+    """The alarm's copy lives in the cache, which outlives each test's database: start and end without one."""
+    from django.core.cache import cache
+
+    from audit import alarm
+
+    cache.delete(alarm.KEY)
+    yield
+    cache.delete(alarm.KEY)
+
+
+@pytest.fixture(autouse=True)
 def _celery_eager() -> Iterator[None]:
     """Run tasks in-process even when REDIS_URL is set; the worker test starts a real worker itself."""
     from lineage_site.celery import app

@@ -16,6 +16,7 @@ from releases.services.data import (
 )
 from releases.services.deployment import create_endpoint, follow_alias, record_deployment, roll_back
 from releases.services.experiment import DatasetRef, RunData, record_run, record_runs
+from releases.services.integrity import acknowledge_alarm
 from releases.services.inventory import describe_model
 from releases.services.registry import ModelVersionData, register_model_version, register_model_versions
 from releases.services.release import create_release, release_from_tag, retire_release, sign_release, submit_release
@@ -26,6 +27,7 @@ __all__ = [
     "DatasetRef",
     "ModelVersionData",
     "RunData",
+    "acknowledge_alarm",
     "add_git_repository",
     "add_mlflow_server",
     "create_api_token",

@@ -7,17 +7,20 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass, field
 
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_http_methods
 
 from audit import checkpoints, trail, vocabulary
-from audit.models import AuditEvent
-from releases import lineage
-from releases.errors import NotFound
+from audit.models import Acknowledgment, AuditEvent, VerificationRun
+from releases import lineage, services
+from releases.errors import LineageError, NotFound, PermissionRefused
 from releases.models import Endpoint
-from releases.roles import AUDITORS, ML_LEADS
+from releases.roles import AUDITORS, ML_LEADS, is_admin
 from releases.views.decorators import role_required
 from releases.views.params import MOMENT_HELP, BadParameter, moment_value, parse_moment
 
@@ -137,6 +140,7 @@ def events(request: HttpRequest) -> HttpResponse:
         "actions": sorted(vocabulary.ACTIONS.items()),
         "moment_help": MOMENT_HELP,
         "checkpoint": trail.covering_checkpoint(),
+        "integrity": trail.integrity_status(),
         "from_value": moment_value(parsed.trail.since),
         "to_value": moment_value(parsed.trail.until),
     }
@@ -185,3 +189,32 @@ def export(request: HttpRequest, fmt: str) -> HttpResponseBase:
     if checkpoint is not None:
         response["X-Audit-Checkpoint-Size"] = str(checkpoint.size)
     return response
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def acknowledge(request: HttpRequest, run: int) -> HttpResponse:
+    """An administrator acknowledges a failed verification (GET: what failed; POST: the note, to the service)."""
+    found = VerificationRun.objects.filter(pk=run, ok=False).first()
+    if found is None:
+        raise Http404(f"No failed verification {run}")
+    if request.method == "GET" and not is_admin(request.user):
+        raise PermissionDenied("Only an administrator may acknowledge a failed verification of the audit log.")
+    note, error, status = request.POST.get("note", ""), "", 200
+    if request.method == "POST":
+        try:
+            services.acknowledge_alarm(found, note=note, by=request.user)  # type: ignore[arg-type]
+        except PermissionRefused as refused:
+            raise PermissionDenied(refused.message) from refused
+        except LineageError as refused:
+            error, status = refused.message, refused.status_code
+        else:
+            messages.success(request, "The alarm is acknowledged; the failed verification stays on record.")
+            return redirect("releases:audit_events")
+    context = {
+        "run": found,
+        "note": note,
+        "error": error,
+        "acknowledged": Acknowledgment.objects.filter(run=found).first(),
+    }
+    return render(request, "releases/acknowledge_alarm.html", context, status=status)

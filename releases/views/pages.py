@@ -10,6 +10,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from audit import trail
 from releases import lineage
 from releases.models import Endpoint, RegisteredModel, Release
 from releases.views.params import parse_page
@@ -33,7 +34,12 @@ def board(request: HttpRequest) -> HttpResponse:
         for value, label in Endpoint.Environment.choices
         if not environment or environment == value
     ]
-    context = {"environments": environments, "page": page, "filters": {"q": query, "env": environment}}
+    context = {
+        "environments": environments,
+        "page": page,
+        "filters": {"q": query, "env": environment},
+        "integrity": trail.integrity_status(),
+    }
     return render(request, "releases/board.html", context)
 
 

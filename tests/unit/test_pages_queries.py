@@ -51,8 +51,9 @@ def page(client: Client, ci_account: User, lead: User, lead2: User, release_mana
 @pytest.mark.parametrize("n", [1, 3])
 def test_board_queries(page: Any, django_assert_num_queries: Any, n: int) -> None:
     # 3 + endpoint count for the pager (1), endpoints annotated with live release and rollback
-    # target (1), live deployments (1), traced releases (1) and their inputs, approvals, deployments (3)
-    html = page(n, "/", 10, django_assert_num_queries)
+    # target (1), live deployments (1), traced releases (1) and their inputs, approvals, deployments (3);
+    # integrity: the last verification, the newest checkpoint, the newest event (3)
+    html = page(n, "/", 13, django_assert_num_queries)
     assert f"churn-v{39 + n}" in html
     assert html.count('data-label="Endpoint"') == n + 1
 
@@ -333,15 +334,16 @@ def test_endpoint_list_query_count(world, ci_account, lead, django_assert_num_qu
 
 @pytest.mark.parametrize("n", [1, 3])
 def test_audit_trail_queries(page: Any, django_assert_num_queries: Any, n: int) -> None:
-    # 3 + a page of events (1), their exact count (1), the newest checkpoint (1)
-    html = page(n, "/audit/", 6, django_assert_num_queries)
+    # 3 + a page of events (1), their exact count (1), the newest checkpoint (1); integrity panel (3)
+    html = page(n, "/audit/", 9, django_assert_num_queries)
     assert html.count('href="/audit/events/') == min(50, AuditEvent.objects.count())
 
 
 @pytest.mark.parametrize("n", [1, 3])
 def test_audit_trail_of_one_release_queries(page: Any, django_assert_num_queries: Any, n: int) -> None:
-    # 3 + the traced release (1) and its inputs, approvals, deployments (3); the page (1), count (1), checkpoint (1)
-    html = page(n, lambda: f"/audit/?release=churn-v{39 + n}", 10, django_assert_num_queries)
+    # 3 + the traced release (1) and its inputs, approvals, deployments (3); the page (1), count (1), checkpoint (1);
+    # integrity panel (3)
+    html = page(n, lambda: f"/audit/?release=churn-v{39 + n}", 13, django_assert_num_queries)
     assert f"release:churn-v{39 + n}" in html
 
 

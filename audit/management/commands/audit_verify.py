@@ -8,7 +8,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from audit import signing, verifier
-from audit.verification import verify_log
+from audit.models import VerificationRun
+from audit.verification import record_run, verify_log
 
 _FINGERPRINT = re.compile(r"^(?:sha256:)?([0-9a-f]{64})$")
 
@@ -46,6 +47,7 @@ class Command(BaseCommand):
         log_key = self._trusted_key(options["key"])
         files = [settings.LINEAGE_CHECKPOINT_LOG, *options["checkpoints"]]
         report = verify_log(log_key, checkpoint_logs=dict.fromkeys(files), incremental=options["incremental"])
+        record_run(report, trigger=VerificationRun.Trigger.COMMAND, incremental=options["incremental"])
         for note in report.notes:
             self.stdout.write(note)
         if not report.ok:
