@@ -62,6 +62,7 @@ for _name, _description in (
     ("git_repository.add_refused", "Adding a Git repository was refused."),
     ("git_tag.created", "A Git tag was seen for the first time."),
     ("git_tag.moved", "A Git tag now points at another commit; releases cut from it keep the first."),
+    ("git_tag.record_refused", "Recording where a Git tag points was refused."),
     ("git_tag.restored", "A moved Git tag points back at the commit it first named."),
     ("tracking_server.added", "An MLflow tracking server was added as a source to sync from."),
     ("tracking_server.add_refused", "Adding an MLflow tracking server was refused."),
@@ -71,13 +72,19 @@ for _name, _description in (
     ("dataset_version.quarantine_refused", "Quarantining a dataset version was refused."),
     ("dataset_version.quarantine_lifted", "A dataset version's quarantine was lifted."),
     ("dataset_version.quarantine_lift_refused", "Lifting a dataset version's quarantine was refused."),
+    ("dataset_version.digest_refused", "Recording a digest reported for a dataset version was refused."),
     ("dataset_version.mutation_detected", "A dataset version was reported with different content (changed in place)."),
     ("run.created", "An MLflow run was recorded."),
     ("run.updated", "An MLflow run's recorded details changed."),
+    ("run.record_refused", "Recording an MLflow run was refused."),
     ("model_version.registered", "A model registry version was recorded."),
     ("model_version.updated", "A model registry version's aliases or tags changed."),
     ("model_version.registration_refused", "A model version contradicting the record was refused."),
     # Releases and signatures.
+    (
+        "model_version.source_conflict",
+        "An MLflow server reported a registered model that another server owns; it was left untouched.",
+    ),
     ("release.created", "A release was created."),
     ("release.creation_refused", "Creating a release was refused."),
     ("release.submitted", "A release was submitted for approval; its lineage digest was frozen."),
@@ -94,6 +101,7 @@ for _name, _description in (
     ("endpoint.creation_refused", "Declaring an endpoint was refused."),
     ("deployment.recorded", "A release went live on an endpoint."),
     ("deployment.refused", "Recording a deployment was refused (promotion gate, role, bad input)."),
+    ("deployment.backfilled", "A past deployment was recorded after the fact, with the reason for the backfill."),
     ("deployment.rolled_back", "An endpoint was rolled back to an earlier release."),
     ("deployment.rollback_refused", "A rollback was refused."),
     # Access.
@@ -107,15 +115,19 @@ for _name, _description in (
     ("api_token.revoke_refused", "Revoking an API token was refused."),
     # Sync and MLflow.
     ("sync.requested", "Someone, or an MLflow webhook, asked for a sync now."),
+    ("sync.request_refused", "A request to sync a source now was refused."),
     ("sync.interval_changed", "How often a source is synced changed."),
     ("sync.interval_refused", "Changing a source's sync interval was refused."),
     ("sync.git.completed", "A Git sync finished with changes."),
     ("sync.mlflow.completed", "An MLflow sync finished with changes."),
     ("webhook.signature_refused", "An MLflow webhook call with a bad or missing signature was refused."),
+    ("webhook.replay_refused", "An MLflow webhook delivery already received was sent again and refused."),
     ("mlflow.write_back_queued", "A change owed to MLflow (alias move, release tag) was queued."),
+    ("mlflow.write_back_refused", "Queueing a change owed to MLflow was refused."),
     ("mlflow.write_back_applied", "A queued change was applied to MLflow."),
     ("mlflow.write_back_failed", "Applying a change to MLflow failed; it stays queued and is retried."),
     # Evidence.
     ("evidence.exported", "An evidence bundle was exported."),
+    ("evidence.export_refused", "Exporting an evidence bundle was refused."),
 ):
     register(_name, _description)

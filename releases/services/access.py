@@ -14,13 +14,14 @@ from audit.vocabulary import object_ref
 from releases.errors import InvalidInput, NotFound, RuleViolation
 from releases.models import ApiToken
 from releases.models.access import hash_token, new_token
-from releases.roles import ALL_ROLES
+from releases.roles import ALL_ROLES, require_role
 from releases.services import refusals
 
 
 @refusals.audited("role.grant_refused", lambda user, role, **_: object_ref(user))
 def grant_role(user: User, role: str, *, by: Actor) -> bool:
-    """Add ``user`` to ``role``; False when they already had it."""
+    """Add ``user`` to ``role``; False when they already had it. Only administrators grant roles."""
+    require_role(by, to="grant a role")
     if role not in ALL_ROLES:
         raise InvalidInput(f"unknown role {role!r}; roles are {', '.join(ALL_ROLES)}", rule="unknown_role")
     group = Group.objects.filter(name=role).first()
@@ -36,7 +37,8 @@ def grant_role(user: User, role: str, *, by: Actor) -> bool:
 
 @refusals.audited("role.revoke_refused", lambda user, role, **_: object_ref(user))
 def revoke_role(user: User, role: str, *, by: Actor) -> bool:
-    """Remove ``user`` from ``role``; False when they did not have it."""
+    """Remove ``user`` from ``role``; False when they did not have it. Only administrators revoke roles."""
+    require_role(by, to="revoke a role")
     if role not in ALL_ROLES:
         raise InvalidInput(f"unknown role {role!r}; roles are {', '.join(ALL_ROLES)}", rule="unknown_role")
     with transaction.atomic():

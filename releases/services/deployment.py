@@ -24,6 +24,7 @@ def create_endpoint(
     *, name: str, environment: str, registered_model: str = "", mlflow_alias: str = "", description: str = "", by: Actor
 ) -> Endpoint:
     """Create an endpoint (idempotent when nothing differs)."""
+    require_role(by, RELEASE_MANAGERS, ML_LEADS, to="declare an endpoint")
     check(name_validator, name, "endpoint name")
     if environment not in Endpoint.Environment.values:
         raise InvalidInput(f"environment must be one of {', '.join(Endpoint.Environment.values)}, not {environment!r}")
@@ -140,6 +141,7 @@ def follow_alias(endpoint: Endpoint, version: ModelVersion, *, by: Actor) -> Dep
     The release is the version's active one (a version has at most one); None when it is live already.
     A version no release names, or one the promotion gate refuses, is refused with the reason.
     """
+    refusals.check_role("deployment.refused", by=by, subject=endpoint, to="follow an MLflow alias")
     alias = f"{endpoint.registered_model}@{endpoint.mlflow_alias}"
     release = (
         Release.objects.filter(model_version=version)

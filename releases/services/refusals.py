@@ -17,6 +17,7 @@ from django.db import transaction
 from audit import log
 from audit.log import Actor
 from releases.errors import LineageError
+from releases.roles import require_role
 
 
 @contextmanager
@@ -49,6 +50,24 @@ def recorded(
                 )
             refusal.recorded = True
         raise
+
+
+def check_role(
+    action: str,
+    *roles: str,
+    by: Actor,
+    to: str,
+    subject: object = None,
+    object_type: str = "",
+    object_key: str = "",
+) -> None:
+    """Refuse ``by`` outside ``roles`` (no roles: only the sync and superusers), recorded as ``action``.
+
+    For services whose other refusals are not audit events (a sync step reporting what it skipped):
+    only the refused role is recorded here.
+    """
+    with recorded(action, by=by, subject=subject, object_type=object_type, object_key=object_key):
+        require_role(by, *roles, to=to)
 
 
 Service = TypeVar("Service", bound=Callable[..., Any])

@@ -13,6 +13,7 @@ from audit import log
 from audit.log import Actor
 from releases.errors import Conflict, InvalidInput, LineageError
 from releases.models import ExperimentRun, ModelVersion, RegisteredModel, TrackingServer
+from releases.roles import require_role
 from releases.services import refusals
 
 
@@ -43,6 +44,13 @@ def register_model_versions(
     own audit event; a version already known, or listed twice, takes the one-by-one path, which
     compares it with what is stored.
     """
+    refusals.check_role(
+        "model_version.registration_refused",
+        by=by,
+        object_type="tracking_server",
+        object_key=server.name if server else "",
+        to="register model versions",
+    )
     outcomes: dict[int, str | LineageError] = {}
     valid: list[tuple[int, ModelVersionData]] = []
     for index, data in enumerate(versions):
@@ -123,6 +131,7 @@ def register_model_version(
     server: TrackingServer | None, data: ModelVersionData, *, by: Actor
 ) -> tuple[ModelVersion, str]:
     """Create or refresh a registry version. Its run and artifact never change once recorded."""
+    require_role(by, to="register a model version")
     _check_model_version(data)
     key = f"{data.name}/{data.version}"
     with transaction.atomic():
