@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -113,6 +113,9 @@ class DeploymentCreate(APIView):
     def post(self, request: Request) -> Response:
         data = s.DeploymentIn(data=request.data)
         data.is_valid(raise_exception=True)
+        backfill = data.validated_data["backfill"]
+        if backfill and isinstance(request.auth, ApiToken) and not request.auth.allows(ApiToken.Scope.BACKFILL):
+            raise PermissionDenied(f"this token lacks the scope {ApiToken.Scope.BACKFILL}")
         deployment = services.record_deployment(
             _endpoint(data.validated_data["endpoint"]),
             _release(data.validated_data["release"]),
@@ -120,6 +123,7 @@ class DeploymentCreate(APIView):
             source=Deployment.Source.API,
             reason=data.validated_data["reason"],
             at=data.validated_data["deployed_at"],
+            backfill=backfill,
         )
         return Response(s.DeploymentOut(deployment).data, status=status.HTTP_201_CREATED)
 

@@ -304,7 +304,7 @@ def outcome(door: Door, persona: str, user: User | None, site: dict[str, str]) -
             problems.append(f"expected {door.ok}, got {status}: {response.content[:300]!r}")
     else:
         allowed = False
-        # Someone with no role at all is stopped at the door of every page; the admin keeps its own login.
+        # Someone with no role is stopped at every page (a write by its service); the admin keeps its own login.
         refused = 403 if persona == "norole" and not door.route.startswith("admin:") else door.refused
         if status != refused:
             problems.append(f"expected refusal {refused}, got {status}: {response.content[:300]!r}")
