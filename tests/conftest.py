@@ -12,6 +12,7 @@ import psycopg
 import pytest
 from django.conf import settings
 from django.contrib.auth.models import Group, User
+from django.core.cache import cache
 from django.core.management.commands import flush
 from django.db import connection, connections
 
@@ -120,6 +121,12 @@ def _fast_password_hashing(settings: Any) -> None:
 def _checkpoint_log(settings: Any, tmp_path_factory: pytest.TempPathFactory) -> None:
     """Each test appends its signed checkpoints to its own file, never to the working copy's var/."""
     settings.LINEAGE_CHECKPOINT_LOG = tmp_path_factory.mktemp("checkpoints") / "checkpoints.log"
+
+
+@pytest.fixture(autouse=True)
+def _empty_cache() -> None:
+    """Each test starts with nothing remembered (webhook deliveries and refusal counts live in the cache)."""
+    cache.clear()
 
 
 @pytest.fixture(autouse=True)
