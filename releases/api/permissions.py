@@ -39,8 +39,8 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
 class ScopedRolePermission(permissions.BasePermission):
     """Reads need any role; a token also needs the scope. Writes go on to their service.
 
-    The service checks the role of a write (``write_roles`` says which, for the schema) and records a
-    refusal as audit evidence, so a refused write leaves the same one event through every door.
+    The service checks the role of a write and records a refusal as audit evidence, so a refused write
+    leaves the same one event through every door, and its rule is written once, in the service.
     """
 
     message = "this needs a role (or a token scope) you do not have"

@@ -14,9 +14,6 @@ from releases.api import schema as _schema  # noqa: F401 - registers the token s
 from releases.api import serializers as s
 from releases.models import ApiToken, DatasetVersion, Deployment, Endpoint, Release
 from releases.models.base import get_or_refuse
-from releases.roles import ML_LEADS, ON_CALL, RELEASE_MANAGERS
-
-WRITERS = (RELEASE_MANAGERS, ML_LEADS)
 
 
 def _release(name: str) -> Release:
@@ -40,7 +37,7 @@ def _limit(request: Request, most: int = 500) -> int:
 class DatasetVersionList(APIView):
     """Dataset versions, newest first (``?dataset=`` narrows); register one with POST."""
 
-    write_scope, write_roles = ApiToken.Scope.DATASETS, WRITERS
+    write_scope = ApiToken.Scope.DATASETS
 
     @extend_schema(
         responses=s.DatasetVersionOut(many=True),
@@ -64,7 +61,7 @@ class DatasetVersionList(APIView):
 class ReleaseList(APIView):
     """Releases, newest first, with lineage digest and completeness; create one with POST."""
 
-    write_scope, write_roles = ApiToken.Scope.RELEASES, WRITERS
+    write_scope = ApiToken.Scope.RELEASES
 
     @extend_schema(
         responses=s.ReleaseSummaryOut(many=True),
@@ -96,7 +93,7 @@ class ReleaseDetail(APIView):
 class ReleaseSubmit(APIView):
     """Submit a draft (or rejected) release for approval; freezes its lineage digest."""
 
-    write_scope, write_roles = ApiToken.Scope.RELEASES, WRITERS
+    write_scope = ApiToken.Scope.RELEASES
 
     @extend_schema(request=None, responses=s.TraceOut)
     def post(self, request: Request, name: str) -> Response:
@@ -107,7 +104,7 @@ class ReleaseSubmit(APIView):
 class DeploymentCreate(APIView):
     """Record that a release went live. Production refuses a release without a valid approval (409)."""
 
-    write_scope, write_roles = ApiToken.Scope.DEPLOYMENTS, WRITERS
+    write_scope = ApiToken.Scope.DEPLOYMENTS
 
     @extend_schema(request=s.DeploymentIn, responses={201: s.DeploymentOut, 409: None})
     def post(self, request: Request) -> Response:
@@ -139,7 +136,7 @@ class EndpointList(APIView):
 class EndpointRollback(APIView):
     """Roll an endpoint back to its rollback target (409 when there is none, or it changed)."""
 
-    write_scope, write_roles = ApiToken.Scope.ROLLBACK, (ON_CALL, ML_LEADS)
+    write_scope = ApiToken.Scope.ROLLBACK
 
     @extend_schema(request=s.RollbackIn, responses={201: s.DeploymentOut, 409: None})
     def post(self, request: Request, name: str) -> Response:
