@@ -78,7 +78,7 @@ for _name, _description in (
     ("run.updated", "An MLflow run's recorded details changed."),
     ("run.record_refused", "Recording an MLflow run was refused."),
     ("model_version.registered", "A model registry version was recorded."),
-    ("model_version.updated", "A model registry version's aliases or tags changed."),
+    ("model_version.updated", "A model registry version's aliases, tags or missing run link changed."),
     ("model_version.registration_refused", "A model version contradicting the record was refused."),
     # Releases and signatures.
     (
