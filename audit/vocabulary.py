@@ -113,6 +113,7 @@ for _name, _description in (
     ("api_token.creation_refused", "Issuing an API token was refused."),
     ("api_token.revoked", "An API token was revoked."),
     ("api_token.revoke_refused", "Revoking an API token was refused."),
+    ("api_token.scope_refused", "An API token was used for a write outside its scopes, and refused."),
     # Sync and MLflow.
     ("sync.requested", "Someone, or an MLflow webhook, asked for a sync now."),
     ("sync.request_refused", "A request to sync a source now was refused."),

@@ -8,8 +8,10 @@ from django.contrib.auth.models import User
 from rest_framework import authentication, exceptions, permissions
 from rest_framework.request import Request
 
+from releases.errors import PermissionRefused
 from releases.models import ApiToken
 from releases.roles import ALL_ROLES, may_act_as
+from releases.services import refusals
 
 if TYPE_CHECKING:
     from rest_framework.views import APIView
@@ -36,6 +38,20 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
         return self.keyword
 
 
+def _record_scope_refusal(request: Request, scope: str, message: str) -> PermissionRefused:
+    refusal = PermissionRefused(message, rule="scope")
+    refusals.record(
+        "api_token.scope_refused", refusal, by=request.user, subject=request.auth, scope=scope, path=request.path
+    )
+    return refusal
+
+
+def require_scope(request: Request, scope: str) -> None:
+    """Refuse a token without ``scope`` for a write that needs more than its view's scope (a backfill), recorded."""
+    if isinstance(request.auth, ApiToken) and not request.auth.allows(scope):
+        raise _record_scope_refusal(request, scope, f"this token lacks the scope {scope}")
+
+
 class ScopedRolePermission(permissions.BasePermission):
     """Reads need any role; a token also needs the scope. Writes go on to their service.
 
@@ -53,6 +69,8 @@ class ScopedRolePermission(permissions.BasePermission):
         scope = ApiToken.Scope.READ if safe else getattr(view, "write_scope", "")
         if isinstance(request.auth, ApiToken) and not request.auth.allows(scope):
             self.message = f"this token lacks the scope {scope}"
+            if not safe:
+                _record_scope_refusal(request, scope, self.message)
             return False
         if not safe or may_act_as(user, *ALL_ROLES):
             return True

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 from releases import lineage, services
 from releases.api import schema as _schema  # noqa: F401 - registers the token scheme
 from releases.api import serializers as s
+from releases.api.permissions import require_scope
 from releases.models import ApiToken, DatasetVersion, Deployment, Endpoint, Release
 from releases.models.base import get_or_refuse
 
@@ -111,8 +112,8 @@ class DeploymentCreate(APIView):
         data = s.DeploymentIn(data=request.data)
         data.is_valid(raise_exception=True)
         backfill = data.validated_data["backfill"]
-        if backfill and isinstance(request.auth, ApiToken) and not request.auth.allows(ApiToken.Scope.BACKFILL):
-            raise PermissionDenied(f"this token lacks the scope {ApiToken.Scope.BACKFILL}")
+        if backfill:
+            require_scope(request, ApiToken.Scope.BACKFILL)
         deployment = services.record_deployment(
             _endpoint(data.validated_data["endpoint"]),
             _release(data.validated_data["release"]),

@@ -37,19 +37,35 @@ def recorded(
     try:
         yield
     except LineageError as refusal:
-        if not refusal.recorded:
-            with transaction.atomic():
-                log.record(
-                    action,
-                    actor=by,
-                    subject=subject,
-                    object_type=object_type,
-                    object_key=object_key,
-                    new={"rule": refusal.rule, **attempted},
-                    reason=refusal.message,
-                )
-            refusal.recorded = True
+        record(action, refusal, by=by, subject=subject, object_type=object_type, object_key=object_key, **attempted)
         raise
+
+
+def record(
+    action: str,
+    refusal: LineageError,
+    *,
+    by: Actor,
+    subject: object = None,
+    object_type: str = "",
+    object_key: str = "",
+    **attempted: object,
+) -> None:
+    """Record ``refusal`` as ``action`` (once): for a door that refuses before any service runs, such as
+    an API token without the scope of the write it attempts."""
+    if refusal.recorded:
+        return
+    with transaction.atomic():
+        log.record(
+            action,
+            actor=by,
+            subject=subject,
+            object_type=object_type,
+            object_key=object_key,
+            new={"rule": refusal.rule, **attempted},
+            reason=refusal.message,
+        )
+    refusal.recorded = True
 
 
 def check_role(

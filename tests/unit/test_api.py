@@ -271,6 +271,7 @@ def test_backfilling_a_deployment_needs_its_own_token_scope(world, ci_account, l
     assert refused.status_code == 403
     assert refused.json()["error"] == "this token lacks the scope deployments:backfill"
     assert not Deployment.objects.exists()
+    assert AuditEvent.objects.get(action="api_token.scope_refused").new["scope"] == "deployments:backfill"
 
     historian = api(token_for(ci_account, ApiToken.Scope.DEPLOYMENTS, ApiToken.Scope.BACKFILL))
     response = historian.post("/api/deployments/", history, content_type="application/json")

@@ -365,3 +365,6 @@ def test_a_token_is_held_to_its_scopes_and_its_users_role(site, release_manager)
     assert client.get("/api/releases/").status_code == 200
     assert client.post("/api/endpoints/churn-scoring/rollback/", {"reason": "x"}).status_code == 403
     assert not _rolled_back()
+    # A write refused for the token's scope is evidence like any other refused write.
+    [event] = AuditEvent.objects.filter(action="api_token.scope_refused")
+    assert (event.actor, event.object_type, event.new["scope"]) == ("relman", "api_token", "endpoints:rollback")
