@@ -18,7 +18,8 @@ from audit.log import Actor, actor_label
 from audit.models import canonical_json
 from releases import lineage
 from releases.models import Release
-from releases.roles import AUDITORS, ML_LEADS, require_role
+from releases.roles import AUDITORS, ML_LEADS
+from releases.services import refusals
 
 
 def _trace_document(trace: lineage.Trace) -> dict[str, Any]:
@@ -79,7 +80,7 @@ def _deployments_document(trace: lineage.Trace) -> list[dict[str, Any]]:
 
 def export_evidence(release: Release, *, by: Actor) -> tuple[str, bytes]:
     """Build the zip for ``release``; the export itself is audited and covered by the signed checkpoint."""
-    require_role(by, AUDITORS, ML_LEADS, to="export evidence")
+    refusals.check_role("evidence.export_refused", AUDITORS, ML_LEADS, by=by, subject=release, to="export evidence")
     with transaction.atomic():
         trace = lineage.trace(release.name)
         log.record(

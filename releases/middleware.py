@@ -15,7 +15,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponseBase
 from django.utils.cache import add_never_cache_headers
 
-from releases.errors import NotFound
+from releases.errors import NotFound, PermissionRefused
 from releases.roles import ALL_ROLES, ML_LEADS, RELEASE_MANAGERS, has_role, may_act_as
 
 # When the session last saw its person, in seconds since the epoch.
@@ -64,7 +64,7 @@ class SessionTimeoutMiddleware:
 
 
 class RoleRequiredMiddleware(LoginRequiredMiddleware):
-    """Anonymous visitors are sent to the login page; signed-in people without any role get 403.
+    """Anonymous visitors are sent to the login page; signed-in people without any role get 403 on reading.
 
     Views marked ``login_not_required`` (the login page, the API, which authenticates its own
     tokens and answers JSON) are exempt. The admin keeps its own staff and model-permission checks.
@@ -83,7 +83,8 @@ class RoleRequiredMiddleware(LoginRequiredMiddleware):
         match = request.resolver_match
         if match is not None and match.app_name == "admin":
             return None
-        if may_act_as(request.user, *ALL_ROLES):
+        # A write goes on to its service, which refuses it for the role and records the attempt as evidence.
+        if request.method not in ("GET", "HEAD") or may_act_as(request.user, *ALL_ROLES):
             return None
         raise PermissionDenied(f"{request.user.get_username()} has no role yet; ask an administrator to grant one.")
 
@@ -91,6 +92,9 @@ class RoleRequiredMiddleware(LoginRequiredMiddleware):
         # A page asking for something that is not recorded answers 404 with what was not found.
         if isinstance(exception, NotFound):
             raise Http404(exception.message)
+        # A write a service refused for the person's role (already recorded as evidence) answers 403 with why.
+        if isinstance(exception, PermissionRefused):
+            raise PermissionDenied(exception.message)
 
 
 class NeverCacheMiddleware:

@@ -15,8 +15,9 @@ ALL_ROLES = (ML_LEADS, AUDITORS, ON_CALL, RELEASE_MANAGERS)
 
 
 def has_role(user: User | AnonymousUser, *roles: str) -> bool:
-    """True when the user belongs to any of ``roles`` (cached on the user for the request)."""
-    if not user.is_authenticated:
+    """True when an active user belongs to any of ``roles`` (cached on the user for the request)."""
+    # A deactivated account keeps its groups (for the record) but acts in none of them.
+    if not user.is_authenticated or not user.is_active:
         return False
     cached: set[str] | None = getattr(user, "_role_names", None)
     if cached is None:
@@ -31,15 +32,21 @@ def may_act_as(user: User | AnonymousUser, *roles: str) -> bool:
     Signing rules (four-eyes approval) use ``has_role`` instead: a superuser who is not an ML lead
     must not be able to approve.
     """
-    return bool(user.is_superuser or has_role(user, *roles))
+    return bool(user.is_active and (user.is_superuser or has_role(user, *roles)))
 
 
 def require_role(actor: Actor, *roles: str, to: str) -> None:
-    """Refuse a person outside ``roles``; system jobs and superusers pass."""
+    """Refuse a person outside ``roles`` (no roles: every person), or deactivated; system jobs and superusers pass."""
     if isinstance(actor, SystemActor):
         return
     if not may_act_as(actor, *roles):
         who = actor.get_username() if actor.is_authenticated else "anonymous"
+        if not actor.is_active and actor.is_authenticated:
+            raise PermissionRefused(f"{who} may not {to}: the account is deactivated", rule="role")
+        if not roles:
+            raise PermissionRefused(
+                f"{who} may not {to}: only an administrator or the system (a sync, a command) may", rule="role"
+            )
         raise PermissionRefused(f"{who} may not {to}: it needs the role {' or '.join(roles)}", rule="role")
 
 

@@ -12,6 +12,7 @@ import psycopg
 import pytest
 from django.conf import settings
 from django.contrib.auth.models import Group, User
+from django.core.cache import cache
 from django.core.management.commands import flush
 from django.db import connection, connections
 
@@ -123,15 +124,9 @@ def _checkpoint_log(settings: Any, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 @pytest.fixture(autouse=True)
-def _no_integrity_alarm() -> Iterator[None]:
-    """The alarm's copy lives in the cache, which outlives each test's database: start and end without one."""
-    from django.core.cache import cache
-
-    from audit import alarm
-
-    cache.delete(alarm.KEY)
-    yield
-    cache.delete(alarm.KEY)
+def _empty_cache() -> None:
+    """Each test starts with nothing remembered (webhook deliveries and refusal counts live in the cache)."""
+    cache.clear()
 
 
 @pytest.fixture(autouse=True)

@@ -143,8 +143,13 @@ class World:
         return services.create_endpoint(name=name, environment=environment, by=SYSTEM)
 
     def deploy(self, endpoint: Endpoint, release: Release, *, by: User, hours_ago: float | None = None) -> Deployment:
-        at = timezone.now() - datetime.timedelta(hours=hours_ago) if hours_ago is not None else None
-        return services.record_deployment(endpoint, release, by=by, source=Deployment.Source.API, at=at)
+        """Deploy now, or (``hours_ago``) record the world's past as a backfill, before the release existed."""
+        if hours_ago is None:
+            return services.record_deployment(endpoint, release, by=by, source=Deployment.Source.API)
+        at = timezone.now() - datetime.timedelta(hours=hours_ago)
+        return services.record_deployment(
+            endpoint, release, by=by, source=Deployment.Source.API, at=at, backfill=True, reason="the world's history"
+        )
 
     def full_release(self, number: int, *, by: User, approver: User, dataset: str = "churn-train:17") -> Release:
         """An approved churn release with a complete chain (commit, dataset, features, run, model version)."""

@@ -1,4 +1,10 @@
-"""MLflow 3 webhooks: verify the HMAC signature, then enqueue a sync of just what the event names."""
+"""MLflow 3 webhooks: verify the HMAC signature, refuse a delivery seen before, then enqueue a sync of
+just what the event names.
+
+Refusals are evidence, but an anonymous caller must not be able to fill the audit chain (each event
+takes the append lock): one event per kind of refusal, per address, per minute, and that address's next
+event carries how many were refused in its previous minute. Every refusal is also logged.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +12,11 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import time
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -22,6 +30,12 @@ from releases.models import SyncState, TrackingServer
 # MLflow signs "<delivery id>.<unix timestamp>.<body>"; an older timestamp is a replay.
 MAX_AGE_SECONDS = 300
 ACTOR = SystemActor("mlflow-webhook")
+# A delivery id is remembered for as long as its signature could still be accepted (either side of now).
+REMEMBER_SECONDS = 2 * MAX_AGE_SECONDS + 60
+# How long a refusal count is kept, to be carried into that address's next event.
+COUNT_SECONDS = 24 * 3600
+
+logger = logging.getLogger(__name__)
 
 
 def expected_signature(secret: str, delivery_id: str, timestamp: str, body: bytes) -> str:
@@ -46,20 +60,38 @@ def _signature_problem(request: HttpRequest, secret: str) -> str:
     return ""
 
 
-def _refuse(request: HttpRequest, problem: str) -> JsonResponse:
-    with transaction.atomic():
-        log.record(
-            "webhook.signature_refused",
-            actor=ACTOR,
-            object_type="webhook",
-            object_key="mlflow",
-            new={
-                "remote_addr": request.META.get("REMOTE_ADDR", ""),
-                "delivery_id": request.headers.get("X-MLflow-Delivery-Id", "")[:100],
-            },
-            reason=problem,
-        )
-    return JsonResponse({"error": problem}, status=403)
+def _refuse(
+    request: HttpRequest, problem: str, *, action: str = "webhook.signature_refused", status: int = 403
+) -> JsonResponse:
+    """Answer a refusal; record it in the audit chain when it is the address's first this minute."""
+    address = request.META.get("REMOTE_ADDR", "")
+    delivery_id = request.headers.get("X-MLflow-Delivery-Id", "")[:100]
+    logger.warning("MLflow webhook refused from %s (delivery %r): %s", address, delivery_id, problem)
+    minute = int(time.time() // 60)
+    counter = f"lineage:webhook:{action}:{address}:{minute}"
+    cache.add(counter, 0, timeout=COUNT_SECONDS)
+    if cache.incr(counter) == 1:
+        last = f"lineage:webhook:{action}:{address}:last"
+        previous = cache.get(last)
+        cache.set(last, minute, timeout=COUNT_SECONDS)
+        earlier = cache.get(f"lineage:webhook:{action}:{address}:{previous}") if previous is not None else None
+        new = {"remote_addr": address, "delivery_id": delivery_id}
+        if earlier:
+            new["refused_in_its_previous_minute"] = {"minute": _iso_minute(previous), "count": earlier}
+        with transaction.atomic():
+            log.record(action, actor=ACTOR, object_type="webhook", object_key="mlflow", new=new, reason=problem)
+    return JsonResponse({"error": problem}, status=status)
+
+
+def _iso_minute(minute: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:00Z", time.gmtime(minute * 60))
+
+
+def _first_delivery(request: HttpRequest) -> bool:
+    """Remember a signed delivery id; False when it was delivered before (a replay of a captured call)."""
+    delivery_id = request.headers.get("X-MLflow-Delivery-Id", "")
+    digest = hashlib.sha256(delivery_id.encode()).hexdigest()
+    return bool(cache.add(f"lineage:webhook:delivery:{digest}", 1, timeout=REMEMBER_SECONDS))
 
 
 def _server(request: HttpRequest) -> TrackingServer | str:
@@ -82,6 +114,9 @@ def mlflow_webhook(request: HttpRequest) -> JsonResponse:
     problem = _signature_problem(request, secret)
     if problem:
         return _refuse(request, problem)
+    if not _first_delivery(request):
+        problem = "this delivery was already received; a signed delivery is accepted once"
+        return _refuse(request, problem, action="webhook.replay_refused", status=409)
     try:
         event = json.loads(request.body)
         data = event["data"]

@@ -9,8 +9,10 @@ from django.utils import timezone
 from rest_framework import authentication, exceptions, permissions
 from rest_framework.request import Request
 
+from releases.errors import PermissionRefused
 from releases.models import ApiToken
 from releases.roles import ALL_ROLES, may_act_as
+from releases.services import refusals
 
 if TYPE_CHECKING:
     from rest_framework.views import APIView
@@ -44,11 +46,25 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
         return self.keyword
 
 
-class ScopedRolePermission(permissions.BasePermission):
-    """Reads need any role; writes need one of the view's ``write_roles``; a token also needs the scope.
+def _record_scope_refusal(request: Request, scope: str, message: str) -> PermissionRefused:
+    refusal = PermissionRefused(message, rule="scope")
+    refusals.record(
+        "api_token.scope_refused", refusal, by=request.user, subject=request.auth, scope=scope, path=request.path
+    )
+    return refusal
 
-    The services check the role again (so every door refuses the same way); this class gives
-    the API its 401/403 before any work is done.
+
+def require_scope(request: Request, scope: str) -> None:
+    """Refuse a token without ``scope`` for a write that needs more than its view's scope (a backfill), recorded."""
+    if isinstance(request.auth, ApiToken) and not request.auth.allows(scope):
+        raise _record_scope_refusal(request, scope, f"this token lacks the scope {scope}")
+
+
+class ScopedRolePermission(permissions.BasePermission):
+    """Reads need any role; a token also needs the scope. Writes go on to their service.
+
+    The service checks the role of a write and records a refusal as audit evidence, so a refused write
+    leaves the same one event through every door, and its rule is written once, in the service.
     """
 
     message = "this needs a role (or a token scope) you do not have"
@@ -61,9 +77,10 @@ class ScopedRolePermission(permissions.BasePermission):
         scope = ApiToken.Scope.READ if safe else getattr(view, "write_scope", "")
         if isinstance(request.auth, ApiToken) and not request.auth.allows(scope):
             self.message = f"this token lacks the scope {scope}"
+            if not safe:
+                _record_scope_refusal(request, scope, self.message)
             return False
-        roles: tuple[str, ...] = ALL_ROLES if safe else getattr(view, "write_roles", ())
-        if may_act_as(user, *roles):
+        if not safe or may_act_as(user, *ALL_ROLES):
             return True
-        self.message = f"{user.get_username()} needs the role {' or '.join(roles) or '(none allowed)'}"
+        self.message = f"{user.get_username()} needs the role {' or '.join(ALL_ROLES)}"
         return False

@@ -34,6 +34,9 @@ class DeploymentIn(serializers.Serializer):
     release = serializers.CharField(max_length=100)
     reason = serializers.CharField(required=False, default="", allow_blank=True)
     deployed_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+    backfill = serializers.BooleanField(
+        required=False, default=False, help_text="record past history (needs the deployments:backfill scope)"
+    )
 
 
 class RollbackIn(serializers.Serializer):

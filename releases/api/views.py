@@ -12,11 +12,9 @@ from rest_framework.views import APIView
 from releases import lineage, services
 from releases.api import schema as _schema  # noqa: F401 - registers the token scheme
 from releases.api import serializers as s
+from releases.api.permissions import require_scope
 from releases.models import ApiToken, DatasetVersion, Deployment, Endpoint, Release
 from releases.models.base import get_or_refuse
-from releases.roles import ML_LEADS, ON_CALL, RELEASE_MANAGERS
-
-WRITERS = (RELEASE_MANAGERS, ML_LEADS)
 
 
 def _release(name: str) -> Release:
@@ -40,7 +38,7 @@ def _limit(request: Request, most: int = 500) -> int:
 class DatasetVersionList(APIView):
     """Dataset versions, newest first (``?dataset=`` narrows); register one with POST."""
 
-    write_scope, write_roles = ApiToken.Scope.DATASETS, WRITERS
+    write_scope = ApiToken.Scope.DATASETS
 
     @extend_schema(
         responses=s.DatasetVersionOut(many=True),
@@ -64,7 +62,7 @@ class DatasetVersionList(APIView):
 class ReleaseList(APIView):
     """Releases, newest first, with lineage digest and completeness; create one with POST."""
 
-    write_scope, write_roles = ApiToken.Scope.RELEASES, WRITERS
+    write_scope = ApiToken.Scope.RELEASES
 
     @extend_schema(
         responses=s.ReleaseSummaryOut(many=True),
@@ -96,7 +94,7 @@ class ReleaseDetail(APIView):
 class ReleaseSubmit(APIView):
     """Submit a draft (or rejected) release for approval; freezes its lineage digest."""
 
-    write_scope, write_roles = ApiToken.Scope.RELEASES, WRITERS
+    write_scope = ApiToken.Scope.RELEASES
 
     @extend_schema(request=None, responses=s.TraceOut)
     def post(self, request: Request, name: str) -> Response:
@@ -107,12 +105,15 @@ class ReleaseSubmit(APIView):
 class DeploymentCreate(APIView):
     """Record that a release went live. Production refuses a release without a valid approval (409)."""
 
-    write_scope, write_roles = ApiToken.Scope.DEPLOYMENTS, WRITERS
+    write_scope = ApiToken.Scope.DEPLOYMENTS
 
     @extend_schema(request=s.DeploymentIn, responses={201: s.DeploymentOut, 409: None})
     def post(self, request: Request) -> Response:
         data = s.DeploymentIn(data=request.data)
         data.is_valid(raise_exception=True)
+        backfill = data.validated_data["backfill"]
+        if backfill:
+            require_scope(request, ApiToken.Scope.BACKFILL)
         deployment = services.record_deployment(
             _endpoint(data.validated_data["endpoint"]),
             _release(data.validated_data["release"]),
@@ -120,6 +121,7 @@ class DeploymentCreate(APIView):
             source=Deployment.Source.API,
             reason=data.validated_data["reason"],
             at=data.validated_data["deployed_at"],
+            backfill=backfill,
         )
         return Response(s.DeploymentOut(deployment).data, status=status.HTTP_201_CREATED)
 
@@ -135,7 +137,7 @@ class EndpointList(APIView):
 class EndpointRollback(APIView):
     """Roll an endpoint back to its rollback target (409 when there is none, or it changed)."""
 
-    write_scope, write_roles = ApiToken.Scope.ROLLBACK, (ON_CALL, ML_LEADS)
+    write_scope = ApiToken.Scope.ROLLBACK
 
     @extend_schema(request=s.RollbackIn, responses={201: s.DeploymentOut, 409: None})
     def post(self, request: Request, name: str) -> Response:

@@ -41,6 +41,7 @@ class ApiToken(models.Model):
         DATASETS = "datasets:write", "Register dataset versions"
         RELEASES = "releases:write", "Create and submit releases"
         DEPLOYMENTS = "deployments:write", "Record deployments"
+        BACKFILL = "deployments:backfill", "Record past deployments after the fact (backfill)"
         ROLLBACK = "endpoints:rollback", "Roll endpoints back"
 
     name = models.CharField(max_length=100, help_text="What uses the token, e.g. ci-churn-pipeline.")

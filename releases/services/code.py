@@ -17,6 +17,7 @@ from audit.log import Actor
 from releases.errors import InvalidInput
 from releases.models import Commit, GitRepository, GitTag
 from releases.models.code import sha_validator
+from releases.services import refusals
 from releases.services.validation import check
 
 
@@ -167,6 +168,8 @@ def record_tag(repository: GitRepository, *, name: str, sha: str, by: Actor) -> 
     A tag that now points elsewhere is flagged on the row and in the audit log; the commit it
     pointed to when first seen stays, because releases were approved against that commit.
     """
+    key = f"{repository}:{name}"
+    refusals.check_role("git_tag.record_refused", by=by, object_type="git_tag", object_key=key, to="record a Git tag")
     with transaction.atomic():
         # No .first(): its ORDER BY lets PostgreSQL walk another index of a large, freshly loaded
         # commit table instead of looking the sha up in the (repository, sha) unique index.

@@ -172,6 +172,7 @@ def observe_digest(version: DatasetVersion, *, digest: str, source: str, by: Act
 
     Returns True when this observation newly flagged the version.
     """
+    refusals.check_role("dataset_version.digest_refused", by=by, subject=version, to="record a dataset digest")
     if not digest:
         return False
     with transaction.atomic():

@@ -24,6 +24,7 @@ def create_endpoint(
     *, name: str, environment: str, registered_model: str = "", mlflow_alias: str = "", description: str = "", by: Actor
 ) -> Endpoint:
     """Create an endpoint (idempotent when nothing differs)."""
+    require_role(by, RELEASE_MANAGERS, ML_LEADS, to="declare an endpoint")
     check(name_validator, name, "endpoint name")
     if environment not in Endpoint.Environment.values:
         raise InvalidInput(f"environment must be one of {', '.join(Endpoint.Environment.values)}, not {environment!r}")
@@ -56,6 +57,38 @@ def create_endpoint(
     return endpoint
 
 
+# A reported time this far ahead of ours is a CI runner's clock, not a deployment in the future.
+CLOCK_SKEW = datetime.timedelta(minutes=5)
+
+
+def _check_time(endpoint: Endpoint, release: Release, at: datetime.datetime | None, *, backfill: bool) -> None:
+    """A deployment happened while its release existed (on production: once it was approved), and not later than now.
+
+    History from before that (a release recorded after it went live) is a backfill: its own action.
+    """
+    if at is None:
+        if backfill:
+            raise InvalidInput("a backfilled deployment needs the time it happened", rule="backfill_needs_time")
+        return
+    if at > timezone.now() + CLOCK_SKEW:
+        raise InvalidInput("a deployment cannot be recorded in the future", rule="future_deployment")
+    if backfill:
+        return
+    if at < release.created_at:
+        raise RuleViolation(
+            f"{release.name} was created at {release.created_at:%Y-%m-%d %H:%M:%S} UTC; a deployment cannot be "
+            f"dated {at:%Y-%m-%d %H:%M:%S} UTC, before it existed (record past history as a backfill)",
+            rule="before_release",
+        )
+    approved = release.state == Release.State.APPROVED and endpoint.environment == Endpoint.Environment.PRODUCTION
+    if approved and release.state_changed_at is not None and at < release.state_changed_at:
+        raise RuleViolation(
+            f"{release.name} was approved at {release.state_changed_at:%Y-%m-%d %H:%M:%S} UTC; it cannot have gone "
+            f"live on production at {at:%Y-%m-%d %H:%M:%S} UTC, before that (record past history as a backfill)",
+            rule="before_approval",
+        )
+
+
 def _record(
     endpoint: Endpoint,
     release: Release,
@@ -65,10 +98,9 @@ def _record(
     source: str,
     reason: str,
     at: datetime.datetime | None,
+    backfill: bool = False,
 ) -> Deployment:
-    now = timezone.now()
-    if at is not None and at > now + datetime.timedelta(minutes=5):
-        raise InvalidInput("a deployment cannot be recorded in the future", rule="future_deployment")
+    _check_time(endpoint, release, at, backfill=backfill)
     refusal = lineage.promotion_refusal(lineage.trace(release.name), endpoint)
     if refusal is not None:
         raise RuleViolation(refusal.message, rule=refusal.rule)
@@ -95,7 +127,9 @@ def _record(
             source=source,
         )
         log.record(
-            "deployment.recorded" if kind == Deployment.Kind.DEPLOY else "deployment.rolled_back",
+            "deployment.rolled_back"
+            if kind == Deployment.Kind.ROLLBACK
+            else ("deployment.backfilled" if backfill else "deployment.recorded"),
             actor=by,
             subject=endpoint,
             new={
@@ -107,8 +141,10 @@ def _record(
             reason=reason,
         )
         dispatch.after_commit(dispatch.ISSUE_CHECKPOINT)
-        if source != Deployment.Source.MLFLOW_ALIAS and (at is None or at >= now - datetime.timedelta(minutes=5)):
-            # Serving follows the MLflow alias: move it, unless the alias is where this came from.
+        live_now = Deployment.objects.filter(endpoint=endpoint).live_at(locked_now).first()
+        if not backfill and source != Deployment.Source.MLFLOW_ALIAS and live_now == deployment:
+            # Serving follows the MLflow alias: move it when this deployment is what is live now (a report a
+            # few minutes late included), unless the alias is where this came from. History never moves it.
             writeback.queue_alias_move(endpoint, release, by=by, reason=f"{kind} of {release.name}")
     return deployment
 
@@ -121,17 +157,34 @@ def record_deployment(
     source: str,
     reason: str = "",
     at: datetime.datetime | None = None,
+    backfill: bool = False,
 ) -> Deployment:
-    """Record that ``release`` went live on ``endpoint``. Production only takes validly approved releases."""
+    """Record that ``release`` went live on ``endpoint``. Production only takes validly approved releases.
+
+    ``at`` may be a little late (never before the release existed, or on production before its approval);
+    ``backfill`` records older history, with the reason, as its own audited action that moves no alias.
+    """
     with refusals.recorded(
         "deployment.refused",
         by=by,
         subject=endpoint,
         release=release.name,
         kind=Deployment.Kind.DEPLOY,
+        backfill=backfill,
     ):
-        require_role(by, RELEASE_MANAGERS, ML_LEADS, to="record a deployment")
-        return _record(endpoint, release, by=by, kind=Deployment.Kind.DEPLOY, source=source, reason=reason, at=at)
+        require_role(by, RELEASE_MANAGERS, ML_LEADS, to="backfill a deployment" if backfill else "record a deployment")
+        if backfill:
+            reason = require_reason(reason, "backfill a deployment")
+        return _record(
+            endpoint,
+            release,
+            by=by,
+            kind=Deployment.Kind.DEPLOY,
+            source=source,
+            reason=reason,
+            at=at,
+            backfill=backfill,
+        )
 
 
 def follow_alias(endpoint: Endpoint, version: ModelVersion, *, by: Actor) -> Deployment | None:
@@ -140,6 +193,7 @@ def follow_alias(endpoint: Endpoint, version: ModelVersion, *, by: Actor) -> Dep
     The release is the version's active one (a version has at most one); None when it is live already.
     A version no release names, or one the promotion gate refuses, is refused with the reason.
     """
+    refusals.check_role("deployment.refused", by=by, subject=endpoint, to="follow an MLflow alias")
     alias = f"{endpoint.registered_model}@{endpoint.mlflow_alias}"
     release = (
         Release.objects.filter(model_version=version)

@@ -23,6 +23,7 @@ from releases.models import (
     TrackingServer,
 )
 from releases.models.base import version_number
+from releases.services import refusals
 from releases.services.code import resolve_commits
 from releases.services.data import observe_digest
 from releases.services.features import feature_pipeline_version
@@ -99,6 +100,7 @@ def record_runs(server: TrackingServer, runs: Sequence[RunData], *, by: Actor) -
     few queries, the rows are written with bulk statements in one transaction, and each created or
     updated run still gets its own audit event. A run listed twice is written once, as last listed.
     """
+    refusals.check_role("run.record_refused", by=by, subject=server, to="record MLflow runs")
     latest = {data.run_id: data for data in runs}
     planned = _plan_runs(list(latest.values()))
     outcomes: dict[str, str] = {}

@@ -17,6 +17,7 @@ from django.db import transaction
 from audit import log
 from audit.log import Actor
 from releases.errors import LineageError
+from releases.roles import require_role
 
 
 @contextmanager
@@ -36,19 +37,53 @@ def recorded(
     try:
         yield
     except LineageError as refusal:
-        if not refusal.recorded:
-            with transaction.atomic():
-                log.record(
-                    action,
-                    actor=by,
-                    subject=subject,
-                    object_type=object_type,
-                    object_key=object_key,
-                    new={"rule": refusal.rule, **attempted},
-                    reason=refusal.message,
-                )
-            refusal.recorded = True
+        record(action, refusal, by=by, subject=subject, object_type=object_type, object_key=object_key, **attempted)
         raise
+
+
+def record(
+    action: str,
+    refusal: LineageError,
+    *,
+    by: Actor,
+    subject: object = None,
+    object_type: str = "",
+    object_key: str = "",
+    **attempted: object,
+) -> None:
+    """Record ``refusal`` as ``action`` (once): for a door that refuses before any service runs, such as
+    an API token without the scope of the write it attempts."""
+    if refusal.recorded:
+        return
+    with transaction.atomic():
+        log.record(
+            action,
+            actor=by,
+            subject=subject,
+            object_type=object_type,
+            object_key=object_key,
+            new={"rule": refusal.rule, **attempted},
+            reason=refusal.message,
+        )
+    refusal.recorded = True
+
+
+def check_role(
+    action: str,
+    *roles: str,
+    by: Actor,
+    to: str,
+    subject: object = None,
+    object_type: str = "",
+    object_key: str = "",
+) -> None:
+    """Refuse ``by`` outside ``roles`` (no roles: only the sync and superusers), recorded as ``action``.
+
+    For services whose other refusals are not audit events (a sync step reporting what it skipped):
+    only the refused role is recorded here.
+    """
+    with recorded(action, by=by, subject=subject, object_type=object_type, object_key=object_key):
+        require_role(by, *roles, to=to)
 
 
 Service = TypeVar("Service", bound=Callable[..., Any])

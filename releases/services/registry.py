@@ -11,8 +11,10 @@ from django.db import IntegrityError, transaction
 
 from audit import log
 from audit.log import Actor
+from audit.models import AuditEvent
 from releases.errors import Conflict, InvalidInput, LineageError
 from releases.models import ExperimentRun, ModelVersion, RegisteredModel, TrackingServer
+from releases.roles import require_role
 from releases.services import refusals
 
 
@@ -34,6 +36,38 @@ def _check_model_version(data: ModelVersionData) -> None:
         raise InvalidInput(f"model version must be a positive integer, not {data.version!r}")
 
 
+def _owner_refusal(model: RegisteredModel, server: TrackingServer | None, *, by: Actor) -> Conflict | None:
+    """A registered model belongs to the MLflow server it was first synced from; another server's model of the
+    same name is a different model, and touching ours from it would re-link releases to the wrong runs.
+
+    The conflict is recorded once per (model, server) pair, however often that server's syncs report it.
+    """
+    if server is None or model.server_id is None or model.server_id == server.pk:
+        return None
+    owner = TrackingServer.objects.get(pk=model.server_id)
+    refusal = Conflict(
+        f"registered model {model.name} belongs to the MLflow server {owner.name}; {server.name} reports a model "
+        f"of the same name, which was left untouched (rename it in one of the servers)",
+        rule="other_source",
+    )
+    reported = AuditEvent.objects.filter(
+        action="model_version.source_conflict", object_key=model.name, new__reported_by=server.name
+    )
+    if not reported.exists():
+        with transaction.atomic():
+            log.record(
+                "model_version.source_conflict",
+                actor=by,
+                object_type="registered_model",
+                object_key=model.name,
+                new={"owner": owner.name, "reported_by": server.name},
+                reason=refusal.message,
+            )
+    # The event above is the record of this refusal; the caller's refusal helper must not add another.
+    refusal.recorded = True
+    return refusal
+
+
 def register_model_versions(
     server: TrackingServer | None, versions: Sequence[ModelVersionData], *, by: Actor
 ) -> list[str | LineageError]:
@@ -43,6 +77,13 @@ def register_model_versions(
     own audit event; a version already known, or listed twice, takes the one-by-one path, which
     compares it with what is stored.
     """
+    refusals.check_role(
+        "model_version.registration_refused",
+        by=by,
+        object_type="tracking_server",
+        object_key=server.name if server else "",
+        to="register model versions",
+    )
     outcomes: dict[int, str | LineageError] = {}
     valid: list[tuple[int, ModelVersionData]] = []
     for index, data in enumerate(versions):
@@ -59,6 +100,12 @@ def register_model_versions(
                 name: RegisteredModel.objects.get_or_create(name=name, defaults={"server": server})[0]
                 for name in sorted({data.name for _, data in valid})
             }
+            for name, model in list(models.items()):
+                conflict = _owner_refusal(model, server, by=by)
+                if conflict is not None:
+                    del models[name]
+                    outcomes.update({index: conflict for index, data in valid if data.name == name})
+            valid = [(index, data) for index, data in valid if data.name in models]
             stored = set(
                 ModelVersion.objects.filter(registered_model__in=list(models.values())).values_list(
                     "registered_model__name", "version"
@@ -122,9 +169,15 @@ def register_model_versions(
 def register_model_version(
     server: TrackingServer | None, data: ModelVersionData, *, by: Actor
 ) -> tuple[ModelVersion, str]:
-    """Create or refresh a registry version. Its run and artifact never change once recorded."""
+    """Create or refresh a registry version. Its run and artifact never change once recorded, and a version
+    belongs to the MLflow server its registered model was first synced from."""
+    require_role(by, to="register a model version")
     _check_model_version(data)
     key = f"{data.name}/{data.version}"
+    known = RegisteredModel.objects.filter(name=data.name).first()
+    conflict = _owner_refusal(known, server, by=by) if known is not None else None
+    if conflict is not None:
+        raise conflict
     with transaction.atomic():
         model, _ = RegisteredModel.objects.get_or_create(name=data.name, defaults={"server": server})
         run = None
@@ -156,24 +209,27 @@ def register_model_version(
                     f"{key} is already registered with {attr} {getattr(existing, attr)!r}; register a new version",
                     rule="immutable_version",
                 )
-        changes: dict[str, Any] = {}
+        if run is not None and existing.run_id is not None and existing.run_id != run.pk:
+            # Releases were approved against the run the version was first linked to.
+            raise Conflict(
+                f"{key} is already linked to its run {existing.source_run_id}; a version's run never changes",
+                rule="run_repointed",
+            )
+        old: dict[str, Any] = {}
+        new: dict[str, Any] = {}
         if sorted(data.aliases) != existing.aliases:
-            changes["aliases"] = sorted(data.aliases)
+            old["aliases"], new["aliases"] = existing.aliases, sorted(data.aliases)
         if data.tags != existing.tags:
-            changes["tags"] = data.tags
-        if run is not None and existing.run_id != run.pk:
-            changes["run"] = run
-        if not changes:
+            old["tags"], new["tags"] = existing.tags, data.tags
+        if run is not None and existing.run_id is None:
+            old["run"], new["run"] = None, run.run_id
+        if not new:
             return existing, "unchanged"
-        old = {"aliases": existing.aliases, "tags": existing.tags}
-        for attr, value in changes.items():
-            setattr(existing, attr, value)
-        existing.save(update_fields=list(changes))
-        log.record(
-            "model_version.updated",
-            actor=by,
-            subject=existing,
-            old=old,
-            new={"aliases": existing.aliases, "tags": existing.tags},
-        )
+        existing.aliases = sorted(data.aliases)
+        existing.tags = data.tags
+        if "run" in new:
+            existing.run = run
+        existing.save(update_fields=list(new))
+        # The event names every field that changed, with what it was: the run included.
+        log.record("model_version.updated", actor=by, subject=existing, old=old, new=new)
         return existing, "updated"

@@ -138,6 +138,9 @@ def release_from_tag(name: str, model_version: str, *, by: Actor) -> str:
 
     Returns "created" or "unchanged"; a tag that contradicts the record is refused with the reason.
     """
+    refusals.check_role(
+        "release.creation_refused", by=by, object_type="release", object_key=name, to="create a release from a tag"
+    )
     existing = Release.objects.filter(name=name).select_related("model_version__registered_model").first()
     if existing is not None:
         if existing.model_version.key != model_version:

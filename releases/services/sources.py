@@ -17,6 +17,7 @@ from releases import dispatch
 from releases.errors import InvalidInput
 from releases.models import GitRepository, SyncState, TrackingServer
 from releases.models.code import name_validator
+from releases.roles import ML_LEADS, ON_CALL, require_role
 from releases.services import refusals
 from releases.services.validation import check
 from releases.web_links import is_web_url, web_url_problem
@@ -29,6 +30,7 @@ def add_git_repository(
     *, name: str, url: str, commit_url_template: str = "", interval_seconds: int | None = None, by: Actor
 ) -> SyncState:
     """Register a Git repository to sync from, with its sync state (idempotent on name and URL)."""
+    require_role(by, ML_LEADS, to="add a Git repository")
     check(name_validator, name, "repository name")
     commit_url_template = commit_url_template.strip()
     if commit_url_template:
@@ -65,6 +67,7 @@ def add_mlflow_server(
     *, name: str, tracking_uri: str, ui_url: str = "", interval_seconds: int | None = None, by: Actor
 ) -> SyncState:
     """Register an MLflow tracking server to sync from, with its sync state (idempotent on name and URI)."""
+    require_role(by, ML_LEADS, to="add an MLflow tracking server")
     check(name_validator, name, "tracking server name")
     ui_url = ui_url.strip()
     if ui_url:
@@ -123,6 +126,7 @@ def _check_interval(seconds: int | None) -> None:
 @refusals.audited("sync.interval_refused", lambda state, **_: object_ref(state))
 def set_interval(state: SyncState, *, seconds: int, by: Actor) -> SyncState:
     """Change how often Celery beat syncs a source."""
+    require_role(by, ML_LEADS, to="change how often a source is synced")
     _check_interval(seconds)
     with transaction.atomic():
         locked = SyncState.objects.select_for_update().get(pk=state.pk)
@@ -141,6 +145,7 @@ def set_interval(state: SyncState, *, seconds: int, by: Actor) -> SyncState:
     return locked
 
 
+@refusals.audited("sync.request_refused", lambda state, **_: object_ref(state))
 def request_sync(
     state: SyncState, *, by: Actor, full: bool = False, model_name: str = "", run_ids: tuple[str, ...] = ()
 ) -> None:
@@ -148,6 +153,7 @@ def request_sync(
 
     ``model_name`` and ``run_ids`` narrow an MLflow sync to what a webhook said changed.
     """
+    require_role(by, ML_LEADS, ON_CALL, to="start a sync")
     narrowed = {"model_name": model_name, "run_ids": list(run_ids)} if model_name or run_ids else {}
     with transaction.atomic():
         log.record(

@@ -13,6 +13,11 @@ from audit import log
 from audit.log import Actor
 from releases import dispatch, lineage
 from releases.models import Endpoint, ModelVersion, Release, TrackingServer, WriteBack
+from releases.roles import ML_LEADS, ON_CALL, RELEASE_MANAGERS
+from releases.services import refusals
+
+# Those whose deployments, rollbacks and approvals owe MLflow a change.
+CHANGERS = (RELEASE_MANAGERS, ML_LEADS, ON_CALL)
 
 
 def _queue(server: TrackingServer, *, by: Actor, object_key: str, **fields: object) -> WriteBack:
@@ -29,6 +34,7 @@ def _queue(server: TrackingServer, *, by: Actor, object_key: str, **fields: obje
 
 def queue_alias_move(endpoint: Endpoint, release: Release, *, by: Actor, reason: str) -> WriteBack | None:
     """Point the endpoint's followed alias at the release's model version (when the endpoint follows one)."""
+    refusals.check_role("mlflow.write_back_refused", *CHANGERS, by=by, subject=endpoint, to="move an MLflow alias")
     if not endpoint.mlflow_alias or endpoint.registered_model_id is None:
         return None
     version = ModelVersion.objects.select_related("registered_model__server").get(pk=release.model_version_id)
@@ -50,6 +56,7 @@ def queue_alias_move(endpoint: Endpoint, release: Release, *, by: Actor, reason:
 
 def queue_release_tag(release: Release, *, by: Actor) -> WriteBack | None:
     """Tag the model version with the release that was approved from it."""
+    refusals.check_role("mlflow.write_back_refused", *CHANGERS, by=by, subject=release, to="tag a model version")
     version = ModelVersion.objects.select_related("registered_model__server").get(pk=release.model_version_id)
     server = version.registered_model.server
     if server is None:

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 
 from audit import log
 from audit.log import SystemActor
@@ -284,9 +285,10 @@ class _Sync:
             ]
             known = {
                 (mv.registered_model.name, mv.version): mv
-                for mv in ModelVersion.objects.filter(
-                    registered_model__name__in={d.name for d in datas}
-                ).select_related("registered_model")
+                # Only this server's models: another server's model of the same name is reported as a conflict.
+                for mv in ModelVersion.objects.filter(registered_model__name__in={d.name for d in datas})
+                .filter(Q(registered_model__server=self.server) | Q(registered_model__server=None))
+                .select_related("registered_model")
             }
             to_write = []
             for data in datas:

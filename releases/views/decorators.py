@@ -1,4 +1,4 @@
-"""Permission decorators for pages: who may open a page or press a button."""
+"""Permission decorators for pages: who may open a page."""
 
 from __future__ import annotations
 
@@ -13,19 +13,21 @@ from releases.roles import may_act_as
 
 View = TypeVar("View", bound=Callable[..., Any])
 
+READING = ("GET", "HEAD")
 
-def role_required(*roles: str, to: str, audited_by_service: bool = False) -> Callable[[View], View]:
-    """Refuse (403, naming the role) anyone outside ``roles``; superusers pass.
 
-    With ``audited_by_service`` only reading the page is refused here: a write goes on to the service,
-    which refuses it itself and records the attempt as audit evidence.
+def role_required(*roles: str, to: str) -> Callable[[View], View]:
+    """Refuse (403, naming the role) anyone outside ``roles`` who opens the page; superusers pass.
+
+    Only reading is guarded here. A write (POST) always goes on to its service, which checks the role
+    itself and records a refusal as audit evidence: a refused attempt leaves the same one event
+    whichever door it came through (page, API, command).
     """
 
     def decorator(view: View) -> View:
         @functools.wraps(view)
         def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-            checked_here = not audited_by_service or request.method in ("GET", "HEAD")
-            if checked_here and not may_act_as(request.user, *roles):
+            if request.method in READING and not may_act_as(request.user, *roles):
                 raise PermissionDenied(f"Only {' or '.join(roles)} may {to}.")
             return view(request, *args, **kwargs)
 

@@ -55,7 +55,7 @@ def _confirmed_change(
 
 
 @require_http_methods(["GET", "POST"])
-@role_required(ML_LEADS, to="quarantine a dataset version", audited_by_service=True)
+@role_required(ML_LEADS, to="quarantine a dataset version")
 def quarantine(request: HttpRequest, name: str, version: int) -> HttpResponse:
     detail = _dataset_version_detail(name, version)
 
@@ -70,7 +70,7 @@ def quarantine(request: HttpRequest, name: str, version: int) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
-@role_required(ML_LEADS, to="lift a quarantine", audited_by_service=True)
+@role_required(ML_LEADS, to="lift a quarantine")
 def lift_quarantine(request: HttpRequest, name: str, version: int) -> HttpResponse:
     detail = _dataset_version_detail(name, version)
 

@@ -379,3 +379,28 @@ def test_approval_tags_the_model_version_and_a_failed_write_back_is_retried(
 
 def git_repo_model() -> Any:
     return services.add_git_repository(name="code", url="/srv/git/code.git", by=CLI).repository
+
+
+def test_a_second_server_with_the_same_model_names_touches_none_of_ours(
+    mlflow_state: SyncState, mlflow_uri: str, mlflow_client: Any, uid: str
+) -> None:
+    run_id = log_run(mlflow_client, f"churn-{uid}")
+    version = register(mlflow_client, f"{uid}-model", run_id)
+    sources.sync_state(mlflow_state, model_name=f"{uid}-model", run_ids=(run_id,))
+    ours = ModelVersion.objects.select_related("run__server").get(registered_model__name=f"{uid}-model")
+    assert ours.run is not None
+    assert ours.run.server.name == "mlflow"
+    # Another source that knows the same names and run ids: a copy of the server, or a second team's.
+    mirror = services.add_mlflow_server(name="mirror", tracking_uri=mlflow_uri, by=CLI)
+
+    for _ in range(2):
+        result = sources.sync_state(mirror, model_name=f"{uid}-model", run_ids=(run_id,))
+        assert any(f"registered model {uid}-model belongs to the MLflow server mlflow" in w for w in result.warnings)
+
+    assert ExperimentRun.objects.filter(run_id=run_id, server__name="mirror").exists()
+    ours.refresh_from_db()
+    assert (ours.run.server.name, ours.version) == ("mlflow", version)
+    assert ModelVersion.objects.filter(registered_model__name=f"{uid}-model").count() == 1
+    [conflict] = AuditEvent.objects.filter(action="model_version.source_conflict", object_key=f"{uid}-model")
+    assert conflict.new == {"owner": "mlflow", "reported_by": "mirror"}
+    assert not AuditEvent.objects.filter(action="model_version.updated", object_key=f"{uid}-model/{version}").exists()

@@ -170,3 +170,42 @@ def test_sync_now_is_refused_to_an_auditor(auditor: User) -> None:
     response = _page_client(auditor).post(f"/sync/{state.pk}/now/")
     assert response.status_code == 403
     assert not AuditEvent.objects.filter(action="sync.requested").exists()
+
+
+def test_a_signed_delivery_replayed_is_refused_409(webhook_secret: str) -> None:
+    services.add_mlflow_server(name="mlflow", tracking_uri="http://127.0.0.1:9", by=CLI)
+    payload = json.dumps({"entity": "model_version", "action": "created", "data": {"name": "churn-model"}})
+    timestamp = str(int(time.time()))
+    headers = {
+        "X-MLflow-Signature": expected_signature(SECRET, "delivery-1", timestamp, payload.encode()),
+        "X-MLflow-Delivery-Id": "delivery-1",
+        "X-MLflow-Timestamp": timestamp,
+    }
+
+    first = Client().post("/api/hooks/mlflow/", data=payload, content_type="application/json", headers=headers)
+    again = Client().post("/api/hooks/mlflow/", data=payload, content_type="application/json", headers=headers)
+
+    assert first.status_code == 202
+    assert again.status_code == 409
+    assert again.json() == {"error": "this delivery was already received; a signed delivery is accepted once"}
+    assert AuditEvent.objects.filter(action="sync.requested").count() == 1
+    event = AuditEvent.objects.get(action="webhook.replay_refused")
+    assert event.new["delivery_id"] == "delivery-1"
+
+
+def test_a_flood_of_bad_signatures_is_one_event_a_minute_carrying_the_count(
+    webhook_secret: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = [1_800_000_000.0]  # the minute boundary is chosen by the test, not by when it runs
+    monkeypatch.setattr("releases.api.hooks.time.time", lambda: clock[0])
+    body = {"entity": "model_version", "action": "created", "data": {}}
+
+    answers = {signed_post(Client(), body, secret="guess").status_code for _ in range(50)}
+    assert answers == {403}
+    assert AuditEvent.objects.filter(action="webhook.signature_refused").count() == 1
+
+    clock[0] += 60
+    assert signed_post(Client(), body, secret="guess").status_code == 403
+    events = list(AuditEvent.objects.filter(action="webhook.signature_refused").order_by("seq"))
+    assert len(events) == 2
+    assert events[1].new["refused_in_its_previous_minute"] == {"minute": "2027-01-15T08:00:00Z", "count": 50}

@@ -244,6 +244,48 @@ def test_deployment_to_staging_and_approved_to_production(world, ci_account, lea
     assert AuditEvent.objects.filter(action="deployment.recorded", actor="ci").count() == 2
 
 
+def test_deployment_backdated_before_its_release_existed_is_409(world, ci_account, lead):
+    world.full_release(42, by=ci_account, approver=lead)
+    world.endpoint("churn-scoring")
+
+    response = api(token_for(ci_account)).post(
+        "/api/deployments/",
+        {"endpoint": "churn-scoring", "release": "churn-v42", "deployed_at": "2020-01-01T00:00:00Z"},
+        content_type="application/json",
+    )
+
+    assert response.status_code == 409
+    assert response.json()["rule"] == "before_release"
+    assert not Deployment.objects.exists()
+    assert AuditEvent.objects.get(action="deployment.refused").new["rule"] == "before_release"
+
+
+def test_backfilling_a_deployment_needs_its_own_token_scope(world, ci_account, lead):
+    world.full_release(42, by=ci_account, approver=lead)
+    world.endpoint("churn-scoring")
+    history = {
+        "endpoint": "churn-scoring",
+        "release": "churn-v42",
+        "deployed_at": "2020-01-01T00:00:00Z",
+        "backfill": True,
+        "reason": "imported from the old deploy tool",
+    }
+
+    deployer = api(token_for(ci_account, ApiToken.Scope.DEPLOYMENTS))
+    refused = deployer.post("/api/deployments/", history, content_type="application/json")
+    assert refused.status_code == 403
+    assert refused.json()["error"] == "this token lacks the scope deployments:backfill"
+    assert not Deployment.objects.exists()
+    assert AuditEvent.objects.get(action="api_token.scope_refused").new["scope"] == "deployments:backfill"
+
+    historian = api(token_for(ci_account, ApiToken.Scope.DEPLOYMENTS, ApiToken.Scope.BACKFILL))
+    response = historian.post("/api/deployments/", history, content_type="application/json")
+    assert response.status_code == 201
+    assert response.json()["deployed_at"].startswith("2020-01-01T00:00:00")
+    event = AuditEvent.objects.get(action="deployment.backfilled")
+    assert (event.actor, event.reason) == ("ci", "imported from the old deploy tool")
+
+
 def test_deployment_to_unknown_endpoint_is_404(world, ci_account):
     response = api(token_for(ci_account)).post(
         "/api/deployments/", {"endpoint": "nope", "release": "churn-v42"}, content_type="application/json"

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,7 @@ from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from audit.models import AuditEvent
+from audit.models import AuditEvent, Checkpoint
 from releases import lineage
 from releases.models import ApiToken, DatasetVersion, Deployment, Release
 from releases.models.access import hash_token
@@ -159,6 +161,37 @@ def test_deployment_rollback_and_quarantine_commands(world, ci_account, lead, on
     assert out == "churn-scoring rolled back to churn-v41\n"
     latest = Deployment.objects.order_by("-deployed_at", "-id").first()
     assert (latest.kind, latest.source, latest.actor) == ("rollback", "cli", "oncall")
+
+
+def test_record_deployment_command_backfills_history_and_refuses_backdating(world, ci_account, lead, release_manager):
+    world.endpoint()
+    world.full_release(42, by=ci_account, approver=lead)
+    then = "2020-01-01T09:30:00+00:00"
+
+    assert refused("record_deployment", "churn-scoring", "churn-v42", "--at", then, "--as", "relman").startswith(
+        "churn-v42 was created at "
+    )
+    assert refused("record_deployment", "churn-scoring", "churn-v42", "--at", "yesterday", "--as", "relman") == (
+        "--at 'yesterday' is not a time with a UTC offset, e.g. 2026-11-20T14:05:00+00:00"
+    )
+    assert not Deployment.objects.exists()
+
+    out = run(
+        "record_deployment",
+        "churn-scoring",
+        "churn-v42",
+        "--at",
+        then,
+        "--backfill",
+        "--reason",
+        "old tool",
+        "--as",
+        "relman",
+    )
+
+    assert out == "churn-v42 live on churn-scoring since 2020-01-01 09:30:00 UTC\n"
+    event = AuditEvent.objects.get(action="deployment.backfilled")
+    assert (event.actor, event.reason, event.new["source"]) == ("relman", "old tool", "cli")
 
 
 def test_lift_quarantine_command(world, ci_account, lead):
@@ -362,3 +395,59 @@ def test_grant_command_bad_input_exits_2(auditor, args, words):
     assert words in str(refused.value)
     assert "\n" not in str(refused.value)
     assert not AuditEvent.objects.filter(action="role.granted", actor="manage.py grant").exists()
+
+
+# Evidence export -------------------------------------------------------------------------------------
+
+
+def _nothing_recorded() -> bool:
+    return not AuditEvent.objects.filter(action="evidence.exported").exists() and not Checkpoint.objects.exists()
+
+
+@pytest.fixture
+def exportable(world, ci_account, lead, auditor) -> None:
+    world.full_release(42, by=ci_account, approver=lead)
+    assert _nothing_recorded()
+
+
+def test_export_evidence_refuses_an_unusable_out_before_recording_anything(exportable, tmp_path: Path):
+    existing = tmp_path / "old.zip"
+    existing.write_bytes(b"keep me")
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("x")
+    (tmp_path / "dir.zip").mkdir()
+
+    def export(out: Path) -> str:
+        return refused("export_evidence", "churn-v42", "--out", str(out), "--as", "auditor")
+
+    assert export(tmp_path / "missing" / "b.zip") == f"{tmp_path / 'missing'} is not a directory"
+    assert (
+        export(tmp_path / "missing") == f"{tmp_path / 'missing'} is not a directory (give a directory or a .zip path)"
+    )
+    assert export(a_file / "b.zip") == f"{a_file} is not a directory"
+    assert export(tmp_path / "dir.zip") == f"{tmp_path / 'dir.zip'} is a directory, not a file"
+    assert export(existing) == f"{existing} already exists; use --force to replace it"
+    assert existing.read_bytes() == b"keep me"
+    assert _nothing_recorded()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.zip", "notes.txt", "old.zip"]
+
+
+def test_export_evidence_to_an_unwritable_directory_is_one_line_and_records_nothing(exportable):
+    read_only = Path("/sys")
+    if os.access(read_only, os.W_OK) and not read_only.is_mount():
+        pytest.skip("/sys is writable here")
+    message = refused("export_evidence", "churn-v42", "--out", str(read_only), "--as", "auditor")
+    assert message.startswith("cannot write to /sys: ")
+    assert _nothing_recorded()
+
+
+def test_export_evidence_replaces_an_existing_bundle_only_with_force(exportable, tmp_path: Path):
+    bundle = tmp_path / "bundle.zip"
+    bundle.write_bytes(b"old")
+
+    out = run("export_evidence", "churn-v42", "--out", str(bundle), "--force", "--as", "auditor")
+
+    assert out.startswith(f"{bundle} (")
+    assert zipfile.ZipFile(bundle).read("verify.py")
+    assert AuditEvent.objects.filter(action="evidence.exported").count() == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["bundle.zip"]

@@ -1,11 +1,13 @@
 """Who may open every page and press every button: each role, a person with no role, and anonymous visitors.
 
 To cover a new page or action, add a ``Door`` to ``DOORS``; ``test_every_route_is_in_the_matrix`` fails
-until every named route of the site and the API has one.
+until every named route of the site and the API has one, and ``test_every_action_names_its_refusal`` until
+every action says which audit event its refusal leaves.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +17,7 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.utils.html import escape
 
 from audit import checkpoints
 from audit.models import AuditEvent
@@ -47,6 +50,8 @@ class Door:
     public: bool = False
     # For actions: did the change happen? Checked against the database after the request.
     happened: Callable[[], bool] | None = None
+    # For actions: the audit action a refused attempt records, once, whichever door it came through.
+    refusal: str = ""
 
     @property
     def id(self) -> str:
@@ -97,6 +102,7 @@ DOORS = [
         },
         ok=302,
         happened=lambda: Release.objects.get(name="churn-v43").state == "approved",
+        refusal="release.approval_refused",
     ),
     Door(
         "releases:rollback",
@@ -106,6 +112,7 @@ DOORS = [
         data={"reason": "INC-311", "target": "churn-v41"},
         ok=302,
         happened=_rolled_back,
+        refusal="deployment.rollback_refused",
     ),
     Door(
         "releases:deploy",
@@ -115,6 +122,7 @@ DOORS = [
         data={"release": "churn-v43"},
         ok=302,
         happened=lambda: Deployment.objects.filter(endpoint__name="churn-shadow").exists(),
+        refusal="deployment.refused",
     ),
     Door(
         "releases:quarantine",
@@ -124,6 +132,7 @@ DOORS = [
         data={"reason": "partner changed the label mapping"},
         ok=302,
         happened=_quarantined,
+        refusal="dataset_version.quarantine_refused",
     ),
     Door(
         "releases:lift_quarantine",
@@ -133,6 +142,7 @@ DOORS = [
         data={"reason": "partner restored the label mapping"},
         ok=302,
         happened=lambda: not DatasetVersion.objects.by_key("churn-holdout:3").get().is_quarantined,
+        refusal="dataset_version.quarantine_lift_refused",
     ),
     Door(
         "releases:sync_now",
@@ -140,14 +150,16 @@ DOORS = [
         method="post",
         args=("SYNC",),
         ok=302,
-        happened=lambda: AuditEvent.objects.filter(action__startswith="sync.").exists(),
+        happened=lambda: AuditEvent.objects.filter(action="sync.requested").exists(),
+        refusal="sync.request_refused",
     ),
     Door(
         "releases:evidence",
         frozenset({"auditor", "lead", "admin"}),
         method="post",
         args=("churn-v42",),
-        happened=lambda: AuditEvent.objects.filter(object_key="churn-v42", action__startswith="evidence").exists(),
+        happened=lambda: AuditEvent.objects.filter(object_key="churn-v42", action="evidence.exported").exists(),
+        refusal="evidence.export_refused",
     ),
     # Signed by MLflow, not by a person: everyone gets the same answer to an unsigned call.
     Door("mlflow_webhook", frozenset(PERSONAS), method="post", ok=403, public=True),
@@ -173,6 +185,7 @@ DOORS = [
         ok=201,
         api=True,
         happened=lambda: DatasetVersion.objects.by_key("churn-train:99").exists(),
+        refusal="dataset_version.registration_refused",
     ),
     Door(
         "api:releases",
@@ -182,6 +195,7 @@ DOORS = [
         ok=201,
         api=True,
         happened=lambda: Release.objects.filter(name="churn-v44").exists(),
+        refusal="release.creation_refused",
     ),
     Door(
         "api:release_submit",
@@ -190,6 +204,7 @@ DOORS = [
         args=("churn-v45",),
         api=True,
         happened=lambda: Release.objects.get(name="churn-v45").state == "pending",
+        refusal="release.submission_refused",
     ),
     Door(
         "api:deployments",
@@ -199,6 +214,7 @@ DOORS = [
         ok=201,
         api=True,
         happened=lambda: Deployment.objects.filter(endpoint__name="churn-shadow").exists(),
+        refusal="deployment.refused",
     ),
     Door(
         "api:rollback",
@@ -209,6 +225,7 @@ DOORS = [
         ok=201,
         api=True,
         happened=_rolled_back,
+        refusal="deployment.rollback_refused",
     ),
 ]
 
@@ -267,6 +284,8 @@ def outcome(door: Door, persona: str, user: User | None, site: dict[str, str]) -
         client.force_login(user)
     url = reverse(door.route, args=[site.get(a, a) if isinstance(a, str) else a for a in door.args]) + door.query
     data = door.data() if callable(door.data) else door.data
+    refusals = AuditEvent.objects.filter(action=door.refusal) if door.refusal else AuditEvent.objects.none()
+    refusals_before = refusals.count()
     if door.api:
         response = getattr(client, door.method)(url, data, content_type="application/json")
     else:
@@ -285,13 +304,27 @@ def outcome(door: Door, persona: str, user: User | None, site: dict[str, str]) -
             problems.append(f"expected {door.ok}, got {status}: {response.content[:300]!r}")
     else:
         allowed = False
-        # Someone with no role at all is stopped at the door of every page; the admin keeps its own login.
+        # Someone with no role is stopped at every page (a write by its service); the admin keeps its own login.
         refused = 403 if persona == "norole" and not door.route.startswith("admin:") else door.refused
         if status != refused:
             problems.append(f"expected refusal {refused}, got {status}: {response.content[:300]!r}")
     if door.happened is not None and door.happened() is not allowed:
         problems.append("the change happened" if not allowed else "the change did not happen")
+    problems += _refusal_evidence(door, persona, allowed, response.content, list(refusals[refusals_before:]))
     return [f"{persona}: {p}" for p in problems]
+
+
+def _refusal_evidence(door: Door, persona: str, allowed: bool, content: bytes, recorded: list[AuditEvent]) -> list[str]:
+    """A refused action leaves exactly one refusal event, and the answer says the service's reason."""
+    if not door.refusal:
+        return []
+    if allowed or persona == "anonymous":
+        return [f"refusal events {[e.reason for e in recorded]} for an attempt that was allowed"] if recorded else []
+    if len(recorded) != 1:
+        return [f"expected one {door.refusal} event, got {len(recorded)}"]
+    reason = recorded[0].reason
+    shown = reason in json.loads(content)["error"] if door.api else escape(reason) in content.decode()
+    return [] if shown else [f"the answer does not say the service's reason {reason!r}"]
 
 
 @pytest.mark.parametrize("door", DOORS, ids=lambda d: d.id)
@@ -316,6 +349,11 @@ def _named_routes(resolver: URLResolver, namespace: str = "") -> set[str]:
     return names
 
 
+def test_every_action_names_its_refusal():
+    actions = [door.id for door in DOORS if door.method == "post" and not door.public and not door.refusal]
+    assert actions == []
+
+
 def test_every_route_is_in_the_matrix():
     routes = {name for name in _named_routes(get_resolver()) if not name.startswith("admin:")}
     assert routes - {door.route for door in DOORS} == set()
@@ -327,3 +365,6 @@ def test_a_token_is_held_to_its_scopes_and_its_users_role(site, release_manager)
     assert client.get("/api/releases/").status_code == 200
     assert client.post("/api/endpoints/churn-scoring/rollback/", {"reason": "x"}).status_code == 403
     assert not _rolled_back()
+    # A write refused for the token's scope is evidence like any other refused write.
+    [event] = AuditEvent.objects.filter(action="api_token.scope_refused")
+    assert (event.actor, event.object_type, event.new["scope"]) == ("relman", "api_token", "endpoints:rollback")

@@ -4,13 +4,18 @@ one event for a deployment reported twice, rolling back.
 
 from __future__ import annotations
 
+import datetime
+from datetime import UTC
+from unittest import mock
+
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from audit.models import AuditEvent
 from releases import lineage, services
-from releases.errors import InvalidInput, RuleViolation
-from releases.models import DatasetVersion, Deployment, Endpoint
+from releases.errors import InvalidInput, PermissionRefused, RuleViolation
+from releases.models import DatasetVersion, Deployment, Endpoint, WriteBack
 from tests.conftest import PASSWORD
 from tests.factories import SYSTEM, approve
 from tests.unit.conftest import client_for, gate_refusals, last_event
@@ -139,3 +144,123 @@ def test_roll_back_restores_the_target_and_records_the_reason(world, ci_account,
     [status] = lineage.endpoint_statuses(Endpoint.objects.filter(pk=endpoint.pk), deployment.deployed_at)
     assert status.live.release == v41
     assert last_event("deployment.rolled_back").reason == "AUC alert"
+
+
+# When a deployment happened -----------------------------------------------------------------------
+
+
+def _following(world):
+    """An endpoint whose serving follows the MLflow alias churn-model@champion."""
+    return services.create_endpoint(
+        name="churn-follow",
+        environment="production",
+        registered_model="churn-model",
+        mlflow_alias="champion",
+        by=SYSTEM,
+    )
+
+
+def test_deployment_dated_before_its_release_existed_is_refused(world, ci_account, lead, release_manager):
+    release = world.full_release(42, by=ci_account, approver=lead)
+    endpoint = world.endpoint("churn-shadow", "staging")
+
+    with pytest.raises(RuleViolation, match="before it existed"):
+        services.record_deployment(
+            endpoint,
+            release,
+            by=release_manager,
+            source=Deployment.Source.API,
+            at=datetime.datetime(2020, 1, 1, tzinfo=UTC),
+        )
+
+    assert not Deployment.objects.exists()
+    event = last_event("deployment.refused")
+    assert (event.actor, event.new["rule"], event.new["release"]) == ("relman", "before_release", "churn-v42")
+
+
+def test_production_deployment_dated_before_the_approval_is_refused(world, ci_account, lead, release_manager):
+    release = world.full_release(42, by=ci_account, approver=lead)
+    assert release.created_at < release.state_changed_at
+    production, staging = world.endpoint(), world.endpoint("churn-shadow", "staging")
+    between = release.created_at
+
+    with pytest.raises(RuleViolation, match="before that"):
+        services.record_deployment(production, release, by=release_manager, source="api", at=between)
+
+    assert last_event("deployment.refused").new["rule"] == "before_approval"
+    assert not production.deployments.exists()
+    # Staging took it before anyone signed.
+    services.record_deployment(staging, release, by=release_manager, source="api", at=between)
+    assert staging.deployments.get().deployed_at == between
+
+
+def test_deployment_dated_in_the_future_is_refused(world, ci_account, lead, release_manager):
+    release = world.full_release(42, by=ci_account, approver=lead)
+    endpoint = world.endpoint()
+
+    with pytest.raises(InvalidInput, match="in the future"):
+        services.record_deployment(
+            endpoint, release, by=release_manager, source="api", at=timezone.now() + datetime.timedelta(hours=1)
+        )
+
+    assert not Deployment.objects.exists()
+    assert last_event("deployment.refused").new["rule"] == "future_deployment"
+
+
+@pytest.mark.parametrize("late", [datetime.timedelta(minutes=3), datetime.timedelta(minutes=40)])
+def test_a_deployment_reported_late_still_moves_the_alias_when_it_is_live(
+    world, ci_account, lead, release_manager, late
+):
+    release = world.full_release(42, by=ci_account, approver=lead)
+    endpoint = _following(world)
+    went_live = release.state_changed_at + datetime.timedelta(seconds=1)
+
+    # The report reaches us ``late`` after the release went live.
+    with mock.patch("django.utils.timezone.now", return_value=went_live + late):
+        deployment = services.record_deployment(endpoint, release, by=release_manager, source="api", at=went_live)
+
+    assert deployment.deployed_at == went_live
+    move = WriteBack.objects.get(kind=WriteBack.Kind.SET_ALIAS)
+    assert (move.model_name, move.version, move.key) == ("churn-model", 42, "champion")
+
+
+def test_a_backfill_records_history_with_its_reason_and_moves_no_alias(world, ci_account, lead, release_manager):
+    release = world.full_release(42, by=ci_account, approver=lead)
+    endpoint = _following(world)
+    then = datetime.datetime(2020, 3, 1, 12, tzinfo=UTC)
+
+    deployment = services.record_deployment(
+        endpoint, release, by=release_manager, source="api", at=then, backfill=True, reason="imported from the old tool"
+    )
+
+    deployment.refresh_from_db()
+    assert (deployment.deployed_at, deployment.reason) == (then, "imported from the old tool")
+    event = last_event("deployment.backfilled")
+    assert (event.actor, event.reason, event.new["deployed_at"]) == (
+        "relman",
+        "imported from the old tool",
+        then.isoformat(),
+    )
+    assert not AuditEvent.objects.filter(action="deployment.recorded").exists()
+    assert not WriteBack.objects.filter(kind=WriteBack.Kind.SET_ALIAS).exists()
+
+
+def test_a_backfill_needs_a_reason_a_time_and_the_role(world, ci_account, lead, release_manager, oncall):
+    release = world.full_release(42, by=ci_account, approver=lead)
+    endpoint = world.endpoint()
+    then = datetime.datetime(2020, 3, 1, 12, tzinfo=UTC)
+
+    with pytest.raises(InvalidInput, match="reason"):
+        services.record_deployment(endpoint, release, by=release_manager, source="api", at=then, backfill=True)
+    with pytest.raises(InvalidInput, match="needs the time"):
+        services.record_deployment(endpoint, release, by=release_manager, source="api", backfill=True, reason="old")
+    with pytest.raises(PermissionRefused, match="oncall may not backfill a deployment"):
+        services.record_deployment(endpoint, release, by=oncall, source="api", at=then, backfill=True, reason="old")
+
+    assert not Deployment.objects.exists()
+    refused = AuditEvent.objects.filter(action="deployment.refused").order_by("seq")
+    assert [(e.new["rule"], e.new["backfill"]) for e in refused] == [
+        ("invalid", True),
+        ("backfill_needs_time", True),
+        ("role", True),
+    ]
