@@ -118,7 +118,7 @@ def inventory_csv(request: HttpRequest) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
-@role_required(ML_LEADS, to="describe a model in the inventory", audited_by_service=True)
+@role_required(ML_LEADS, to="describe a model in the inventory")
 def describe(request: HttpRequest, name: str) -> HttpResponse:
     model = get_or_refuse(RegisteredModel.objects.all(), "registered model", name=name)
     owner = request.POST.get("owner", model.owner)
