@@ -17,12 +17,13 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.utils import timezone
 from django.utils.html import escape
 
 from audit import checkpoints
-from audit.models import AuditEvent
+from audit.models import Acknowledgment, AuditEvent, VerificationRun
 from releases import lineage, services
-from releases.models import ApiToken, DatasetVersion, Deployment, Release, SyncState
+from releases.models import ApiToken, DatasetVersion, Deployment, RegisteredModel, Release, SyncState
 from tests.conftest import PASSWORD
 from tests.factories import SYSTEM, World
 
@@ -88,6 +89,14 @@ DOORS = [
     Door("releases:rollback", ROLLERS, args=("churn-scoring",)),
     Door("releases:deploy", WRITERS, args=("churn-shadow",)),
     Door("releases:sync", READERS),
+    Door("releases:audit_events", frozenset({"lead", "auditor", "admin"})),
+    Door("releases:audit_event", frozenset({"lead", "auditor", "admin"}), args=(1,)),
+    Door("releases:audit_export_csv", frozenset({"lead", "auditor", "admin"})),
+    Door("releases:audit_export_jsonl", frozenset({"lead", "auditor", "admin"})),
+    Door("releases:acknowledge_alarm", frozenset({"admin"}), args=("RUN_FAILED",)),
+    Door("releases:inventory", READERS),
+    Door("releases:inventory_csv", READERS),
+    Door("releases:describe_model", LEADS, args=("churn-model",)),
     # Actions.
     Door(
         "releases:sign",
@@ -160,6 +169,26 @@ DOORS = [
         args=("churn-v42",),
         happened=lambda: AuditEvent.objects.filter(object_key="churn-v42", action="evidence.exported").exists(),
         refusal="evidence.export_refused",
+    ),
+    Door(
+        "releases:describe_model",
+        LEADS,
+        method="post",
+        args=("churn-model",),
+        data={"owner": "Retention analytics", "purpose": "Churn scores"},
+        ok=302,
+        happened=lambda: RegisteredModel.objects.get(name="churn-model").owner == "Retention analytics",
+        refusal="model.description_refused",
+    ),
+    Door(
+        "releases:acknowledge_alarm",
+        frozenset({"admin"}),
+        method="post",
+        args=("RUN_FAILED",),
+        data={"note": "restored from the backup"},
+        ok=302,
+        happened=lambda: Acknowledgment.objects.exists(),
+        refusal="audit.acknowledgment_refused",
     ),
     # Signed by MLflow, not by a person: everyone gets the same answer to an unsigned call.
     Door("mlflow_webhook", frozenset(PERSONAS), method="post", ok=403, public=True),
@@ -257,7 +286,11 @@ def site(db: Any, settings: Any, lead2: User, release_manager: User) -> dict[str
     sync = SyncState.objects.get(repository=world.repo)
     with transaction.atomic():
         checkpoint = checkpoints.issue_checkpoint()
+    failed = VerificationRun.objects.create(
+        ran_at=timezone.now(), trigger="schedule", ok=False, broken_seq=2, problem="event #2 was rewritten"
+    )
     return {
+        "RUN_FAILED": failed.pk,
         "COMMIT": v42.model_version.run.commit_sha,
         "RUN": v42.model_version.run.run_id,
         "SYNC": sync.pk,
@@ -291,26 +324,27 @@ def outcome(door: Door, persona: str, user: User | None, site: dict[str, str]) -
     else:
         response = getattr(client, door.method)(url, data)
     status, location = response.status_code, response.get("Location", "")
+    content = b"".join(response.streaming_content) if response.streaming else response.content
     problems = []
     if persona == "anonymous" and not door.public:
         allowed = False
-        if door.api and not (status == 401 and b"error" in response.content):
+        if door.api and not (status == 401 and b"error" in content):
             problems.append(f"expected 401 JSON, got {status}")
         if not door.api and not (status == 302 and location.startswith(("/login/?next=", "/admin/login/?next="))):
             problems.append(f"expected a redirect to the login page, got {status} {location}")
     elif persona in door.allowed:
         allowed = True
         if status != door.ok:
-            problems.append(f"expected {door.ok}, got {status}: {response.content[:300]!r}")
+            problems.append(f"expected {door.ok}, got {status}: {content[:300]!r}")
     else:
         allowed = False
         # Someone with no role is stopped at every page (a write by its service); the admin keeps its own login.
         refused = 403 if persona == "norole" and not door.route.startswith("admin:") else door.refused
         if status != refused:
-            problems.append(f"expected refusal {refused}, got {status}: {response.content[:300]!r}")
+            problems.append(f"expected refusal {refused}, got {status}: {content[:300]!r}")
     if door.happened is not None and door.happened() is not allowed:
         problems.append("the change happened" if not allowed else "the change did not happen")
-    problems += _refusal_evidence(door, persona, allowed, response.content, list(refusals[refusals_before:]))
+    problems += _refusal_evidence(door, persona, allowed, content, list(refusals[refusals_before:]))
     return [f"{persona}: {p}" for p in problems]
 
 
