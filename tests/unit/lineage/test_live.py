@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from releases import lineage, services
@@ -263,3 +264,34 @@ def test_endpoint_statuses_hand_back_the_traced_live_release(
         assert status.live.release.name == "churn-v42"
         assert status.live.release.model_version.key == "churn-model/42"
         assert status.rollback_target.name == "churn-v41"
+
+
+def _ids_past_the_small_int_cache(table: str) -> None:
+    """Make the next ids of ``table`` exceed 256, past CPython's cache of small ints: an ``is`` slipped in
+    where ``==`` belongs then fails as it would on any real database."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "SELECT max(nextval(pg_get_serial_sequence(%s, 'id'))) FROM generate_series(1, 300)", [table]
+            )
+        else:
+            cursor.execute("DELETE FROM sqlite_sequence WHERE name = %s", [table])
+            cursor.execute("INSERT INTO sqlite_sequence (name, seq) VALUES (%s, 300)", [table])
+
+
+def test_a_redeployment_joins_its_period_with_ids_past_the_small_int_cache(world, ci_account, lead, release_manager):
+    _ids_past_the_small_int_cache("releases_release")
+    v40 = world.full_release(40, by=ci_account, approver=lead, dataset="churn-train:16")
+    v41 = world.full_release(41, by=ci_account, approver=lead, dataset="churn-train:17")
+    v42 = world.full_release(42, by=ci_account, approver=lead, dataset="churn-train:18")
+    assert v40.pk > 256
+    endpoint = world.endpoint()
+    for release, hours_ago in ((v40, 72), (v41, 48), (v42, 24)):
+        world.deploy(endpoint, release, by=release_manager, hours_ago=hours_ago)
+    rollback = services.roll_back(endpoint, by=lead, reason="INC-1", source="cli")
+    services.record_deployment(endpoint, v41, by=release_manager, source="api")
+    later = services.record_deployment(endpoint, v42, by=release_manager, source="api")
+
+    newest, _ = lineage.rollback_plan("churn-scoring").periods
+
+    assert (newest.start, newest.end, newest.kind) == (rollback.deployed_at, later.deployed_at, "rollback")

@@ -14,7 +14,7 @@ from django.db import transaction
 from audit import log, merkle, vocabulary
 from audit.models import AuditEvent
 from releases import lineage, services
-from releases.errors import NotFound, RuleViolation
+from releases.errors import Conflict, NotFound, RuleViolation
 from releases.models import Approval, Deployment, ExperimentRun, GitRepository, GitTag, Release, WriteBack
 from tests.factories import SYSTEM, World, approve, reject, sha_of
 from tests.unit.conftest import last_event, pending_release, refusals, status_of
@@ -320,3 +320,24 @@ def test_the_release_timeline_keeps_the_runs_events_and_run_warnings_stay_on_the
     links = {link.key: link for link in lineage.trace(release.name).links}
     assert links["experiment"].warnings == ["logged 3 dataset inputs without a digest"]
     assert all(not link.warnings for key, link in links.items() if key != "experiment")
+
+
+def test_a_consistency_proof_from_the_empty_tree_is_empty():
+    leaves = [merkle.leaf_hash(bytes([i])) for i in range(5)]
+    assert merkle.consistency_ranges(0, 5) == []
+    assert merkle.consistency_proof(0, 5, merkle.memory_reader(leaves)) == []
+    assert merkle.consistency_ranges(5, 5) == []
+
+
+# Release tags from MLflow -------------------------------------------------------------------------
+
+
+def test_a_release_tag_seen_again_changes_nothing_and_one_naming_another_version_is_refused(world, ci_account):
+    world.model_version("churn-model/42")
+    world.model_version("churn-model/43")
+    assert services.release_from_tag("churn-v42", "churn-model/42", by=SYSTEM) == "created"
+    assert services.release_from_tag("churn-v42", "churn-model/42", by=SYSTEM) == "unchanged"
+    with pytest.raises(Conflict, match="churn-model/43 is tagged release=churn-v42, but churn-v42 is already"):
+        services.release_from_tag("churn-v42", "churn-model/43", by=SYSTEM)
+    assert Release.objects.get(name="churn-v42").model_version.key == "churn-model/42"
+    assert AuditEvent.objects.filter(action="release.created", object_key="churn-v42").count() == 1
