@@ -6,7 +6,7 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from audit import vocabulary
-from audit.models import AuditEvent, Checkpoint, Cosignature, Verification
+from audit.models import Acknowledgment, AuditEvent, Checkpoint, Cosignature, Verification, VerificationRun
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -54,3 +54,16 @@ class CosignatureAdmin(ReadOnlyAdmin):
 class VerificationAdmin(ReadOnlyAdmin):
     list_display = ["size", "verified_at", "incremental"]
     ordering = ["-size", "-pk"]
+
+
+@admin.register(VerificationRun)
+class VerificationRunAdmin(ReadOnlyAdmin):
+    list_display = ["ran_at", "trigger", "ok", "events", "newest_checkpoint", "pending", "broken_seq", "problem"]
+    list_filter = ["ok", "trigger"]
+    ordering = ["-ran_at", "-pk"]
+
+
+@admin.register(Acknowledgment)
+class AcknowledgmentAdmin(ReadOnlyAdmin):
+    list_display = ["run", "by", "at", "note"]
+    ordering = ["-at"]
