@@ -13,7 +13,7 @@ from releases import lineage, services
 from releases.api import schema as _schema  # noqa: F401 - registers the token scheme
 from releases.api import serializers as s
 from releases.models import ApiToken, DatasetVersion, Deployment, Endpoint, Release
-from releases.models.base import get_or_refuse
+from releases.models.base import get_or_refuse, whole_number
 from releases.roles import ML_LEADS, ON_CALL, RELEASE_MANAGERS
 
 WRITERS = (RELEASE_MANAGERS, ML_LEADS)
@@ -31,10 +31,10 @@ def _limit(request: Request, most: int = 500) -> int:
     raw = request.query_params.get("limit", "")
     if not raw:
         return 100
-    # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 6 or not 1 <= int(raw) <= most:
+    number = whole_number(raw, most=most)
+    if not number:
         raise ValidationError({"limit": [f"a whole number from 1 to {most}"]})
-    return int(raw)
+    return number
 
 
 class DatasetVersionList(APIView):
@@ -109,7 +109,7 @@ class DeploymentCreate(APIView):
 
     write_scope, write_roles = ApiToken.Scope.DEPLOYMENTS, WRITERS
 
-    @extend_schema(request=s.DeploymentIn, responses={201: s.DeploymentOut, 409: None})
+    @extend_schema(request=s.DeploymentIn, responses={201: s.DeploymentOut})
     def post(self, request: Request) -> Response:
         data = s.DeploymentIn(data=request.data)
         data.is_valid(raise_exception=True)
@@ -137,7 +137,7 @@ class EndpointRollback(APIView):
 
     write_scope, write_roles = ApiToken.Scope.ROLLBACK, (ON_CALL, ML_LEADS)
 
-    @extend_schema(request=s.RollbackIn, responses={201: s.DeploymentOut, 409: None})
+    @extend_schema(request=s.RollbackIn, responses={201: s.DeploymentOut})
     def post(self, request: Request, name: str) -> Response:
         data = s.RollbackIn(data=request.data)
         data.is_valid(raise_exception=True)
