@@ -5,13 +5,62 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.middleware import LoginRequiredMiddleware
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponseBase
+from django.http import Http404, HttpRequest, HttpResponseBase, JsonResponse
+from django.shortcuts import render
 from django.utils.cache import add_never_cache_headers
 
 from releases.errors import NotFound
+from releases.models.base import MAX_BIG, whole_number
 from releases.roles import ALL_ROLES, may_act_as
+
+# The API and the webhooks answer JSON, even when they refuse a request before any view runs.
+API_PREFIX = "/api/"
+
+
+class RefuseUnreadableInputMiddleware:
+    """Refuse, before any view runs, input no page or endpoint can look up or store.
+
+    PostgreSQL refuses the NUL character in text, so a lookup with one (in the path, the query string or a
+    form field) would fail inside the database: it is refused here with a 400 naming where it was, for
+    every page, endpoint and admin screen at once. An API or webhook body over the upload limit gets a 413
+    in JSON (Django alone would answer its HTML page when the body is read).
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        api = request.path_info.startswith(API_PREFIX)
+        if api and self.too_big(request):
+            limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+            problem = f"the request body is larger than {limit} bytes (or its Content-Length is not a number)"
+            return JsonResponse({"error": problem}, status=413)
+        problem = self.nul_problem(request, form=not api)
+        if problem and api:
+            return JsonResponse({"error": problem}, status=400)
+        if problem:
+            return render(request, "400.html", {"exception": problem}, status=400)
+        return self.get_response(request)
+
+    @staticmethod
+    def too_big(request: HttpRequest) -> bool:
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        length = whole_number(request.META.get("CONTENT_LENGTH") or "0", most=MAX_BIG)
+        return limit is not None and (length is None or length > limit)
+
+    @staticmethod
+    def nul_problem(request: HttpRequest, *, form: bool) -> str:
+        if "\x00" in request.path_info:
+            return "the address contains a NUL character"
+        # API bodies are checked by the serializers (DRF refuses NUL in text fields).
+        sources = (("query string", request.GET), ("form", request.POST if form else None))
+        for where, values in sources:
+            if values is not None and any("\x00" in key + "".join(vs) for key, vs in values.lists()):
+                return f"the {where} contains a NUL character"
+        return ""
 
 
 class RoleRequiredMiddleware(LoginRequiredMiddleware):
