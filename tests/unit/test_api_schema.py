@@ -28,7 +28,7 @@ from schemathesis.checks import (
 )
 from schemathesis.core.failures import Failure, FailureGroup
 
-from tests.unit.conftest import token_for
+from tests.unit.conftest import api, token_for
 
 CHECKS = [
     not_a_server_error,
@@ -94,3 +94,13 @@ def _exercise(strategy: Any, headers: dict[str, str], failures: dict[tuple[str, 
 
     send()
     return sent
+
+
+@pytest.mark.parametrize(("method", "url"), [("post", "/api/releases/churn-v42/"), ("put", "/api/endpoints/")])
+def test_a_method_an_endpoint_does_not_have_is_405_not_a_missing_scope(
+    story: dict[str, Any], lead: Any, method: str, url: str
+) -> None:
+    response = getattr(api(token_for(lead)), method)(url, {}, content_type="application/json")
+
+    assert response.status_code == 405
+    assert response.json()["error"] == f'Method "{method.upper()}" not allowed.'
