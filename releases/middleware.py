@@ -8,7 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.middleware import LoginRequiredMiddleware
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponseBase, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponseBadRequest, HttpResponseBase, JsonResponse
 from django.shortcuts import render
 from django.utils.cache import add_never_cache_headers
 
@@ -23,9 +23,10 @@ API_PREFIX = "/api/"
 class RefuseUnreadableInputMiddleware:
     """Refuse, before any view runs, input no page or endpoint can look up or store.
 
-    PostgreSQL refuses the NUL character in text, so a lookup with one (in the path, the query string or a
-    form field) would fail inside the database: it is refused here with a 400 naming where it was, for
-    every page, endpoint and admin screen at once. An API or webhook body over the upload limit gets a 413
+    PostgreSQL refuses the NUL character in text, so a lookup with one (in the path, a header or cookie,
+    the query string or a form field) would fail inside the database: it is refused here with a 400 naming
+    where it was, for every page, endpoint and admin screen at once. An API or webhook body over the upload
+    limit gets a 413
     in JSON (Django alone would answer its HTML page when the body is read).
     """
 
@@ -38,12 +39,26 @@ class RefuseUnreadableInputMiddleware:
             limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
             problem = f"the request body is larger than {limit} bytes (or its Content-Length is not a number)"
             return JsonResponse({"error": problem}, status=413)
+        if problem := self.nul_in_headers(request):
+            # Not the page template: it shows the signed-in user, and reading the session cookie is the lookup
+            # that would fail.
+            return JsonResponse({"error": problem}, status=400) if api else HttpResponseBadRequest(problem)
         problem = self.nul_problem(request, form=not api)
         if problem and api:
             return JsonResponse({"error": problem}, status=400)
         if problem:
             return render(request, "400.html", {"exception": problem}, status=400)
         return self.get_response(request)
+
+    @staticmethod
+    def nul_in_headers(request: HttpRequest) -> str:
+        for key, value in request.META.items():
+            if key.startswith("HTTP_") and isinstance(value, str) and "\x00" in value:
+                return f"the {key[5:].replace('_', '-').title()} header contains a NUL character"
+        # A quoted cookie value may spell NUL as an escape ("\\000") that parsing turns into the character.
+        if any("\x00" in name + value for name, value in request.COOKIES.items()):
+            return "the Cookie header contains a NUL character"
+        return ""
 
     @staticmethod
     def too_big(request: HttpRequest) -> bool:

@@ -128,6 +128,26 @@ def test_nul_in_a_form_field_is_refused_before_the_service(story: dict[str, Any]
     assert not AuditEvent.objects.filter(action="dataset_version.quarantined").exists()
 
 
+def test_nul_in_the_session_cookie_is_a_400_not_a_session_lookup(story: dict[str, Any]) -> None:
+    client = Client()
+    client.cookies["sessionid"] = "abcdefgh\x00ijkl"
+
+    response = client.get("/releases/")
+
+    assert response.status_code == 400
+    assert "the Cookie header contains a NUL character" in response.content.decode()
+
+
+def test_nul_in_a_webhook_header_is_a_400_json_error(settings: Any) -> None:
+    settings.LINEAGE_MLFLOW_WEBHOOK_SECRET = WEBHOOK_SECRET
+    headers = {"X-MLflow-Signature": "v1,x", "X-MLflow-Delivery-Id": "d\x00", "X-MLflow-Timestamp": "1"}
+
+    response = Client().post("/api/hooks/mlflow/", b"{}", content_type="application/json", headers=headers)
+
+    assert response.status_code == 400
+    assert response.json() == {"error": "the X-Mlflow-Delivery-Id header contains a NUL character"}
+
+
 # Numbers past the columns ---------------------------------------------------------------------
 
 
