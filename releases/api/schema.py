@@ -36,9 +36,10 @@ ERRORS = {
     "404": "Something the request names is not recorded.",
     "409": "The request contradicts what is recorded, or a product rule refuses it.",
     "413": "The request body is over the upload limit.",
+    "415": "The request body is not JSON, a form or multipart.",
 }
 # Reads can fail to find only what their path names; writes also name things in their bodies.
-READ_ERRORS, WRITE_ERRORS = ("400", "401", "403"), ("400", "401", "403", "404", "409", "413")
+READ_ERRORS, WRITE_ERRORS = ("400", "401", "403"), ("400", "401", "403", "404", "409", "413", "415")
 
 
 def document_errors(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:

@@ -104,3 +104,12 @@ def test_a_method_an_endpoint_does_not_have_is_405_not_a_missing_scope(
 
     assert response.status_code == 405
     assert response.json()["error"] == f'Method "{method.upper()}" not allowed.'
+
+
+def test_a_body_in_a_type_the_api_does_not_read_is_a_documented_415(lead: Any) -> None:
+    response = api(token_for(lead)).post("/api/releases/", "name: churn-v43", content_type="text/yaml")
+
+    assert response.status_code == 415
+    assert response.json()["error"] == 'Unsupported media type "text/yaml" in request.'
+    schema = api(token_for(lead)).get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    assert "415" in schema["paths"]["/api/releases/"]["post"]["responses"]
