@@ -47,9 +47,9 @@ def register_dataset_version(
     require_role(by, RELEASE_MANAGERS, ML_LEADS, to="register a dataset version")
     check(name_validator, name, "dataset name")
     if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= MAX_VERSION:
-        raise InvalidInput(f"dataset version must be a whole number from 1 to {MAX_VERSION}, not {version!r}")
+        raise InvalidInput(f"dataset version must be a positive integer up to {MAX_VERSION}, not {version!r}")
     if size_bytes is not None and not 0 <= size_bytes <= MAX_BIG:
-        raise InvalidInput(f"size_bytes must be a whole number from 0 to {MAX_BIG}, not {size_bytes!r}")
+        raise InvalidInput(f"size_bytes must be a whole number of bytes up to {MAX_BIG}, not {size_bytes!r}")
     if not uri.strip():
         raise InvalidInput("a dataset version needs a uri")
     content_hash = content_hash.strip().lower()
