@@ -26,8 +26,7 @@ class RefuseUnreadableInputMiddleware:
     PostgreSQL refuses the NUL character in text, so a lookup with one (in the path, a header or cookie,
     the query string or a form field) would fail inside the database: it is refused here with a 400 naming
     where it was, for every page, endpoint and admin screen at once. An API or webhook body over the upload
-    limit gets a 413
-    in JSON (Django alone would answer its HTML page when the body is read).
+    limit gets a 413 in JSON (Django alone would answer its HTML page when the body is read).
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
@@ -42,7 +41,9 @@ class RefuseUnreadableInputMiddleware:
         if problem := self.nul_in_headers(request):
             # Not the page template: it shows the signed-in user, and reading the session cookie is the lookup
             # that would fail.
-            return JsonResponse({"error": problem}, status=400) if api else HttpResponseBadRequest(problem)
+            if api:
+                return JsonResponse({"error": problem}, status=400)
+            return HttpResponseBadRequest(problem, content_type="text/plain; charset=utf-8")
         problem = self.nul_problem(request, form=not api)
         if problem and api:
             return JsonResponse({"error": problem}, status=400)
