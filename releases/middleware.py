@@ -12,10 +12,12 @@ from django.contrib.auth import logout
 from django.contrib.auth.middleware import LoginRequiredMiddleware
 from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponseBase
+from django.http import Http404, HttpRequest, HttpResponseBadRequest, HttpResponseBase, JsonResponse
+from django.shortcuts import render
 from django.utils.cache import add_never_cache_headers
 
 from releases.errors import NotFound, PermissionRefused
+from releases.models.base import MAX_BIG, whole_number
 from releases.roles import ALL_ROLES, ML_LEADS, RELEASE_MANAGERS, has_role, may_act_as
 
 # When the session last saw its person, in seconds since the epoch.
@@ -61,6 +63,69 @@ class SessionTimeoutMiddleware:
                 if not request.session.get_expire_at_browser_close() and is_privileged(request.user):
                     request.session.set_expiry(0)
         return self.get_response(request)
+
+
+# The API and the webhooks answer JSON, even when they refuse a request before any view runs.
+API_PREFIX = "/api/"
+
+
+class RefuseUnreadableInputMiddleware:
+    """Refuse, before any view runs, input no page or endpoint can look up or store.
+
+    PostgreSQL refuses the NUL character in text, so a lookup with one (in the path, a header or cookie,
+    the query string or a form field) would fail inside the database: it is refused here with a 400 naming
+    where it was, for every page, endpoint and admin screen at once. An API or webhook body over the upload
+    limit gets a 413 in JSON (Django alone would answer its HTML page when the body is read).
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        api = request.path_info.startswith(API_PREFIX)
+        if api and self.too_big(request):
+            limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+            problem = f"the request body is larger than {limit} bytes (or its Content-Length is not a number)"
+            return JsonResponse({"error": problem}, status=413)
+        if problem := self.nul_in_headers(request):
+            # Not the page template: it shows the signed-in user, and reading the session cookie is the lookup
+            # that would fail.
+            if api:
+                return JsonResponse({"error": problem}, status=400)
+            return HttpResponseBadRequest(problem, content_type="text/plain; charset=utf-8")
+        problem = self.nul_problem(request, form=not api)
+        if problem and api:
+            return JsonResponse({"error": problem}, status=400)
+        if problem:
+            return render(request, "400.html", {"exception": problem}, status=400)
+        return self.get_response(request)
+
+    @staticmethod
+    def nul_in_headers(request: HttpRequest) -> str:
+        for key, value in request.META.items():
+            if key.startswith("HTTP_") and isinstance(value, str) and "\x00" in value:
+                return f"the {key[5:].replace('_', '-').title()} header contains a NUL character"
+        # A quoted cookie value may spell NUL as an escape ("\\000") that parsing turns into the character.
+        if any("\x00" in name + value for name, value in request.COOKIES.items()):
+            return "the Cookie header contains a NUL character"
+        return ""
+
+    @staticmethod
+    def too_big(request: HttpRequest) -> bool:
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        length = whole_number(request.META.get("CONTENT_LENGTH") or "0", most=MAX_BIG)
+        return limit is not None and (length is None or length > limit)
+
+    @staticmethod
+    def nul_problem(request: HttpRequest, *, form: bool) -> str:
+        if "\x00" in request.path_info:
+            return "the address contains a NUL character"
+        # API bodies are checked by the serializers (DRF refuses NUL in text fields).
+        sources = (("query string", request.GET), ("form", request.POST if form else None))
+        for where, values in sources:
+            if values is not None and any("\x00" in key + "".join(vs) for key, vs in values.lists()):
+                return f"the {where} contains a NUL character"
+        return ""
 
 
 class RoleRequiredMiddleware(LoginRequiredMiddleware):

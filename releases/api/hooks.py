@@ -26,9 +26,12 @@ from audit import log
 from audit.log import SystemActor
 from releases import services
 from releases.models import SyncState, TrackingServer
+from releases.models.base import whole_number
 
 # MLflow signs "<delivery id>.<unix timestamp>.<body>"; an older timestamp is a replay.
 MAX_AGE_SECONDS = 300
+# Unix seconds up to the year 33658: anything longer is not a timestamp.
+MAX_TIMESTAMP = 999_999_999_999
 ACTOR = SystemActor("mlflow-webhook")
 # A delivery id is remembered for as long as its signature could still be accepted (either side of now).
 REMEMBER_SECONDS = 2 * MAX_AGE_SECONDS + 60
@@ -50,10 +53,8 @@ def _signature_problem(request: HttpRequest, secret: str) -> str:
     timestamp = request.headers.get("X-MLflow-Timestamp", "")
     if not (signature and delivery_id and timestamp):
         return "the request is not signed (X-MLflow-Signature, -Delivery-Id and -Timestamp are required)"
-    # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
-    if not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > 12:
-        return "the signature timestamp is missing or more than five minutes off"
-    if abs(time.time() - int(timestamp)) > MAX_AGE_SECONDS:
+    sent_at = whole_number(timestamp, most=MAX_TIMESTAMP)
+    if sent_at is None or abs(time.time() - sent_at) > MAX_AGE_SECONDS:
         return "the signature timestamp is missing or more than five minutes off"
     if not hmac.compare_digest(signature, expected_signature(secret, delivery_id, timestamp, request.body)):
         return "the signature does not match the configured secret"
@@ -122,10 +123,13 @@ def mlflow_webhook(request: HttpRequest) -> JsonResponse:
         data = event["data"]
         model_name = str(data.get("name", ""))
         run_id = str(data.get("run_id") or "")
-    except (ValueError, KeyError, TypeError, AttributeError):
+    # RecursionError: JSON nested deeper than Python's parser goes.
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return JsonResponse(
             {"error": "the body is not an MLflow webhook event (JSON with entity, action, data)"}, status=400
         )
+    if "\x00" in model_name + run_id:
+        return JsonResponse({"error": "the event's model name or run id contains a NUL character"}, status=400)
     server = _server(request)
     if isinstance(server, str):
         return JsonResponse({"error": server}, status=400)

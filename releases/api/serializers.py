@@ -9,15 +9,16 @@ from rest_framework import serializers
 
 from releases import lineage
 from releases.models import Approval, DatasetVersion, Deployment
+from releases.models.base import MAX_BIG, MAX_VERSION
 
 
 # Input ----------------------------------------------------------------------------------------------
 class DatasetVersionIn(serializers.Serializer):
     name = serializers.CharField(max_length=100)
-    version = serializers.IntegerField(min_value=1)
+    version = serializers.IntegerField(min_value=1, max_value=MAX_VERSION)
     uri = serializers.CharField(max_length=1000)
     content_hash = serializers.CharField(max_length=71, help_text="sha256:<64 hex>")
-    size_bytes = serializers.IntegerField(min_value=0, required=False, allow_null=True)
+    size_bytes = serializers.IntegerField(min_value=0, max_value=MAX_BIG, required=False, allow_null=True)
 
 
 class ReleaseIn(serializers.Serializer):

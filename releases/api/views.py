@@ -14,7 +14,7 @@ from releases.api import schema as _schema  # noqa: F401 - registers the token s
 from releases.api import serializers as s
 from releases.api.permissions import require_scope
 from releases.models import ApiToken, DatasetVersion, Deployment, Endpoint, Release
-from releases.models.base import get_or_refuse
+from releases.models.base import get_or_refuse, whole_number
 
 
 def _release(name: str) -> Release:
@@ -29,10 +29,10 @@ def _limit(request: Request, most: int = 500) -> int:
     raw = request.query_params.get("limit", "")
     if not raw:
         return 100
-    # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 6 or not 1 <= int(raw) <= most:
+    number = whole_number(raw, most=most)
+    if not number:
         raise ValidationError({"limit": [f"a whole number from 1 to {most}"]})
-    return int(raw)
+    return number
 
 
 class DatasetVersionList(APIView):
@@ -107,7 +107,7 @@ class DeploymentCreate(APIView):
 
     write_scope = ApiToken.Scope.DEPLOYMENTS
 
-    @extend_schema(request=s.DeploymentIn, responses={201: s.DeploymentOut, 409: None})
+    @extend_schema(request=s.DeploymentIn, responses={201: s.DeploymentOut})
     def post(self, request: Request) -> Response:
         data = s.DeploymentIn(data=request.data)
         data.is_valid(raise_exception=True)
@@ -139,7 +139,7 @@ class EndpointRollback(APIView):
 
     write_scope = ApiToken.Scope.ROLLBACK
 
-    @extend_schema(request=s.RollbackIn, responses={201: s.DeploymentOut, 409: None})
+    @extend_schema(request=s.RollbackIn, responses={201: s.DeploymentOut})
     def post(self, request: Request, name: str) -> Response:
         data = s.RollbackIn(data=request.data)
         data.is_valid(raise_exception=True)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from argparse import ArgumentParser
+from argparse import ArgumentParser, ArgumentTypeError
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib.auth.models import User
@@ -10,6 +11,20 @@ from django.core.management.base import BaseCommand, CommandError
 
 from releases.errors import LineageError
 from releases.models import DatasetVersion
+from releases.models.base import MAX_VERSION, whole_number
+
+
+def whole_number_argument(*, least: int = 1, most: int = MAX_VERSION) -> Callable[[str], int]:
+    """An argparse ``type`` for a number typed on the command line: a bad one exits 2 with one line saying
+    what is expected (``type=int`` would take "٣" and "1_0", and let 2**31 through to the database)."""
+
+    def parse(text: str) -> int:
+        number = whole_number(text, most=most)
+        if number is None or number < least:
+            raise ArgumentTypeError(f"expected a whole number from {least} to {most}, not {text!r}")
+        return number
+
+    return parse
 
 
 class ServiceCommand(BaseCommand):

@@ -19,17 +19,28 @@ def get_or_refuse(source: models.QuerySet[M, M] | models.Manager[M], what: str, 
     return found
 
 
-# The largest value a PositiveIntegerField holds on every supported database.
-MAX_VERSION = 2_147_483_647
+# The largest values the integer columns hold on every supported database.
+MAX_VERSION = 2_147_483_647  # PositiveIntegerField
+MAX_BIG = 9_223_372_036_854_775_807  # PositiveBigIntegerField
+
+
+def whole_number(text: str, *, most: int) -> int | None:
+    """``text`` as a whole number from 0 to ``most``, or None. Every door parses numbers it is sent here.
+
+    ASCII digits only: ``str.isdigit`` also accepts "²", which ``int`` refuses, and ``int`` itself accepts
+    "٣", " 3" and "1_0", which nobody means as a number. The length check comes first so a
+    million-digit string is refused before ``int`` spends time on it.
+    """
+    if not (text.isascii() and text.isdigit()) or len(text) > len(str(most)):
+        return None
+    number = int(text)
+    return number if number <= most else None
 
 
 def version_number(text: str) -> int | None:
-    """A version number as a person types it, or None: ASCII digits only (``str.isdigit`` also
-    accepts "²" and other digits ``int`` refuses), and small enough for the version columns."""
-    if not (text.isascii() and text.isdigit()) or len(text) > len(str(MAX_VERSION)):
-        return None
-    number = int(text)
-    return number if 0 < number <= MAX_VERSION else None
+    """A version number as a person types it (1 up to what the version columns hold), or None."""
+    number = whole_number(text, most=MAX_VERSION)
+    return number or None
 
 
 class ImmutableFieldError(Exception):

@@ -7,6 +7,7 @@ import re
 from django.core.validators import MinValueValidator
 from django.db import models
 
+from releases.models.base import version_number
 from releases.models.code import Commit, name_validator
 
 FEATURE_VIEW_RE = re.compile(r"^(?P<pipeline>[A-Za-z][A-Za-z0-9_]*?)_v(?P<version>[1-9][0-9]*)$")
@@ -27,9 +28,10 @@ class FeaturePipelineVersionQuerySet(models.QuerySet["FeaturePipelineVersion"]):
     def by_key(self, key: str) -> FeaturePipelineVersionQuerySet:
         """The version named like ``customer_features_v5`` (empty when malformed)."""
         match = FEATURE_VIEW_RE.match(key)
-        if not match:
+        number = version_number(match["version"]) if match else None
+        if match is None or number is None:
             return self.none()
-        return self.filter(pipeline__name=match["pipeline"], version=int(match["version"]))
+        return self.filter(pipeline__name=match["pipeline"], version=number)
 
 
 class FeaturePipelineVersion(models.Model):

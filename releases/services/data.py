@@ -14,6 +14,7 @@ from audit.vocabulary import object_ref
 from releases import lineage
 from releases.errors import Conflict, InvalidInput, RuleViolation
 from releases.models import Dataset, DatasetDigest, DatasetVersion, Release
+from releases.models.base import MAX_BIG, MAX_VERSION
 from releases.models.code import name_validator
 from releases.models.data import hash_validator
 from releases.roles import ML_LEADS, RELEASE_MANAGERS, require_role
@@ -45,8 +46,10 @@ def register_dataset_version(
     """Register ``name:version``. Same content again is a no-op; different content is refused."""
     require_role(by, RELEASE_MANAGERS, ML_LEADS, to="register a dataset version")
     check(name_validator, name, "dataset name")
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise InvalidInput(f"dataset version must be a positive integer, not {version!r}")
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= MAX_VERSION:
+        raise InvalidInput(f"dataset version must be a positive integer up to {MAX_VERSION}, not {version!r}")
+    if size_bytes is not None and not 0 <= size_bytes <= MAX_BIG:
+        raise InvalidInput(f"size_bytes must be a whole number of bytes up to {MAX_BIG}, not {size_bytes!r}")
     if not uri.strip():
         raise InvalidInput("a dataset version needs a uri")
     content_hash = content_hash.strip().lower()

@@ -7,6 +7,10 @@ import datetime
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from releases.models.base import whole_number
+
+# More pages than any list here will have; a longer number means the first page, like any other nonsense.
+MOST_PAGES = 1_000_000
 MOMENT_HELP = "Use a UTC date and time like 2024-05-01T13:30 (or 2024-05-01 13:30)."
 
 
@@ -28,8 +32,12 @@ def parse_moment(text: str) -> datetime.datetime:
             raise BadParameter(f"“{text}” is not a date and time. {MOMENT_HELP}") from None
         parsed = datetime.datetime.combine(day, datetime.time.max)
     if timezone.is_naive(parsed):
-        parsed = parsed.replace(tzinfo=datetime.UTC)
-    return parsed
+        return parsed.replace(tzinfo=datetime.UTC)
+    try:
+        # Stored moments are UTC; an offset can carry a moment past year 1 or 9999, which UTC cannot show.
+        return parsed.astimezone(datetime.UTC)
+    except OverflowError:
+        raise BadParameter(f"“{text}” is outside the years 1 to 9999 in UTC. {MOMENT_HELP}") from None
 
 
 def moment_value(when: datetime.datetime | None) -> str:
@@ -38,8 +46,5 @@ def moment_value(when: datetime.datetime | None) -> str:
 
 
 def parse_page(text: str | None) -> int:
-    """A page number; anything unusable means the first page."""
-    try:
-        return max(1, int(text or "1"))
-    except ValueError:
-        return 1
+    """A page number; anything unusable means the first page (the paginator clamps one past the end)."""
+    return whole_number(text or "", most=MOST_PAGES) or 1

@@ -77,6 +77,8 @@ def test_registering_at_a_different_uri_is_refused():
     ("overrides", "message"),
     [
         ({"version": 0}, "positive integer"),
+        ({"version": 2**31}, "positive integer up to 2147483647"),
+        ({"size_bytes": 2**63}, "whole number of bytes up to 9223372036854775807"),
         ({"content_hash": "md5:abc"}, "sha256:<64 lowercase hex>"),
         ({"name": "bad name!"}, "dataset name"),
         ({"uri": "  "}, "needs a uri"),

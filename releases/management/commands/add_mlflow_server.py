@@ -5,7 +5,7 @@ from typing import Any
 
 from audit.log import SystemActor
 from releases import services
-from releases.management.base import ServiceCommand
+from releases.management.base import ServiceCommand, whole_number_argument
 
 
 class Command(ServiceCommand):
@@ -15,7 +15,7 @@ class Command(ServiceCommand):
         parser.add_argument("name")
         parser.add_argument("tracking_uri")
         parser.add_argument("--ui-url", default="", help="base URL of the MLflow UI for links (default: the URI)")
-        parser.add_argument("--interval", type=int, help="seconds between periodic syncs")
+        parser.add_argument("--interval", type=whole_number_argument(), help="seconds between periodic syncs")
 
     def handle(self, *args: Any, **options: Any) -> None:
         state = services.add_mlflow_server(

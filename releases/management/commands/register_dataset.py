@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import CommandParser
 
 from releases import services
-from releases.management.base import ServiceCommand
+from releases.management.base import ServiceCommand, whole_number_argument
 
 
 class Command(ServiceCommand):
@@ -20,7 +20,7 @@ class Command(ServiceCommand):
     def add_arguments(self, parser: ArgumentParser) -> None:
         super().add_arguments(parser)
         parser.add_argument("name")
-        parser.add_argument("--version", type=int, required=True)
+        parser.add_argument("--version", type=whole_number_argument(), required=True)
         parser.add_argument(
             "--path", help="local file to hash; its absolute path becomes the uri unless --uri is given"
         )
