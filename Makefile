@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(BIN)/python -m tests.benchmarks.run
 
 # Mutation testing of the rule modules (tests/mutation/run.py): slow, so not part of `make test`.
+# MUTATION_POSTGRES (a server URL without a database) runs the PostgreSQL-only code's mutants there.
 mutation: $(STAMP)
 	$(BIN)/pip install --quiet -r requirements-mutation.txt
 	$(BIN)/python -m tests.mutation.run

@@ -10,7 +10,10 @@ a type annotation, which ``from __future__ import annotations`` never evaluates)
 
 Settings (environment): MUTATION_SAMPLE mutants per module (default 30; 0 runs them all),
 MUTATION_SEED (default 6962), MUTATION_WORKERS (default 2), MUTATION_MODULES (a comma-separated subset
-of the module paths below). The tests run on SQLite with eager Celery, so no service is needed.
+of the module paths below). The tests run on SQLite with eager Celery, except for the modules with code
+only PostgreSQL runs: with MUTATION_POSTGRES (a server URL without a database, e.g.
+postgres://postgres@127.0.0.1:5432) those run on PostgreSQL, one database per worker. Before its mutants,
+each module's tests run once unmutated: a module whose tests fail without a mutant stops the run.
 The last line printed is ``N mutants, K killed, E equivalent, S survived``; the survivors, with their
 diffs, are written to var/mutation/survivors.txt.
 """
@@ -33,6 +36,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 WORK = ROOT / "var" / "mutation"
 EQUIVALENTS = Path(__file__).with_name("equivalent.txt")
+
+# Modules with code only PostgreSQL runs (COPY, server-side pages): their mutants need it to be tested.
+POSTGRES_MODULES = {"audit/log.py"}
 
 # Each rule module and the tests that exercise it.
 MODULES: dict[str, list[str]] = {
@@ -173,19 +179,35 @@ def _clone(index: int) -> Path:
     return clone
 
 
-def _test(mutant: Mutant, clone: Path) -> tuple[Mutant, str, str]:
+def _command(module: str, clone: Path, worker: int) -> str:
+    """The shell command that runs ``module``'s tests in ``clone`` (on PostgreSQL when it needs it)."""
+    tests = " ".join(MODULES[module])
+    pytest = f"{_bin('pytest')} -x -q -p no:cacheprovider -p no:randomly {tests}"
+    server = os.environ.get("MUTATION_POSTGRES", "").rstrip("/")
+    database = f"DATABASE_URL={server}/lineage_mutation_{worker} " if server and module in POSTGRES_MODULES else ""
+    return (
+        "env -u DATABASE_URL -u DATABASE_MIGRATE_URL -u REDIS_URL -u LINEAGE_REQUIRE_SERVICES "
+        f"{database}sh -c {shlex.quote(f'cd {clone} && exec {pytest}')}"
+    )
+
+
+def _baseline(module: str, clone: Path) -> None:
+    """The module's tests must pass without a mutant, or every mutant would look killed."""
+    from cosmic_ray.testing import run_tests
+    from cosmic_ray.work_item import TestOutcome
+
+    outcome, output = run_tests(_command(module, clone, 0), 1200)
+    if outcome != TestOutcome.SURVIVED:
+        sys.exit(f"{module}: its tests fail without any mutant; fix them first\n{output[-3000:]}")
+
+
+def _test(mutant: Mutant, clone: Path, worker: int) -> tuple[Mutant, str, str]:
     """Mutate ``mutant`` in ``clone``, run its module's tests there; 'killed' or 'survived' and the diff."""
     from cosmic_ray.mutating import mutate_and_test
     from cosmic_ray.work_item import MutationSpec, TestOutcome, WorkerOutcome
 
-    tests = " ".join(MODULES[mutant.module])
-    pytest = f"{_bin('pytest')} -x -q -p no:cacheprovider -p no:randomly {tests}"
-    command = (
-        "env -u DATABASE_URL -u DATABASE_MIGRATE_URL -u REDIS_URL -u LINEAGE_REQUIRE_SERVICES "
-        f"sh -c {shlex.quote(f'cd {clone} && exec {pytest}')}"
-    )
     spec = MutationSpec(clone / mutant.module, mutant.operator, mutant.occurrence, (0, 0), (0, 1))
-    result = mutate_and_test([spec], command, 600)
+    result = mutate_and_test([spec], _command(mutant.module, clone, worker), 600)
     if result.worker_outcome == WorkerOutcome.NO_TEST:
         return mutant, "not a mutant", ""
     if result.worker_outcome != WorkerOutcome.NORMAL or result.test_outcome == TestOutcome.INCOMPETENT:
@@ -217,17 +239,19 @@ def main() -> int:
     equivalent = len(chosen) - len(to_run)
 
     clones = [_clone(i) for i in range(workers)]
+    for module in wanted:
+        _baseline(module, clones[0])
     outcomes: dict[str, int] = {"killed": 0, "survived": 0, "error": 0, "not a mutant": 0}
     survivors: list[str] = []
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
         # Each worker thread owns one clone, so two mutants never share a working tree.
-        free = list(clones)
-        pending: dict[concurrent.futures.Future[tuple[Mutant, str, str]], Path] = {}
+        free = list(enumerate(clones))
+        pending: dict[concurrent.futures.Future[tuple[Mutant, str, str]], tuple[int, Path]] = {}
         queue = list(to_run)
         while queue or pending:
             while queue and free:
-                clone = free.pop()
-                pending[pool.submit(_test, queue.pop(0), clone)] = clone
+                worker, clone = free.pop()
+                pending[pool.submit(_test, queue.pop(0), clone, worker)] = (worker, clone)
             done, _ = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
             for future in done:
                 free.append(pending.pop(future))
