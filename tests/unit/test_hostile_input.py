@@ -266,7 +266,7 @@ def test_webhook_event_naming_a_nul_is_a_400(webhook_secret: str) -> None:
 
 FORM_NAMES = (
     "reason", "comment", "password", "meaning", "digest", "decision", "target", "release", "next", "full",
-    "username", "confirm", "action", "_selected_action",
+    "username", "confirm", "action", "_selected_action", "owner", "purpose", "note",
 )  # fmt: skip
 CODE_READS = re.compile(r"""(?:GET|POST|query_params)(?:\.get\(|\[)\s*"([a-z_]+)\"""")
 FORM_INPUTS = re.compile(r"""<(?:input|select|textarea|button)[^>]*\bname="([a-z_]+)\"""")
@@ -320,11 +320,29 @@ hostile_text = st.one_of(
 # the values it expects as well as hostile ones.
 QUERY_PARAMETERS = {
     **dict.fromkeys(
-        ["a", "b", "dataset", "endpoint", "env", "model", "next", "o", "q", "release", "server", "state", "waiting"],
+        [
+            "a",
+            "b",
+            "dataset",
+            "endpoint",
+            "env",
+            "model",
+            "next",
+            "o",
+            "q",
+            "release",
+            "server",
+            "state",
+            "waiting",
+            "actor",
+            "action",
+            "object",
+            "request",
+        ],
         hostile_text,
     ),
-    **dict.fromkeys(["page", "limit", "p"], numbers | hostile_text),
-    "at": moments,
+    **dict.fromkeys(["page", "limit", "p", "before"], numbers | hostile_text),
+    **dict.fromkeys(["at", "from", "to"], moments),
 }
 FORM_FIELDS = dict.fromkeys(FORM_NAMES, hostile_text)
 
