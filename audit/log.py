@@ -213,7 +213,7 @@ class LogBroken(Exception):
 
 # The columns an event's hash covers, plus its stored hash; read as tuples, not model instances,
 # because re-walking a million events is the verifier's whole job and instances cost ten times more.
-_CHAIN_COLUMNS = (
+CHAIN_COLUMNS = (
     "seq",
     "at",
     "actor",
@@ -278,7 +278,7 @@ def _chain_rows(first: int, last: int, limit: int) -> list[tuple[Any, ...]]:
     if connection.vendor == "postgresql":
         return _convert_pg(_fetch_pg(first, last, limit))
     events = AuditEvent.objects.filter(seq__gte=first, seq__lte=last).order_by("seq")
-    return [(row[0], row[1].isoformat(), *row[2:]) for row in events.values_list(*_CHAIN_COLUMNS)[:limit]]
+    return [(row[0], row[1].isoformat(), *row[2:]) for row in events.values_list(*CHAIN_COLUMNS)[:limit]]
 
 
 _PAGE = 10_000

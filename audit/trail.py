@@ -11,31 +11,20 @@ from __future__ import annotations
 import csv
 import datetime
 import io
+import itertools
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from django.db.models import Max, Q, QuerySet
 
-from audit import checkpoints, signing
+from audit import checkpoints, log, signing
 from audit.models import AuditEvent, Checkpoint, VerificationRun, canonical_json
 
 PAGE_SIZE = 50
 EXPORT_CHUNK = 2000
-EXPORT_COLUMNS = (
-    "seq",
-    "at",
-    "actor",
-    "action",
-    "object_type",
-    "object_key",
-    "old",
-    "new",
-    "reason",
-    "request_id",
-    "prev_hash",
-    "hash",
-)
+# What an export carries of each event: what its hash covers, and the hash (``audit.log.CHAIN_COLUMNS``).
+EXPORT_COLUMNS = log.CHAIN_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -126,20 +115,20 @@ def _text(value: object) -> str:
     return "" if value is None else str(value)
 
 
-def export_csv(trail: TrailFilter) -> Iterator[str]:
-    """The matching events as CSV, oldest first; old and new values as canonical JSON."""
+def csv_lines(header: Sequence[str], rows: Iterable[Sequence[object]]) -> Iterator[str]:
+    """``header`` and ``rows`` as CSV text, one line at a time, for a streamed download."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-
-    def line(values: tuple[object, ...]) -> str:
+    for values in itertools.chain([header], rows):
         buffer.seek(0)
         buffer.truncate()
         writer.writerow(values)
-        return buffer.getvalue()
+        yield buffer.getvalue()
 
-    yield line(EXPORT_COLUMNS)
-    for row in _rows(trail):
-        yield line(tuple(_text(value) for value in row))
+
+def export_csv(trail: TrailFilter) -> Iterator[str]:
+    """The matching events as CSV, oldest first; old and new values as canonical JSON."""
+    return csv_lines(EXPORT_COLUMNS, (tuple(_text(value) for value in row) for row in _rows(trail)))
 
 
 def export_jsonl(trail: TrailFilter, checkpoint: Checkpoint | None) -> Iterator[str]:

@@ -3,9 +3,7 @@ ML leads keep for each."""
 
 from __future__ import annotations
 
-import csv
 import datetime
-import io
 from collections.abc import Iterator
 
 from django.contrib import messages
@@ -16,6 +14,7 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
+from audit import trail
 from releases import lineage, services
 from releases.errors import LineageError, PermissionRefused
 from releases.models import RegisteredModel
@@ -74,33 +73,21 @@ def inventory(request: HttpRequest) -> HttpResponse:
     return render(request, "releases/inventory.html", context, status=400 if error else 200)
 
 
-def _csv_lines(period: lineage.Period) -> Iterator[str]:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-
-    def line(values: tuple[object, ...]) -> str:
-        buffer.seek(0)
-        buffer.truncate()
-        writer.writerow(values)
-        return buffer.getvalue()
-
-    yield line(CSV_COLUMNS)
+def _csv_rows(period: lineage.Period) -> Iterator[tuple[object, ...]]:
     paginator = Paginator(lineage.inventory_models(), CSV_CHUNK)
     for number in paginator.page_range:
         for row in lineage.inventory(list(paginator.page(number).object_list), period):
-            yield line(
-                (
-                    row.model.name,
-                    row.model.owner,
-                    row.model.purpose,
-                    "; ".join(row.validators),
-                    row.last_validated.astimezone(datetime.UTC).isoformat() if row.last_validated else "",
-                    row.newest_release.name if row.newest_release else "",
-                    row.status.label if row.status else "no release",
-                    "; ".join(row.live_endpoints),
-                    "; ".join(row.open_quarantines),
-                    row.releases_in_period,
-                )
+            yield (
+                row.model.name,
+                row.model.owner,
+                row.model.purpose,
+                "; ".join(row.validators),
+                row.last_validated.astimezone(datetime.UTC).isoformat() if row.last_validated else "",
+                row.newest_release.name if row.newest_release else "",
+                row.status.label if row.status else "no release",
+                "; ".join(row.live_endpoints),
+                "; ".join(row.open_quarantines),
+                row.releases_in_period,
             )
 
 
@@ -110,7 +97,9 @@ def inventory_csv(request: HttpRequest) -> HttpResponse:
     period, error = _period(request)
     if error:
         return HttpResponse(error + "\n", status=400, content_type="text/plain; charset=utf-8")
-    response = StreamingHttpResponse(_csv_lines(period), content_type="text/csv; charset=utf-8")
+    response = StreamingHttpResponse(
+        trail.csv_lines(CSV_COLUMNS, _csv_rows(period)), content_type="text/csv; charset=utf-8"
+    )
     response["Content-Disposition"] = (
         f'attachment; filename="model-inventory-{period.since:%Y%m%d}-{period.until:%Y%m%d}.csv"'
     )
