@@ -14,7 +14,8 @@ from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.core.cache import cache
 from django.core.management.commands import flush
-from django.db import connection, connections
+from django.db import connection, connections, migrations
+from django.db.migrations.loader import MigrationLoader
 
 from releases.roles import AUDITORS, ML_LEADS, ON_CALL, RELEASE_MANAGERS
 
@@ -93,6 +94,36 @@ def _truncate_triggers() -> list[str]:
     ]
 
 
+_DATA_MIGRATIONS: list[tuple[Any, Any]] = []
+
+
+def _replay_data_migrations(alias: str) -> None:
+    """Put back what this project's data migrations wrote (the role groups and what they may do), which
+    a flush empties: each test then starts from the database ``migrate`` leaves, whatever ran before it.
+
+    The migrations' own functions run on their historical models, as in ``migrate``: no signal fires, so
+    nothing is written to the audit log.
+    """
+    connection = connections[alias]
+    if not _DATA_MIGRATIONS:
+        loader = MigrationLoader(connection)
+        plan = dict.fromkeys(node for leaf in loader.graph.leaf_nodes() for node in loader.graph.forwards_plan(leaf))
+        for app, name in plan:
+            if app not in {"releases", "audit"}:
+                continue
+            migration = loader.graph.nodes[(app, name)]
+            state = loader.project_state((app, name), at_end=False)
+            for operation in migration.operations:
+                if isinstance(operation, migrations.RunPython):
+                    # The models as this operation saw them: the migration's earlier operations applied.
+                    _DATA_MIGRATIONS.append((operation.code, state.clone().apps))
+                else:
+                    operation.state_forwards(app, state)
+    with connection.schema_editor(atomic=True) as editor:
+        for code, apps_then in _DATA_MIGRATIONS:
+            code(apps_then, editor)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _flush_between_transactional_tests() -> Iterator[None]:
     """Let the test runner's flush empty the protected tables, which PostgreSQL otherwise refuses to TRUNCATE.
@@ -105,6 +136,7 @@ def _flush_between_transactional_tests() -> Iterator[None]:
     def handle(self: flush.Command, *args: Any, **options: Any) -> None:
         with as_database_owner(), pgtrigger.ignore(*_truncate_triggers()):
             original(self, *args, **options)
+            _replay_data_migrations(options.get("database", "default"))
 
     flush.Command.handle = handle  # type: ignore[method-assign]
     yield

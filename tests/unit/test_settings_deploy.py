@@ -6,12 +6,14 @@ import os
 import secrets
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 from django.test import RequestFactory
+from django.views import debug
 from django.views.debug import technical_500_response
 
 from lineage_site.reporting import CredentialMaskingFilter, mask_url_passwords
@@ -104,6 +106,14 @@ def _credentials_everywhere(settings: Any) -> None:
         }
     }
     settings.DATABASES = {**settings.DATABASES, "replica": {"ENGINE": "x", "PASSWORD": pw["replica"]}}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_reporter_filter() -> Iterator[None]:
+    """Django keeps the exception reporter filter it first built: each test here builds its own."""
+    debug.get_default_exception_reporter_filter.cache_clear()
+    yield
+    debug.get_default_exception_reporter_filter.cache_clear()
 
 
 @pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")
