@@ -90,7 +90,9 @@ def export_evidence(release: Release, *, by: Actor) -> tuple[str, bytes]:
             new={"lineage_digest": trace.digest},
         )
         checkpoint = checkpoints.issue_checkpoint()
-        events = list(lineage.release_events(trace).filter(seq__lte=checkpoint.size))
+        periods = lineage.release_periods(trace.release)
+        ending = [period.ended for period in periods if period.ended is not None]
+        events = list(lineage.release_events(trace, ending).filter(seq__lte=checkpoint.size))
         proofs = checkpoints.inclusion_proofs([e.seq for e in events], checkpoint)
         witnessed = [w.as_dict() for w in checkpoints.witnessed_before(checkpoint)]
     exported_at = timezone.now()
@@ -98,6 +100,8 @@ def export_evidence(release: Release, *, by: Actor) -> tuple[str, bytes]:
         "trace.json": _pretty(_trace_document(trace)),
         "approvals.json": _pretty(_approvals_document(trace)),
         "deployments.json": _pretty(_deployments_document(trace)),
+        # How long it was live on each endpoint, and what ended each period (often a rollback).
+        "periods.json": _pretty([period.as_dict(exported_at) for period in periods]),
         "events.json": _pretty([{"fields": e.hashed_fields(), "hash": e.hash, "proof": proofs[e.seq]} for e in events]),
         "checkpoint.note": checkpoint.cosigned_note().encode(),
         "public_key.pem": signing.public_key_pem().encode(),
@@ -112,6 +116,7 @@ def export_evidence(release: Release, *, by: Actor) -> tuple[str, bytes]:
             "approval": lineage.approval_state(trace),
             "status": lineage.release_status(trace),
             "events": events,
+            "period_rows": [(p, p.as_dict(exported_at)["duration"]) for p in periods],
             "checkpoint": checkpoint,
             "exported_at": exported_at,
             "exported_by": actor_label(by),

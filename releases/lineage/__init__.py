@@ -21,6 +21,7 @@ from releases.lineage.history import endpoint_history, investigate
 from releases.lineage.impact import Impact, impact_of_commit, impact_of_dataset_version, impact_of_run, releases_using
 from releases.lineage.inventory import InventoryRow, Period, inventory, inventory_models
 from releases.lineage.live import EndpointStatus, RollbackPlan, endpoint_statuses, moved_alias, rollback_plan
+from releases.lineage.periods import ReleasePeriod, release_periods
 from releases.lineage.rules import (
     STATUS_KEYS,
     ApprovalState,
@@ -59,6 +60,7 @@ __all__ = [
     "MetricSeries",
     "Period",
     "Refusal",
+    "ReleasePeriod",
     "ReleaseStatus",
     "RollbackPlan",
     "SearchHit",
@@ -84,6 +86,7 @@ __all__ = [
     "promotion_refusal",
     "release_events",
     "release_list",
+    "release_periods",
     "release_scope",
     "release_status",
     "releases_using",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -259,17 +260,18 @@ def previous_release(release: Release) -> Release | None:
     )
 
 
-def release_events(trace: Trace) -> QuerySet[AuditEvent]:
+def release_events(trace: Trace, ending: Sequence[Deployment] = ()) -> QuerySet[AuditEvent]:
     """A release's audit timeline, oldest first (``release_scope``)."""
-    return AuditEvent.objects.filter(release_scope(trace)).order_by("seq")
+    return AuditEvent.objects.filter(release_scope(trace, ending)).order_by("seq")
 
 
-def release_scope(trace: Trace) -> Q:
-    """Which audit events belong to a release: events about it and its chain, and the endpoint events
-    that name it.
+def release_scope(trace: Trace, ending: Sequence[Deployment] = ()) -> Q:
+    """Which audit events belong to a release: events about it and its chain, the endpoint events that
+    name it, and the events of the ``ending`` deployments (those that ended its time on an endpoint,
+    ``releases.lineage.periods``).
 
-    Endpoint events (deployments, refusals, rollbacks) are kept only when they are about this release,
-    so a busy endpoint's history of other releases does not drown the timeline.
+    Other endpoint events are left out, so a busy endpoint's history of other releases does not drown
+    the timeline.
     """
     subjects: list[Any] = [trace.release, trace.model_version, *trace.dataset_versions]
     if trace.run is not None:
@@ -282,4 +284,11 @@ def release_scope(trace: Trace) -> Q:
         endpoint_type = Endpoint.audit_type
         keys = sorted(object_ref(endpoint)[1] for endpoint in endpoints)
         query |= Q(object_type=endpoint_type, object_key__in=keys, new__release=trace.release.name)
+    for deployment in ending:
+        query |= Q(
+            object_type=Endpoint.audit_type,
+            object_key=object_ref(deployment.endpoint)[1],
+            new__release=deployment.release.name,
+            new__deployed_at=deployment.deployed_at.isoformat(),
+        )
     return query

@@ -74,7 +74,9 @@ def parse_filter(request: HttpRequest) -> ParsedFilter:
     scope = None
     if values["release"]:
         try:
-            scope = lineage.release_scope(lineage.trace(values["release"]))
+            trace = lineage.trace(values["release"])
+            ending = [p.ended for p in lineage.release_periods(trace.release) if p.ended is not None]
+            scope = lineage.release_scope(trace, ending)
         except NotFound:
             errors.append(f"There is no release named “{values['release']}”.")
     since = _moment(request, "from", "From", errors)

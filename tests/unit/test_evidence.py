@@ -59,6 +59,7 @@ def test_auditor_exports_a_bundle_that_verifies(client: Client, auditor, release
         "trace.json",
         "approvals.json",
         "deployments.json",
+        "periods.json",
         "events.json",
         "checkpoint.note",
         "public_key.pem",
@@ -67,7 +68,7 @@ def test_auditor_exports_a_bundle_that_verifies(client: Client, auditor, release
     }
     checked = _verify(files)
     assert checked[0] == f"signed with the key you trust ({signing.fingerprint()})"
-    assert checked[1] == "8 files match the signed manifest"
+    assert checked[1] == "9 files match the signed manifest"
     assert (
         "approved by Lena Lead (Approved for production): signature valid, counts for the chain as it stands" in checked
     )

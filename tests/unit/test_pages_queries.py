@@ -68,8 +68,9 @@ def test_release_list_queries(page: Any, django_assert_num_queries: Any, n: int)
 @pytest.mark.parametrize("n", [1, 3])
 def test_release_detail_queries(page: Any, django_assert_num_queries: Any, n: int) -> None:
     # 3 + traced release (1) + inputs, approvals, deployments (3); endpoint statuses: annotated endpoints (1),
-    # live deployments (1), traced releases (1) + their prefetches (3); previous release (1); audit events (1)
-    html = page(n, lambda: f"/releases/churn-v{39 + n}/", 15, django_assert_num_queries)
+    # live deployments (1), traced releases (1) + their prefetches (3); previous release (1); its deployments
+    # with what followed each (1; the newest release is live, so no ended period is read); audit events (1)
+    html = page(n, lambda: f"/releases/churn-v{39 + n}/", 16, django_assert_num_queries)
     assert html.count('class="status-box"') == n + 1
     assert "churn-train:17" in html
 
@@ -341,9 +342,9 @@ def test_audit_trail_queries(page: Any, django_assert_num_queries: Any, n: int) 
 
 @pytest.mark.parametrize("n", [1, 3])
 def test_audit_trail_of_one_release_queries(page: Any, django_assert_num_queries: Any, n: int) -> None:
-    # 3 + the traced release (1) and its inputs, approvals, deployments (3); the page (1), count (1), checkpoint (1);
-    # integrity panel (3)
-    html = page(n, lambda: f"/audit/?release=churn-v{39 + n}", 13, django_assert_num_queries)
+    # 3 + the traced release (1) and its inputs, approvals, deployments (3); its deployments with what followed
+    # each (1; live, so no ended period to read); the page (1), count (1), checkpoint (1); integrity panel (3)
+    html = page(n, lambda: f"/audit/?release=churn-v{39 + n}", 14, django_assert_num_queries)
     assert f"release:churn-v{39 + n}" in html
 
 

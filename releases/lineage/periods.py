@@ -1,0 +1,102 @@
+"""How long a release was live, endpoint by endpoint: each period from the deployment (or rollback) that
+made it live to the one that ended it, with who, when and why on both sides.
+
+A redeployment of a release on top of itself extends its period; a period still open is live now. Two
+queries whatever the history: the release's deployments with the deployment that followed each, then
+those following deployments.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+
+from django.db.models import OuterRef, Q, Subquery
+from django.utils import timezone
+
+from releases.models import Deployment, Release
+
+
+@dataclass(frozen=True)
+class ReleasePeriod:
+    """One stretch of time ``started.release`` was live on ``started.endpoint``."""
+
+    started: Deployment
+    ended: Deployment | None  # the deployment of another release that replaced it; None while live
+
+    @property
+    def endpoint(self) -> str:
+        return self.started.endpoint.name
+
+    @property
+    def end(self) -> datetime.datetime | None:
+        return self.ended.deployed_at if self.ended is not None else None
+
+    def duration(self, now: datetime.datetime | None = None) -> datetime.timedelta:
+        return (self.end or now or timezone.now()) - self.started.deployed_at
+
+    def as_dict(self, now: datetime.datetime | None = None) -> dict[str, object]:
+        """The period as an evidence bundle carries it."""
+
+        def side(deployment: Deployment | None) -> dict[str, object] | None:
+            if deployment is None:
+                return None
+            return {
+                "release": deployment.release.name,
+                "kind": deployment.kind,
+                "deployed_at": deployment.deployed_at.isoformat(),
+                "actor": deployment.actor,
+                "source": deployment.source,
+                "reason": deployment.reason,
+            }
+
+        return {
+            "endpoint": self.endpoint,
+            "environment": self.started.endpoint.environment,
+            "started": side(self.started),
+            "ended": side(self.ended),
+            "live_now": self.ended is None,
+            "seconds": int(self.duration(now).total_seconds()),
+            "duration": format_duration(self.duration(now)),
+        }
+
+
+def format_duration(span: datetime.timedelta) -> str:
+    """A length of time as people say it: 3 d 4 h 12 min, 2 h 5 min, 40 s."""
+    seconds = max(0, int(span.total_seconds()))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    parts = [f"{days} d" if days else "", f"{hours} h" if hours else "", f"{minutes} min" if minutes else ""]
+    text = " ".join(part for part in parts if part)
+    return text or f"{seconds} s"
+
+
+def release_periods(release: Release) -> list[ReleasePeriod]:
+    """Every period ``release`` was live, by endpoint then time (oldest first)."""
+    following = (
+        Deployment.objects.filter(endpoint_id=OuterRef("endpoint_id"))
+        .filter(
+            Q(deployed_at__gt=OuterRef("deployed_at")) | Q(deployed_at=OuterRef("deployed_at"), id__gt=OuterRef("id"))
+        )
+        .order_by("deployed_at", "id")
+        .values("id")[:1]
+    )
+    own = list(
+        Deployment.objects.filter(release=release)
+        .select_related("endpoint", "release")
+        .annotate(next_id=Subquery(following))
+        .order_by("endpoint__name", "deployed_at", "id")
+    )
+    followers = Deployment.objects.select_related("release").in_bulk([d.next_id for d in own if d.next_id is not None])
+    periods: list[ReleasePeriod] = []
+    continues: int | None = None  # the deployment that carries the last period on (a redeployment)
+    for deployment in own:
+        nxt = followers.get(deployment.next_id)
+        ended = nxt if nxt is not None and nxt.release_id != release.pk else None
+        if continues == deployment.pk:
+            periods[-1] = ReleasePeriod(periods[-1].started, ended)
+        else:
+            periods.append(ReleasePeriod(deployment, ended))
+        continues = nxt.pk if nxt is not None and nxt.release_id == release.pk else None
+    return periods
