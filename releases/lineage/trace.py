@@ -67,11 +67,6 @@ class Link:
             return "pending" if self.not_yet else "missing"
         return "warning" if self.warnings else "complete"
 
-    @property
-    def required(self) -> bool:
-        """Part of what a release must have before approval (deployment comes after)."""
-        return self.key in APPROVAL_LINKS
-
 
 def traced_releases() -> QuerySet[Release]:
     """Releases with the whole chain loaded in a fixed number of queries."""

@@ -55,6 +55,7 @@ MODULES: dict[str, list[str]] = {
     ],
     "releases/lineage/trace.py": [
         "tests/unit/lineage/test_trace.py",
+        "tests/unit/lineage/test_periods.py",
         "tests/unit/services/test_rules_hold.py",
         "tests/unit/services/test_release.py",
     ],

@@ -295,3 +295,15 @@ def test_a_redeployment_joins_its_period_with_ids_past_the_small_int_cache(world
     newest, _ = lineage.rollback_plan("churn-scoring").periods
 
     assert (newest.start, newest.end, newest.kind) == (rollback.deployed_at, later.deployed_at, "rollback")
+
+
+def test_rollback_target_skips_a_release_whose_lifted_data_was_then_changed_in_place(story, lead2):
+    """Lifted without a new signature and changed in place, both at once: either alone makes it unsafe."""
+    version = story["v41"].model_version.run.dataset_inputs.get().dataset_version
+    services.quarantine_dataset_version(version, by=lead2, reason="label mapping changed upstream")
+    services.lift_quarantine(version, by=lead2, reason="mapping restored")
+    services.observe_digest(version, digest="md5:first", source="warehouse", by=SYSTEM)
+    services.observe_digest(version, digest="md5:second", source="warehouse", by=SYSTEM)
+    version.refresh_from_db()
+    assert version.mutated
+    assert status_of(story["endpoint"]).rollback_target.name == "churn-v40"

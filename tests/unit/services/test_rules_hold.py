@@ -341,3 +341,19 @@ def test_a_release_tag_seen_again_changes_nothing_and_one_naming_another_version
         services.release_from_tag("churn-v42", "churn-model/43", by=SYSTEM)
     assert Release.objects.get(name="churn-v42").model_version.key == "churn-model/42"
     assert AuditEvent.objects.filter(action="release.created", object_key="churn-v42").count() == 1
+
+
+def test_an_alias_moved_back_to_an_older_version_records_its_release(world, ci_account, lead):
+    v41 = world.full_release(41, by=ci_account, approver=lead, dataset="churn-train:17")
+    v42 = world.full_release(42, by=ci_account, approver=lead, dataset="churn-train:18")
+    endpoint = services.create_endpoint(
+        name="churn-live", environment="production", registered_model="churn-model", mlflow_alias="prod", by=SYSTEM
+    )
+    assert services.follow_alias(endpoint, v42.model_version, by=SYSTEM).release == v42
+    assert services.follow_alias(endpoint, v42.model_version, by=SYSTEM) is None, "already live"
+
+    moved_back = services.follow_alias(endpoint, v41.model_version, by=SYSTEM)
+
+    assert moved_back is not None
+    assert moved_back.release == v41
+    assert status_of(endpoint).live.release == v41
