@@ -5,17 +5,21 @@ the database and the audit events, so the next refactor cannot break the rule un
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 from typing import Any
 
 import pytest
+import time_machine
 from django.db import transaction
+from django.utils import timezone
 
 from audit import log, merkle, vocabulary
 from audit.models import AuditEvent
 from releases import lineage, services
-from releases.errors import Conflict, NotFound, RuleViolation
+from releases.errors import Conflict, InvalidInput, NotFound, RuleViolation
 from releases.models import Approval, Deployment, ExperimentRun, GitRepository, GitTag, Release, WriteBack
+from releases.services import deployment
 from tests.factories import SYSTEM, World, approve, reject, sha_of
 from tests.unit.conftest import last_event, pending_release, refusals, status_of
 
@@ -357,3 +361,18 @@ def test_an_alias_moved_back_to_an_older_version_records_its_release(world, ci_a
     assert moved_back is not None
     assert moved_back.release == v41
     assert status_of(endpoint).live.release == v41
+
+
+def test_a_deployment_dated_at_the_edge_of_the_clock_skew_is_taken_and_past_it_refused(
+    world, ci_account, lead, release_manager
+):
+    release = world.full_release(42, by=ci_account, approver=lead)
+    endpoint = world.endpoint("churn-canary", "staging")
+    with time_machine.travel(timezone.now(), tick=False):
+        edge = timezone.now() + deployment.CLOCK_SKEW
+        with pytest.raises(InvalidInput, match="cannot be recorded in the future"):
+            services.record_deployment(
+                endpoint, release, by=release_manager, source="api", at=edge + datetime.timedelta(microseconds=1)
+            )
+        taken = services.record_deployment(endpoint, release, by=release_manager, source="api", at=edge)
+    assert taken.release == release
