@@ -376,3 +376,12 @@ def test_a_deployment_dated_at_the_edge_of_the_clock_skew_is_taken_and_past_it_r
             )
         taken = services.record_deployment(endpoint, release, by=release_manager, source="api", at=edge)
     assert taken.release == release
+
+
+def test_declaring_an_endpoint_again_is_idempotent_and_another_environment_is_refused(db):
+    first = services.create_endpoint(name="churn-scoring", environment="production", by=SYSTEM)
+    again = services.create_endpoint(name="churn-scoring", environment="production", by=SYSTEM)
+    assert again.pk == first.pk
+    with pytest.raises(InvalidInput, match="endpoint churn-scoring already exists in production"):
+        services.create_endpoint(name="churn-scoring", environment="staging", by=SYSTEM)
+    assert AuditEvent.objects.filter(action="endpoint.created").count() == 1
