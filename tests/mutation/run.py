@@ -69,6 +69,8 @@ MODULES: dict[str, list[str]] = {
     ],
     "audit/log.py": [
         "tests/unit/test_audit.py",
+        # Writers at once: the append lock is what keeps their sequence numbers apart.
+        "tests/integration/test_concurrency.py::test_two_leads_approving_at_once",
         "tests/unit/test_verification.py",
         "tests/unit/services/test_rules_hold.py",
     ],

@@ -385,3 +385,12 @@ def test_declaring_an_endpoint_again_is_idempotent_and_another_environment_is_re
     with pytest.raises(InvalidInput, match="endpoint churn-scoring already exists in production"):
         services.create_endpoint(name="churn-scoring", environment="staging", by=SYSTEM)
     assert AuditEvent.objects.filter(action="endpoint.created").count() == 1
+
+
+def test_a_rollback_confirmed_for_the_target_it_has_goes_through(world, ci_account, lead, oncall, release_manager):
+    endpoint, (_, v42, _) = _deployed_three(world, by=ci_account, approver=lead, deployer=release_manager)
+    confirmed = services.roll_back(
+        endpoint, by=oncall, reason="AUC alert", source=Deployment.Source.UI, expected_target="churn-v42"
+    )
+    assert confirmed.release == v42
+    assert status_of(endpoint).live.release == v42
