@@ -10,9 +10,9 @@ a type annotation, which ``from __future__ import annotations`` never evaluates)
 
 Settings (environment): MUTATION_SAMPLE mutants per module (default 30; 0 runs them all),
 MUTATION_SEED (default 6962), MUTATION_WORKERS (default 2), MUTATION_MODULES (a comma-separated subset
-of the module paths below). The tests run on SQLite with eager Celery, except for the modules with code
-only PostgreSQL runs: with MUTATION_POSTGRES (a server URL without a database, e.g.
-postgres://postgres@127.0.0.1:5432) those run on PostgreSQL, one database per worker. Before its mutants,
+of the module paths below). The tests run on SQLite with eager Celery; for the modules with code only
+PostgreSQL runs, given MUTATION_POSTGRES (a server URL without a database, e.g.
+postgres://postgres@127.0.0.1:5432), they then run on PostgreSQL too, one database per worker. Before its mutants,
 each module's tests run once unmutated: a module whose tests fail without a mutant stops the run.
 The last line printed is ``N mutants, K killed, E equivalent, S survived``; the survivors, with their
 diffs, are written to var/mutation/survivors.txt.
@@ -183,14 +183,18 @@ def _clone(index: int) -> Path:
 
 
 def _command(module: str, clone: Path, worker: int) -> str:
-    """The shell command that runs ``module``'s tests in ``clone`` (on PostgreSQL when it needs it)."""
+    """The shell command that runs ``module``'s tests in ``clone``: on SQLite, and then on PostgreSQL too
+    for a module with code only PostgreSQL runs (its SQLite paths need the first run)."""
     tests = " ".join(MODULES[module])
     pytest = f"{_bin('pytest')} -x -q -p no:cacheprovider -p no:randomly {tests}"
+    runs = [pytest]
     server = os.environ.get("MUTATION_POSTGRES", "").rstrip("/")
-    database = f"DATABASE_URL={server}/lineage_mutation_{worker} " if server and module in POSTGRES_MODULES else ""
+    if server and module in POSTGRES_MODULES:
+        runs.append(f"DATABASE_URL={server}/lineage_mutation_{worker} {pytest}")
+    script = f"cd {clone} && " + " && ".join(runs)
     return (
         "env -u DATABASE_URL -u DATABASE_MIGRATE_URL -u REDIS_URL -u LINEAGE_REQUIRE_SERVICES "
-        f"{database}sh -c {shlex.quote(f'cd {clone} && exec {pytest}')}"
+        f"sh -c {shlex.quote(script)}"
     )
 
 
