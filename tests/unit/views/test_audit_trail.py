@@ -193,15 +193,23 @@ def test_a_before_that_is_not_a_sequence_number_means_the_newest_page(before, au
 
 
 def test_an_event_shows_old_and_new_side_by_side_and_its_inclusion_proof(auditor, released):
-    event = AuditEvent.objects.filter(action="deployment.recorded").get()
     client = client_for(auditor)
-    html = client.get(f"/audit/events/{event.seq}/").content.decode()
-    assert "Not yet checkpointed" in html or "Inclusion proof" in html
-    for key in event.new:
-        assert f'<th scope="row">{key}</th>' in html
     with transaction.atomic():
-        checkpoint = checkpoints.issue_checkpoint()
+        checkpoints.issue_checkpoint()
+    _events(1)  # after the newest checkpoint
+    newest = AuditEvent.objects.order_by("-seq").first()
+    assert (
+        "Not yet checkpointed: no signed checkpoint covers event"
+        in client.get(f"/audit/events/{newest.seq}/").content.decode()
+    )
+    event = AuditEvent.objects.filter(action="deployment.recorded").get()
     html = client.get(f"/audit/events/{event.seq}/").content.decode()
+    for key, value in event.new.items():
+        assert (
+            f'<th scope="row">{key}</th><td><code>—</code></td><td><code>{html_lib.escape(str(value))}</code></td>'
+            in html
+        )
+    checkpoint = checkpoints.latest()
     proof = html.split('<pre class="proof">', 1)[1].split("</pre>", 1)[0]
     index, hashes, note = verifier.parse_tlog_proof(html_lib.unescape(proof))
     assert index == event.seq - 1
