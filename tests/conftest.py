@@ -10,6 +10,7 @@ from typing import Any
 import pgtrigger
 import psycopg
 import pytest
+from celery.result import allow_join_result
 from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.core.cache import cache
@@ -169,7 +170,10 @@ def _celery_eager() -> Iterator[None]:
     before = app.conf.task_always_eager, app.conf.task_eager_propagates
     app.conf.task_always_eager = True
     app.conf.task_eager_propagates = True
-    yield
+    # A test may read an eager task's result: Celery's process-wide "joining would block" flag, which
+    # whatever ran before may have left set, must not refuse it.
+    with allow_join_result():
+        yield
     app.conf.task_always_eager, app.conf.task_eager_propagates = before
 
 
