@@ -170,8 +170,9 @@ def _celery_eager() -> Iterator[None]:
     before = app.conf.task_always_eager, app.conf.task_eager_propagates
     app.conf.task_always_eager = True
     app.conf.task_eager_propagates = True
-    # A test may read an eager task's result: Celery's process-wide "joining would block" flag, which
-    # whatever ran before may have left set, must not refuse it.
+    # Celery sets a process-wide "joining would block" flag around each eager task and restores what it
+    # saw; eager tasks run at once in several threads (the concurrency tests) can leave it set, and every
+    # later eager result.get() would be refused. Each test starts with it cleared.
     with allow_join_result():
         yield
     app.conf.task_always_eager, app.conf.task_eager_propagates = before
