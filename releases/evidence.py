@@ -91,8 +91,7 @@ def export_evidence(release: Release, *, by: Actor) -> tuple[str, bytes]:
         )
         checkpoint = checkpoints.issue_checkpoint()
         periods = lineage.release_periods(trace.release)
-        ending = [period.ended for period in periods if period.ended is not None]
-        events = list(lineage.release_events(trace, ending).filter(seq__lte=checkpoint.size))
+        events = list(lineage.release_events(trace, periods).filter(seq__lte=checkpoint.size))
         proofs = checkpoints.inclusion_proofs([e.seq for e in events], checkpoint)
         witnessed = [w.as_dict() for w in checkpoints.witnessed_before(checkpoint)]
     exported_at = timezone.now()

@@ -12,6 +12,7 @@ from django.db.models import Prefetch, Q, QuerySet
 
 from audit.models import AuditEvent, canonical_json
 from audit.vocabulary import object_ref
+from releases.lineage.periods import ReleasePeriod, release_periods
 from releases.models import (
     Approval,
     Commit,
@@ -255,19 +256,22 @@ def previous_release(release: Release) -> Release | None:
     )
 
 
-def release_events(trace: Trace, ending: Sequence[Deployment] = ()) -> QuerySet[AuditEvent]:
+def release_events(trace: Trace, periods: Sequence[ReleasePeriod] | None = None) -> QuerySet[AuditEvent]:
     """A release's audit timeline, oldest first (``release_scope``)."""
-    return AuditEvent.objects.filter(release_scope(trace, ending)).order_by("seq")
+    return AuditEvent.objects.filter(release_scope(trace, periods)).order_by("seq")
 
 
-def release_scope(trace: Trace, ending: Sequence[Deployment] = ()) -> Q:
+def release_scope(trace: Trace, periods: Sequence[ReleasePeriod] | None = None) -> Q:
     """Which audit events belong to a release: events about it and its chain, the endpoint events that
-    name it, and the events of the ``ending`` deployments (those that ended its time on an endpoint,
-    ``releases.lineage.periods``).
+    name it, and those of the deployments that ended its time on an endpoint (often a rollback).
 
-    Other endpoint events are left out, so a busy endpoint's history of other releases does not drown
-    the timeline.
+    ``periods`` are the release's live periods when the caller has them (``release_periods``, read here
+    otherwise: one query, two when a period ended). Other endpoint events are left out, so a busy
+    endpoint's history of other releases does not drown the timeline.
     """
+    if periods is None:
+        periods = release_periods(trace.release)
+    ending = [period.ended for period in periods if period.ended is not None]
     subjects: list[Any] = [trace.release, trace.model_version, *trace.dataset_versions]
     if trace.run is not None:
         subjects.append(trace.run)

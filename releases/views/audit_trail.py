@@ -74,9 +74,7 @@ def parse_filter(request: HttpRequest) -> ParsedFilter:
     scope = None
     if values["release"]:
         try:
-            trace = lineage.trace(values["release"])
-            ending = [p.ended for p in lineage.release_periods(trace.release) if p.ended is not None]
-            scope = lineage.release_scope(trace, ending)
+            scope = lineage.release_scope(lineage.trace(values["release"]))
         except NotFound:
             errors.append(f"There is no release named “{values['release']}”.")
     since = _moment(request, "from", "From", errors)

@@ -54,9 +54,7 @@ def release_detail(request: HttpRequest, name: str) -> HttpResponse:
         "status": lineage.release_status(trace, approval),
         "endpoint_statuses": lineage.endpoint_statuses(endpoints),
         "previous": lineage.previous_release(trace.release),
-        "events": lineage.release_events(
-            trace, [p.ended for p in lineage.release_periods(trace.release) if p.ended is not None]
-        ),
+        "events": lineage.release_events(trace),
     }
     return render(request, "releases/release_detail.html", context)
 
