@@ -20,6 +20,7 @@ from audit.models import Acknowledgment, AuditEvent, VerificationRun
 from releases import lineage, services
 from releases.errors import LineageError, NotFound, PermissionRefused
 from releases.models import Endpoint
+from releases.models.base import MAX_BIG, MAX_VERSION, whole_number
 from releases.roles import AUDITORS, ML_LEADS, is_admin
 from releases.views.decorators import role_required
 from releases.views.params import MOMENT_HELP, BadParameter, moment_value, parse_moment
@@ -37,8 +38,8 @@ class ParsedFilter:
 
 
 def _text(request: HttpRequest, name: str) -> str:
-    value = request.GET.get(name, "").strip()[:MAX_FILTER_LENGTH]
-    return value if "\x00" not in value else ""
+    # A NUL never reaches a view (RefuseUnreadableInputMiddleware).
+    return request.GET.get(name, "").strip()[:MAX_FILTER_LENGTH]
 
 
 def _moment(request: HttpRequest, name: str, label: str, errors: list[str]) -> datetime.datetime | None:
@@ -100,10 +101,7 @@ def parse_filter(request: HttpRequest) -> ParsedFilter:
 
 
 def _before(request: HttpRequest) -> int | None:
-    text = request.GET.get("before", "")
-    if not (text.isascii() and text.isdecimal()) or len(text) > 19:
-        return None
-    return int(text)
+    return whole_number(request.GET.get("before", ""), most=MAX_BIG)
 
 
 def object_url(event: AuditEvent) -> str:
@@ -115,9 +113,10 @@ def object_url(event: AuditEvent) -> str:
         if event.object_type == "endpoint":
             return reverse("releases:endpoint", args=[key])
         if event.object_type == "dataset_version":
-            name, _, version = key.rpartition(":")
-            if version.isascii() and version.isdecimal():
-                return reverse("releases:dataset_version", args=[name, int(version)])
+            name, _, text = key.rpartition(":")
+            version = whole_number(text, most=MAX_VERSION)
+            if version is not None:
+                return reverse("releases:dataset_version", args=[name, version])
         if event.object_type == "model_version":
             return reverse("releases:model", args=[key.rpartition("/")[0]]) + f"#v{key.rpartition('/')[2]}"
         if event.object_type == "run":
