@@ -167,13 +167,23 @@ CALLS: dict[str, Call] = {
         CHANGERS, lambda w, by: writeback.queue_alias_move(w["follower"], w["v43"], by=by, reason="deploy")
     ),
     "writeback.queue_release_tag": Call(CHANGERS, lambda w, by: writeback.queue_release_tag(w["v42"], by=by)),
-    "evidence.export_evidence": Call(EXPORTERS, lambda w, by: evidence.export_evidence(w["v42"], by=by)),
+    "evidence.release.export_evidence": Call(EXPORTERS, lambda w, by: evidence.export_evidence(w["v42"], by=by)),
 }
 
 
+# The evidence package's building blocks: pure functions that turn records into a bundle's files, called
+# only by its export services (which check the role and audit) and never by a door.
+EVIDENCE_PARTS = {"documents", "bundle", "standards", "formats"}
+
+
 def _modules() -> list[ModuleType]:
-    names = [info.name for info in pkgutil.iter_modules(releases.services.__path__) if info.name != "refusals"]
-    return [importlib.import_module(f"releases.services.{name}") for name in names] + [evidence]
+    services = [f"releases.services.{info.name}" for info in pkgutil.iter_modules(releases.services.__path__)]
+    bundles = [
+        f"releases.evidence.{info.name}"
+        for info in pkgutil.iter_modules(evidence.__path__)
+        if info.name not in EVIDENCE_PARTS
+    ]
+    return [importlib.import_module(name) for name in services + bundles if name != "releases.services.refusals"]
 
 
 def _public_functions() -> dict[str, Callable[..., Any]]:
@@ -181,7 +191,9 @@ def _public_functions() -> dict[str, Callable[..., Any]]:
     for module in _modules():
         for name, function in inspect.getmembers(module, inspect.isfunction):
             if function.__module__ == module.__name__ and not name.startswith("_"):
-                found[f"{module.__name__.rsplit('.', 1)[-1]}.{name}"] = function
+                # services.release.x is "release.x"; evidence.release.x keeps its package to stay apart.
+                where = module.__name__.removeprefix("releases.").removeprefix("services.")
+                found[f"{where}.{name}"] = function
     return found
 
 
