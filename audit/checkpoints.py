@@ -113,9 +113,8 @@ def read_log(path: Path) -> list[str]:
 def inclusion_proofs(seqs: list[int], checkpoint: Checkpoint) -> dict[int, str]:
     """A c2sp.org/tlog-proof for each event ``seq``: its inclusion in the tree the checkpoint signed."""
     note = checkpoint.cosigned_note()
-    return {
-        seq: verifier.format_tlog_proof(seq - 1, tree.inclusion_proof(seq - 1, checkpoint.size), note) for seq in seqs
-    }
+    paths = tree.inclusion_proofs([seq - 1 for seq in seqs], checkpoint.size)
+    return {seq: verifier.format_tlog_proof(seq - 1, paths[seq - 1], note) for seq in seqs}
 
 
 def consistency_proof(old: int, new: int) -> list[str]:

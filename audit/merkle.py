@@ -127,6 +127,13 @@ def inclusion_proof(index: int, size: int, read: Reader) -> list[bytes]:
     return _range_hashes(inclusion_ranges(index, size), read)
 
 
+def inclusion_proofs(indexes: Collection[int], size: int, read: Reader) -> dict[int, list[bytes]]:
+    """PATH(index, D[size]) for each of ``indexes``, with one ``read`` of every node they need together."""
+    plans = {index: [subtrees(start, end) for start, end in inclusion_ranges(index, size)] for index in indexes}
+    found = read({node for plan in plans.values() for nodes in plan for node in nodes})
+    return {index: [_fold([found[node] for node in nodes]) for nodes in plan] for index, plan in plans.items()}
+
+
 def consistency_proof(old: int, new: int, read: Reader) -> list[bytes]:
     return _range_hashes(consistency_ranges(old, new), read)
 

@@ -15,6 +15,8 @@ from audit import log, merkle, pgcopy
 from audit.merkle import Node
 from audit.models import TreeNode
 
+# Proofs whose nodes are read in one query: about 20 nodes each, so a few thousand parameters a query.
+READ_BATCH = 100
 # Arbitrary constant naming the PostgreSQL advisory lock that serialises extending the tree.
 _EXTEND_LOCK_KEY = 7_342_002
 
@@ -63,6 +65,15 @@ def root(size: int) -> bytes:
 def inclusion_proof(index: int, size: int) -> list[bytes]:
     """PATH(index, D[size]): sibling hashes from the leaf up, for the event with seq ``index + 1``."""
     return merkle.inclusion_proof(index, size, read)
+
+
+def inclusion_proofs(indexes: Collection[int], size: int) -> dict[int, list[bytes]]:
+    """PATH(index, D[size]) for many leaves, their stored nodes read in batches of ``READ_BATCH`` proofs."""
+    ordered = sorted(set(indexes))
+    proofs: dict[int, list[bytes]] = {}
+    for start in range(0, len(ordered), READ_BATCH):
+        proofs |= merkle.inclusion_proofs(ordered[start : start + READ_BATCH], size, read)
+    return proofs
 
 
 def consistency_proof(old: int, new: int) -> list[bytes]:

@@ -20,7 +20,10 @@ key against the one you trust; every file against the signed manifest; the manif
 signed audit checkpoint (a C2SP signed note, checkpoint.note); each audit event's hash and its Merkle
 inclusion proof (c2sp.org/tlog-proof) against the checkpoint; that the checkpoint extends the witnessed
 ones (witnessed.json, RFC 6962 consistency proofs); each approval's Ed25519 signature; and the release's
-lineage digest against its recorded chain.
+lineage digest against its recorded chain. A period's bundle (its signed manifest says "kind": "period")
+is checked the same way for each of its releases (releases/NAME/), then its population: each deployment
+and rollback names a checked release by its digest and is an event of the signed log, each approval it
+lists as in force is a checked signature made before it, and the log's export event names population.json.
 Exit 0 when everything holds, 1 naming the first thing that does not, 2 on bad arguments or an
 unreadable file.
 
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import datetime
 import hashlib
 import json
 import re
@@ -555,13 +559,24 @@ def verify_bundle(
 
     checked.extend(check_audit_events(files, _raw_public_key(public_key), witness_keys=witness_keys))
 
-    trace = json.loads(files["trace.json"])
+    if manifest.get("kind") == "period":
+        checked.extend(check_period(files, public_key, manifest))
+    else:
+        checked.extend(check_release(files, public_key))
+    return checked
+
+
+def check_release(files: dict[str, bytes], public_key: bytes, prefix: str = "") -> list[str]:
+    """One release's record (its files under ``prefix``): the chain hashes to its lineage digest, and each
+    approval's signature holds over what it says was signed."""
+    checked: list[str] = []
+    trace = json.loads(files[prefix + "trace.json"])
     digest = "sha256:" + hashlib.sha256(canonical_json(trace["chain"]).encode()).hexdigest()
     if digest != trace["lineage_digest"]:
-        raise VerificationError("trace.json: the chain does not hash to its lineage digest")
+        raise VerificationError(f"{prefix}trace.json: the chain does not hash to its lineage digest")
     checked.append(f"lineage digest {digest} matches the recorded chain of {trace['release']}")
 
-    for approval in json.loads(files["approvals.json"]):
+    for approval in json.loads(files[prefix + "approvals.json"]):
         _check_signature(
             public_key, approval["statement"].encode(), approval["signature"], f"approval by {approval['approver']}"
         )
@@ -578,6 +593,81 @@ def verify_bundle(
     status = trace.get("status") or {}
     checked.append(
         f"release status: {status.get('label', 'unknown')}" + (f" ({status['detail']})" if status.get("detail") else "")
+    )
+    return checked
+
+
+def _moment(text: str) -> datetime.datetime:
+    try:
+        return datetime.datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        raise VerificationError(f"population: {text!r} is not a moment in ISO 8601") from None
+
+
+# The audit actions that record a deployment or a rollback on an endpoint.
+DEPLOYMENT_ACTIONS = ("deployment.recorded", "deployment.backfilled", "deployment.rolled_back")
+
+
+def check_period(files: dict[str, bytes], public_key: bytes, manifest: dict[str, Any]) -> list[str]:
+    """A period's bundle: each release's record as above; each member of the population names a release
+    of the bundle by its checked digest, is a deployment or rollback the signed log recorded, and lists as
+    in force only approvals of that release whose signatures were checked and that came before it; and the
+    export's own event, in the signed log, names this very population."""
+    releases = manifest.get("releases")
+    if not isinstance(releases, list) or "population.json" not in files:
+        raise VerificationError("a period bundle must list its releases and carry population.json")
+    checked: list[str] = []
+    digests: dict[str, str] = {}
+    approvals: dict[str, set[tuple[str, str, str]]] = {}
+    for name in releases:
+        prefix = f"releases/{name}/"
+        if prefix + "trace.json" not in files:
+            raise VerificationError(f"release {name} is listed but its record ({prefix}) is missing")
+        lines = check_release(files, public_key, prefix)
+        checked.extend(f"{name}: {line}" for line in lines)
+        trace = json.loads(files[prefix + "trace.json"])
+        if trace["release"] != name:
+            raise VerificationError(f"{prefix}trace.json is the record of {trace['release']}, not of {name}")
+        digests[name] = trace["lineage_digest"]
+        approvals[name] = {
+            (a["approver"], a["signed_at"], a["signed_digest"])
+            for a in json.loads(files[prefix + "approvals.json"])
+            if a["decision"] == "approved"
+        }
+    population = json.loads(files["population.json"])
+    events = [event["fields"] for event in json.loads(files["events.json"])]
+    recorded = {
+        (e["object_key"], e["new"].get("release"), e["new"].get("deployed_at"), e["new"].get("kind"))
+        for e in events
+        if e["action"] in DEPLOYMENT_ACTIONS and e["object_type"] == "endpoint" and isinstance(e["new"], dict)
+    }
+    for change in population["changes"]:
+        what = f"{change['kind']} of {change['release']} on {change['endpoint']} at {change['deployed_at']}"
+        if digests.get(change["release"]) != change["lineage_digest"]:
+            raise VerificationError(f"population: {what} does not match the record of {change['release']}")
+        if (change["endpoint"], change["release"], change["deployed_at"], change["kind"]) not in recorded:
+            raise VerificationError(f"population: {what} is not among the signed log's events")
+        for approval in change["approvals_in_force"]:
+            signed = (approval["approver"], approval["signed_at"], approval["signed_digest"])
+            before = _moment(approval["signed_at"]) <= _moment(change["deployed_at"])
+            if signed not in approvals[change["release"]] or not before:
+                raise VerificationError(
+                    f"population: {what} lists an approval by {approval['approver']} that is not a checked "
+                    "signature made before it"
+                )
+    population_sha256 = hashlib.sha256(files["population.json"]).hexdigest()
+    exports = [
+        e
+        for e in events
+        if e["action"] == "evidence.exported" and (e["new"] or {}).get("population_sha256") == population_sha256
+    ]
+    if not exports:
+        raise VerificationError("population.json is not the population the signed log says was exported")
+    period = population["period"]
+    checked.append(
+        f"population of {len(population['changes'])} deployment(s) and rollback(s) from {period['from']} to "
+        f"{period['to']} ({', '.join(period['environments'])}): each recorded in the signed log, "
+        f"{len(releases)} release record(s) checked, exported as event #{exports[0]['seq']}"
     )
     return checked
 

@@ -151,7 +151,8 @@ for _name, _description in (
     ("mlflow.write_back_applied", "A queued change was applied to MLflow."),
     ("mlflow.write_back_failed", "Applying a change to MLflow failed; it stays queued and is retried."),
     # Evidence.
-    ("evidence.exported", "An evidence bundle was exported."),
+    ("evidence.exported", "An evidence bundle was exported (one release, or a period's population)."),
+    ("evidence.requested", "Evidence for a period was asked for; a worker prepares the bundle."),
     ("evidence.export_refused", "Exporting an evidence bundle was refused."),
 ):
     register(_name, _description)

@@ -332,6 +332,7 @@ LINEAGE_MLFLOW_WEBHOOK_SECRET = env_str("LINEAGE_MLFLOW_WEBHOOK_SECRET")
 CELERY_BEAT_SCHEDULE = {
     "sync-due-sources": {"task": "releases.tasks.sync_due_sources", "schedule": 60.0},
     "retry-write-backs": {"task": "releases.tasks.retry_write_backs", "schedule": 300.0},
+    "expire-evidence": {"task": "releases.tasks.expire_evidence", "schedule": 600.0},
     "audit-checkpoint": {
         "task": "audit.tasks.sign_checkpoint",
         "schedule": float(env_int("LINEAGE_CHECKPOINT_SECONDS", 300, minimum=1)),
@@ -357,4 +358,7 @@ if not LINEAGE_AUDIT_ORIGIN or "+" in LINEAGE_AUDIT_ORIGIN or any(c.isspace() fo
     raise ImproperlyConfigured(f"LINEAGE_AUDIT_ORIGIN must have no spaces and no '+', not {LINEAGE_AUDIT_ORIGIN!r}")
 # Every signed checkpoint is also appended here, outside the database, so a database superuser cannot
 # rewrite the record of what was signed. Point it at storage the database host cannot write.
+# Period evidence bundles, prepared by a worker: kept here (a directory web and workers share) until expiry.
+LINEAGE_EVIDENCE_DIR = Path(env_str("LINEAGE_EVIDENCE_DIR", str(VAR_DIR / "evidence")))
+LINEAGE_EVIDENCE_KEEP_HOURS = env_int("LINEAGE_EVIDENCE_KEEP_HOURS", 24, minimum=1)
 LINEAGE_CHECKPOINT_LOG = Path(env_str("LINEAGE_CHECKPOINT_LOG", str(VAR_DIR / "checkpoints.log")))

@@ -13,6 +13,8 @@ from django.db import transaction
 
 SYNC_SOURCE = "releases.tasks.sync_source"
 APPLY_WRITE_BACK = "releases.tasks.apply_write_back"
+# Prepare a period's evidence bundle a person asked for.
+BUILD_EVIDENCE = "releases.tasks.build_period_evidence"
 # Sign a checkpoint of the audit log: after approvals, deployments and rollbacks, so they are anchored at once.
 ISSUE_CHECKPOINT = "audit.tasks.sign_checkpoint"
 

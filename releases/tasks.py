@@ -14,7 +14,7 @@ from typing import Any
 from celery import Task, shared_task
 from django.utils import timezone
 
-from releases import dispatch
+from releases import dispatch, evidence
 from releases.models import SyncState, WriteBack
 from releases.sync import sources
 from releases.sync import writeback as write_backs
@@ -88,3 +88,16 @@ def retry_write_backs() -> int:
     for pk in ids:
         apply_write_back.delay(pk)
     return len(ids)
+
+
+@shared_task(name=dispatch.BUILD_EVIDENCE, acks_late=True)
+def build_period_evidence(export_id: str) -> str:
+    """Prepare a period's evidence bundle a person asked for on the page."""
+    export = evidence.build_requested_evidence(export_id)
+    return "no such export" if export is None else export.state
+
+
+@shared_task
+def expire_evidence() -> int:
+    """Celery beat calls this: delete prepared bundles past their expiry."""
+    return evidence.expire_bundles()

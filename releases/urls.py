@@ -2,7 +2,18 @@ from __future__ import annotations
 
 from django.urls import path
 
-from releases.views import actions, approvals, audit_trail, evidence, explore, inventory, links, pages, sync
+from releases.views import (
+    actions,
+    approvals,
+    audit_trail,
+    evidence,
+    explore,
+    inventory,
+    links,
+    pages,
+    period_evidence,
+    sync,
+)
 
 app_name = "releases"
 
@@ -33,6 +44,13 @@ urlpatterns = [
     path("audit/events/<int:seq>/", audit_trail.event, name="audit_event"),
     path("audit/export.csv", audit_trail.export, {"fmt": "csv"}, name="audit_export_csv"),
     path("audit/export.jsonl", audit_trail.export, {"fmt": "jsonl"}, name="audit_export_jsonl"),
+    path("audit/evidence/", period_evidence.period_evidence, name="period_evidence"),
+    path("audit/evidence/<uuid:pk>/", period_evidence.period_evidence_status, name="period_evidence_status"),
+    path(
+        "audit/evidence/<uuid:pk>/download/",
+        period_evidence.period_evidence_download,
+        name="period_evidence_download",
+    ),
     path("audit/alarm/<int:run>/acknowledge/", audit_trail.acknowledge, name="acknowledge_alarm"),
     path("endpoints/<str:name>/rollback/", approvals.rollback, name="rollback"),
     path("endpoints/<str:name>/deploy/", actions.deploy, name="deploy"),

@@ -157,6 +157,12 @@ def _checkpoint_log(settings: Any, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 @pytest.fixture(autouse=True)
+def _evidence_dir(settings: Any, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Prepared evidence bundles go to the test's own directory, never to the working copy's var/."""
+    settings.LINEAGE_EVIDENCE_DIR = tmp_path_factory.mktemp("evidence")
+
+
+@pytest.fixture(autouse=True)
 def _empty_cache() -> None:
     """Each test starts with nothing remembered (webhook deliveries and refusal counts live in the cache)."""
     cache.clear()

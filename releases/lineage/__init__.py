@@ -19,9 +19,10 @@ from releases.lineage.details import (
 )
 from releases.lineage.history import endpoint_history, investigate
 from releases.lineage.impact import Impact, impact_of_commit, impact_of_dataset_version, impact_of_run, releases_using
-from releases.lineage.inventory import InventoryRow, Period, inventory, inventory_models
+from releases.lineage.inventory import InventoryRow, inventory, inventory_models
 from releases.lineage.live import EndpointStatus, RollbackPlan, endpoint_statuses, moved_alias, rollback_plan
 from releases.lineage.periods import ReleasePeriod, release_periods
+from releases.lineage.population import Change, Period, changes_in, environments, population
 from releases.lineage.rules import (
     STATUS_KEYS,
     ApprovalState,
@@ -51,6 +52,7 @@ __all__ = [
     "MAX_QUERY_LENGTH",
     "STATUS_KEYS",
     "ApprovalState",
+    "Change",
     "Comparison",
     "DatasetVersionDetail",
     "EndpointStatus",
@@ -69,11 +71,13 @@ __all__ = [
     "approval_queue",
     "approval_state",
     "awaiting_signature",
+    "changes_in",
     "commit_detail",
     "compare",
     "dataset_version_detail",
     "endpoint_history",
     "endpoint_statuses",
+    "environments",
     "impact_of_commit",
     "impact_of_dataset_version",
     "impact_of_run",
@@ -82,6 +86,7 @@ __all__ = [
     "investigate",
     "model_history",
     "moved_alias",
+    "population",
     "previous_release",
     "promotion_refusal",
     "release_events",

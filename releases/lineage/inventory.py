@@ -18,6 +18,7 @@ from django.db.models import Count, Max, OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
 from releases.lineage.live import endpoints_with_live
+from releases.lineage.population import Period
 from releases.lineage.rules import ReleaseStatus, release_status
 from releases.lineage.trace import Trace, traced_releases
 from releases.models import Approval, DatasetVersion, Deployment, Endpoint, RegisteredModel, Release
@@ -37,17 +38,6 @@ class InventoryRow:
     @property
     def described(self) -> bool:
         return bool(self.model.owner and self.model.purpose)
-
-
-@dataclass(frozen=True)
-class Period:
-    since: datetime.datetime
-    until: datetime.datetime
-
-    @classmethod
-    def last_year(cls, now: datetime.datetime | None = None) -> Period:
-        until = now or timezone.now()
-        return cls(until - datetime.timedelta(days=365), until)
 
 
 def inventory_models() -> QuerySet[RegisteredModel]:

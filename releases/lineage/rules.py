@@ -48,6 +48,16 @@ class ApprovalState:
         """What changed since the signatures that no longer count, in plain words, without repeats."""
         return list(dict.fromkeys(change for _, changes in self.stale for change in changes))
 
+    def as_of(self, moment: datetime.datetime) -> ApprovalState:
+        """The same signatures, keeping only those made at or before ``moment`` (a deployment's time): what
+        had been signed when it went live, judged against the chain as it stands now."""
+        return ApprovalState(
+            [a for a in self.valid if a.signed_at <= moment],
+            [(a, why) for a, why in self.stale if a.signed_at <= moment],
+            [a for a in self.rejections if a.signed_at <= moment],
+            self.required,
+        )
+
     @classmethod
     def of(cls, trace: Trace) -> ApprovalState:
         digest = trace.digest

@@ -7,6 +7,7 @@ from releases.models.base import ImmutableFieldError
 from releases.models.code import Commit, GitRepository, GitTag
 from releases.models.data import Dataset, DatasetDigest, DatasetVersion
 from releases.models.deployment import Deployment, Endpoint
+from releases.models.evidence import EvidenceExport
 from releases.models.experiment import ExperimentRun, RunDatasetInput, TrackingServer
 from releases.models.features import FeaturePipeline, FeaturePipelineVersion
 from releases.models.registry import ModelVersion, RegisteredModel
@@ -22,6 +23,7 @@ __all__ = [
     "DatasetVersion",
     "Deployment",
     "Endpoint",
+    "EvidenceExport",
     "ExperimentRun",
     "FeaturePipeline",
     "FeaturePipelineVersion",

@@ -16,7 +16,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from audit import trail
 from releases import lineage, services
-from releases.errors import LineageError, PermissionRefused
+from releases.errors import InvalidInput, LineageError, PermissionRefused
 from releases.models import RegisteredModel
 from releases.models.base import get_or_refuse
 from releases.roles import ML_LEADS, has_role
@@ -25,7 +25,6 @@ from releases.views.params import MOMENT_HELP, BadParameter, moment_value, parse
 
 MODELS_PER_PAGE = 50
 CSV_CHUNK = 200
-LONGEST_PERIOD = datetime.timedelta(days=3653)
 CSV_COLUMNS = (
     "model",
     "owner",
@@ -48,11 +47,10 @@ def _period(request: HttpRequest) -> tuple[lineage.Period, str]:
         until = parse_moment(request.GET["to"]) if request.GET.get("to", "").strip() else default.until
     except BadParameter as bad:
         return default, f"{bad} Showing the last 365 days."
-    if until <= since:
-        return default, "The period is empty: “to” must come after “from”. Showing the last 365 days."
-    if until - since > LONGEST_PERIOD:
-        return default, "Choose a period of at most 10 years. Showing the last 365 days."
-    return lineage.Period(since, until), ""
+    try:
+        return lineage.Period.checked(since, until), ""
+    except InvalidInput as bad:
+        return default, f"{bad.message} Showing the last 365 days."
 
 
 @require_GET

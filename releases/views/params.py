@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import re
 
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -11,6 +12,8 @@ from releases.models.base import whole_number
 
 # More pages than any list here will have; a longer number means the first page, like any other nonsense.
 MOST_PAGES = 1_000_000
+# A day as YYYY-MM-DD in ASCII digits (``date.fromisoformat`` also takes 20260331 and week dates).
+DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 MOMENT_HELP = "Use a UTC date and time like 2024-05-01T13:30 (or 2024-05-01 13:30)."
 
 
@@ -38,6 +41,25 @@ def parse_moment(text: str) -> datetime.datetime:
         return parsed.astimezone(datetime.UTC)
     except OverflowError:
         raise BadParameter(f"“{text}” is outside the years 1 to 9999 in UTC. {MOMENT_HELP}") from None
+
+
+def parse_bound(text: str, *, end: bool) -> datetime.datetime:
+    """One end of a period as typed: a day (YYYY-MM-DD) is taken whole, so a period ``from`` a day starts
+    at its midnight and one ``to`` a day ends at the next midnight; a date and time is that moment (UTC)."""
+    text = text.strip()
+    if not any(separator in text for separator in "T :"):
+        try:
+            if not DAY.fullmatch(text):
+                raise ValueError(text)
+            day = datetime.date.fromisoformat(text)
+        except ValueError:
+            raise BadParameter(f"“{text}” is not a day. Use YYYY-MM-DD, e.g. 2026-03-31.") from None
+        if end:
+            if day == datetime.date.max:
+                raise BadParameter(f"“{text}” is past the last day a period may end on.")
+            day += datetime.timedelta(days=1)
+        return datetime.datetime.combine(day, datetime.time.min, tzinfo=datetime.UTC)
+    return parse_moment(text)
 
 
 def moment_value(when: datetime.datetime | None) -> str:

@@ -266,7 +266,7 @@ def test_webhook_event_naming_a_nul_is_a_400(webhook_secret: str) -> None:
 
 FORM_NAMES = (
     "reason", "comment", "password", "meaning", "digest", "decision", "target", "release", "next", "full",
-    "username", "confirm", "action", "_selected_action", "owner", "purpose", "note",
+    "username", "confirm", "action", "_selected_action", "owner", "purpose", "note", "from", "to", "environment",
 )  # fmt: skip
 CODE_READS = re.compile(r"""(?:GET|POST|query_params)(?:\.get\(|\[)\s*"([a-z_]+)\"""")
 FORM_INPUTS = re.compile(r"""<(?:input|select|textarea|button)[^>]*\bname="([a-z_]+)\"""")

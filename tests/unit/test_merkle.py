@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from audit import merkle
+from audit import merkle, verifier
 
 
 def _reference_root(hashes: list[bytes]) -> bytes:
@@ -78,3 +78,20 @@ def test_an_empty_tree_hashes_to_sha256_of_nothing():
         == merkle.EMPTY_ROOT
         == bytes.fromhex("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
     )
+
+
+def test_many_inclusion_proofs_share_one_read_and_equal_each_proof_alone():
+    leaves = [merkle.leaf_hash(str(i).encode()) for i in range(37)]
+    memory = merkle.memory_reader(leaves)
+    reads: list[int] = []
+
+    def counted(nodes):
+        reads.append(len(nodes))
+        return memory(nodes)
+
+    indexes = [0, 5, 6, 17, 31, 32, 36]
+    together = merkle.inclusion_proofs(indexes, 37, counted)
+    assert len(reads) == 1
+    assert together == {i: merkle.inclusion_proof(i, 37, memory) for i in indexes}
+    root = merkle.root(leaves)
+    assert all(verifier.verify_inclusion(i, 37, leaves[i], together[i], root) for i in indexes)

@@ -8,10 +8,11 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from audit.models import AuditEvent
 from releases import lineage, services
-from releases.models import Commit, DatasetVersion, ExperimentRun, RegisteredModel
+from releases.models import Commit, DatasetVersion, EvidenceExport, ExperimentRun, RegisteredModel
 from tests.factories import SYSTEM, World
 from tests.unit.conftest import api, client_for, pending_release, token_for
 
@@ -366,3 +367,32 @@ def test_inventory_queries(page: Any, django_assert_num_queries: Any, n: int) ->
 
     html = page(n, models, 14, django_assert_num_queries)
     assert html.count('data-label="Model"') == n + 1
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_period_evidence_queries(page: Any, django_assert_num_queries: Any, n: int) -> None:
+    # 3 + the recent bundles with who asked for each (1)
+    def exports() -> str:
+        asker = User.objects.get(username="lead")
+        for _ in range(n):
+            EvidenceExport.objects.create(
+                requested_by=asker, since=timezone.now(), until=timezone.now(), environments=["production"]
+            )
+        return "/audit/evidence/"
+
+    html = page(n, exports, 4, django_assert_num_queries)
+    assert html.count('data-label="Asked for"') == n
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_period_evidence_status_queries(page: Any, django_assert_num_queries: Any, n: int) -> None:
+    # 3 + the bundle with who asked for it (1)
+    def status() -> str:
+        asker = User.objects.get(username="lead")
+        export = EvidenceExport.objects.create(
+            requested_by=asker, since=timezone.now(), until=timezone.now(), environments=["production"] * n
+        )
+        return f"/audit/evidence/{export.pk}/"
+
+    html = page(n, status, 4, django_assert_num_queries)
+    assert "Waiting for a worker" in html

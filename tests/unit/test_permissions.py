@@ -7,6 +7,7 @@ every action says which audit event its refusal leaves.
 
 from __future__ import annotations
 
+import datetime
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.core.files.base import ContentFile
 from django.db import transaction
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
@@ -23,7 +25,15 @@ from django.utils.html import escape
 from audit import checkpoints
 from audit.models import Acknowledgment, AuditEvent, VerificationRun
 from releases import lineage, services
-from releases.models import ApiToken, DatasetVersion, Deployment, RegisteredModel, Release, SyncState
+from releases.models import (
+    ApiToken,
+    DatasetVersion,
+    Deployment,
+    EvidenceExport,
+    RegisteredModel,
+    Release,
+    SyncState,
+)
 from tests.conftest import PASSWORD
 from tests.factories import SYSTEM, World
 
@@ -32,6 +42,7 @@ READERS = frozenset({"lead", "auditor", "oncall", "relman", "admin"})
 LEADS = frozenset({"lead", "admin"})
 ROLLERS = frozenset({"oncall", "lead", "admin"})
 WRITERS = frozenset({"relman", "lead", "admin"})
+EXPORTERS = frozenset({"auditor", "lead", "admin"})
 
 
 @dataclass(frozen=True)
@@ -170,6 +181,22 @@ DOORS = [
         happened=lambda: AuditEvent.objects.filter(object_key="churn-v42", action="evidence.exported").exists(),
         refusal="evidence.export_refused",
     ),
+    Door("releases:period_evidence", EXPORTERS),
+    Door("releases:period_evidence_status", EXPORTERS, args=("EXPORT",)),
+    Door("releases:period_evidence_download", EXPORTERS, args=("EXPORT",)),
+    Door(
+        "releases:period_evidence",
+        EXPORTERS,
+        method="post",
+        data=lambda: {
+            "from": (timezone.now() - datetime.timedelta(days=3)).date().isoformat(),
+            "to": timezone.now().date().isoformat(),
+            "environment": "production",
+        },
+        ok=302,
+        happened=lambda: EvidenceExport.objects.filter(state="queued").exists(),
+        refusal="evidence.export_refused",
+    ),
     Door(
         "releases:describe_model",
         LEADS,
@@ -289,7 +316,19 @@ def site(db: Any, settings: Any, lead2: User, release_manager: User) -> dict[str
     failed = VerificationRun.objects.create(
         ran_at=timezone.now(), trigger="schedule", ok=False, broken_seq=2, problem="event #2 was rewritten"
     )
+    # A period's bundle already prepared, to be looked at and downloaded.
+    export = EvidenceExport.objects.create(
+        requested_by=release_manager,
+        since=timezone.now() - datetime.timedelta(days=3),
+        until=timezone.now(),
+        environments=["production"],
+        state=EvidenceExport.State.READY,
+        filename="evidence.zip",
+        expires_at=timezone.now() + datetime.timedelta(hours=1),
+    )
+    export.bundle.save(f"{export.pk}.zip", ContentFile(b"PK\x05\x06" + bytes(18)))
     return {
+        "EXPORT": str(export.pk),
         "RUN_FAILED": failed.pk,
         "COMMIT": v42.model_version.run.commit_sha,
         "RUN": v42.model_version.run.run_id,

@@ -8,6 +8,7 @@ those allowed succeed; everyone else is refused with exactly one refusal event a
 
 from __future__ import annotations
 
+import datetime
 import importlib
 import inspect
 import pkgutil
@@ -52,6 +53,10 @@ NOT_WRITES = {
     "validation.check": "input check",
     "validation.require_reason": "input check",
     "accounts.is_locked_out": "read",
+    "evidence.period.build_requested_evidence": "the worker's half of request_period_evidence: builds as the "
+    "requester through export_period_evidence, which checks their role again",
+    "evidence.period.expire_bundles": "housekeeping on the worker: deletes expired files, records nothing",
+    "evidence.period.period_key": "how the log names a period",
     "accounts.refuse_if_locked_out": "check, inside sign_release",
     "accounts.count_wrong_signing_password": "a step of sign_release, after its role check",
     "accounts.record_sign_in": "the person's own sign-in (the login signal), recorded for anyone",
@@ -168,7 +173,18 @@ CALLS: dict[str, Call] = {
     ),
     "writeback.queue_release_tag": Call(CHANGERS, lambda w, by: writeback.queue_release_tag(w["v42"], by=by)),
     "evidence.release.export_evidence": Call(EXPORTERS, lambda w, by: evidence.export_evidence(w["v42"], by=by)),
+    "evidence.period.export_period_evidence": Call(
+        EXPORTERS, lambda w, by: evidence.export_period_evidence(_recent(), ["production"], by=by)
+    ),
+    "evidence.period.request_period_evidence": Call(
+        EXPORTERS, lambda w, by: evidence.request_period_evidence(_recent(), ["production"], by=by)
+    ),
 }
+
+
+def _recent() -> lineage.Period:
+    """The last three days: the site's two production deployments."""
+    return lineage.Period.checked(timezone.now() - datetime.timedelta(days=3), timezone.now())
 
 
 # The evidence package's building blocks: pure functions that turn records into a bundle's files, called
