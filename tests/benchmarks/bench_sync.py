@@ -14,6 +14,7 @@ BENCH_MODEL_VERSIONS, BENCH_COMMITS.
 from __future__ import annotations
 
 import os
+import secrets
 import sqlite3
 import subprocess
 import tempfile
@@ -53,6 +54,11 @@ def _django() -> None:
     # The benchmark makes and fills its own database as one role.
     os.environ.pop("DATABASE_MIGRATE_URL", None)
     os.environ["LINEAGE_VAR_DIR"] = str(WORK / "var")
+    # Production settings (DEBUG off: no query log growing with every statement), with the secrets a
+    # deployment would mount made up for this throwaway database.
+    os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
+    os.environ.setdefault("ALLOWED_HOSTS", "127.0.0.1")
+    os.environ.setdefault("LINEAGE_SIGNING_KEY_AUTOCREATE", "1")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "lineage_site.settings")
     import django
     from django.core.management import call_command
