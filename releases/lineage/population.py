@@ -50,6 +50,11 @@ class Period:
 
     @property
     def label(self) -> str:
+        """The period as people choose it: whole days when it runs midnight to midnight (the last included)."""
+        midnight = datetime.time.min
+        if self.since.timetz() == midnight.replace(tzinfo=datetime.UTC) == self.until.timetz():
+            last = self.until - datetime.timedelta(days=1)
+            return f"{self.since:%Y-%m-%d} to {last:%Y-%m-%d} (whole days, UTC)"
         return f"{self.since:%Y-%m-%d %H:%M} to {self.until:%Y-%m-%d %H:%M} UTC"
 
 

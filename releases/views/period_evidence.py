@@ -59,7 +59,10 @@ def period_evidence(request: HttpRequest) -> HttpResponse:
         "values": {"from": since_text, "to": until_text, "environments": chosen_names},
         "error": error,
         "environment_choices": Endpoint.Environment.values,
-        "exports": EvidenceExport.objects.select_related("requested_by")[:RECENT],
+        "exports": [
+            (export, lineage.Period(export.since, export.until).label)
+            for export in EvidenceExport.objects.select_related("requested_by")[:RECENT]
+        ],
         "now": timezone.now(),
     }
     return render(request, "releases/period_evidence.html", context, status=status)
@@ -78,6 +81,7 @@ def period_evidence_status(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
     export = _export(pk)
     context = {
         "export": export,
+        "period": lineage.Period(export.since, export.until),
         "expired": export.is_expired(),
         "refresh": REFRESH_SECONDS if export.in_progress else None,
     }
@@ -89,7 +93,9 @@ def period_evidence_status(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
 def period_evidence_download(request: HttpRequest, pk: uuid.UUID) -> HttpResponseBase:
     export = _export(pk)
     if export.is_expired():
-        return render(request, "releases/period_evidence_status.html", {"export": export, "expired": True}, status=410)
+        context = {"export": export, "period": lineage.Period(export.since, export.until), "expired": True}
+        return render(request, "releases/period_evidence_status.html", context, status=410)
     if export.state != EvidenceExport.State.READY or not export.bundle:
-        return render(request, "releases/period_evidence_status.html", {"export": export}, status=409)
+        context = {"export": export, "period": lineage.Period(export.since, export.until)}
+        return render(request, "releases/period_evidence_status.html", context, status=409)
     return FileResponse(export.bundle.open("rb"), as_attachment=True, filename=export.filename)

@@ -46,6 +46,10 @@ def main_pages() -> dict[str, str]:
         "release waiting for a signature": "/releases/churn-v43/",
         "roll back": "/endpoints/churn-scoring/rollback/",
         "deploy": "/endpoints/churn-scoring-staging/deploy/",
+        "audit trail": "/audit/",
+        "audit event": "/audit/events/1/",
+        "inventory": "/inventory/",
+        "evidence for a period": "/audit/evidence/",
     }
 
 
