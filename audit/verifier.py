@@ -19,8 +19,9 @@ Checks, in order: the zip itself (no duplicate, unlisted, directory, link or uns
 key against the one you trust; every file against the signed manifest; the manifest signature; the
 signed audit checkpoint (a C2SP signed note, checkpoint.note); each audit event's hash and its Merkle
 inclusion proof (c2sp.org/tlog-proof) against the checkpoint; that the checkpoint extends the witnessed
-ones (witnessed.json, RFC 6962 consistency proofs); each approval's Ed25519 signature; and the release's
-lineage digest against its recorded chain. A period's bundle (its signed manifest says "kind": "period")
+ones (witnessed.json, RFC 6962 consistency proofs); each approval's Ed25519 signature; each approval's
+in-toto statement (intoto/, a DSSE envelope) against approvals.json; and the release's lineage digest
+against its recorded chain. A period's bundle (its signed manifest says "kind": "period")
 is checked the same way for each of its releases (releases/NAME/), then its population: each deployment
 and rollback names a checked release by its digest and is an event of the signed log, each approval it
 lists as in force is a checked signature made before it, and the log's export event names population.json.
@@ -590,6 +591,7 @@ def check_release(files: dict[str, bytes], public_key: bytes, prefix: str = "") 
             checked.append(f"{who}: signature valid, approval no longer counts: {changes}")
         else:
             checked.append(f"{who}: signature valid, counts for the chain as it stands")
+    checked.extend(check_attestations(files, public_key, prefix))
     status = trace.get("status") or {}
     checked.append(
         f"release status: {status.get('label', 'unknown')}" + (f" ({status['detail']})" if status.get("detail") else "")
@@ -670,6 +672,119 @@ def check_period(files: dict[str, bytes], public_key: bytes, manifest: dict[str,
         f"{len(releases)} release record(s) checked, exported as event #{exports[0]['seq']}"
     )
     return checked
+
+
+# Approvals in the form supply-chain tools read: each decision also as an in-toto Statement v1 in a DSSE
+# envelope (github.com/secure-systems-lab/dsse), signed with the same key as everything else.
+ATTESTATIONS = "intoto/"
+DSSE_PAYLOAD_TYPE = "application/vnd.in-toto+json"
+INTOTO_STATEMENT_V1 = "https://in-toto.io/Statement/v1"
+# Our own predicate type (README, "Checking a bundle with standard tools"). The .invalid top-level domain
+# (RFC 2606) can never be registered by anyone, so the name is ours alone; it names a format, not a page.
+RELEASE_APPROVAL_PREDICATE = "https://release-lineage.invalid/attestation/release-approval/v1"
+# The model version's subject digest: lowercase hex SHA-256 of the canonical lineage chain as signed,
+# which names the version, its artifact URI and its source run. The registry records no hash of the
+# artifact's bytes, so a standard name such as "sha256" would claim something nobody measured.
+LINEAGE_DIGEST_ALGORITHM = "lineageSha256"
+
+
+def dsse_pae(payload_type: str, payload: bytes) -> bytes:
+    """DSSE v1 pre-authentication encoding: the bytes an envelope's signatures are over."""
+    kind = payload_type.encode()
+    return b"DSSEv1 %d %b %d %b" % (len(kind), kind, len(payload), payload)
+
+
+def _dsse_base64(text: str) -> bytes:
+    # DSSE allows standard or URL-safe base64.
+    try:
+        return base64.b64decode(text, validate=True)
+    except ValueError:
+        return base64.b64decode(text, altchars=b"-_", validate=True)
+
+
+def open_envelope(data: bytes, public_key_pem: bytes, name: str) -> dict[str, Any]:
+    """The in-toto Statement in a DSSE envelope, once a signature by the trusted key verifies over its PAE."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    try:
+        envelope = json.loads(data)
+        payload_type = envelope["payloadType"]
+        payload = _dsse_base64(envelope["payload"])
+        signatures = [_dsse_base64(signature["sig"]) for signature in envelope["signatures"]]
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise VerificationError(f"{name} is not a DSSE envelope") from exc
+    if payload_type != DSSE_PAYLOAD_TYPE:
+        raise VerificationError(f"{name}: payload type {payload_type!r} is not {DSSE_PAYLOAD_TYPE}")
+    key = Ed25519PublicKey.from_public_bytes(_raw_public_key(public_key_pem))
+    pae = dsse_pae(payload_type, payload)
+    for signature in signatures:
+        try:
+            key.verify(signature, pae)
+        except InvalidSignature:
+            continue
+        break
+    else:
+        raise VerificationError(f"{name}: no signature by the trusted key verifies over the envelope's payload")
+    try:
+        statement = json.loads(payload)
+    except ValueError as exc:
+        raise VerificationError(f"{name}: the signed payload is not JSON") from exc
+    if not isinstance(statement, dict) or statement.get("_type") != INTOTO_STATEMENT_V1:
+        raise VerificationError(f"{name}: the signed payload is not an in-toto Statement v1")
+    subject = statement.get("subject")
+    if not isinstance(subject, list) or not subject or not all(_is_subject(item) for item in subject):
+        raise VerificationError(f"{name}: the statement's subject is not a list of names with digests")
+    if statement.get("predicateType") != RELEASE_APPROVAL_PREDICATE or not isinstance(statement.get("predicate"), dict):
+        raise VerificationError(f"{name}: the statement is not a release approval ({RELEASE_APPROVAL_PREDICATE})")
+    return statement
+
+
+def _is_subject(item: Any) -> bool:
+    digest = item.get("digest") if isinstance(item, dict) else None
+    return isinstance(digest, dict) and bool(digest) and all(isinstance(v, str) for v in digest.values())
+
+
+def check_attestations(files: dict[str, bytes], public_key_pem: bytes, prefix: str = "") -> list[str]:
+    """Every ``{prefix}intoto/*.dsse.json`` envelope: its Ed25519 signature over the PAE by the trusted key,
+    and its statement's predicate (release, lineage digest, decision, meaning, signer) against the decision
+    ``{prefix}approvals.json`` records, one envelope for each decision."""
+    folder = f"{prefix}{ATTESTATIONS}"
+    names = sorted(name for name in files if name.startswith(folder) and name.endswith(".dsse.json"))
+    approvals = json.loads(files[f"{prefix}approvals.json"])
+    if not names:
+        # Bundles exported before approvals were also written as in-toto statements; the signed manifest
+        # shows nothing was taken out.
+        return [f"no in-toto attestations beside {prefix}approvals.json to check"] if approvals else []
+    unmatched = {(approval["approver"], approval["signed_at"]): approval for approval in approvals}
+    for name in names:
+        statement = open_envelope(files[name], public_key_pem, name)
+        predicate = statement["predicate"]
+        signer = predicate.get("signer") if isinstance(predicate.get("signer"), dict) else {}
+        approval = unmatched.pop((signer.get("username"), predicate.get("signedAt")), None)
+        if approval is None:
+            raise VerificationError(
+                f"{name}: the statement is not one of the decisions in {prefix}approvals.json, or repeats one"
+            )
+        recorded = json.loads(approval["statement"])
+        for what, stated, expected in (
+            ("release", predicate.get("release"), recorded["release"]),
+            ("lineage digest", predicate.get("lineageDigest"), approval["signed_digest"]),
+            ("decision", predicate.get("decision"), approval["decision"]),
+            ("meaning", predicate.get("meaning"), approval["meaning"]),
+            ("signer's name", signer.get("name"), approval["approver_name"]),
+        ):
+            if stated != expected:
+                raise VerificationError(f"{name}: the statement's {what} differs from {prefix}approvals.json")
+        model_digests = [item["digest"].get(LINEAGE_DIGEST_ALGORITHM) for item in statement["subject"]]
+        if approval["signed_digest"].removeprefix("sha256:") not in model_digests:
+            raise VerificationError(f"{name}: no subject carries the signed lineage digest")
+    if unmatched:
+        approver, signed_at = next(iter(unmatched))
+        raise VerificationError(f"the decision by {approver} at {signed_at} has no in-toto attestation in {folder}")
+    return [
+        f"{len(names)} in-toto statement(s) in DSSE envelopes signed with the trusted key agree with approvals.json"
+    ]
 
 
 def _entry_problem(info: zipfile.ZipInfo) -> str | None:

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from releases import lineage
+from releases.evidence.standards import standard_documents
 
 
 def trace_document(trace: lineage.Trace) -> dict[str, Any]:
@@ -77,6 +78,8 @@ def release_documents(
         "deployments.json": pretty(deployments_document(trace)),
         # How long it was live on each endpoint, and what ended each period (often a rollback).
         "periods.json": pretty([period.as_dict(exported_at) for period in periods]),
+        # The same evidence in the standard forms auditors' tools read (standards.py).
+        **standard_documents(trace),
     }
 
 

@@ -65,10 +65,14 @@ def test_auditor_exports_a_bundle_that_verifies(client: Client, auditor, release
         "public_key.pem",
         "report.html",
         "verify.py",
+        # The standard forms (test_evidence_standards.py).
+        "intoto/approval-1-lead.dsse.json",
+        "cyclonedx/bom.json",
+        "openlineage/events.json",
     }
     checked = _verify(files)
     assert checked[0] == f"signed with the key you trust ({signing.fingerprint()})"
-    assert checked[1] == "9 files match the signed manifest"
+    assert checked[1] == "12 files match the signed manifest"
     assert (
         "approved by Lena Lead (Approved for production): signature valid, counts for the chain as it stands" in checked
     )

@@ -98,6 +98,9 @@ def test_a_period_bundle_holds_the_population_and_each_release_and_verifies(hist
     for release in ("churn-v41", "churn-v42"):
         trace = json.loads(files[f"releases/{release}/trace.json"])
         assert trace["lineage_digest"] == lineage.trace(release).digest
+        # Each release in the standard forms too, as its own bundle carries them.
+        assert {f"releases/{release}/cyclonedx/bom.json", f"releases/{release}/openlineage/events.json"} <= set(files)
+        assert f"releases/{release}/intoto/approval-1-lead2.dsse.json" in files
     csv_lines = files["population.csv"].decode().splitlines()
     assert csv_lines[0].startswith("deployed_at,kind,environment,endpoint,release,replaced")
     assert len(csv_lines) == 4
@@ -106,6 +109,10 @@ def test_a_period_bundle_holds_the_population_and_each_release_and_verifies(hist
     assert checked[-1].startswith("population of 3 deployment(s) and rollback(s) from ")
     assert "each recorded in the signed log, 2 release record(s) checked" in checked[-1]
     assert any(line.startswith("churn-v41: lineage digest sha256:") for line in checked)
+    assert (
+        "churn-v42: 1 in-toto statement(s) in DSSE envelopes signed with the trusted key agree with approvals.json"
+        in checked
+    )
     export = AuditEvent.objects.filter(action="evidence.exported").get()
     assert (export.object_type, export.actor) == ("evidence", "auditor")
     assert export.new["changes"] == 3

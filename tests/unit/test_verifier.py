@@ -6,6 +6,7 @@ signed end to end with another key, a zip holding two entries of one name, a swa
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
@@ -24,7 +25,7 @@ from django.core.management import call_command
 from django.test import Client
 
 from audit import signing, verifier
-from releases.evidence import export_evidence
+from releases.evidence import export_evidence, standards
 from tests.factories import World
 
 REPOSITORY_VERIFIER = Path(verifier.__file__)
@@ -348,3 +349,91 @@ def test_the_verifier_address_needs_a_signed_in_person(client: Client, db):
     response = client.get("/audit/verify.py")
     assert response.status_code == 302
     assert response["Location"].startswith("/login/")
+
+
+# Approvals as in-toto statements in DSSE envelopes (intoto/)
+
+ENVELOPE = "intoto/approval-1-lead.dsse.json"
+
+
+def _with_envelope(files: dict[str, bytes], envelope: dict[str, Any]) -> dict[str, bytes]:
+    """``files`` with the lead's envelope replaced and the manifest re-signed with the genuine server key,
+    as if the server itself had written it: only the envelope check stands in the way."""
+    edited = {**files, ENVELOPE: json.dumps(envelope).encode()}
+    re_sign_manifest(edited, signing.private_key())
+    return edited
+
+
+def _statement(files: dict[str, bytes]) -> dict[str, Any]:
+    return json.loads(base64.b64decode(json.loads(files[ENVELOPE])["payload"]))
+
+
+def test_an_envelope_whose_payload_was_changed_is_refused(bundle: Path):
+    files = read(bundle)
+    statement = _statement(files)
+    statement["predicate"]["meaning"] = "Reviewed"
+    envelope = json.loads(files[ENVELOPE])
+    envelope["payload"] = base64.b64encode(json.dumps(statement).encode()).decode()
+    edited = write(bundle.with_name("payload.zip"), _with_envelope(files, envelope))
+    result = run_verifier("--key", signing.fingerprint(), edited)
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"NOT VERIFIED: {ENVELOPE}: no signature by the trusted key verifies over the envelope's payload\n"
+    )
+
+
+def test_an_envelope_signed_with_another_key_is_refused(bundle: Path):
+    files = read(bundle)
+    envelope = json.loads(files[ENVELOPE])
+    payload = base64.b64decode(envelope["payload"])
+    other = Ed25519PrivateKey.generate()
+    # The right keyid, a signature over the right PAE, by a key that is not the server's.
+    envelope["signatures"][0]["sig"] = base64.b64encode(
+        other.sign(verifier.dsse_pae(envelope["payloadType"], payload))
+    ).decode()
+    with pytest.raises(verifier.VerificationError, match="no signature by the trusted key verifies"):
+        verifier.verify_bundle(_with_envelope(files, envelope), trusted_key_pem=signing.public_key_pem().encode())
+    # And the genuine envelopes do not verify against a key the auditor did not name.
+    with pytest.raises(verifier.VerificationError, match="no signature by the trusted key verifies"):
+        verifier.check_attestations(files, pem_of(other))
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "differs"),
+    [
+        ("decision", "rejected", "decision"),
+        ("lineageDigest", "sha256:" + "0" * 64, "lineage digest"),
+        ("signer", {"username": "lead", "name": "Omar Second"}, "signer's name"),
+    ],
+)
+def test_a_statement_that_disagrees_with_approvals_json_is_refused(bundle: Path, field: str, value: Any, differs: str):
+    files = read(bundle)
+    statement = _statement(files)
+    statement["predicate"][field] = value
+    # Genuinely signed, yet not what approvals.json records.
+    edited = _with_envelope(files, standards.dsse_envelope(statement))
+    with pytest.raises(verifier.VerificationError, match=rf"the statement's {differs} differs from approvals\.json"):
+        verifier.verify_bundle(edited, trusted_key_pem=signing.public_key_pem().encode())
+
+
+def test_a_decision_without_its_statement_is_refused(bundle: Path):
+    files = read(bundle)
+    statement = _statement(files)
+    statement["predicate"]["signer"]["username"] = "lead2"
+    with pytest.raises(verifier.VerificationError, match=r"is not one of the decisions in approvals\.json"):
+        verifier.check_attestations(
+            _with_envelope(files, standards.dsse_envelope(statement)), signing.public_key_pem().encode()
+        )
+    approvals = json.loads(files["approvals.json"])
+    approvals.append({**approvals[0], "signed_at": "2026-11-27T08:00:00+00:00"})
+    with pytest.raises(verifier.VerificationError, match="the decision by lead at 2026-11-27T08:00:00"):
+        verifier.check_attestations(
+            {**files, "approvals.json": json.dumps(approvals).encode()}, signing.public_key_pem().encode()
+        )
+
+
+def test_attestations_are_checked_inside_a_release_folder_too(bundle: Path):
+    files = {f"churn-v42/{name}": data for name, data in read(bundle).items()}
+    assert verifier.check_attestations(files, signing.public_key_pem().encode(), prefix="churn-v42/") == [
+        "1 in-toto statement(s) in DSSE envelopes signed with the trusted key agree with approvals.json"
+    ]
