@@ -6,7 +6,14 @@ The names below are what the doors (pages, API, admin, commands, sync adapters) 
 from __future__ import annotations
 
 from releases.services.access import create_api_token, grant_role, revoke_api_token, revoke_role
-from releases.services.code import CommitData, record_commits, record_tag, resolve_commit, resolve_commits
+from releases.services.code import (
+    CommitData,
+    record_commits,
+    record_tag,
+    record_tags,
+    resolve_commit,
+    resolve_commits,
+)
 from releases.services.data import (
     hash_file,
     lift_quarantine,
@@ -45,6 +52,7 @@ __all__ = [
     "record_run",
     "record_runs",
     "record_tag",
+    "record_tags",
     "register_dataset_version",
     "register_model_version",
     "register_model_versions",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from django.db import IntegrityError, connection, transaction
@@ -168,39 +168,71 @@ def record_tag(repository: GitRepository, *, name: str, sha: str, by: Actor) -> 
     A tag that now points elsewhere is flagged on the row and in the audit log; the commit it
     pointed to when first seen stays, because releases were approved against that commit.
     """
-    key = f"{repository}:{name}"
+    outcome = record_tags(repository, {name: sha}, by=by)[name]
+    if isinstance(outcome, InvalidInput):
+        raise outcome
+    return outcome
+
+
+def record_tags(
+    repository: GitRepository, tags: Mapping[str, str], *, by: Actor
+) -> dict[str, tuple[GitTag, str] | InvalidInput]:
+    """``record_tag`` for many tags (name -> sha) in one transaction and a fixed number of queries: the
+    commits they name, the tags already stored, the new tags in one insert and their events in one append.
+
+    A tag naming a commit that is not synced is that tag's outcome (an InvalidInput), not a refusal of all.
+    """
+    key = f"{repository}:{next(iter(tags))}" if len(tags) == 1 else f"{repository}:*"
     refusals.check_role("git_tag.record_refused", by=by, object_type="git_tag", object_key=key, to="record a Git tag")
+    outcomes: dict[str, tuple[GitTag, str] | InvalidInput] = {}
     with transaction.atomic():
-        # No .first(): its ORDER BY lets PostgreSQL walk another index of a large, freshly loaded
-        # commit table instead of looking the sha up in the (repository, sha) unique index.
-        commit = next(iter(Commit.objects.filter(repository=repository, sha=sha).order_by()[:1]), None)
-        if commit is None:
-            raise InvalidInput(f"tag {name} points to {sha[:12]}, which is not a synced commit of {repository}")
-        tag = (
-            GitTag.objects.select_for_update().filter(repository=repository, name=name).select_related("commit").first()
-        )
-        if tag is None:
-            tag = GitTag.objects.create(repository=repository, name=name, commit=commit)
-            log.record(
-                "git_tag.created", actor=by, object_type="git_tag", object_key=f"{repository}:{name}", new={"sha": sha}
+        # No ordering: an ORDER BY lets PostgreSQL walk another index of a large, freshly loaded commit
+        # table instead of looking each sha up in the (repository, sha) unique index.
+        commits = {
+            commit.sha: commit
+            for commit in Commit.objects.filter(repository=repository, sha__in=sorted(set(tags.values()))).order_by()
+        }
+        stored = {
+            tag.name: tag
+            for tag in GitTag.objects.select_for_update()
+            .filter(repository=repository, name__in=sorted(tags))
+            .select_related("commit")
+        }
+        created: list[GitTag] = []
+        events: list[log.PendingEvent] = []
+        for name, sha in sorted(tags.items()):
+            commit = commits.get(sha)
+            if commit is None:
+                outcomes[name] = InvalidInput(
+                    f"tag {name} points to {sha[:12]}, which is not a synced commit of {repository}"
+                )
+                continue
+            key = f"{repository}:{name}"
+            tag = stored.get(name)
+            if tag is None:
+                tag = GitTag(repository=repository, name=name, commit=commit)
+                created.append(tag)
+                events.append(log.PendingEvent("git_tag.created", "git_tag", key, new={"sha": sha}))
+                outcomes[name] = (tag, "created")
+                continue
+            now_points_to = "" if tag.commit.sha == sha else sha
+            if now_points_to == tag.moved_to_sha:
+                outcomes[name] = (tag, "unchanged")
+                continue
+            old = {"sha": tag.commit.sha, "moved_to": tag.moved_to_sha}
+            tag.moved_to_sha = now_points_to
+            tag.moved_at = timezone.now() if now_points_to else None
+            tag.save(update_fields=["moved_to_sha", "moved_at"])
+            action = "git_tag.moved" if now_points_to else "git_tag.restored"
+            events.append(
+                log.PendingEvent(
+                    action, "git_tag", key, old=old, new={"sha": tag.commit.sha, "moved_to": now_points_to}
+                )
             )
-            return tag, "created"
-        now_points_to = "" if tag.commit.sha == sha else sha
-        if now_points_to == tag.moved_to_sha:
-            return tag, "unchanged"
-        old = {"sha": tag.commit.sha, "moved_to": tag.moved_to_sha}
-        tag.moved_to_sha = now_points_to
-        tag.moved_at = timezone.now() if now_points_to else None
-        tag.save(update_fields=["moved_to_sha", "moved_at"])
-        log.record(
-            "git_tag.moved" if now_points_to else "git_tag.restored",
-            actor=by,
-            object_type="git_tag",
-            object_key=f"{repository}:{name}",
-            old=old,
-            new={"sha": tag.commit.sha, "moved_to": now_points_to},
-        )
-        return tag, "moved"
+            outcomes[name] = (tag, "moved")
+        GitTag.objects.bulk_create(created)
+        log.record_many(events, actor=by)
+    return outcomes
 
 
 def resolve_commit(sha_or_prefix: str) -> Commit | None:

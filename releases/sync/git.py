@@ -216,18 +216,19 @@ def _sync(repository: GitRepository, lease: Lease, started: float) -> SyncResult
     result.count("unchanged", "commits", seen - result.details.get("commits created", 0))
     lease.progress(seen, f"{seen} commits read; checking tags", force=True)
     known_tags: dict[str, str] = watermark.get("tags", {})
-    for name, sha in sorted(tags.items()):
-        if known_tags.get(name) == sha:
-            result.count("unchanged", "tags")
+    changed = {name: sha for name, sha in tags.items() if known_tags.get(name) != sha}
+    result.count("unchanged", "tags", len(tags) - len(changed))
+    outcomes = services.record_tags(repository, changed, by=actor) if changed else {}
+    for name, outcome in sorted(outcomes.items()):
+        if isinstance(outcome, LineageError):
+            result.warn(f"tag {name}: {outcome.message}")
             continue
-        try:
-            _, outcome = services.record_tag(repository, name=name, sha=sha, by=actor)
-        except LineageError as exc:
-            result.warn(f"tag {name}: {exc.message}")
-            continue
-        if outcome == "moved":
-            result.warn(f"tag {name} moved to {sha[:12]}; releases cut from it keep the commit it first named")
-        result.count("updated" if outcome == "moved" else outcome, "tags")
+        _, what = outcome
+        if what == "moved":
+            result.warn(
+                f"tag {name} moved to {changed[name][:12]}; releases cut from it keep the commit it first named"
+            )
+        result.count("updated" if what == "moved" else what, "tags")
     if result.changed:
         with transaction.atomic():
             log.record(

@@ -97,6 +97,9 @@ CALLS: dict[str, Call] = {
     ),
     "access.grant_role": Call(ADMIN, lambda w, by: services.grant_role(w["visitor"], "auditors", by=by)),
     "access.revoke_role": Call(ADMIN, lambda w, by: services.revoke_role(w["auditor"], "auditors", by=by)),
+    "code.record_tags": Call(
+        ADMIN, lambda w, by: services.record_tags(w["world"].repo, {"model-churn-v98": w["sha"]}, by=by)
+    ),
     "code.record_tag": Call(
         ADMIN, lambda w, by: services.record_tag(w["world"].repo, name="model-churn-v99", sha=w["sha"], by=by)
     ),
