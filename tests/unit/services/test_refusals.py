@@ -84,7 +84,7 @@ def test_a_refusal_passing_through_two_services_is_recorded_once(world, ci_accou
 
 def test_creating_a_conflicting_endpoint_is_refused_and_audited(world, release_manager):
     world.endpoint("churn-scoring", "production")
-    with pytest.raises(InvalidInput, match="already exists in production"):
+    with pytest.raises(Conflict, match=r"already exists with environment 'production' \(not 'staging'\)"):
         services.create_endpoint(name="churn-scoring", environment="staging", by=release_manager)
     [event] = refused("endpoint.creation_refused")
     assert event.object_key == "churn-scoring"
