@@ -8,7 +8,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from releases import lineage
-from releases.models import Approval, DatasetVersion, Deployment
+from releases.models import Approval, DatasetVersion, Deployment, Endpoint, RegisteredModel
 from releases.models.base import MAX_BIG, MAX_VERSION
 
 
@@ -37,6 +37,34 @@ class DeploymentIn(serializers.Serializer):
     deployed_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
     backfill = serializers.BooleanField(
         required=False, default=False, help_text="record past history (needs the deployments:backfill scope)"
+    )
+
+
+@extend_schema_field({"type": "string", "enum": Endpoint.Environment.values})
+class EnvironmentField(serializers.CharField):
+    """Documented with the environments; any other is refused by the service, so the refusal is audited."""
+
+
+class EndpointIn(serializers.Serializer):
+    name = serializers.CharField(max_length=Endpoint._meta.get_field("name").max_length, help_text="e.g. churn-scoring")
+    environment = EnvironmentField()
+    registered_model = serializers.CharField(
+        max_length=RegisteredModel._meta.get_field("name").max_length,
+        required=False,
+        default="",
+        allow_blank=True,
+        help_text="the MLflow registered model it serves, e.g. churn-model",
+    )
+    mlflow_alias = serializers.CharField(
+        max_length=Endpoint._meta.get_field("mlflow_alias").max_length,
+        required=False,
+        default="",
+        allow_blank=True,
+        help_text="the registered model's alias serving follows (models:/<model>@<alias>), e.g. production; "
+        "MLflow's alias rules apply",
+    )
+    description = serializers.CharField(
+        required=False, default="", allow_blank=True, help_text="compared with the recorded one only when given"
     )
 
 
@@ -149,9 +177,12 @@ class TraceOut(ReleaseSummaryOut):
 class EndpointOut(serializers.Serializer):
     name = serializers.CharField(source="endpoint.name")
     environment = serializers.CharField(source="endpoint.environment")
+    registered_model = serializers.CharField(source="endpoint.registered_model.name", default="")
     mlflow_alias = serializers.CharField(source="endpoint.mlflow_alias")
-    live_release = serializers.CharField(source="live.release.name", default=None)
-    live_since = serializers.DateTimeField(source="live.deployed_at", default=None)
-    deployed_by = serializers.CharField(source="live.actor", default=None)
-    rollback_target = serializers.CharField(source="rollback_target.name", default=None)
+    description = serializers.CharField(source="endpoint.description")
+    # Null while nothing is live (a newly declared endpoint), or when no earlier release is safe to restore.
+    live_release = serializers.CharField(source="live.release.name", default=None, allow_null=True)
+    live_since = serializers.DateTimeField(source="live.deployed_at", default=None, allow_null=True)
+    deployed_by = serializers.CharField(source="live.actor", default=None, allow_null=True)
+    rollback_target = serializers.CharField(source="rollback_target.name", default=None, allow_null=True)
     rollback_blocker = serializers.CharField()

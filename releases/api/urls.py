@@ -30,6 +30,7 @@ urlpatterns = [
     path("releases/<str:name>/submit/", login_not_required(views.ReleaseSubmit.as_view()), name="release_submit"),
     path("deployments/", login_not_required(views.DeploymentCreate.as_view()), name="deployments"),
     path("endpoints/", login_not_required(views.EndpointList.as_view()), name="endpoints"),
+    path("endpoints/<str:name>/", login_not_required(views.EndpointDetail.as_view()), name="endpoint"),
     path("endpoints/<str:name>/rollback/", login_not_required(views.EndpointRollback.as_view()), name="rollback"),
     path("schema/", login_not_required(SpectacularAPIView.as_view()), name="schema"),
     path("docs/", docs_page, name="docs"),

@@ -126,12 +126,35 @@ class DeploymentCreate(APIView):
         return Response(s.DeploymentOut(deployment).data, status=status.HTTP_201_CREATED)
 
 
+def _status(endpoint: Endpoint) -> lineage.EndpointStatus:
+    [status] = lineage.endpoint_statuses(Endpoint.objects.filter(pk=endpoint.pk))
+    return status
+
+
 class EndpointList(APIView):
-    """Every endpoint with its live release, since when, by whom, and its rollback target."""
+    """Every endpoint with its live release, since when, by whom, and its rollback target; declare one with POST."""
+
+    write_scope = ApiToken.Scope.ENDPOINTS
 
     @extend_schema(responses=s.EndpointOut(many=True))
     def get(self, request: Request) -> Response:
         return Response(s.EndpointOut(lineage.endpoint_statuses(), many=True).data)
+
+    @extend_schema(request=s.EndpointIn, responses={201: s.EndpointOut, 200: s.EndpointOut})
+    def post(self, request: Request) -> Response:
+        """Declare an endpoint: the same values again change nothing (200), other values under its name are 409."""
+        data = s.EndpointIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        endpoint, created = services.declare_endpoint(**data.validated_data, by=request.user)
+        return Response(s.EndpointOut(_status(endpoint)).data, status=201 if created else 200)
+
+
+class EndpointDetail(APIView):
+    """One endpoint: what it serves, its live release, since when, by whom, and its rollback target."""
+
+    @extend_schema(responses=s.EndpointOut)
+    def get(self, request: Request, name: str) -> Response:
+        return Response(s.EndpointOut(_status(_endpoint(name))).data)
 
 
 class EndpointRollback(APIView):

@@ -133,7 +133,7 @@ def endpoint_statuses(
     endpoints: QuerySet[Endpoint] | None = None, when: datetime.datetime | None = None
 ) -> list[EndpointStatus]:
     """Live release, its trace and the rollback target of each endpoint (four queries in all)."""
-    annotated = endpoints_with_live(when)
+    annotated = endpoints_with_live(when).select_related("registered_model")
     if endpoints is not None:
         annotated = annotated.filter(pk__in=endpoints.values("pk"))
     rows = list(annotated)

@@ -42,6 +42,7 @@ class ApiToken(models.Model):
         RELEASES = "releases:write", "Create and submit releases"
         DEPLOYMENTS = "deployments:write", "Record deployments"
         BACKFILL = "deployments:backfill", "Record past deployments after the fact (backfill)"
+        ENDPOINTS = "endpoints:write", "Declare endpoints"
         ROLLBACK = "endpoints:rollback", "Roll endpoints back"
 
     name = models.CharField(max_length=100, help_text="What uses the token, e.g. ci-churn-pipeline.")

@@ -12,6 +12,25 @@ from releases.models.base import GuardedModel, version_number
 from releases.models.experiment import ExperimentRun, TrackingServer
 
 
+def alias_problem(alias: str) -> str:
+    """Why MLflow would refuse ``alias`` as a registered model alias ("" when it takes it).
+
+    The checks are MLflow's own, the ones its registry runs when an alias is set, so the product never
+    records an alias that the write-back could not set (``models:/<name>@<alias>``).
+    """
+    # Imported here: loading MLflow takes about a second, which only the code that needs it should pay.
+    # These are MLflow's internal helpers; an upgrade that renames them fails the alias tests, not silently.
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.validation import _validate_model_alias_name, _validate_model_alias_name_reserved
+
+    try:
+        _validate_model_alias_name(alias)
+        _validate_model_alias_name_reserved(alias)
+    except MlflowException as refused:
+        return str(refused.message)
+    return ""
+
+
 class RegisteredModel(models.Model):
     name = models.CharField(max_length=255, unique=True)
     server = models.ForeignKey(TrackingServer, null=True, blank=True, on_delete=models.PROTECT, related_name="+")

@@ -21,7 +21,13 @@ from releases.services.data import (
     quarantine_dataset_version,
     register_dataset_version,
 )
-from releases.services.deployment import create_endpoint, follow_alias, record_deployment, roll_back
+from releases.services.deployment import (
+    create_endpoint,
+    declare_endpoint,
+    follow_alias,
+    record_deployment,
+    roll_back,
+)
 from releases.services.experiment import DatasetRef, RunData, record_run, record_runs
 from releases.services.integrity import acknowledge_alarm
 from releases.services.inventory import describe_model
@@ -40,6 +46,7 @@ __all__ = [
     "create_api_token",
     "create_endpoint",
     "create_release",
+    "declare_endpoint",
     "describe_model",
     "follow_alias",
     "grant_role",

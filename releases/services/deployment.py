@@ -1,4 +1,4 @@
-"""Writes for endpoints and deployments: record a deployment (promotion gate), roll back."""
+"""Writes for endpoints and deployments: declare an endpoint, record a deployment (promotion gate), roll back."""
 
 from __future__ import annotations
 
@@ -11,50 +11,122 @@ from django.utils import timezone
 from audit import log
 from audit.log import Actor, actor_label
 from releases import dispatch, lineage
-from releases.errors import InvalidInput, RuleViolation
+from releases.errors import Conflict, InvalidInput, RuleViolation
 from releases.models import Deployment, Endpoint, ModelVersion, RegisteredModel, Release
 from releases.models.code import name_validator
+from releases.models.registry import alias_problem
 from releases.roles import ML_LEADS, ON_CALL, RELEASE_MANAGERS, require_role
 from releases.services import refusals, writeback
 from releases.services.validation import check, require_reason
 
+NAME_MAX = Endpoint._meta.get_field("name").max_length or 100
+ALIAS_MAX = Endpoint._meta.get_field("mlflow_alias").max_length or 100
 
-@refusals.audited("endpoint.creation_refused", lambda **kw: ("endpoint", kw["name"]))
+
+def declare_endpoint(
+    *, name: str, environment: str, registered_model: str = "", mlflow_alias: str = "", description: str = "", by: Actor
+) -> tuple[Endpoint, bool]:
+    """Declare an endpoint: its environment, the registered model it serves and the MLflow alias serving follows.
+
+    The same declaration again returns the endpoint (False: nothing written); different values under its
+    name are refused, naming what differs. A description is compared only when one is given.
+    """
+    with refusals.recorded(
+        "endpoint.creation_refused",
+        by=by,
+        object_type="endpoint",
+        object_key=name,
+        environment=environment,
+        registered_model=registered_model,
+        mlflow_alias=mlflow_alias,
+    ):
+        require_role(by, RELEASE_MANAGERS, ML_LEADS, to="declare an endpoint")
+        check(name_validator, name, "endpoint name")
+        if len(name) > NAME_MAX:
+            raise InvalidInput(f"an endpoint name has at most {NAME_MAX} characters, not {len(name)}")
+        if environment not in Endpoint.Environment.values:
+            raise InvalidInput(
+                f"environment must be one of {', '.join(Endpoint.Environment.values)}, not {environment!r}",
+                rule="unknown_environment",
+            )
+        model = _registered_model(registered_model, mlflow_alias)
+        declared = {"environment": environment, "mlflow_alias": mlflow_alias, "description": description}
+        with transaction.atomic():
+            # get_or_create: a second declaration racing this one finds the row and is compared with it.
+            endpoint, created = Endpoint.objects.select_related("registered_model").get_or_create(
+                name=name, defaults={**declared, "registered_model": model}
+            )
+            if not created:
+                _refuse_different_endpoint(endpoint, registered_model=registered_model, **declared)
+                return endpoint, False
+            log.record(
+                "endpoint.created", actor=by, subject=endpoint, new={**declared, "registered_model": registered_model}
+            )
+    return endpoint, True
+
+
 def create_endpoint(
     *, name: str, environment: str, registered_model: str = "", mlflow_alias: str = "", description: str = "", by: Actor
 ) -> Endpoint:
-    """Create an endpoint (idempotent when nothing differs)."""
-    require_role(by, RELEASE_MANAGERS, ML_LEADS, to="declare an endpoint")
-    check(name_validator, name, "endpoint name")
-    if environment not in Endpoint.Environment.values:
-        raise InvalidInput(f"environment must be one of {', '.join(Endpoint.Environment.values)}, not {environment!r}")
-    model = None
-    if registered_model:
-        model = RegisteredModel.objects.filter(name=registered_model).first()
-        if model is None:
-            raise InvalidInput(f"registered model {registered_model!r} is not known")
-    with transaction.atomic():
-        endpoint, created = Endpoint.objects.get_or_create(
-            name=name,
-            defaults={
-                "environment": environment,
-                "registered_model": model,
-                "mlflow_alias": mlflow_alias,
-                "description": description,
-            },
-        )
-        if not created:
-            if endpoint.environment != environment:
-                raise InvalidInput(f"endpoint {name} already exists in {endpoint.environment}")
-            return endpoint
-        log.record(
-            "endpoint.created",
-            actor=by,
-            object_type="endpoint",
-            object_key=name,
-            new={"environment": environment, "registered_model": registered_model, "mlflow_alias": mlflow_alias},
-        )
+    """``declare_endpoint``, for callers that need the endpoint and not whether it was new."""
+    endpoint, _ = declare_endpoint(
+        name=name,
+        environment=environment,
+        registered_model=registered_model,
+        mlflow_alias=mlflow_alias,
+        description=description,
+        by=by,
+    )
     return endpoint
+
+
+def _registered_model(name: str, alias: str) -> RegisteredModel | None:
+    """The registered model an endpoint serves, checked with the alias it follows on that model."""
+    if alias:
+        if not name:
+            raise InvalidInput(
+                f"the alias {alias!r} is an alias of a registered model: name the model too", rule="alias_needs_model"
+            )
+        if len(alias) > ALIAS_MAX:
+            raise InvalidInput(f"an MLflow alias has at most {ALIAS_MAX} characters here, not {len(alias)}")
+        if problem := alias_problem(alias):
+            raise InvalidInput(f"MLflow would refuse the alias: {problem}", rule="mlflow_alias")
+    if not name:
+        return None
+    model = RegisteredModel.objects.filter(name=name).first()
+    if model is None:
+        raise InvalidInput(
+            f"registered model {name!r} is not known; sync the MLflow server it is registered on first",
+            rule="unknown_model",
+        )
+    return model
+
+
+def _refuse_different_endpoint(
+    endpoint: Endpoint, *, environment: str, registered_model: str, mlflow_alias: str, description: str
+) -> None:
+    """Refuse a declaration under ``endpoint``'s name that differs from it, naming each difference."""
+    compared = [
+        ("environment", endpoint.environment, environment),
+        ("registered model", endpoint.registered_model.name if endpoint.registered_model else "", registered_model),
+        ("MLflow alias", endpoint.mlflow_alias, mlflow_alias),
+    ]
+    differences = [
+        f"{what} {_shown(recorded)} (not {_shown(declared)})"
+        for what, recorded, declared in compared
+        if recorded != declared
+    ]
+    if description and description != endpoint.description:
+        differences.append("another description")
+    if differences:
+        raise Conflict(
+            f"endpoint {endpoint.name} already exists with {', '.join(differences)}; declare a new endpoint name",
+            rule="immutable_endpoint",
+        )
+
+
+def _shown(value: str) -> str:
+    return repr(value) if value else "none"
 
 
 # A reported time this far ahead of ours is a CI runner's clock, not a deployment in the future.

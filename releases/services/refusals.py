@@ -16,8 +16,12 @@ from django.db import transaction
 
 from audit import log
 from audit.log import Actor
+from audit.models import AuditEvent
 from releases.errors import LineageError
 from releases.roles import require_role
+
+# A refused creation is named by what the caller typed, which may be longer than the audit column.
+KEY_MAX = AuditEvent._meta.get_field("object_key").max_length or 255
 
 
 @contextmanager
@@ -55,6 +59,9 @@ def record(
     an API token without the scope of the write it attempts."""
     if refusal.recorded:
         return
+    if len(object_key) > KEY_MAX:
+        # Cut to the column, and marked so that it never reads as the name of a real object.
+        object_key = object_key[: KEY_MAX - 1] + "…"
     with transaction.atomic():
         log.record(
             action,

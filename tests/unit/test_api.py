@@ -7,7 +7,7 @@ from django.test import Client
 
 from audit.models import AuditEvent
 from releases import lineage, services
-from releases.models import ApiToken, Deployment, Release
+from releases.models import ApiToken, Deployment, Endpoint, Release
 from releases.models.access import hash_token
 from tests.factories import SYSTEM, content_hash
 from tests.unit.conftest import api, client_for, pending_release, token_for
@@ -332,3 +332,195 @@ def test_release_manager_cannot_roll_back(world, release_manager):
     )
     assert response.status_code == 403
     assert "needs the role on-call or ml-leads" in response.json()["error"]
+
+
+# Endpoints declared by the deployment pipeline -----------------------------------------------------
+
+CHURN_SCORING = {
+    "name": "churn-scoring",
+    "environment": "production",
+    "registered_model": "churn-model",
+    "mlflow_alias": "production",
+}
+
+
+def events_since(seq: int) -> list[AuditEvent]:
+    return list(AuditEvent.objects.filter(seq__gt=seq).order_by("seq"))
+
+
+def last_seq() -> int:
+    return AuditEvent.objects.order_by("-seq").values_list("seq", flat=True).first() or 0
+
+
+def test_declaring_an_endpoint_is_201_then_200_for_the_same_values(world, ci_account):
+    world.model_version("churn-model/42")
+    client = api(token_for(ci_account, "endpoints:write", "read"))
+    body = {**CHURN_SCORING, "description": "Scores churn for the retention team"}
+
+    created = client.post("/api/endpoints/", body, content_type="application/json")
+    again = client.post("/api/endpoints/", CHURN_SCORING, content_type="application/json")
+
+    assert (created.status_code, again.status_code) == (201, 200)
+    assert created.json() == again.json() == client.get("/api/endpoints/churn-scoring/").json()
+    assert created.json() == {
+        **body,
+        "live_release": None,
+        "live_since": None,
+        "deployed_by": None,
+        "rollback_target": None,
+        "rollback_blocker": "Nothing is live on this endpoint.",
+    }
+    endpoint = Endpoint.objects.select_related("registered_model").get()
+    assert (endpoint.environment, endpoint.registered_model.name, endpoint.mlflow_alias) == (
+        "production",
+        "churn-model",
+        "production",
+    )
+    assert endpoint.description == "Scores churn for the retention team"
+    [event] = AuditEvent.objects.filter(action="endpoint.created")
+    assert (event.actor, event.object_type, event.object_key) == ("ci", "endpoint", "churn-scoring")
+    assert event.new == {
+        "environment": "production",
+        "registered_model": "churn-model",
+        "mlflow_alias": "production",
+        "description": "Scores churn for the retention team",
+    }
+
+
+def test_declaring_other_values_under_an_endpoints_name_is_409_naming_what_differs(world, ci_account):
+    world.model_version("churn-model/42")
+    client = api(token_for(ci_account, "endpoints:write"))
+    client.post("/api/endpoints/", CHURN_SCORING, content_type="application/json")
+    before = last_seq()
+
+    response = client.post(
+        "/api/endpoints/",
+        {**CHURN_SCORING, "environment": "staging", "mlflow_alias": "champion", "description": "shadow"},
+        content_type="application/json",
+    )
+
+    assert response.status_code == 409
+    assert response.json() == {
+        "error": "endpoint churn-scoring already exists with environment 'production' (not 'staging'), "
+        "MLflow alias 'production' (not 'champion'), another description; declare a new endpoint name",
+        "rule": "immutable_endpoint",
+    }
+    endpoint = Endpoint.objects.get()
+    assert (endpoint.environment, endpoint.mlflow_alias, endpoint.description) == ("production", "production", "")
+    [event] = events_since(before)
+    assert (event.action, event.actor, event.object_key) == ("endpoint.creation_refused", "ci", "churn-scoring")
+    assert event.reason == response.json()["error"]
+    assert event.new == {
+        "rule": "immutable_endpoint",
+        "environment": "staging",
+        "registered_model": "churn-model",
+        "mlflow_alias": "champion",
+    }
+
+
+@pytest.mark.parametrize(
+    ("changes", "rule", "error"),
+    [
+        pytest.param(
+            {"environment": "prod"},
+            "unknown_environment",
+            "environment must be one of production, staging, not 'prod'",
+            id="environment",
+        ),
+        pytest.param(
+            {"registered_model": "churn"},
+            "unknown_model",
+            "registered model 'churn' is not known; sync the MLflow server it is registered on first",
+            id="unknown-model",
+        ),
+        pytest.param(
+            {"mlflow_alias": "prod alias"},
+            "mlflow_alias",
+            "MLflow would refuse the alias: Invalid alias name: 'prod alias'. "
+            "Names may only contain alphanumerics, underscores (_), and dashes (-).",
+            id="alias-characters",
+        ),
+        pytest.param(
+            {"mlflow_alias": "Latest"},
+            "mlflow_alias",
+            "MLflow would refuse the alias: 'latest' alias name (case insensitive) is reserved.",
+            id="alias-latest",
+        ),
+        pytest.param(
+            {"mlflow_alias": "v3"},
+            "mlflow_alias",
+            "MLflow would refuse the alias: Version alias name 'v3' is reserved.",
+            id="alias-version",
+        ),
+        pytest.param(
+            {"registered_model": ""},
+            "alias_needs_model",
+            "the alias 'production' is an alias of a registered model: name the model too",
+            id="alias-without-model",
+        ),
+        pytest.param(
+            {"name": "churn scoring"},
+            "invalid",
+            "endpoint name 'churn scoring' is not valid: Use letters, digits, dot, dash and underscore; "
+            "start with a letter or digit.",
+            id="name",
+        ),
+    ],
+)
+def test_declaring_an_endpoint_with_bad_values_is_400_and_audited_once(world, ci_account, changes, rule, error):
+    world.model_version("churn-model/42")
+    client = api(token_for(ci_account, "endpoints:write"))
+    before = last_seq()
+
+    response = client.post("/api/endpoints/", {**CHURN_SCORING, **changes}, content_type="application/json")
+
+    assert response.status_code == 400
+    assert response.json() == {"error": error, "rule": rule}
+    assert not Endpoint.objects.exists()
+    [event] = events_since(before)
+    assert (event.action, event.new["rule"], event.reason) == ("endpoint.creation_refused", rule, error)
+
+
+def test_an_endpoint_declaration_missing_its_environment_is_400_naming_the_field(world, ci_account):
+    response = api(token_for(ci_account, "endpoints:write")).post(
+        "/api/endpoints/", {"name": "churn-scoring"}, content_type="application/json"
+    )
+    assert response.status_code == 400
+    assert response.json()["fields"] == {"environment": ["This field is required."]}
+    assert not Endpoint.objects.exists()
+
+
+def test_a_token_without_the_endpoints_scope_is_403_and_audited_once(world, ci_account):
+    world.model_version("churn-model/42")
+    client = api(token_for(ci_account, "read", "deployments:write"))
+    before = last_seq()
+
+    response = client.post("/api/endpoints/", CHURN_SCORING, content_type="application/json")
+
+    assert response.status_code == 403
+    assert response.json()["error"] == "this token lacks the scope endpoints:write"
+    assert not Endpoint.objects.exists()
+    [event] = events_since(before)
+    assert (event.action, event.actor, event.new["scope"]) == ("api_token.scope_refused", "ci", "endpoints:write")
+
+
+@pytest.mark.parametrize("door", ["token", "session"])
+def test_declaring_an_endpoint_without_the_role_is_403_and_audited_once(world, oncall, door):
+    world.model_version("churn-model/42")
+    client = api(token_for(oncall, "endpoints:write")) if door == "token" else client_for(oncall)
+    before = last_seq()
+
+    response = client.post("/api/endpoints/", CHURN_SCORING, content_type="application/json")
+
+    assert response.status_code == 403
+    message = "oncall may not declare an endpoint: it needs the role release-managers or ml-leads"
+    assert response.json() == {"error": message, "rule": "role"}
+    assert not Endpoint.objects.exists()
+    [event] = events_since(before)
+    assert (event.action, event.actor, event.reason) == ("endpoint.creation_refused", "oncall", message)
+
+
+def test_read_unknown_endpoint_is_404_json(db, auditor):
+    response = client_for(auditor).get("/api/endpoints/churn-nowhere/")
+    assert response.status_code == 404
+    assert response.json()["error"] == "no endpoint named 'churn-nowhere'"

@@ -16,7 +16,7 @@ from django.core.management.base import CommandError
 
 from audit.models import AuditEvent, Checkpoint
 from releases import lineage
-from releases.models import ApiToken, DatasetVersion, Deployment, Release
+from releases.models import ApiToken, DatasetVersion, Deployment, Endpoint, Release
 from releases.models.access import hash_token
 from tests.conftest import PASSWORD
 from tests.unit.conftest import MEANING, api, gate_refusals, pending_release, refusals
@@ -325,6 +325,112 @@ def test_command_rollback_without_target_exits_2(world, release_manager, lead, o
 
     assert refused.value.returncode == 2
     assert "has no rollback target" in str(refused.value)
+
+
+# Endpoints -------------------------------------------------------------------------------------------
+
+DECLARE_CHURN_SCORING = (
+    "add_endpoint",
+    "churn-scoring",
+    "--environment",
+    "production",
+    "--model",
+    "churn-model",
+    "--alias",
+    "production",
+)
+
+
+def test_add_endpoint_command_creates_then_finds_the_endpoint(world, release_manager):
+    world.model_version("churn-model/42")
+
+    out = run(*DECLARE_CHURN_SCORING, "--description", "Retention scores", "--as", "relman")
+    again = run(*DECLARE_CHURN_SCORING, "--as", "relman")
+
+    assert out == "churn-scoring created (production, follows churn-model@production)\n"
+    assert again == (
+        "churn-scoring already declared with these values, unchanged (production, follows churn-model@production)\n"
+    )
+    endpoint = Endpoint.objects.select_related("registered_model").get()
+    assert (endpoint.environment, endpoint.registered_model.name, endpoint.mlflow_alias, endpoint.description) == (
+        "production",
+        "churn-model",
+        "production",
+        "Retention scores",
+    )
+    [event] = AuditEvent.objects.filter(action="endpoint.created")
+    assert (event.actor, event.object_key, event.new["mlflow_alias"]) == ("relman", "churn-scoring", "production")
+    assert run("add_endpoint", "churn-shadow", "--environment", "staging", "--as", "relman") == (
+        "churn-shadow created (staging, follows no MLflow alias)\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message", "rule"),
+    [
+        pytest.param(
+            ("--environment", "prod"),
+            "environment must be one of production, staging, not 'prod'",
+            "unknown_environment",
+            id="environment",
+        ),
+        pytest.param(
+            ("--model", "churn"),
+            "registered model 'churn' is not known; sync the MLflow server it is registered on first",
+            "unknown_model",
+            id="unknown-model",
+        ),
+        pytest.param(
+            ("--alias", "latest"),
+            "MLflow would refuse the alias: 'latest' alias name (case insensitive) is reserved.",
+            "mlflow_alias",
+            id="alias",
+        ),
+        pytest.param(
+            ("--alias", "champion", "--environment", "staging"),
+            "endpoint churn-scoring already exists with environment 'production' (not 'staging'), "
+            "MLflow alias 'production' (not 'champion'); declare a new endpoint name",
+            "immutable_endpoint",
+            id="conflict",
+        ),
+    ],
+)
+def test_add_endpoint_command_bad_values_exit_2_and_are_audited_once(world, release_manager, args, message, rule):
+    world.model_version("churn-model/42")
+    run(*DECLARE_CHURN_SCORING, "--as", "relman")
+    other = "churn-scoring" if rule == "immutable_endpoint" else "churn-canary"
+
+    # The later of two equal options wins (argparse), so each case changes one value of a good declaration.
+    assert refused(*DECLARE_CHURN_SCORING[:1], other, *DECLARE_CHURN_SCORING[2:], *args, "--as", "relman") == message
+
+    assert list(Endpoint.objects.values_list("name", "environment", "mlflow_alias")) == [
+        ("churn-scoring", "production", "production")
+    ]
+    [event] = AuditEvent.objects.filter(action="endpoint.creation_refused")
+    assert (event.actor, event.object_key, event.new["rule"], event.reason) == ("relman", other, rule, message)
+
+
+def test_add_endpoint_command_refuses_a_person_without_the_role_and_an_unknown_user(world, oncall):
+    assert refused(*DECLARE_CHURN_SCORING, "--as", "oncall") == (
+        "oncall may not declare an endpoint: it needs the role release-managers or ml-leads"
+    )
+    assert refused(*DECLARE_CHURN_SCORING, "--as", "ghost") == "no active user named 'ghost'"
+    assert not Endpoint.objects.exists()
+    [event] = AuditEvent.objects.filter(action="endpoint.creation_refused")
+    assert (event.actor, event.new["rule"]) == ("oncall", "role")
+
+
+def test_add_endpoint_command_with_a_name_longer_than_any_column_exits_2_and_is_audited(world, release_manager):
+    name = "churn-" + "x" * 294
+
+    assert refused("add_endpoint", name, "--environment", "staging", "--as", "relman") == (
+        "an endpoint name has at most 100 characters, not 300"
+    )
+
+    assert not Endpoint.objects.exists()
+    [event] = AuditEvent.objects.filter(action="endpoint.creation_refused")
+    # Cut to the audit column (255 characters), and marked so it never reads as a real endpoint's name.
+    assert event.object_key == name[:254] + "…"
 
 
 # API tokens and roles --------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from releases.models import (
     ApiToken,
     DatasetVersion,
     Deployment,
+    Endpoint,
     EvidenceExport,
     RegisteredModel,
     Release,
@@ -231,6 +232,7 @@ DOORS = [
     Door("api:release", READERS, args=("churn-v42",), api=True),
     Door("api:dataset_versions", READERS, api=True),
     Door("api:endpoints", READERS, api=True),
+    Door("api:endpoint", READERS, args=("churn-scoring",), api=True),
     Door("api:schema", READERS, api=True),
     Door("api:docs", READERS),
     Door(
@@ -271,6 +273,21 @@ DOORS = [
         api=True,
         happened=lambda: Deployment.objects.filter(endpoint__name="churn-shadow").exists(),
         refusal="deployment.refused",
+    ),
+    Door(
+        "api:endpoints",
+        WRITERS,
+        method="post",
+        data={
+            "name": "churn-new",
+            "environment": "staging",
+            "registered_model": "churn-model",
+            "mlflow_alias": "shadow",
+        },
+        ok=201,
+        api=True,
+        happened=lambda: Endpoint.objects.filter(name="churn-new").exists(),
+        refusal="endpoint.creation_refused",
     ),
     Door(
         "api:rollback",

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from releases import lineage, services
-from releases.errors import InvalidInput, PermissionRefused, RuleViolation
+from releases.errors import Conflict, InvalidInput, PermissionRefused, RuleViolation
 from releases.models import DatasetVersion, Deployment, Endpoint, WriteBack
 from tests.conftest import PASSWORD
 from tests.factories import SYSTEM, approve
@@ -31,6 +31,22 @@ def test_endpoint_is_created_and_audited(world):
 def test_endpoint_with_unknown_environment_is_refused(world):
     with pytest.raises(InvalidInput, match="environment must be one of production, staging"):
         services.create_endpoint(name="x", environment="prod", by=SYSTEM)
+
+
+def test_declaring_an_endpoint_again_without_its_description_finds_it_and_writes_nothing(world):
+    world.model_version("churn-model/42")
+    declaration = {"name": "churn-scoring", "environment": "production", "registered_model": "churn-model"}
+    first, created = services.declare_endpoint(**declaration, mlflow_alias="prod", description="Scores", by=SYSTEM)
+    events = AuditEvent.objects.count()
+
+    again, created_again = services.declare_endpoint(**declaration, mlflow_alias="prod", by=SYSTEM)
+
+    assert (created, created_again, again.pk) == (True, False, first.pk)
+    assert AuditEvent.objects.count() == events
+    again.refresh_from_db()
+    assert again.description == "Scores"
+    with pytest.raises(Conflict, match="already exists with MLflow alias 'prod' \\(not none\\), another description"):
+        services.declare_endpoint(**declaration, description="Other", by=SYSTEM)
 
 
 # Recording a deployment and the promotion gate -------------------------------------------------------

@@ -119,6 +119,12 @@ CALLS: dict[str, Call] = {
     "deployment.create_endpoint": Call(
         WRITERS, lambda w, by: services.create_endpoint(name="churn-new", environment="staging", by=by)
     ),
+    "deployment.declare_endpoint": Call(
+        WRITERS,
+        lambda w, by: services.declare_endpoint(
+            name="churn-new", environment="staging", registered_model="churn-model", mlflow_alias="champion", by=by
+        ),
+    ),
     "deployment.record_deployment": Call(
         WRITERS,
         lambda w, by: services.record_deployment(w["shadow"], w["v43"], by=by, source=Deployment.Source.UI),

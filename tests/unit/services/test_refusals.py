@@ -6,7 +6,7 @@ import pytest
 
 from audit.models import AuditEvent
 from releases import services
-from releases.errors import Conflict, InvalidInput, PermissionRefused, RuleViolation
+from releases.errors import Conflict, InvalidInput, NotFound, PermissionRefused, RuleViolation
 from releases.models import DatasetVersion, Deployment, Endpoint, Release
 from tests.factories import reject
 from tests.unit.conftest import pending_release
@@ -84,8 +84,17 @@ def test_a_refusal_passing_through_two_services_is_recorded_once(world, ci_accou
 
 def test_creating_a_conflicting_endpoint_is_refused_and_audited(world, release_manager):
     world.endpoint("churn-scoring", "production")
-    with pytest.raises(InvalidInput, match="already exists in production"):
+    with pytest.raises(Conflict, match=r"already exists with environment 'production' \(not 'staging'\)"):
         services.create_endpoint(name="churn-scoring", environment="staging", by=release_manager)
     [event] = refused("endpoint.creation_refused")
     assert event.object_key == "churn-scoring"
     assert Endpoint.objects.get().environment == "production"
+
+
+def test_a_refused_name_longer_than_the_audit_column_is_recorded_cut_and_marked(world, release_manager):
+    name = "churn-v" + "4" * 300
+    with pytest.raises(NotFound):
+        services.create_release(name=name, model_version="churn-model/99", by=release_manager)
+    [event] = refused("release.creation_refused")
+    assert event.object_key == name[:254] + "…"
+    assert not Release.objects.exists()

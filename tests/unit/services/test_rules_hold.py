@@ -382,7 +382,7 @@ def test_declaring_an_endpoint_again_is_idempotent_and_another_environment_is_re
     first = services.create_endpoint(name="churn-scoring", environment="production", by=SYSTEM)
     again = services.create_endpoint(name="churn-scoring", environment="production", by=SYSTEM)
     assert again.pk == first.pk
-    with pytest.raises(InvalidInput, match="endpoint churn-scoring already exists in production"):
+    with pytest.raises(Conflict, match=r"churn-scoring already exists with environment 'production' \(not 'staging'\)"):
         services.create_endpoint(name="churn-scoring", environment="staging", by=SYSTEM)
     assert AuditEvent.objects.filter(action="endpoint.created").count() == 1
 
