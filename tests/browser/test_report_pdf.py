@@ -81,7 +81,11 @@ class OfflinePage:
 
 @pytest.fixture
 def offline(browser: Any) -> Iterator[OfflinePage]:
-    """A page that refuses, and records, every request: the report must need nothing from outside."""
+    """A page that refuses, and records, every request: the report must need nothing from outside.
+
+    Tests name it before their database fixtures (as the other browser tests name ``visit`` first), so the
+    browser starts before the test database is set up and stops after it is torn down: stopped first, it
+    leaves a PostgreSQL connection open that keeps the test database from being dropped."""
     context = browser.new_context(viewport=DESKTOP)
     current = OfflinePage(context.new_page())
 
@@ -170,7 +174,7 @@ def exported(busy_release: Release, auditor: Any) -> tuple[str, dict[str, bytes]
 
 
 def test_the_evidence_report_prints_to_a4_with_the_verification_on_page_one(
-    busy_release: Release, exported: tuple[str, dict[str, bytes]], offline: OfflinePage
+    offline: OfflinePage, busy_release: Release, exported: tuple[str, dict[str, bytes]]
 ) -> None:
     """Printed by Chromium and read back with pypdf: A4 pages, numbered; page 1 says how to verify, with the key
     fingerprint whole; every signer and every proved audit event is there, each event's row whole on a page
@@ -283,7 +287,7 @@ def pushed_down_pdf(offline: OfflinePage, html: str, target: str, fraction: floa
 
 
 def test_a_heading_at_the_foot_of_a_page_goes_over_with_its_table(
-    exported: tuple[str, dict[str, bytes]], offline: OfflinePage
+    offline: OfflinePage, exported: tuple[str, dict[str, bytes]]
 ) -> None:
     """The approvals heading, at the foot of page 2 with room for itself but not for its table's first rows, is
     printed on page 3 above them rather than alone at the bottom of page 2."""
@@ -294,7 +298,7 @@ def test_a_heading_at_the_foot_of_a_page_goes_over_with_its_table(
 
 
 def test_a_row_across_the_foot_of_a_page_goes_over_whole(
-    exported: tuple[str, dict[str, bytes]], offline: OfflinePage
+    offline: OfflinePage, exported: tuple[str, dict[str, bytes]]
 ) -> None:
     """An approval whose comment takes several lines, its middle at the foot of page 2, is printed whole on
     page 3 (without the rule, Chromium splits a row that tall, leaving enough lines on either side)."""
@@ -317,7 +321,7 @@ def _save_first_page_png(pdf: bytes) -> None:
 
 @pytest.mark.parametrize(("viewport", "width"), [(DESKTOP, "desktop"), (PHONE, "phone")])
 def test_the_evidence_report_reads_on_screen(
-    exported: tuple[str, dict[str, bytes]], offline: OfflinePage, viewport: dict[str, int], width: str
+    offline: OfflinePage, exported: tuple[str, dict[str, bytes]], viewport: dict[str, int], width: str
 ) -> None:
     """Opened from the bundle in a browser: it fits a laptop and a phone, its text readable."""
     page = offline.page
