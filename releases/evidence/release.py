@@ -32,6 +32,7 @@ def export_evidence(release: Release, *, by: Actor) -> tuple[str, bytes]:
         events = list(lineage.release_events(trace, periods).filter(seq__lte=checkpoint.size))
         documents = audit_documents(checkpoint, events)
     exported_at = timezone.now()
+    bundle_name = f"{release.name}-evidence-{exported_at:%Y%m%dT%H%M%SZ}.zip"
     documents |= release_documents(trace, periods, exported_at)
     documents["report.html"] = render_to_string(
         "audit/evidence_report.html",
@@ -45,7 +46,8 @@ def export_evidence(release: Release, *, by: Actor) -> tuple[str, bytes]:
             "exported_at": exported_at,
             "exported_by": actor_label(by),
             "key_fingerprint": signing.fingerprint(),
+            "bundle_name": bundle_name,
         },
     ).encode()
     head = {"release": release.name, "exported_at": exported_at.isoformat(), "exported_by": actor_label(by)}
-    return f"{release.name}-evidence-{exported_at:%Y%m%dT%H%M%SZ}.zip", signed_zip(documents, head)
+    return bundle_name, signed_zip(documents, head)
