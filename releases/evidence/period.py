@@ -123,17 +123,27 @@ def export_period_evidence(
         seqs.add(own.seq)
         events = _events(sorted(seq for seq in seqs if seq <= checkpoint.size))
         documents |= audit_documents(checkpoint, events)
+    name = (
+        f"evidence-{'-'.join(environments)}-{period.since:%Y%m%d}-{period.until:%Y%m%d}"
+        f"-{exported_at:%Y%m%dT%H%M%SZ}.zip"
+    )
+    rollbacks = sum(1 for change in changes if change.deployment.kind == "rollback")
+    approved = sum(1 for change in changes if change.approved_when_deployed)
     documents["report.html"] = render_to_string(
         "audit/period_report.html",
         {
             "period": period,
             "environments": environments,
             "changes": changes,
+            "rollbacks": rollbacks,
+            "approved": approved,
+            "unapproved": len(changes) - approved,
             "traces": traces,
             "checkpoint": checkpoint,
             "exported_at": exported_at,
             "exported_by": actor_label(by),
             "key_fingerprint": signing.fingerprint(),
+            "bundle_name": name,
             "events": len(events),
         },
     ).encode()
@@ -144,10 +154,6 @@ def export_period_evidence(
         "exported_at": exported_at.isoformat(),
         "exported_by": actor_label(by),
     }
-    name = (
-        f"evidence-{'-'.join(environments)}-{period.since:%Y%m%d}-{period.until:%Y%m%d}"
-        f"-{exported_at:%Y%m%dT%H%M%SZ}.zip"
-    )
     return name, signed_zip(documents, head)
 
 

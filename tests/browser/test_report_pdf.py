@@ -3,6 +3,7 @@ read back with pypdf (page size, page count, page 1's verification instructions,
 
 from __future__ import annotations
 
+import datetime
 import io
 import json
 import re
@@ -15,11 +16,12 @@ from typing import Any
 import pypdf
 import pypdfium2
 import pytest
+from django.utils import timezone
 
 from audit import signing
 from audit.models import AuditEvent, Checkpoint
 from releases import lineage, services
-from releases.evidence import export_evidence
+from releases.evidence import export_evidence, export_period_evidence
 from releases.models import Deployment, Release
 from tests.browser.conftest import DESKTOP, PHONE, SCREENSHOTS
 from tests.factories import World, approve
@@ -310,11 +312,11 @@ def test_a_row_across_the_foot_of_a_page_goes_over_whole(
     assert squeezed(SECOND_OPINION) in squeezed(pages[row_page]), "the row is split over two pages"
 
 
-def _save_first_page_png(pdf: bytes) -> None:
+def _save_first_page_png(pdf: bytes, name: str = "evidence-report-page1.png") -> None:
     """Page 1 as an image, drawn from the PDF itself (PDFium), for a person to look at."""
     document = pypdfium2.PdfDocument(pdf)
     try:
-        document[0].render(scale=150 / 72).to_pil().save(SCREENSHOTS / "evidence-report-page1.png")
+        document[0].render(scale=150 / 72).to_pil().save(SCREENSHOTS / name)
     finally:
         document.close()
 
@@ -332,3 +334,59 @@ def test_the_evidence_report_reads_on_screen(
     assert problems == [], f"at {viewport['width']} px:\n" + "\n".join(problems)
     SCREENSHOTS.mkdir(exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"evidence-report-{width}.png"), full_page=True)
+
+
+def test_the_period_report_prints_to_a4_with_the_verification_on_page_one(
+    offline: OfflinePage, busy_release: Release, auditor: Any
+) -> None:
+    """A period's report, printed the same way: A4 pages, numbered; page 1 says how to verify, with the key
+    fingerprint whole and what the population holds; every deployment and rollback of the population is a
+    row whole on one page, under the table's header row; nothing runs past the right edge."""
+    period = lineage.Period.checked(timezone.now() - datetime.timedelta(days=3), timezone.now())
+    bundle_name, data = export_period_evidence(period, ["production"], by=auditor)
+    with zipfile.ZipFile(io.BytesIO(data)) as bundle:
+        html = bundle.read("report.html").decode()
+        population = json.loads(bundle.read("population.json"))["changes"]
+    assert len(population) == 5 * (2 + 2 * ROUNDS), "five production endpoints, each deployed and rolled back"
+    fingerprint = signing.fingerprint()
+
+    page = offline.page
+    width, _ = print_layout(page, html)
+    assert offline.requested == []
+    assert page.locator("script").count() == 0
+    assert page.evaluate(CUT_OFF, width) == []
+    assert check_page(page, "contrast", PRINT_CONTRAST) == []
+
+    pdf, reader = print_pdf(page)
+    SCREENSHOTS.mkdir(exist_ok=True)
+    (SCREENSHOTS / "evidence-period-report.pdf").write_bytes(pdf)
+    _save_first_page_png(pdf, "evidence-period-report-page1.png")
+    pages = [p.extract_text() for p in reader.pages]
+    count = len(pages)
+    assert count > 1
+    for number, pdf_page in enumerate(reader.pages, start=1):
+        size = (float(pdf_page.mediabox.width), float(pdf_page.mediabox.height))
+        assert size == pytest.approx(A4_POINTS, abs=1), f"page {number} is {size} pt, not A4"
+        assert f"Page {number} of {count}" in pages[number - 1], f"page {number} has no page number"
+
+    first = pages[0]
+    assert squeezed(f"Evidence for a period: {period.label}") in squeezed(first)
+    assert fingerprint in squeezed(one_line(first).partition("python verify.py")[0])
+    assert f"python verify.py --key {fingerprint} THIS.zip" in one_line(first)
+    assert squeezed(bundle_name) in squeezed(first)
+    rollbacks = sum(1 for change in population if change["kind"] == "rollback")
+    assert f"{len(population)} deployments and rollbacks ({rollbacks} rollbacks)" in one_line(first)
+    unapproved = sum(1 for change in population if not change["approved_when_deployed"])
+    assert f"{unapproved} went live without the approvals the rule requires" in one_line(first)
+
+    header = squeezed("When (UTC) Kind Endpoint Release Replaced By Why Approvals in force")
+    row_pages: set[int] = set()
+    for change in population:
+        when = datetime.datetime.fromisoformat(change["deployed_at"])
+        row = squeezed(f"{when:%Y-%m-%d %H:%M:%S} {change['kind']} {change['endpoint']} {change['release']}")
+        found = [number for number, text in enumerate(pages) if row in squeezed(text)]
+        assert found, f"{change['kind']} on {change['endpoint']} at {when} is not on any page in one piece"
+        row_pages.update(found)
+    assert min(row_pages) >= 1, "the population starts on page 2"
+    for number in row_pages:
+        assert header in squeezed(pages[number]), f"page {number + 1} lists changes without the header row"

@@ -72,7 +72,7 @@ INLINE = re.compile(
 )
 # The evidence report travels inside the evidence zip and is opened from disk, where no policy
 # applies; it is self-contained on purpose (one file an auditor can print).
-OFFLINE = {"audit/evidence_report.html", "audit/report_base.html"}
+OFFLINE = {"audit/evidence_report.html", "audit/period_report.html", "audit/report_base.html"}
 
 
 def inline_code(text: str) -> list[str]:
