@@ -46,6 +46,7 @@ POLICY: dict[str, tuple[str, ...]] = {
     "releases.Approval": APPEND,
     "releases.Deployment": APPEND,
     "releases.DatasetDigest": APPEND,
+    "releases.WebhookAttempt": APPEND,
     "releases.Release": CHANGE,
     "releases.DatasetVersion": CHANGE,
     "releases.ModelVersion": CHANGE,
@@ -63,6 +64,9 @@ POLICY: dict[str, tuple[str, ...]] = {
     "releases.SyncState": CHANGE,
     "releases.SyncedRun": CHANGE,
     "releases.WriteBack": CHANGE,
+    "releases.WebhookSubscription": CHANGE,
+    # A delivery's status and attempt count change as it is retried (its attempts are appended, above).
+    "releases.WebhookDelivery": CHANGE,
     # services.record_runs replaces a run's inputs when MLflow reports different ones.
     "releases.RunDatasetInput": FULL,
     # Django's own: people, roles and sessions are managed through the app (grant --revoke, logout).

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from audit import context, pgcopy, vocabulary
 from audit.models import AuditEvent, canonical_json, stored_event_digest
+from releases import dispatch
 
 GENESIS_HASH = "0" * 64
 # Arbitrary constant naming the PostgreSQL advisory lock that serialises appends.
@@ -89,7 +90,15 @@ def record(
     )
     event.hash = event.compute_hash()
     event.save()
+    _announce(event)
     return event
+
+
+def _announce(event: AuditEvent) -> None:
+    """Every event whose action is announced outside (``vocabulary.ANNOUNCED``) is announced from here, once
+    it commits: one place, whichever service, sync or check recorded it."""
+    if event.action in vocabulary.ANNOUNCED:
+        dispatch.announce(event.seq)
 
 
 @dataclass(frozen=True)
@@ -146,6 +155,8 @@ def record_many(events: list[PendingEvent], *, actor: Actor) -> list[AuditEvent]
         )
         event.hash = prev_hash = event.compute_hash()
         rows.append(event)
+    for event in rows:  # each announced after commit, so only if the batch is written
+        _announce(event)
     if connection.vendor != "postgresql":
         return AuditEvent.objects.bulk_create(rows, batch_size=500)
     _copy_events(rows)

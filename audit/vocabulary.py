@@ -18,6 +18,31 @@ ACTIONS: dict[str, str] = {}
 SIGNED_DECISIONS: dict[str, str] = {"release.approved": "approved", "release.rejected": "rejected"}
 
 
+# Events announced outside the product: signed webhooks to subscribers, and an email asking the ML leads for a
+# signature. Each stands for one audit action, announced when an event of that action is recorded, so what goes
+# out is the log itself seen from outside. The event type a subscriber picks: (the action, what it means).
+OUTBOUND_EVENTS: dict[str, tuple[str, str]] = {
+    "release.submitted": ("release.submitted", "A release was submitted and is waiting for a signature."),
+    "release.approved": ("release.state_changed", "A release has every approval it needs: it is approved."),
+    "release.rejected": ("release.rejected", "An ML lead signed a rejection of a release."),
+    "release.approval_invalidated": (
+        "release.approval_invalidated",
+        "An approved release's approval stopped counting: its chain changed (data quarantined or changed in place).",
+    ),
+    "deployment.deployed": ("deployment.recorded", "A release went live on an endpoint."),
+    "deployment.rolled_back": ("deployment.rolled_back", "An endpoint was rolled back to an earlier release."),
+    "dataset_version.quarantined": ("dataset_version.quarantined", "A dataset version was quarantined."),
+    "sync.failing": ("sync.failing", "A source has failed to sync for longer than the alert threshold."),
+    "sync.recovered": ("sync.recovered", "A source reported failing syncs again."),
+    "audit.verification_failed": (
+        "audit.verification_failed",
+        "A verification of the audit log failed (announced once until an administrator acknowledges it).",
+    ),
+}
+# The other way round: the outbound event type an action is announced as.
+ANNOUNCED: dict[str, str] = {action: event for event, (action, _) in OUTBOUND_EVENTS.items()}
+
+
 class UnknownAction(ValueError):
     """An event named with an action that the vocabulary does not register."""
 
@@ -144,12 +169,19 @@ for _name, _description in (
     ("sync.interval_refused", "Changing a source's sync interval was refused."),
     ("sync.git.completed", "A Git sync finished with changes."),
     ("sync.mlflow.completed", "An MLflow sync finished with changes."),
+    ("sync.failing", "A source has failed every sync for longer than the alert threshold (once per incident)."),
+    ("sync.recovered", "A source reported failing synced again."),
     ("webhook.signature_refused", "An MLflow webhook call with a bad or missing signature was refused."),
     ("webhook.replay_refused", "An MLflow webhook delivery already received was sent again and refused."),
     ("mlflow.write_back_queued", "A change owed to MLflow (alias move, release tag) was queued."),
     ("mlflow.write_back_refused", "Queueing a change owed to MLflow was refused."),
     ("mlflow.write_back_applied", "A queued change was applied to MLflow."),
     ("mlflow.write_back_failed", "Applying a change to MLflow failed; it stays queued and is retried."),
+    # Outbound events.
+    ("webhook_subscription.added", "An administrator added a webhook that receives outbound events."),
+    ("webhook_subscription.add_refused", "Adding a webhook was refused."),
+    ("webhook_subscription.changed", "An administrator changed a webhook (address, events, format, secret, on/off)."),
+    ("webhook_subscription.change_refused", "Changing a webhook was refused."),
     # Evidence.
     ("evidence.exported", "An evidence bundle was exported (one release, or a period's population)."),
     ("evidence.requested", "Evidence for a period was asked for; a worker prepares the bundle."),

@@ -15,6 +15,7 @@ from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 from lineage_site.env import env_bool, env_int, env_list, env_str
+from releases.web_links import web_url_problem
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("LINEAGE_VAR_DIR", str(BASE_DIR / "var")))
@@ -332,6 +333,7 @@ LINEAGE_MLFLOW_WEBHOOK_SECRET = env_str("LINEAGE_MLFLOW_WEBHOOK_SECRET")
 CELERY_BEAT_SCHEDULE = {
     "sync-due-sources": {"task": "releases.tasks.sync_due_sources", "schedule": 60.0},
     "retry-write-backs": {"task": "releases.tasks.retry_write_backs", "schedule": 300.0},
+    "retry-webhook-deliveries": {"task": "releases.tasks.retry_webhook_deliveries", "schedule": 60.0},
     "expire-evidence": {"task": "releases.tasks.expire_evidence", "schedule": 600.0},
     "audit-checkpoint": {
         "task": "audit.tasks.sign_checkpoint",
@@ -351,6 +353,20 @@ EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", default=False)
 EMAIL_TIMEOUT = 10
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "release-lineage@localhost")
+# Outbound events (README, Outbound events). Links in them start with this address (https://lineage.example.com);
+# unset, they are paths on this site, which a Slack message cannot link to.
+LINEAGE_BASE_URL = env_str("LINEAGE_BASE_URL").rstrip("/")
+if LINEAGE_BASE_URL and web_url_problem(LINEAGE_BASE_URL):
+    raise ImproperlyConfigured(f"LINEAGE_BASE_URL: {web_url_problem(LINEAGE_BASE_URL)}, not {LINEAGE_BASE_URL!r}")
+# A source whose every sync has failed for this long is announced (sync.failing), once until it syncs again.
+LINEAGE_SYNC_ALERT_MINUTES = env_int("LINEAGE_SYNC_ALERT_MINUTES", 30, minimum=1)
+# How long a webhook delivery waits for the receiver's answer.
+LINEAGE_WEBHOOK_TIMEOUT_SECONDS = env_int("LINEAGE_WEBHOOK_TIMEOUT_SECONDS", 5, minimum=1)
+if LINEAGE_WEBHOOK_TIMEOUT_SECONDS > 60:
+    raise ImproperlyConfigured("LINEAGE_WEBHOOK_TIMEOUT_SECONDS must be at most 60: a receiver answers quickly")
+# Email the ML leads when a release waits for their signature (through the mail server below). Off by default
+# in development, where no mail server listens.
+LINEAGE_EMAIL_SIGNATURE_REQUESTS = env_bool("LINEAGE_EMAIL_SIGNATURE_REQUESTS", default=not DEBUG)
 # Name of this audit log in signed checkpoints (what an offline verifier expects to see). It is also the
 # signing key's name in the signed note, so it follows note key names: no spaces, no "+".
 LINEAGE_AUDIT_ORIGIN = env_str("LINEAGE_AUDIT_ORIGIN", "release-lineage")

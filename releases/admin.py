@@ -8,12 +8,16 @@ from typing import Any
 from axes.models import AccessAttempt
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.contrib.auth.models import User
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html
 
-from releases import lineage, services
+from audit.vocabulary import OUTBOUND_EVENTS
+from releases import credentials, lineage, services
 from releases.approval_forms import SignatureForm
 from releases.errors import LineageError
 from releases.models import (
@@ -37,6 +41,9 @@ from releases.models import (
     SyncedRun,
     SyncState,
     TrackingServer,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookSubscription,
     WriteBack,
 )
 from releases.roles import ML_LEADS, RELEASE_MANAGERS, has_role, is_admin, may_act_as
@@ -74,6 +81,23 @@ class RecordAdmin(admin.ModelAdmin):
                     return self.response_add(request, created)
         return super().add_view(request, form_url, extra_context)
 
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
+        """Where an admin lets a row be changed at all, the change goes through its service too."""
+        obj = self.get_object(request, unquote(object_id)) if request.method == "POST" else None
+        if obj is not None and self.has_change_permission(request, obj):
+            form = self.get_form(request, obj, change=True)(request.POST, request.FILES, instance=obj)
+            if form.is_valid():
+                try:
+                    changed = self.change_through_service(request, obj, form.cleaned_data)
+                except LineageError as refusal:
+                    request.service_refusal = refusal.message  # type: ignore[attr-defined]
+                else:
+                    self.log_change(request, changed, self.construct_change_message(request, form, []))
+                    return self.response_change(request, changed)
+        return super().change_view(request, object_id, form_url, extra_context)
+
     # Fields whose rule the service applies itself (with the same validator as the model's): the form
     # leaves them to it, so that a refusal is recorded in the audit trail, not only shown.
     service_checked_fields: tuple[str, ...] = ()
@@ -105,6 +129,9 @@ class RecordAdmin(admin.ModelAdmin):
         raise PermissionError("records are written through the services, not saved from an admin form")
 
     def create_through_service(self, request: HttpRequest, data: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+    def change_through_service(self, request: HttpRequest, obj: Any, data: dict[str, Any]) -> Any:
         raise NotImplementedError
 
 
@@ -493,3 +520,114 @@ class AccessAttemptAdmin(RecordAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         return [f.name for f in self.model._meta.fields if f.name not in ("get_data", "post_data")]
+
+
+class WebhookSubscriptionForm(forms.ModelForm):
+    events = forms.MultipleChoiceField(
+        choices=[(event, f"{event}: {description}") for event, (_, description) in OUTBOUND_EVENTS.items()],
+        widget=forms.CheckboxSelectMultiple,
+    )
+
+    class Meta:
+        model = WebhookSubscription
+        fields = ["name", "url", "format", "events", "secret_env", "active"]
+
+
+@admin.register(WebhookSubscription)
+class WebhookSubscriptionAdmin(RecordAdmin):
+    """Where outbound events go. Administrators only, added and changed through the services (audited);
+    switched off rather than deleted, so its delivery log stays."""
+
+    form = WebhookSubscriptionForm
+    list_display = ["name", "url", "format", "active", "event_list", "secret", "delivery_log"]
+    list_filter = ["active", "format"]
+    service_checked_fields = ("url",)
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        fields = ["name", "url", "format", "events", "secret_env", "active"]
+        return [*fields, "secret", "delivery_log", "created_at"] if obj is not None else fields
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return ["name", "secret", "delivery_log", "created_at"] if obj is not None else []
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return is_admin(request.user)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return is_admin(request.user)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return is_admin(request.user)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return is_admin(request.user)
+
+    @admin.display(description="events")
+    def event_list(self, obj: WebhookSubscription) -> str:
+        return "all" if set(obj.events) >= set(OUTBOUND_EVENTS) else ", ".join(obj.events)
+
+    @admin.display(description="secret, in this process")
+    def secret(self, obj: WebhookSubscription) -> str:
+        # Which variable is set (or the file it names), never the value.
+        return credentials.where(obj.secret_env)
+
+    @admin.display(description="deliveries")
+    def delivery_log(self, obj: WebhookSubscription) -> str:
+        url = reverse("admin:releases_webhookdelivery_changelist") + f"?subscription__id__exact={obj.pk}"
+        return format_html('<a href="{}">delivery log</a>', url)
+
+    def create_through_service(self, request: HttpRequest, data: dict[str, Any]) -> WebhookSubscription:
+        return services.add_webhook(
+            name=data["name"],
+            url=data["url"],
+            events=data["events"],
+            format=data["format"],
+            secret_env=data["secret_env"],
+            active=data["active"],
+            by=request.user,
+        )[0]
+
+    def change_through_service(
+        self, request: HttpRequest, obj: WebhookSubscription, data: dict[str, Any]
+    ) -> WebhookSubscription:
+        return services.change_webhook(
+            obj,
+            url=data["url"],
+            events=data["events"],
+            format=data["format"],
+            secret_env=data["secret_env"],
+            active=data["active"],
+            by=request.user,
+        )
+
+
+class WebhookAttemptInline(ReadOnlyInline):
+    model = WebhookAttempt
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(RecordAdmin):
+    """The delivery log: each event sent to each webhook, with every attempt and what the receiver answered."""
+
+    inlines = [WebhookAttemptInline]
+    list_display = [
+        "created_at",
+        "subscription",
+        "event",
+        "audit_seq",
+        "status",
+        "attempts",
+        "last_status_code",
+        "last_error",
+        "next_attempt_at",
+        "delivered_at",
+    ]
+    list_filter = ["status", "event", "subscription"]
+    search_fields = ["delivery_id", "event"]
+    list_select_related = ["subscription"]
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return is_admin(request.user)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return is_admin(request.user)

@@ -17,8 +17,20 @@ APPLY_WRITE_BACK = "releases.tasks.apply_write_back"
 BUILD_EVIDENCE = "releases.tasks.build_period_evidence"
 # Sign a checkpoint of the audit log: after approvals, deployments and rollbacks, so they are anchored at once.
 ISSUE_CHECKPOINT = "audit.tasks.sign_checkpoint"
+# Announce an audit event outside (webhooks, email), and deliver one webhook.
+ANNOUNCE_EVENT = "releases.tasks.announce_event"
+DELIVER_WEBHOOK = "releases.tasks.deliver_webhook"
 
 
 def after_commit(task_name: str, *args: object, **kwargs: object) -> None:
     """Enqueue ``task_name`` with these arguments (ids and primitives only) once the transaction commits."""
     transaction.on_commit(lambda: current_app.tasks[task_name].delay(*args, **kwargs))
+
+
+def announce(seq: int) -> None:
+    """Announce audit event ``seq`` (webhooks, email) once the transaction that records it commits.
+
+    Robust: an announcement that cannot be queued (the broker is down) is logged, and the change it
+    announces, already committed, is not turned into an error for the person who made it.
+    """
+    transaction.on_commit(lambda: current_app.tasks[ANNOUNCE_EVENT].delay(seq), robust=True)

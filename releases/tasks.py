@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from releases import dispatch, evidence
 from releases.models import SyncState, WriteBack
+from releases.outbound import email, webhooks
 from releases.sync import sources
 from releases.sync import writeback as write_backs
 from releases.sync.state import SourceBusy, SourceUnavailable
@@ -101,3 +102,46 @@ def build_period_evidence(export_id: str) -> str:
 def expire_evidence() -> int:
     """Celery beat calls this: delete prepared bundles past their expiry."""
     return evidence.expire_bundles()
+
+
+@shared_task(name=dispatch.ANNOUNCE_EVENT, acks_late=True)
+def announce_event(seq: int) -> int:
+    """Announce audit event ``seq`` after it committed: a delivery per subscribed webhook, and the leads' email."""
+    announced = webhooks.announce(seq)
+    for delivery_id in announced.deliveries:
+        deliver_webhook.delay(delivery_id)
+    if announced.ask_for_signatures:
+        ask_leads_to_sign.delay(seq)
+    return len(announced.deliveries)
+
+
+# Retries are counted on the delivery (webhooks.MAX_ATTEMPTS), which beat's sweep may also resume.
+@shared_task(name=dispatch.DELIVER_WEBHOOK, bind=True, max_retries=None, acks_late=True)
+def deliver_webhook(self: Task[Any, Any], delivery_id: int) -> str:
+    """One attempt of a delivery; a retryable failure is attempted again after its backoff."""
+    outcome = webhooks.attempt(delivery_id)
+    # In-process (no broker) the next attempt waits for a worker's sweep; retrying here would block the caller.
+    if outcome.retry_in is not None and not self.request.is_eager:
+        raise self.retry(countdown=outcome.retry_in)
+    return f"{outcome.status}: {outcome.detail}"
+
+
+@shared_task
+def retry_webhook_deliveries() -> int:
+    """Celery beat calls this every minute: attempt each delivery whose next attempt is due."""
+    ids = webhooks.due(timezone.now())
+    for pk in ids:
+        deliver_webhook.delay(pk)
+    return len(ids)
+
+
+@shared_task(bind=True, max_retries=3, acks_late=True)
+def ask_leads_to_sign(self: Task[Any, Any], seq: int) -> int:
+    """Email the ML leads that the release submitted in audit event ``seq`` waits for their signature."""
+    try:
+        return email.ask_leads_to_sign(seq)
+    except OSError as exc:  # the mail server is down or refuses (smtplib's errors are OSErrors)
+        if self.request.is_eager or self.request.retries >= 3:
+            logger.warning("the email asking the ML leads to sign (audit event #%s) was not sent: %s", seq, exc)
+            return 0
+        raise self.retry(exc=exc, countdown=backoff(self.request.retries)) from exc

@@ -1,7 +1,8 @@
 """The one rule for an address that a page turns into a link: a web address (http or https), or a path
 on this site. Every door that stores such an address (model field validators, so admin forms too;
 services, so commands, the API and the demo too) and every template that renders one (the
-``web_href`` filter) asks this module, never the address itself.
+``web_href`` filter) asks this module, never the address itself. The address the product sends
+outbound events to follows the same rule, and carries no credentials (``delivery_url_problem``).
 
 Browsers forgive a lot before they read a scheme: they drop leading spaces and control characters,
 remove tabs and newlines anywhere, ignore case and treat a backslash as a slash. So an address with any
@@ -46,6 +47,22 @@ def web_url_problem(value: object) -> str:
     return ""
 
 
+def delivery_url_problem(value: object) -> str:
+    """Why the product must not POST to ``value`` (empty when it may): a web address, as ``web_url_problem``
+    reads it, that carries no user name or password (a secret kept in clear) and whose port can be read."""
+    problem = web_url_problem(value)
+    if problem:
+        return problem
+    parts = urlsplit(str(value))
+    if parts.username is not None or parts.password is not None:
+        return "an address cannot carry a user name or password; name the secret instead"
+    try:
+        parts.port  # noqa: B018 - reading it is the check: a port out of range or not a number raises
+    except ValueError:
+        return "the address's port is not a number from 0 to 65535"
+    return ""
+
+
 def is_web_url(value: object) -> bool:
     """True for an absolute http:// or https:// address with a host, and nothing that hides a scheme."""
     return not web_url_problem(value)
@@ -86,3 +103,24 @@ class WebUrlValidator:
 
 
 validate_web_url = WebUrlValidator()
+
+
+@deconstructible
+class DeliveryUrlValidator:
+    """Field validator for an address the product sends to: ``delivery_url_problem``."""
+
+    code = "not_a_delivery_url"
+
+    def __call__(self, value: str) -> None:
+        problem = delivery_url_problem(value)
+        if problem:
+            raise ValidationError(f"{problem}, not {str(value)[:80]!r}", code=self.code)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, DeliveryUrlValidator)
+
+    def __hash__(self) -> int:
+        return hash(self.code)
+
+
+validate_delivery_url = DeliveryUrlValidator()

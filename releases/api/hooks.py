@@ -8,7 +8,6 @@ event carries how many were refused in its previous minute. Every refusal is als
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import json
@@ -27,8 +26,10 @@ from audit.log import SystemActor
 from releases import services
 from releases.models import SyncState, TrackingServer
 from releases.models.base import whole_number
+from releases.webhook_signature import signature as expected_signature
 
-# MLflow signs "<delivery id>.<unix timestamp>.<body>"; an older timestamp is a replay.
+# MLflow signs "<delivery id>.<unix timestamp>.<body>" (releases/webhook_signature.py); an older timestamp
+# is a replay.
 MAX_AGE_SECONDS = 300
 # Unix seconds up to the year 33658: anything longer is not a timestamp.
 MAX_TIMESTAMP = 999_999_999_999
@@ -39,12 +40,6 @@ REMEMBER_SECONDS = 2 * MAX_AGE_SECONDS + 60
 COUNT_SECONDS = 24 * 3600
 
 logger = logging.getLogger(__name__)
-
-
-def expected_signature(secret: str, delivery_id: str, timestamp: str, body: bytes) -> str:
-    signed = f"{delivery_id}.{timestamp}.".encode() + body
-    digest = hmac.new(secret.encode(), signed, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(digest).decode()
 
 
 def _signature_problem(request: HttpRequest, secret: str) -> str:

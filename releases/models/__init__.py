@@ -10,6 +10,7 @@ from releases.models.deployment import Deployment, Endpoint
 from releases.models.evidence import EvidenceExport
 from releases.models.experiment import ExperimentRun, RunDatasetInput, TrackingServer
 from releases.models.features import FeaturePipeline, FeaturePipelineVersion
+from releases.models.outbound import WebhookAttempt, WebhookDelivery, WebhookSubscription
 from releases.models.registry import ModelVersion, RegisteredModel
 from releases.models.release import Approval, Release
 from releases.models.sync import SyncedRun, SyncState, WriteBack
@@ -37,5 +38,8 @@ __all__ = [
     "SyncState",
     "SyncedRun",
     "TrackingServer",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookSubscription",
     "WriteBack",
 ]

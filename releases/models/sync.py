@@ -50,6 +50,9 @@ class SyncState(models.Model):
     unchanged_count = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True, help_text="Why the last attempt failed, in plain words.")
     failures_in_a_row = models.PositiveIntegerField(default=0)
+    # An incident: the first failure since the last success, and when it was announced as failing for too long.
+    failing_since = models.DateTimeField(null=True, blank=True)
+    failure_alerted_at = models.DateTimeField(null=True, blank=True)
     warnings = models.JSONField(default=list, blank=True, help_text="Values the last sync could not map.")
     watermark = models.JSONField(default=dict, blank=True, help_text="How far the source has been read.")
     # The lease doubles as the per-source lock: taken with one conditional UPDATE, so two

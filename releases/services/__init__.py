@@ -33,7 +33,15 @@ from releases.services.integrity import acknowledge_alarm
 from releases.services.inventory import describe_model
 from releases.services.registry import ModelVersionData, register_model_version, register_model_versions
 from releases.services.release import create_release, release_from_tag, retire_release, sign_release, submit_release
-from releases.services.sources import add_git_repository, add_mlflow_server, request_sync, set_interval
+from releases.services.sources import (
+    add_git_repository,
+    add_mlflow_server,
+    record_sync_failing,
+    record_sync_recovered,
+    request_sync,
+    set_interval,
+)
+from releases.services.webhooks import add_webhook, change_webhook
 
 __all__ = [
     "CommitData",
@@ -43,6 +51,8 @@ __all__ = [
     "acknowledge_alarm",
     "add_git_repository",
     "add_mlflow_server",
+    "add_webhook",
+    "change_webhook",
     "create_api_token",
     "create_endpoint",
     "create_release",
@@ -58,6 +68,8 @@ __all__ = [
     "record_deployment",
     "record_run",
     "record_runs",
+    "record_sync_failing",
+    "record_sync_recovered",
     "record_tag",
     "record_tags",
     "register_dataset_version",

@@ -1,5 +1,5 @@
 """Writes for the sources the sync reads: adding Git repositories and MLflow servers, their sync
-interval, and requests to sync one now.
+interval, requests to sync one now, and a source failing for too long (and syncing again).
 
 A source's sync state is created with the source, in the same transaction, whatever door adds it
 (admin, command, API, demo), so no read ever has to create one.
@@ -7,11 +7,14 @@ A source's sync state is created with the source, in the same transaction, whate
 
 from __future__ import annotations
 
+import datetime
+
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from audit import log
-from audit.log import Actor
+from audit.log import Actor, SystemActor
 from audit.vocabulary import object_ref
 from releases import dispatch
 from releases.errors import InvalidInput
@@ -163,3 +166,58 @@ def request_sync(
             new={"full": full, **narrowed},
         )
         dispatch.after_commit(dispatch.SYNC_SOURCE, state.pk, full=full, model_name=model_name, run_ids=list(run_ids))
+
+
+def _sync_actor(state: SyncState) -> SystemActor:
+    return SystemActor(f"{state.kind}-sync:{state.source_name}")
+
+
+def record_sync_failing(state: SyncState) -> bool:
+    """The source has failed every sync for longer than LINEAGE_SYNC_ALERT_MINUTES: say so, once per incident.
+
+    Called by the sync after each failure; True when this call recorded it. The incident ends when the
+    source syncs again (``record_sync_recovered``).
+    """
+    now = timezone.now()
+    threshold = datetime.timedelta(minutes=settings.LINEAGE_SYNC_ALERT_MINUTES)
+    with transaction.atomic():
+        # One conditional UPDATE claims the incident: two workers failing at once record it once.
+        claimed = SyncState.objects.filter(
+            pk=state.pk, failure_alerted_at__isnull=True, failing_since__lte=now - threshold
+        ).update(failure_alerted_at=now)
+        if not claimed:
+            return False
+        state.refresh_from_db()
+        assert state.failing_since is not None
+        log.record(
+            "sync.failing",
+            actor=_sync_actor(state),
+            subject=state,
+            new={
+                "failing_since": state.failing_since.isoformat(),
+                "minutes": int((now - state.failing_since).total_seconds() // 60),
+                "failures_in_a_row": state.failures_in_a_row,
+                "threshold_minutes": settings.LINEAGE_SYNC_ALERT_MINUTES,
+            },
+            reason=state.last_error,
+        )
+    return True
+
+
+def record_sync_recovered(state: SyncState, *, failing_since: datetime.datetime | None) -> bool:
+    """A source announced as failing synced again: the incident ends. True when this call recorded it."""
+    now = timezone.now()
+    with transaction.atomic():
+        claimed = SyncState.objects.filter(pk=state.pk, failure_alerted_at__isnull=False).update(
+            failure_alerted_at=None
+        )
+        if not claimed:
+            return False
+        minutes = int((now - failing_since).total_seconds() // 60) if failing_since else None
+        log.record(
+            "sync.recovered",
+            actor=_sync_actor(state),
+            subject=state,
+            new={"failing_since": failing_since.isoformat() if failing_since else None, "minutes": minutes},
+        )
+    return True

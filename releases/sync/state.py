@@ -10,9 +10,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db.models import F, Q
+from django.db.models import DateTimeField, F, Q, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from releases import services
 from releases.models import SyncState
 
 
@@ -112,6 +114,8 @@ def leased(state: SyncState) -> Iterator[Lease]:
 
 
 def record_success(state: SyncState, result: SyncResult, *, started: float, watermark: dict[str, object]) -> None:
+    # As the lease read them when this sync started: an incident announced before it ends now.
+    failing_since, alerted = state.failing_since, state.failure_alerted_at
     SyncState.objects.filter(pk=state.pk).update(
         last_success_at=timezone.now(),
         last_duration_seconds=round(time.monotonic() - started, 3),
@@ -120,14 +124,22 @@ def record_success(state: SyncState, result: SyncResult, *, started: float, wate
         unchanged_count=result.unchanged,
         last_error="",
         failures_in_a_row=0,
+        failing_since=None,
         warnings=result.warnings[:200],
         watermark=watermark,
     )
+    if alerted is not None:
+        services.record_sync_recovered(state, failing_since=failing_since)
     state.refresh_from_db()
 
 
 def record_failure(state: SyncState, message: str) -> None:
+    """Keep why the sync failed; a source failing for longer than LINEAGE_SYNC_ALERT_MINUTES is announced once."""
     SyncState.objects.filter(pk=state.pk).update(
-        last_error=message[:2000], failures_in_a_row=F("failures_in_a_row") + 1
+        last_error=message[:2000],
+        failures_in_a_row=F("failures_in_a_row") + 1,
+        failing_since=Coalesce(F("failing_since"), Value(timezone.now(), output_field=DateTimeField())),
     )
     state.refresh_from_db()
+    if state.failure_alerted_at is None:
+        services.record_sync_failing(state)

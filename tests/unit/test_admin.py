@@ -11,7 +11,17 @@ from django.urls import reverse
 
 from audit.models import AuditEvent, TreeNode
 from releases import lineage, services
-from releases.models import ApiToken, Approval, DatasetDigest, DatasetVersion, Release, RunDatasetInput
+from releases.models import (
+    ApiToken,
+    Approval,
+    DatasetDigest,
+    DatasetVersion,
+    Release,
+    RunDatasetInput,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookSubscription,
+)
 from tests.conftest import PASSWORD
 from tests.factories import World, approve
 from tests.unit.conftest import MEANING, api, client_for, pending_release, refusals, token_for
@@ -23,6 +33,13 @@ def superuser(db) -> User:
 
 
 @pytest.fixture
+def staff_lead(lead: User) -> User:
+    lead.is_staff = True
+    lead.save()
+    return lead
+
+
+@pytest.fixture
 def populated(db, ci_account, lead, release_manager):
     world = World.create()
     release = world.full_release(42, by=ci_account, approver=lead, dataset="churn-train:18")
@@ -31,10 +48,17 @@ def populated(db, ci_account, lead, release_manager):
     return world
 
 
+# Changed in place by administrators, through its service (audited): where outbound events go.
+CHANGED_THROUGH_A_SERVICE = {WebhookSubscription}
+
+
 def test_every_model_has_a_read_only_admin(client: Client, superuser, populated):
     client.force_login(superuser)
+    services.add_webhook(
+        name="ops", url="https://hooks.example.com/x", secret_env="LINEAGE_WEBHOOK_SECRET_OPS", by=superuser
+    )
     registered = [m for m in admin.site._registry if m._meta.app_label in {"releases", "audit"}]
-    shown_inline = {DatasetDigest, RunDatasetInput}
+    shown_inline = {DatasetDigest, RunDatasetInput, WebhookAttempt}
     # Derived hashes of the Merkle tree (composite key, which the admin cannot show); audit_verify checks them.
     not_shown = {TreeNode}
     every_model = {m for m in apps.get_models() if m._meta.app_label in {"releases", "audit"}}
@@ -49,7 +73,8 @@ def test_every_model_has_a_read_only_admin(client: Client, superuser, populated)
         change = client.get(reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk]))
         assert change.status_code == 200, opts.label
         html = change.content.decode()
-        assert 'name="_save"' not in html, f"{opts.label} must not be editable in place"
+        editable = model in CHANGED_THROUGH_A_SERVICE
+        assert ('name="_save"' in html) is editable, f"{opts.label} must not be editable in place"
         assert "deletelink" not in html, f"{opts.label} must not be deletable"
 
 
@@ -177,6 +202,17 @@ ADDABLE = {
         {"name": "fraud-scoring", "environment": "production", "registered_model": "", "mlflow_alias": ""},
         "endpoint.created",
     ),
+    "releases.webhooksubscription": (
+        {
+            "name": "pager",
+            "url": "https://hooks.example.com/pager",
+            "format": "json",
+            "events": ["release.submitted", "deployment.rolled_back"],
+            "secret_env": "LINEAGE_WEBHOOK_SECRET_PAGER",
+            "active": "on",
+        },
+        "webhook_subscription.added",
+    ),
 }
 
 
@@ -199,7 +235,7 @@ def test_every_addable_model_is_added_through_its_service(client: Client, superu
         assert event.actor == "root"
         messages = [str(m) for m in client.get(response["Location"]).context["messages"]]
         assert any("was added successfully" in m for m in messages), messages
-        if label != "releases.endpoint":
+        if label in {"releases.gitrepository", "releases.trackingserver"}:
             assert created.sync_state is not None, "a source is added with its sync state"
 
 
@@ -219,14 +255,90 @@ def test_an_admin_add_the_service_refuses_is_a_form_error_and_writes_nothing_but
     assert (event.object_key, event.new["rule"]) == ("fraud", "not_a_web_url")
 
 
-# Signing through the admin ---------------------------------------------------------------------------
+# Webhooks -------------------------------------------------------------------------------------------
 
 
 @pytest.fixture
-def staff_lead(lead: User) -> User:
-    lead.is_staff = True
-    lead.save()
-    return lead
+def webhook(superuser) -> WebhookSubscription:
+    return services.add_webhook(
+        name="ops", url="https://hooks.example.com/x", secret_env="LINEAGE_WEBHOOK_SECRET_OPS", by=superuser
+    )[0]
+
+
+def _webhook_form(webhook: WebhookSubscription, **values: object) -> dict[str, object]:
+    form = {
+        "url": webhook.url,
+        "format": webhook.format,
+        "events": webhook.events,
+        "secret_env": webhook.secret_env,
+        "active": "on",
+        **values,
+    }
+    return {key: value for key, value in form.items() if value is not None}
+
+
+def test_an_administrator_changes_a_webhook_through_its_service(client: Client, superuser, webhook):
+    client.force_login(superuser)
+    url = reverse("admin:releases_webhooksubscription_change", args=[webhook.pk])
+    response = client.post(url, _webhook_form(webhook, events=["release.approved"], active=None))
+    assert response.status_code == 302, response.content.decode()[:3000]
+    webhook.refresh_from_db()
+    assert (webhook.events, webhook.active) == (["release.approved"], False)
+    [event] = AuditEvent.objects.filter(action="webhook_subscription.changed")
+    assert (event.actor, event.object_key) == ("root", "ops")
+    assert (event.old["active"], event.new["active"]) == (True, False)
+
+
+def test_a_webhook_change_the_service_refuses_is_a_form_error_and_audited(client: Client, superuser, webhook):
+    client.force_login(superuser)
+    url = reverse("admin:releases_webhooksubscription_change", args=[webhook.pk])
+    response = client.post(url, _webhook_form(webhook, url="ftp://files.example.com/drop"))
+    assert response.status_code == 200
+    assert (
+        "the webhook URL &#x27;ftp://files.example.com/drop&#x27; cannot be used: only http:// and https:// "
+        "addresses are accepted" in response.content.decode()
+    )
+    webhook.refresh_from_db()
+    assert webhook.url == "https://hooks.example.com/x"
+    [event] = AuditEvent.objects.filter(action="webhook_subscription.change_refused")
+    assert (event.actor, event.new) == ("root", {"rule": "not_a_web_url"})
+    assert not AuditEvent.objects.filter(action="webhook_subscription.changed").exists()
+
+
+def test_webhooks_and_their_deliveries_are_for_administrators_only(client: Client, staff_lead, webhook):
+    client.force_login(staff_lead)
+    for name in ("webhooksubscription", "webhookdelivery"):
+        assert client.get(reverse(f"admin:releases_{name}_changelist")).status_code == 403
+    response = client.post(
+        reverse("admin:releases_webhooksubscription_change", args=[webhook.pk]),
+        _webhook_form(webhook, url="https://attacker.example.com/"),
+    )
+    assert response.status_code == 403
+    webhook.refresh_from_db()
+    assert webhook.url == "https://hooks.example.com/x"
+
+
+def test_the_admin_shows_which_secret_is_set_and_each_delivery_attempt(
+    client: Client, superuser, webhook, world, release_manager, monkeypatch, django_capture_on_commit_callbacks
+):
+    monkeypatch.setenv("LINEAGE_WEBHOOK_SECRET_OPS_FILE", "/nonexistent/ops-secret")
+    with django_capture_on_commit_callbacks(execute=True):
+        pending_release(world, release_manager)
+    client.force_login(superuser)
+    listing = client.get(reverse("admin:releases_webhooksubscription_changelist")).content.decode()
+    assert "LINEAGE_WEBHOOK_SECRET_OPS, read from the file LINEAGE_WEBHOOK_SECRET_OPS_FILE names" in listing
+    assert "/nonexistent/ops-secret" not in listing
+    deliveries = client.get(
+        reverse("admin:releases_webhookdelivery_changelist") + f"?subscription__id__exact={webhook.pk}"
+    ).content.decode()
+    assert "release.submitted" in deliveries
+    delivery = WebhookDelivery.objects.get()
+    page = client.get(reverse("admin:releases_webhookdelivery_change", args=[delivery.pk])).content.decode()
+    assert "cannot be read: No such file or directory; not sent" in page
+    assert "Webhook attempts" in page
+
+
+# Signing through the admin ---------------------------------------------------------------------------
 
 
 def admin_action(client: Client, action: str, release: Release, **data: str) -> object:

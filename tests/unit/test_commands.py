@@ -16,7 +16,7 @@ from django.core.management.base import CommandError
 
 from audit.models import AuditEvent, Checkpoint
 from releases import lineage
-from releases.models import ApiToken, DatasetVersion, Deployment, Endpoint, Release
+from releases.models import ApiToken, DatasetVersion, Deployment, Endpoint, Release, WebhookSubscription
 from releases.models.access import hash_token
 from tests.conftest import PASSWORD
 from tests.unit.conftest import MEANING, api, gate_refusals, pending_release, refusals
@@ -465,6 +465,60 @@ def test_create_api_token_command_bad_input_exits_2(ci_account, args, words):
     assert refused.value.returncode == 2
     assert words in str(refused.value)
     assert not ApiToken.objects.exists()
+
+
+def test_add_webhook_command_adds_a_webhook_and_says_which_secret_it_reads(db, monkeypatch):
+    monkeypatch.setenv("LINEAGE_WEBHOOK_SECRET_PAGER", "not printed")
+    out = run(
+        "add_webhook",
+        "pager",
+        "https://hooks.example.com/pager",
+        "--event",
+        "deployment.rolled_back,sync.failing",
+        "--event",
+        "audit.verification_failed",
+        "--secret-env",
+        "LINEAGE_WEBHOOK_SECRET_PAGER",
+    )
+    assert out.strip() == (
+        "webhook pager added: https://hooks.example.com/pager, json, deployment.rolled_back, sync.failing, "
+        "audit.verification_failed; signed with LINEAGE_WEBHOOK_SECRET_PAGER, set in the environment"
+    )
+    webhook = WebhookSubscription.objects.get()
+    assert (webhook.events, webhook.secret_env, webhook.active) == (
+        ["deployment.rolled_back", "sync.failing", "audit.verification_failed"],
+        "LINEAGE_WEBHOOK_SECRET_PAGER",
+        True,
+    )
+    event = AuditEvent.objects.get(action="webhook_subscription.added")
+    assert (event.actor, event.object_key) == ("manage.py add_webhook", "pager")
+    assert "not printed" not in out
+    again = run("add_webhook", "chat", "https://hooks.slack.com/services/T/B/X", "--format", "slack")
+    assert again.strip().endswith("slack, all events; unsigned")
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("file:///etc/passwd", "only http:// and https:// addresses are accepted"),
+        ("ftp://files.example.com/drop", "only http:// and https:// addresses are accepted"),
+        ("javascript:alert(1)", "only http:// and https:// addresses are accepted"),
+        ("https://bob:hunter2@hooks.example.com/x", "an address cannot carry a user name or password"),
+    ],
+)
+def test_add_webhook_command_refuses_an_address_that_is_not_http_in_one_line(db, url, words):
+    message = refused("add_webhook", "pager", url, "--secret-env", "LINEAGE_WEBHOOK_SECRET_PAGER")
+    assert message.startswith("the webhook URL ")
+    assert words in message
+    assert "hunter2" not in message
+    assert not WebhookSubscription.objects.exists()
+
+
+def test_add_webhook_command_refuses_an_unknown_event_in_one_line(db):
+    message = refused(
+        "add_webhook", "pager", "https://h.example.com/", "--event", "release.deployed", "--format", "slack"
+    )
+    assert message.startswith("a webhook's events: unknown events 'release.deployed'; the events are ")
 
 
 def test_grant_command_adds_a_role_and_audits_it(auditor):

@@ -17,7 +17,15 @@ PACKAGES = ("lineage_site", "releases", "audit")
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
         "foundation",
-        ("releases.errors", "releases.naming", "releases.dispatch", "releases.web_links", "lineage_site.env"),
+        (
+            "releases.errors",
+            "releases.naming",
+            "releases.dispatch",
+            "releases.web_links",
+            "releases.webhook_signature",
+            "releases.credentials",
+            "lineage_site.env",
+        ),
     ),
     (
         "audit core",
@@ -43,7 +51,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("models", ("releases.models",)),
     ("lineage", ("releases.lineage",)),
     ("services", ("releases.services", "releases.evidence")),
-    ("sync adapters", ("releases.sync",)),
+    ("sync adapters", ("releases.sync", "releases.outbound")),
     ("tasks", ("releases.tasks", "audit.tasks")),
     (
         "doors",

@@ -18,7 +18,14 @@ from audit.models import AuditEvent
 from releases import services
 from releases.errors import InvalidInput
 from releases.models import GitRepository, TrackingServer
-from releases.web_links import is_site_path, is_web_url, safe_href, validate_web_url
+from releases.web_links import (
+    delivery_url_problem,
+    is_site_path,
+    is_web_url,
+    safe_href,
+    validate_delivery_url,
+    validate_web_url,
+)
 from tests.factories import SYSTEM
 
 # Addresses that hide a script (or another site) behind what a browser forgives before it reads a scheme.
@@ -77,6 +84,37 @@ def test_http_and_https_addresses_with_a_host_are_web_addresses(address):
     assert is_web_url(address)
     validate_web_url(address)
     assert safe_href(address) == address
+
+
+@pytest.mark.parametrize("address", HOSTILE)
+def test_an_address_refused_as_a_link_is_refused_as_a_webhook_address(address):
+    assert delivery_url_problem(address)
+    with pytest.raises(ValidationError) as refused:
+        validate_delivery_url(address)
+    assert refused.value.code == "not_a_delivery_url"
+
+
+@pytest.mark.parametrize(
+    ("address", "problem"),
+    [
+        (
+            "https://bob:hunter2@hooks.example.com/x",
+            "an address cannot carry a user name or password; name the secret instead",
+        ),
+        ("https://bob@hooks.example.com/x", "an address cannot carry a user name or password; name the secret instead"),
+        ("https://:@hooks.example.com/x", "an address cannot carry a user name or password; name the secret instead"),
+        ("https://hooks.example.com:65536/x", "the address's port is not a number from 0 to 65535"),
+        ("https://hooks.example.com:http/x", "the address's port is not a number from 0 to 65535"),
+    ],
+)
+def test_a_webhook_address_carries_no_credentials_and_a_readable_port(address, problem):
+    assert is_web_url(address), "a page could link to it"
+    assert delivery_url_problem(address) == problem
+
+
+@pytest.mark.parametrize("address", WEB)
+def test_a_web_address_without_credentials_is_a_webhook_address(address):
+    assert delivery_url_problem(address) == ""
 
 
 @pytest.mark.parametrize("address", HOSTILE)

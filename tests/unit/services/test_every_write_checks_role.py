@@ -63,6 +63,9 @@ NOT_WRITES = {
     "accounts.record_sign_out": "the person's own sign-out, recorded for anyone",
     "accounts.record_sign_in_failure": "a failed sign-in by anyone, recorded as evidence",
     "accounts.record_lockout": "a lockout, recorded as evidence",
+    "sources.record_sync_failing": "the sync's own bookkeeping: a source failing past LINEAGE_SYNC_ALERT_MINUTES, "
+    "recorded once per incident as the sync itself; no door calls it",
+    "sources.record_sync_recovered": "the sync's own bookkeeping: that incident's end, when the source syncs again",
 }
 
 PENDING: set[str] = set()
@@ -177,6 +180,24 @@ CALLS: dict[str, Call] = {
     ),
     "sources.set_interval": Call(LEADS, lambda w, by: services.set_interval(w["sync"], seconds=3600, by=by)),
     "sources.request_sync": Call(SYNCERS, lambda w, by: services.request_sync(w["sync"], by=by)),
+    "webhooks.add_webhook": Call(
+        ADMIN,
+        lambda w, by: services.add_webhook(
+            name="pager", url="https://hooks.example.com/pager", secret_env="LINEAGE_WEBHOOK_SECRET_PAGER", by=by
+        ),
+    ),
+    "webhooks.change_webhook": Call(
+        ADMIN,
+        lambda w, by: services.change_webhook(
+            w["webhook"],
+            url="https://hooks.example.com/v2",
+            events=["release.submitted"],
+            format="json",
+            secret_env="LINEAGE_WEBHOOK_SECRET_OPS",
+            active=False,
+            by=by,
+        ),
+    ),
     "writeback.queue_alias_move": Call(
         CHANGERS, lambda w, by: writeback.queue_alias_move(w["follower"], w["v43"], by=by, reason="deploy")
     ),
@@ -271,6 +292,9 @@ def site(db: Any, lead2: User, release_manager: User) -> dict[str, Any]:
         ),
         "visitor": User.objects.create_user("visitor", password=PASSWORD),
         "token": services.create_api_token(release_manager, name="ci", scopes=["read"], by=SYSTEM)[0],
+        "webhook": services.add_webhook(
+            name="ops", url="https://hooks.example.com/ops", secret_env="LINEAGE_WEBHOOK_SECRET_OPS", by=SYSTEM
+        )[0],
         "failed_run": VerificationRun.objects.create(
             ran_at=timezone.now(), trigger="schedule", ok=False, broken_seq=3, problem="event #3 was rewritten"
         ),
