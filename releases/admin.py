@@ -29,6 +29,7 @@ from releases.models import (
     DatasetVersion,
     Deployment,
     Endpoint,
+    EvidenceExport,
     ExperimentRun,
     FeaturePipeline,
     FeaturePipelineVersion,
@@ -491,6 +492,15 @@ class WriteBackAdmin(RecordAdmin):
     list_display = ["model_name", "version", "kind", "key", "value", "status", "attempts", "created_at"]
     list_filter = ["status", "kind"]
     list_select_related = ["server"]
+
+
+@admin.register(EvidenceExport)
+class EvidenceExportAdmin(RecordAdmin):
+    """Period bundles asked for on /audit/evidence/: who asked, for what, how far the worker got."""
+
+    list_display = ["requested_at", "requested_by", "since", "until", "state", "releases_done", "releases_total"]
+    list_filter = ["state"]
+    list_select_related = ["requested_by"]
 
 
 @admin.register(AccessAttempt)
