@@ -33,7 +33,14 @@ from releases.services.integrity import acknowledge_alarm
 from releases.services.inventory import describe_model
 from releases.services.registry import ModelVersionData, register_model_version, register_model_versions
 from releases.services.release import create_release, release_from_tag, retire_release, sign_release, submit_release
-from releases.services.sources import add_git_repository, add_mlflow_server, request_sync, set_interval
+from releases.services.sources import (
+    add_git_repository,
+    add_mlflow_server,
+    request_sync,
+    set_git_credentials,
+    set_interval,
+    set_mlflow_credentials,
+)
 
 __all__ = [
     "CommitData",
@@ -71,7 +78,9 @@ __all__ = [
     "revoke_api_token",
     "revoke_role",
     "roll_back",
+    "set_git_credentials",
     "set_interval",
+    "set_mlflow_credentials",
     "sign_release",
     "submit_release",
 ]
