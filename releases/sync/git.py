@@ -97,9 +97,10 @@ def _git(
     return done.stdout
 
 
-def _ssh_path(path: str) -> str:
-    # ssh expands %-tokens in file names (-i, UserKnownHostsFile) and splits the latter on spaces.
-    return '"' + path.replace("%", "%%") + '"'
+def _ssh_path(path: str, *, option: bool = False) -> str:
+    # ssh expands %-tokens in file names (-i, UserKnownHostsFile); an -o value is split on spaces unless quoted.
+    path = path.replace("%", "%%")
+    return f'"{path}"' if option else path
 
 
 def remote_environment(repository: GitRepository) -> dict[str, str]:
@@ -132,7 +133,7 @@ def remote_environment(repository: GitRepository) -> dict[str, str]:
             "IdentitiesOnly=yes",
             "BatchMode=yes",
             "StrictHostKeyChecking=yes",
-            f"UserKnownHostsFile={_ssh_path(creds.known_hosts_file)}",
+            f"UserKnownHostsFile={_ssh_path(creds.known_hosts_file, option=True)}",
             "GlobalKnownHostsFile=/dev/null",
         ]
         command = ["ssh", "-i", _ssh_path(creds.ssh_key_file), *(part for o in options for part in ("-o", o))]
