@@ -119,7 +119,9 @@ def remote_environment(repository: GitRepository) -> dict[str, str]:
         # in the URL as https://x-token-auth@host/...).
         user = urlsplit(repository.url).username or "x-access-token"
         basic = base64.b64encode(f"{user}:{token}".encode()).decode()
-        count = int(os.environ.get("GIT_CONFIG_COUNT", "0") or "0")
+        # After any entries the worker's own environment gives git, which stay in force.
+        ambient = os.environ.get("GIT_CONFIG_COUNT", "")
+        count = int(ambient) if ambient.isascii() and ambient.isdigit() else 0
         # This source's credential and no other: no credential helper answers a refused request.
         for index, (key, value) in enumerate(
             [("http.extraHeader", f"Authorization: Basic {basic}"), ("credential.helper", "")], start=count
