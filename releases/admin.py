@@ -47,6 +47,7 @@ from releases.models import (
     WebhookSubscription,
     WriteBack,
 )
+from releases.models.credentials import GitCredentials, MlflowCredentials
 from releases.roles import ML_LEADS, RELEASE_MANAGERS, has_role, is_admin, may_act_as
 from releases.services import accounts
 
@@ -82,21 +83,25 @@ class RecordAdmin(admin.ModelAdmin):
                     return self.response_add(request, created)
         return super().add_view(request, form_url, extra_context)
 
+    # Fields a superuser may change on an existing row, through ``change_through_service``.
+    changeable_fields: tuple[str, ...] = ()
+
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
     ) -> HttpResponse:
-        """Where an admin lets a row be changed at all, the change goes through its service too."""
-        obj = self.get_object(request, unquote(object_id)) if request.method == "POST" else None
-        if obj is not None and self.has_change_permission(request, obj):
-            form = self.get_form(request, obj, change=True)(request.POST, request.FILES, instance=obj)
-            if form.is_valid():
-                try:
-                    changed = self.change_through_service(request, obj, form.cleaned_data)
-                except LineageError as refusal:
-                    request.service_refusal = refusal.message  # type: ignore[attr-defined]
-                else:
-                    self.log_change(request, changed, self.construct_change_message(request, form, []))
-                    return self.response_change(request, changed)
+        """Changing a row goes through its service too; a refusal comes back as an error on the same form."""
+        if request.method == "POST" and self.changeable_fields:
+            obj = self.get_object(request, unquote(object_id))
+            if obj is not None and self.has_change_permission(request, obj):
+                form = self.get_form(request, obj, change=True)(request.POST, request.FILES, instance=obj)
+                if form.is_valid():
+                    try:
+                        changed = self.change_through_service(request, obj, form.cleaned_data)
+                    except LineageError as refusal:
+                        request.service_refusal = refusal.message  # type: ignore[attr-defined]
+                    else:
+                        self.log_change(request, changed, [{"changed": {"fields": form.changed_data}}])
+                        return self.response_change(request, changed)
         return super().change_view(request, object_id, form_url, extra_context)
 
     # Fields whose rule the service applies itself (with the same validator as the model's): the form
@@ -238,19 +243,54 @@ def signature_action(
     return admin.action(description=label, permissions=["sign"])(action)
 
 
-@admin.register(GitRepository)
-class GitRepositoryAdmin(RecordAdmin):
-    list_display = ["name", "url", "default_branch"]
-    fields = ["name", "url", "commit_url_template"]
-    service_checked_fields = ("commit_url_template",)
+class SourceAdmin(RecordAdmin):
+    """A Git repository or MLflow server: added, and its credential changed, by a superuser through the service.
+
+    The credential fields hold where the worker reads each secret (a variable's name, a file's path), never
+    a secret, so showing them shows only which one is set.
+    """
+
+    credential_fields: tuple[str, ...] = ()
+
+    @property
+    def changeable_fields(self) -> tuple[str, ...]:  # type: ignore[override]
+        return self.credential_fields
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return request.user.is_superuser
 
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.is_superuser
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        if obj is None:
+            return []
+        return [str(f) for f in self.get_fields(request, obj) if f not in self.credential_fields]
+
+    @admin.display(description="credential")
+    def credential_set(self, obj: GitRepository | TrackingServer) -> str:
+        return obj.credential or "none"
+
+
+@admin.register(GitRepository)
+class GitRepositoryAdmin(SourceAdmin):
+    list_display = ["name", "url", "default_branch", "credential_set"]
+    credential_fields = ("token_env", "token_file", "ssh_key_file", "known_hosts_file")
+    fields = ["name", "url", "commit_url_template", *credential_fields]
+    service_checked_fields = ("commit_url_template", *credential_fields)
+
     def create_through_service(self, request: HttpRequest, data: dict[str, Any]) -> GitRepository | None:
         return services.add_git_repository(
-            name=data["name"], url=data["url"], commit_url_template=data["commit_url_template"], by=request.user
+            name=data["name"],
+            url=data["url"],
+            commit_url_template=data["commit_url_template"],
+            credentials=GitCredentials(**{f: data[f] for f in self.credential_fields}),
+            by=request.user,
         ).repository
+
+    def change_through_service(self, request: HttpRequest, obj: GitRepository, data: dict[str, Any]) -> GitRepository:
+        credentials = GitCredentials(**{f: data[f] for f in self.credential_fields})
+        return services.set_git_credentials(obj, credentials=credentials, by=request.user)
 
 
 @admin.register(Commit)
@@ -335,18 +375,24 @@ class FeaturePipelineVersionAdmin(RecordAdmin):
 
 
 @admin.register(TrackingServer)
-class TrackingServerAdmin(RecordAdmin):
-    list_display = ["name", "tracking_uri", "ui_url"]
-    fields = ["name", "tracking_uri", "ui_url"]
-    service_checked_fields = ("ui_url",)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return request.user.is_superuser
+class TrackingServerAdmin(SourceAdmin):
+    list_display = ["name", "tracking_uri", "ui_url", "credential_set"]
+    credential_fields = ("token_env", "token_file", "username", "password_env", "password_file")
+    fields = ["name", "tracking_uri", "ui_url", *credential_fields]
+    service_checked_fields = ("ui_url", *credential_fields)
 
     def create_through_service(self, request: HttpRequest, data: dict[str, Any]) -> TrackingServer | None:
         return services.add_mlflow_server(
-            name=data["name"], tracking_uri=data["tracking_uri"], ui_url=data["ui_url"], by=request.user
+            name=data["name"],
+            tracking_uri=data["tracking_uri"],
+            ui_url=data["ui_url"],
+            credentials=MlflowCredentials(**{f: data[f] for f in self.credential_fields}),
+            by=request.user,
         ).server
+
+    def change_through_service(self, request: HttpRequest, obj: TrackingServer, data: dict[str, Any]) -> TrackingServer:
+        credentials = MlflowCredentials(**{f: data[f] for f in self.credential_fields})
+        return services.set_mlflow_credentials(obj, credentials=credentials, by=request.user)
 
 
 @admin.register(ExperimentRun)
@@ -552,6 +598,7 @@ class WebhookSubscriptionAdmin(RecordAdmin):
     list_display = ["name", "url", "format", "active", "event_list", "secret", "delivery_log"]
     list_filter = ["active", "format"]
     service_checked_fields = ("url",)
+    changeable_fields = ("url", "format", "events", "secret_env", "active")
 
     def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         fields = ["name", "url", "format", "events", "secret_env", "active"]

@@ -9,6 +9,7 @@ from django.db import models
 
 from audit import pgtriggers
 from releases.models.base import GuardedModel
+from releases.models.credentials import GitCredentials, env_field, file_field
 from releases.web_links import validate_web_url
 
 sha_validator = RegexValidator(r"^[0-9a-f]{40}$", "A commit sha is 40 lowercase hex characters.")
@@ -27,14 +28,46 @@ class GitRepository(models.Model):
         help_text="Web page of a commit, with {sha} in place of the sha, e.g. https://git.example.com/churn/commit/{sha}",
     )
     default_branch = models.CharField(max_length=100, blank=True)
+    # Credentials: where the sync reads them, never the secrets (releases/models/credentials.py).
+    token_env = env_field("HTTPS token")
+    token_file = file_field("HTTPS token")
+    ssh_key_file = file_field(
+        "SSH key", what="Absolute path of the SSH private key on the worker (readable by its owner only)."
+    )
+    known_hosts_file = file_field(
+        "known hosts", what="Absolute path of the known_hosts file the server's SSH host key is checked against."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         verbose_name_plural = "git repositories"
         ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(token_env="") | models.Q(token_file=""), name="repository_token_from_one_place"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(token_env="", token_file="") | models.Q(ssh_key_file=""),
+                name="repository_token_or_ssh_key",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(ssh_key_file="", known_hosts_file="")
+                | (~models.Q(ssh_key_file="") & ~models.Q(known_hosts_file="")),
+                name="repository_ssh_key_with_known_hosts",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def credentials(self) -> GitCredentials:
+        return GitCredentials.of(self)
+
+    @property
+    def credential(self) -> str:
+        """Which credential the sync presents, in words ("HTTPS token from $GIT_TOKEN"); never its value."""
+        return self.credentials.describe()
 
     audit_type: ClassVar[str] = "git_repository"
 

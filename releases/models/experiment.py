@@ -8,6 +8,7 @@ from django.db import models
 
 from audit import pgtriggers
 from releases.models.code import Commit, name_validator
+from releases.models.credentials import MlflowCredentials, env_field, file_field, username_validator
 from releases.models.data import DatasetVersion
 from releases.models.features import FeaturePipelineVersion
 from releases.web_links import validate_web_url
@@ -19,13 +20,43 @@ class TrackingServer(models.Model):
     ui_url = models.CharField(
         max_length=500, blank=True, validators=[validate_web_url], help_text="Base URL of the MLflow UI for deep links."
     )
+    # Credentials: where the sync reads them, never the secrets (releases/models/credentials.py).
+    username = models.CharField(
+        max_length=150, blank=True, validators=[username_validator], help_text="MLflow user for Basic authentication."
+    )
+    password_env = env_field("password")
+    password_file = file_field("password")
+    token_env = env_field("token")
+    token_file = file_field("token")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(token_env="") | models.Q(token_file=""), name="server_token_from_one_place"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(password_env="") | models.Q(password_file=""), name="server_password_from_one_place"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(token_env="", token_file="")
+                | models.Q(username="", password_env="", password_file=""),
+                name="server_token_or_password",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def credentials(self) -> MlflowCredentials:
+        return MlflowCredentials.of(self)
+
+    @property
+    def credential(self) -> str:
+        """Which credential the sync presents, in words ("token from $MLFLOW_PROD_TOKEN"); never its value."""
+        return self.credentials.describe()
 
     audit_type: ClassVar[str] = "tracking_server"
 

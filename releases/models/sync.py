@@ -99,6 +99,12 @@ class SyncState(models.Model):
         return self.server.tracking_uri if self.server else ""
 
     @property
+    def source_credential(self) -> str:
+        """Which credential the sync presents to the source, in words; empty when it names none."""
+        source: Any = self.repository if self.kind == self.Kind.GIT else self.server
+        return source.credential if source else ""
+
+    @property
     def next_due_at(self) -> datetime.datetime:
         base = self.last_attempt_at or timezone.now()
         return base + datetime.timedelta(seconds=self.interval_seconds)

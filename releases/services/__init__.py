@@ -39,7 +39,9 @@ from releases.services.sources import (
     record_sync_failing,
     record_sync_recovered,
     request_sync,
+    set_git_credentials,
     set_interval,
+    set_mlflow_credentials,
 )
 from releases.services.webhooks import add_webhook, change_webhook
 
@@ -83,7 +85,9 @@ __all__ = [
     "revoke_api_token",
     "revoke_role",
     "roll_back",
+    "set_git_credentials",
     "set_interval",
+    "set_mlflow_credentials",
     "sign_release",
     "submit_release",
 ]

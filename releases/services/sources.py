@@ -3,6 +3,9 @@ interval, requests to sync one now, and a source failing for too long (and synci
 
 A source's sync state is created with the source, in the same transaction, whatever door adds it
 (admin, command, API, demo), so no read ever has to create one.
+
+A source's credential is stored as where to read it (an environment variable's name, a file's path),
+never as the secret; the audit trail records which one is set, in the same words the admin shows.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from releases import dispatch
 from releases.errors import InvalidInput
 from releases.models import GitRepository, SyncState, TrackingServer
 from releases.models.code import name_validator
+from releases.models.credentials import GitCredentials, MlflowCredentials, has_password
 from releases.roles import ML_LEADS, ON_CALL, require_role
 from releases.services import refusals
 from releases.services.validation import check
@@ -30,9 +34,19 @@ MIN_INTERVAL_SECONDS = 10
 
 @refusals.audited("git_repository.add_refused", lambda **kw: ("git_repository", kw["name"]))
 def add_git_repository(
-    *, name: str, url: str, commit_url_template: str = "", interval_seconds: int | None = None, by: Actor
+    *,
+    name: str,
+    url: str,
+    commit_url_template: str = "",
+    interval_seconds: int | None = None,
+    credentials: GitCredentials | None = None,
+    by: Actor,
 ) -> SyncState:
-    """Register a Git repository to sync from, with its sync state (idempotent on name and URL)."""
+    """Register a Git repository to sync from, with its sync state (idempotent on name and URL).
+
+    ``credentials`` (where to read them) are set on a new repository, or replace an existing one's;
+    None leaves an existing repository's as they are.
+    """
     require_role(by, ML_LEADS, to="add a Git repository")
     check(name_validator, name, "repository name")
     commit_url_template = commit_url_template.strip()
@@ -45,10 +59,13 @@ def add_git_repository(
     url = url.strip()
     if not url:
         raise InvalidInput("a repository needs a clone URL or a local path")
+    _check_no_password(url, "the clone URL")
+    if credentials is not None:
+        credentials.check(url)
     _check_interval(interval_seconds)
     with transaction.atomic():
         repository, created = GitRepository.objects.get_or_create(
-            name=name, defaults={"url": url, "commit_url_template": commit_url_template}
+            name=name, defaults={"url": url, "commit_url_template": commit_url_template, **_fields(credentials)}
         )
         if not created and repository.url != url:
             raise InvalidInput(f"repository {name} already exists with URL {repository.url}")
@@ -57,8 +74,10 @@ def add_git_repository(
                 "git_repository.added",
                 actor=by,
                 subject=repository,
-                new={"url": url, "commit_url_template": commit_url_template},
+                new={"url": url, "commit_url_template": commit_url_template, **_credential_note(repository)},
             )
+        elif credentials is not None:
+            set_git_credentials(repository, credentials=credentials, by=by)
         state, _ = SyncState.objects.get_or_create(
             repository=repository, defaults={"kind": SyncState.Kind.GIT, "interval_seconds": _interval(None)}
         )
@@ -67,9 +86,19 @@ def add_git_repository(
 
 @refusals.audited("tracking_server.add_refused", lambda **kw: ("tracking_server", kw["name"]))
 def add_mlflow_server(
-    *, name: str, tracking_uri: str, ui_url: str = "", interval_seconds: int | None = None, by: Actor
+    *,
+    name: str,
+    tracking_uri: str,
+    ui_url: str = "",
+    interval_seconds: int | None = None,
+    credentials: MlflowCredentials | None = None,
+    by: Actor,
 ) -> SyncState:
-    """Register an MLflow tracking server to sync from, with its sync state (idempotent on name and URI)."""
+    """Register an MLflow tracking server to sync from, with its sync state (idempotent on name and URI).
+
+    ``credentials`` (where to read them) are set on a new server, or replace an existing one's; None
+    leaves an existing server's as they are.
+    """
     require_role(by, ML_LEADS, to="add an MLflow tracking server")
     check(name_validator, name, "tracking server name")
     ui_url = ui_url.strip()
@@ -78,6 +107,9 @@ def add_mlflow_server(
     tracking_uri = tracking_uri.strip()
     if not tracking_uri:
         raise InvalidInput("a tracking server needs a tracking URI (http://host:5000, file:///path, ...)")
+    _check_no_password(tracking_uri, "the tracking URI")
+    if credentials is not None:
+        credentials.check(tracking_uri)
     _check_interval(interval_seconds)
     with transaction.atomic():
         server, created = TrackingServer.objects.get_or_create(
@@ -87,6 +119,7 @@ def add_mlflow_server(
             defaults={
                 "tracking_uri": tracking_uri,
                 "ui_url": ui_url or (tracking_uri if is_web_url(tracking_uri) else ""),
+                **_fields(credentials),
             },
         )
         if not created and server.tracking_uri != tracking_uri:
@@ -96,12 +129,72 @@ def add_mlflow_server(
                 "tracking_server.added",
                 actor=by,
                 subject=server,
-                new={"tracking_uri": tracking_uri},
+                new={"tracking_uri": tracking_uri, **_credential_note(server)},
             )
+        elif credentials is not None:
+            set_mlflow_credentials(server, credentials=credentials, by=by)
         state, _ = SyncState.objects.get_or_create(
             server=server, defaults={"kind": SyncState.Kind.MLFLOW, "interval_seconds": _interval(None)}
         )
         return _with_interval(state, interval_seconds, by=by)
+
+
+@refusals.audited("git_repository.credentials_refused", lambda repository, **_: object_ref(repository))
+def set_git_credentials(repository: GitRepository, *, credentials: GitCredentials, by: Actor) -> GitRepository:
+    """Change where the sync reads a Git repository's credential; ``GitCredentials()`` removes it."""
+    require_role(by, ML_LEADS, to="change a source's credential")
+    credentials.check(repository.url)
+    with transaction.atomic():
+        locked = GitRepository.objects.select_for_update().get(pk=repository.pk)
+        _replace_credentials(locked, locked.credentials, credentials, "git_repository.credentials_changed", by=by)
+    return locked
+
+
+@refusals.audited("tracking_server.credentials_refused", lambda server, **_: object_ref(server))
+def set_mlflow_credentials(server: TrackingServer, *, credentials: MlflowCredentials, by: Actor) -> TrackingServer:
+    """Change where the sync reads an MLflow server's credential; ``MlflowCredentials()`` removes it."""
+    require_role(by, ML_LEADS, to="change a source's credential")
+    credentials.check(server.tracking_uri)
+    with transaction.atomic():
+        locked = TrackingServer.objects.select_for_update().get(pk=server.pk)
+        _replace_credentials(locked, locked.credentials, credentials, "tracking_server.credentials_changed", by=by)
+    return locked
+
+
+def _replace_credentials(
+    source: GitRepository | TrackingServer,
+    old: GitCredentials | MlflowCredentials,
+    new: GitCredentials | MlflowCredentials,
+    action: str,
+    *,
+    by: Actor,
+) -> None:
+    if old == new:
+        return
+    values = _fields(new)
+    for field, value in values.items():
+        setattr(source, field, value)
+    source.save(update_fields=list(values))
+    log.record(action, actor=by, subject=source, old={"credential": old.describe()}, new={"credential": new.describe()})
+
+
+def _fields(credentials: GitCredentials | MlflowCredentials | None) -> dict[str, str]:
+    return {} if credentials is None else dict(vars(credentials))
+
+
+def _credential_note(source: GitRepository | TrackingServer) -> dict[str, str]:
+    """What the "added" event says about the credential: which one is set, only when one is."""
+    return {"credential": source.credential} if source.credential else {}
+
+
+def _check_no_password(url: str, what: str) -> None:
+    if has_password(url):
+        # The address is stored and shown: a password in it would be a secret in clear.
+        raise InvalidInput(
+            f"{what} carries a password, which would be stored in clear: name where to read it instead "
+            "(--token-env/--token-file, or --username with --password-env/--password-file)",
+            rule="secret_in_url",
+        )
 
 
 def _check_web_url(url: str, what: str) -> None:

@@ -6,16 +6,19 @@ parsed here reads 50,000 commits several times faster than GitPython's per-commi
 
 from __future__ import annotations
 
+import base64
 import datetime
 import itertools
 import os
 import queue
 import re
+import shlex
 import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import transaction
@@ -25,6 +28,7 @@ from audit.log import SystemActor
 from releases import services
 from releases.errors import LineageError
 from releases.models import GitRepository, SyncState
+from releases.sync import credentials
 from releases.sync.state import Lease, SourceUnavailable, SyncResult, leased, record_success
 
 # Commits per transaction. Each batch is one COPY streamed while git log runs; between batches the
@@ -33,15 +37,43 @@ BATCH = 50_000
 _FIELD, _RECORD = "\x1f", "\x1e"
 _LOG_FORMAT = _FIELD.join(["%H", "%P", "%an", "%ae", "%aI", "%cI", "%B"]) + _RECORD
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
-# Never wait for a password prompt on a worker; parse output in a fixed locale.
-_ENV = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+# What git prints when a server refused (or asked for) a credential, and when ssh distrusts the host.
+_AUTH_FAILED = (
+    "could not read username",
+    "could not read password",
+    "authentication failed",
+    "permission denied (",
+    "http basic: access denied",
+    "the requested url returned error: 401",
+    "the requested url returned error: 403",
+)
+_HOST_KEY_FAILED = "host key verification failed"
+
+
+def _environment(extra: dict[str, str] | None = None) -> dict[str, str]:
+    # Never wait for a password prompt on a worker; parse output in a fixed locale.
+    return {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", **(extra or {})}
+
+
+class GitFailed(SourceUnavailable):
+    """A git command exited with an error; ``stderr`` is what it printed."""
+
+    def __init__(self, message: str, stderr: str) -> None:
+        super().__init__(message)
+        self.stderr = stderr
 
 
 def mirror_path(repository: GitRepository) -> Path:
     return Path(settings.LINEAGE_GIT_CACHE_DIR) / f"{_SAFE_NAME.sub('_', repository.name)}-{repository.pk}.git"
 
 
-def _git(*args: str, cwd: Path | None = None, stdin: str | None = None, timeout: int = 600) -> str:
+def _git(
+    *args: str,
+    cwd: Path | None = None,
+    stdin: str | None = None,
+    timeout: int = 600,
+    env: dict[str, str] | None = None,
+) -> str:
     try:
         done = subprocess.run(
             ["git", *args],
@@ -50,7 +82,7 @@ def _git(*args: str, cwd: Path | None = None, stdin: str | None = None, timeout:
             capture_output=True,
             text=True,
             timeout=timeout,
-            env=_ENV,
+            env=env or _environment(),
             encoding="utf-8",
             errors="replace",
         )
@@ -60,17 +92,86 @@ def _git(*args: str, cwd: Path | None = None, stdin: str | None = None, timeout:
         raise SourceUnavailable("the git command is not installed on this worker") from exc
     if done.returncode != 0:
         lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
-        raise SourceUnavailable(f"git {args[0]} failed: {lines[-1] if lines else f'exit code {done.returncode}'}")
+        last = lines[-1] if lines else f"exit code {done.returncode}"
+        raise GitFailed(f"git {args[0]} failed: {last}", done.stderr)
     return done.stdout
+
+
+def _ssh_path(path: str, *, option: bool = False) -> str:
+    # ssh expands %-tokens in file names (-i, UserKnownHostsFile); an -o value is split on spaces unless quoted.
+    path = path.replace("%", "%%")
+    return f'"{path}"' if option else path
+
+
+def remote_environment(repository: GitRepository) -> dict[str, str]:
+    """git's environment for talking to the repository's server, with the credential it names (read now).
+
+    Nothing reaches a command line or the mirror's config: an HTTPS token travels as an HTTP header set
+    through GIT_CONFIG_COUNT/KEY/VALUE, which git reads from its environment and never writes down; an SSH
+    key is named in GIT_SSH_COMMAND, with the host key checked strictly against the source's known_hosts.
+    """
+    creds = repository.credentials
+    extra: dict[str, str] = {}
+    if creds.token:
+        token = credentials.read_secret(repository, "HTTPS token", env=creds.token_env, file=creds.token_file)
+        # Forges take a token as the password of Basic authentication, under any user name (GitLab, Gitea,
+        # Azure DevOps) or one they name (x-access-token for GitHub, x-token-auth for Bitbucket, given
+        # in the URL as https://x-token-auth@host/...).
+        user = urlsplit(repository.url).username or "x-access-token"
+        basic = base64.b64encode(f"{user}:{token}".encode()).decode()
+        # After any entries the worker's own environment gives git, which stay in force.
+        ambient = os.environ.get("GIT_CONFIG_COUNT", "")
+        count = int(ambient) if ambient.isascii() and ambient.isdigit() else 0
+        # This source's credential and no other: no credential helper answers a refused request.
+        for index, (key, value) in enumerate(
+            [("http.extraHeader", f"Authorization: Basic {basic}"), ("credential.helper", "")], start=count
+        ):
+            extra[f"GIT_CONFIG_KEY_{index}"] = key
+            extra[f"GIT_CONFIG_VALUE_{index}"] = value
+        extra["GIT_CONFIG_COUNT"] = str(count + 2)
+    elif creds.ssh_key_file:
+        credentials.check_ssh_files(repository)
+        options = [
+            "IdentitiesOnly=yes",
+            "BatchMode=yes",
+            "StrictHostKeyChecking=yes",
+            f"UserKnownHostsFile={_ssh_path(creds.known_hosts_file, option=True)}",
+            "GlobalKnownHostsFile=/dev/null",
+        ]
+        command = ["ssh", "-i", _ssh_path(creds.ssh_key_file), *(part for o in options for part in ("-o", o))]
+        extra["GIT_SSH_COMMAND"] = " ".join(shlex.quote(part) for part in command)
+    env = _environment(extra)
+    if creds.token or creds.ssh_key_file:
+        for name in ("GIT_ASKPASS", "SSH_ASKPASS", "GIT_SSH"):
+            env.pop(name, None)
+    return env
+
+
+def _explain(repository: GitRepository, failure: GitFailed, doing: str) -> SourceUnavailable:
+    """A refused credential or host key as one line naming the source, else what git said."""
+    said = failure.stderr.lower()
+    if _HOST_KEY_FAILED in said:
+        known_hosts = repository.known_hosts_file
+        where = f"in {known_hosts}" if known_hosts else "known to this worker's ssh"
+        return SourceUnavailable(
+            f"host key verification failed for {credentials.source_label(repository)}: the server's SSH host key "
+            f"is not {where}, or differs from the one there; add it once its fingerprint is checked"
+        )
+    if any(marker in said for marker in _AUTH_FAILED):
+        return credentials.auth_failed(repository)
+    return SourceUnavailable(f"{doing} {repository.url}: {failure}")
 
 
 def update_mirror(repository: GitRepository) -> Path:
     """Clone the bare mirror on first use, else fetch; a moved tag is force-updated in the mirror."""
     path = mirror_path(repository)
+    env = remote_environment(repository)
     if not (path / "HEAD").exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            _git("clone", "--mirror", "--quiet", "--", repository.url, str(path))
+            _git("clone", "--mirror", "--quiet", "--", repository.url, str(path), env=env)
+        except GitFailed as exc:
+            raise _explain(repository, exc, "cannot clone") from exc
         except SourceUnavailable as exc:
             raise SourceUnavailable(f"cannot clone {repository.url}: {exc}") from exc
     else:
@@ -85,7 +186,10 @@ def update_mirror(repository: GitRepository) -> Path:
                 "+refs/heads/*:refs/heads/*",
                 "+refs/tags/*:refs/tags/*",
                 cwd=path,
+                env=env,
             )
+        except GitFailed as exc:
+            raise _explain(repository, exc, "cannot fetch from") from exc
         except SourceUnavailable as exc:
             raise SourceUnavailable(f"cannot fetch from {repository.url}: {exc}") from exc
     return path
@@ -129,7 +233,7 @@ def new_commits(path: Path, tips: list[str], known: list[str]) -> Iterator[servi
         text=True,
         encoding="utf-8",
         errors="replace",
-        env=_ENV,
+        env=_environment(),
     ) as proc:
         assert proc.stdin is not None
         assert proc.stdout is not None

@@ -34,7 +34,7 @@ from releases.models import (
     SyncState,
     TrackingServer,
 )
-from releases.sync import mapping
+from releases.sync import credentials, mapping
 from releases.sync.state import Lease, SourceUnavailable, SyncResult, leased, record_success
 
 # The client retries a failed request up to 7 times with exponential backoff (minutes in all);
@@ -48,13 +48,61 @@ T = TypeVar("T")
 
 
 def client_for(server: TrackingServer) -> Any:
+    """An MLflow client for this server alone, presenting the credential the server names (read now).
+
+    The client reads MLFLOW_TRACKING_TOKEN / _USERNAME / _PASSWORD from the process environment on every
+    request, so two servers with different credentials in one worker cannot share that. Each client here
+    gets its own REST stores, built over host credentials of its own (``MlflowHostCreds``, the object the
+    client itself builds from those variables); TLS settings still come from the worker's MLFLOW_TRACKING_*
+    variables. A server that names no credential keeps the client's ordinary behaviour.
+    """
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(tracking_uri=server.tracking_uri, registry_uri=server.tracking_uri)
+    secrets = credentials.mlflow_secrets(server)
+    client: Any = MlflowClient(tracking_uri=server.tracking_uri, registry_uri=server.tracking_uri)
+    if secrets is None:
+        return client
+    from mlflow.store.model_registry.rest_store import RestStore as RegistryRestStore
+    from mlflow.store.tracking.rest_store import RestStore
+    from mlflow.tracking._model_registry.client import ModelRegistryClient
+    from mlflow.tracking._tracking_service.client import TrackingServiceClient
+    from mlflow.utils.credentials import get_default_host_creds
+    from mlflow.utils.rest_utils import MlflowHostCreds
+
+    uri = server.tracking_uri
+
+    def host_creds() -> Any:
+        ambient = get_default_host_creds(uri)
+        return MlflowHostCreds(
+            uri,
+            username=secrets.username or None,
+            password=secrets.password or None,
+            token=secrets.token or None,
+            ignore_tls_verification=ambient.ignore_tls_verification,
+            client_cert_path=ambient.client_cert_path,
+            server_cert_path=ambient.server_cert_path,
+        )
+
+    class Tracking(TrackingServiceClient):
+        store = RestStore(host_creds)
+
+    class Registry(ModelRegistryClient):
+        store = RegistryRestStore(host_creds)
+
+    # MlflowClient has no public way to take a store; these are the two attributes its methods go through
+    # (tests/integration/test_credentials.py fails if a new MLflow version moves them).
+    client._tracking_client = Tracking(uri)
+    client._registry_client_lazy = Registry(uri, uri)
+    return client
 
 
 def plain_error(server: TrackingServer, exc: Exception) -> str:
     """The error an on-call engineer can act on, not a stack of urllib3 wrappers."""
+    status = getattr(exc, "get_http_status_code", lambda: None)()
+    if status == 401:
+        return str(credentials.auth_failed(server))
+    if status == 403:
+        return str(credentials.auth_failed(server, ": MLflow answered 403, permission denied"))
     text = str(exc)
     lowered = text.lower()
     where = f"MLflow at {server.tracking_uri}"

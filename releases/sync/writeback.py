@@ -16,9 +16,10 @@ from releases.sync.state import SourceUnavailable
 def apply(write_back: WriteBack) -> None:
     """Send one write-back; on failure record why (it stays outstanding) and raise SourceUnavailable."""
     server = write_back.server
-    client = client_for(server)
     actor = SystemActor(f"mlflow-write-back:{server.name}")
     try:
+        # The server's credential is read here, so a missing one is recorded on the write-back like any failure.
+        client = client_for(server)
         if write_back.kind == WriteBack.Kind.SET_ALIAS:
             call(
                 server,

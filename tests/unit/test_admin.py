@@ -457,3 +457,64 @@ def test_admin_revokes_a_token_with_a_reason(ci_account, admin_client):
     assert AuditEvent.objects.get(action="api_token.revoked").reason == "laptop stolen"
     assert api(raw).get("/api/releases/").status_code == 401
     assert raw not in admin_client.get(f"/admin/releases/apitoken/{token.pk}/change/").content.decode()
+
+
+# Source credentials in the admin -----------------------------------------------------------------------
+
+
+def test_the_admin_sets_and_changes_where_a_credential_is_read_and_shows_only_which(client: Client, superuser):
+    client.force_login(superuser)
+    added = client.post(
+        reverse("admin:releases_trackingserver_add"),
+        {"name": "prod", "tracking_uri": "https://mlflow.example.com", "ui_url": "", "token_env": "MLFLOW_PROD_TOKEN"},
+    )
+    assert added.status_code == 302, added.content.decode()[:2000]
+    server = apps.get_model("releases.trackingserver").objects.get(name="prod")
+    assert (
+        "token from $MLFLOW_PROD_TOKEN"
+        in client.get(reverse("admin:releases_trackingserver_changelist")).content.decode()
+    )
+
+    url = reverse("admin:releases_trackingserver_change", args=[server.pk])
+    changed = client.post(
+        url,
+        {"username": "svc", "password_file": "/run/secrets/mlflow", "name": "renamed", "tracking_uri": "http://evil"},
+    )
+
+    assert changed.status_code == 302, changed.content.decode()[:2000]
+    server.refresh_from_db()
+    # Only the credential is changeable; the rest of the row is read-only.
+    assert (server.name, server.tracking_uri, server.token_env, server.username, server.password_file) == (
+        "prod",
+        "https://mlflow.example.com",
+        "",
+        "svc",
+        "/run/secrets/mlflow",
+    )
+    event = AuditEvent.objects.get(action="tracking_server.credentials_changed", object_key="prod")
+    assert (event.actor, event.old, event.new) == (
+        "root",
+        {"credential": "token from $MLFLOW_PROD_TOKEN"},
+        {"credential": "user svc, password from file /run/secrets/mlflow"},
+    )
+
+    refused = client.post(url, {"token_env": "NOT A NAME"})
+    assert refused.status_code == 200
+    assert "is not valid: An environment variable name is letters" in refused.content.decode()
+    assert AuditEvent.objects.filter(action="tracking_server.credentials_refused", object_key="prod").count() == 1
+    server.refresh_from_db()
+    assert server.token_env == ""
+
+
+def test_only_a_superuser_may_change_a_sources_credential(client: Client, populated, lead: User):
+    lead.is_staff = True
+    lead.save()
+    client.force_login(lead)
+    repository = apps.get_model("releases.gitrepository").objects.get(name="churn")
+    url = reverse("admin:releases_gitrepository_change", args=[repository.pk])
+
+    client.post(url, {"token_env": "GIT_TOKEN"})
+
+    repository.refresh_from_db()
+    assert repository.token_env == ""
+    assert not AuditEvent.objects.filter(action="git_repository.credentials_changed").exists()

@@ -611,3 +611,68 @@ def test_export_evidence_replaces_an_existing_bundle_only_with_force(exportable,
     assert zipfile.ZipFile(bundle).read("verify.py")
     assert AuditEvent.objects.filter(action="evidence.exported").count() == 1
     assert [p.name for p in tmp_path.iterdir()] == ["bundle.zip"]
+
+
+def test_add_mlflow_server_names_where_the_credential_is_read_and_shows_only_that(db):
+    out = run("add_mlflow_server", "prod", "https://mlflow.example.com", "--token-env", "MLFLOW_PROD_TOKEN")
+    assert "credential: token from $MLFLOW_PROD_TOKEN;" in out
+
+    again = run(
+        "add_mlflow_server",
+        "prod",
+        "https://mlflow.example.com",
+        "--username",
+        "svc-lineage",
+        "--password-file",
+        "/run/secrets/mlflow",
+    )
+    assert "credential: user svc-lineage, password from file /run/secrets/mlflow;" in again
+    unchanged = run("add_mlflow_server", "prod", "https://mlflow.example.com")
+    assert "credential: user svc-lineage, password from file /run/secrets/mlflow;" in unchanged
+    removed = run("add_mlflow_server", "prod", "https://mlflow.example.com", "--no-credential")
+    assert "credential: none;" in removed
+    assert [
+        e.new["credential"]
+        for e in AuditEvent.objects.filter(action="tracking_server.credentials_changed").order_by("seq")
+    ] == [
+        "user svc-lineage, password from file /run/secrets/mlflow",
+        "",
+    ]
+
+
+def test_add_git_repository_takes_an_ssh_key_with_its_known_hosts(db):
+    out = run(
+        "add_git_repository",
+        "churn",
+        "git@git.example.com:ml/churn.git",
+        "--ssh-key-file",
+        "/keys/churn",
+        "--known-hosts-file",
+        "/keys/known_hosts",
+    )
+    assert "credential: SSH key file /keys/churn, known hosts from /keys/known_hosts;" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ("add_mlflow_server", "prod", "https://m.example.com", "--token-env", "1X"),
+            "the environment variable name for token_env '1X' is not valid",
+        ),
+        (
+            ("add_mlflow_server", "prod", "https://m.example.com", "--password-env", "P"),
+            "a password needs the username it belongs to (--username)",
+        ),
+        (
+            ("add_mlflow_server", "prod", "https://m.example.com", "--no-credential", "--token-env", "T"),
+            "--no-credential removes the credential: give it alone",
+        ),
+        (
+            ("add_git_repository", "churn", "https://g.example.com/c.git", "--token-file", "token.txt"),
+            "the token file 'token.txt' is not valid: A credential file is named by its absolute path",
+        ),
+    ],
+)
+def test_a_bad_credential_option_exits_2_with_one_line(db, args, message):
+    assert message in refused(*args)

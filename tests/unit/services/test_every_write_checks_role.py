@@ -28,6 +28,7 @@ from audit.models import AuditEvent, VerificationRun
 from releases import evidence, lineage, services
 from releases.errors import PermissionRefused
 from releases.models import Deployment, RegisteredModel, SyncState
+from releases.models.credentials import GitCredentials, MlflowCredentials
 from releases.roles import ML_LEADS
 from releases.services import accounts, writeback
 from tests.conftest import PASSWORD
@@ -177,6 +178,17 @@ CALLS: dict[str, Call] = {
     ),
     "sources.add_mlflow_server": Call(
         LEADS, lambda w, by: services.add_mlflow_server(name="other", tracking_uri="http://127.0.0.1:5001", by=by)
+    ),
+    "sources.set_git_credentials": Call(
+        LEADS,
+        # The world's repository is a local path, which takes no credential: removing none is the write.
+        lambda w, by: services.set_git_credentials(w["world"].repo, credentials=GitCredentials(), by=by),
+    ),
+    "sources.set_mlflow_credentials": Call(
+        LEADS,
+        lambda w, by: services.set_mlflow_credentials(
+            w["world"].server, credentials=MlflowCredentials(token_env="MLFLOW_TOKEN"), by=by
+        ),
     ),
     "sources.set_interval": Call(LEADS, lambda w, by: services.set_interval(w["sync"], seconds=3600, by=by)),
     "sources.request_sync": Call(SYNCERS, lambda w, by: services.request_sync(w["sync"], by=by)),
