@@ -16,8 +16,10 @@ from releases.models import (
     Approval,
     DatasetDigest,
     DatasetVersion,
+    GitRepository,
     Release,
     RunDatasetInput,
+    TrackingServer,
     WebhookAttempt,
     WebhookDelivery,
     WebhookSubscription,
@@ -49,7 +51,9 @@ def populated(db, ci_account, lead, release_manager):
 
 
 # Changed in place by administrators, through its service (audited): where outbound events go.
-CHANGED_THROUGH_A_SERVICE = {WebhookSubscription}
+# Rows a superuser may change in place, each change made and audited by its service: a webhook, and a
+# source's credential (where it is read from, never the secret).
+CHANGED_THROUGH_A_SERVICE = {WebhookSubscription, GitRepository, TrackingServer}
 
 
 def test_every_model_has_a_read_only_admin(client: Client, superuser, populated):
