@@ -65,6 +65,8 @@ POLICY: dict[str, tuple[str, ...]] = {
     "releases.SyncedRun": CHANGE,
     "releases.WriteBack": CHANGE,
     "releases.WebhookSubscription": CHANGE,
+    # A period bundle being prepared: the worker moves its state and progress, and expiry empties its file.
+    "releases.EvidenceExport": CHANGE,
     # A delivery's status and attempt count change as it is retried (its attempts are appended, above).
     "releases.WebhookDelivery": CHANGE,
     # services.record_runs replaces a run's inputs when MLflow reports different ones.
