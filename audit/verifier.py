@@ -932,10 +932,11 @@ def main(argv: list[str]) -> int:
         return 1
     for line in checked:
         print(line if line.startswith("WARNING") else f"ok  {line}")
-    status = checked[-1].removeprefix("release status: ")
     # The evidence can be intact while the approval it records no longer counts: say so on the last line.
+    # A period's bundle ends with its population, whose members each say whether they were approved.
+    status = checked[-1].removeprefix("release status: ")
     intact = "VERIFIED (evidence intact), but the release is"
-    verdict = "VERIFIED" if status.startswith("Approved") else f"{intact} {status}"
+    verdict = "VERIFIED" if status.startswith("Approved") or status == checked[-1] else f"{intact} {status}"
     if options.trust_bundled_key:
         verdict += f"; {NOTHING_PROVED_ABOUT_SIGNER}"
     print(verdict)

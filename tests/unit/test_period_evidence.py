@@ -206,6 +206,7 @@ def test_the_command_writes_a_period_bundle_the_auditors_own_verifier_accepts(hi
     )
     assert result.returncode == 0, result.stderr
     assert "population of 3 deployment(s) and rollback(s)" in result.stdout
+    assert result.stdout.splitlines()[-1] == "VERIFIED"
 
 
 @pytest.mark.parametrize(
