@@ -111,12 +111,12 @@ if DATABASE_URL:
         DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))}
     except ValueError as exc:
         raise ImproperlyConfigured(f"DATABASE_URL cannot be parsed: {exc}") from exc
-    # Server-side parameters (opt-in): psycopg then prepares a statement a connection runs more than five
-    # times, so PostgreSQL plans the trace's fifteen joins once per connection instead of on every request
-    # (the plan costs ten times the execution). Off by default: a statement holding several commands (the
-    # test suite's flush, through pgtrigger.ignore) cannot be prepared, and nothing yet runs the suite with it.
+    # Server-side parameters: psycopg then prepares a statement a connection runs more than five times, so
+    # PostgreSQL plans the trace's fifteen joins once per connection instead of on every request (the plan
+    # costs ten times the execution). A statement of several commands cannot be prepared: nothing here sends
+    # one. DB_SERVER_SIDE_BINDING=0 behind a transaction-mode pooler that cannot keep prepared statements.
     postgres = DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
-    if postgres and env_bool("DB_SERVER_SIDE_BINDING", default=False):
+    if postgres and env_bool("DB_SERVER_SIDE_BINDING", default=True):
         DATABASES["default"].setdefault("OPTIONS", {}).update(server_side_binding=True, prepare_threshold=5)
 else:
     DATABASES = {

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.core.cache import cache
 from django.core.management.commands import flush
-from django.db import connection, connections, migrations
+from django.db import connection, connections, migrations, transaction
 from django.db.migrations.loader import MigrationLoader
 
 from releases.roles import AUDITORS, ML_LEADS, ON_CALL, RELEASE_MANAGERS
@@ -87,12 +87,17 @@ def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> Iterator[N
     _log_in_as(_database_owner() or {})
 
 
-def _truncate_triggers() -> list[str]:
-    return [
-        f"{model._meta.label}:{trigger.name}"
-        for model, trigger in pgtrigger.registered()
-        if "TRUNCATE" in str(trigger.operation)
-    ]
+def _ignore_truncate_triggers(alias: str) -> None:
+    """Have the TRUNCATE triggers stand aside until the transaction ends: pgtrigger's own session variable,
+    named as ``pgtrigger.ignore`` names each trigger, set in its own statement. (``pgtrigger.ignore()``
+    prefixes every statement with the setting, two commands in one, which a prepared statement cannot be.)"""
+    names: set[str] = set()
+    for model, trigger in pgtrigger.registered():
+        if "TRUNCATE" in str(trigger.operation):
+            pgid = trigger.get_pgid(model)
+            names.update({pgid, f"{model._meta.db_table}:{pgid}"})
+    with connections[alias].cursor() as cursor:
+        cursor.execute("SELECT set_config('pgtrigger.ignore', %s, true)", ["{" + ",".join(sorted(names)) + "}"])
 
 
 _DATA_MIGRATIONS: list[tuple[Any, Any]] = []
@@ -135,9 +140,16 @@ def _flush_between_transactional_tests() -> Iterator[None]:
     original = flush.Command.handle
 
     def handle(self: flush.Command, *args: Any, **options: Any) -> None:
-        with as_database_owner(), pgtrigger.ignore(*_truncate_triggers()):
+        alias = options.get("database", "default")
+        if connections[alias].vendor != "postgresql":
             original(self, *args, **options)
-            _replay_data_migrations(options.get("database", "default"))
+            _replay_data_migrations(alias)
+            return
+        # One transaction, so the setting that lets the TRUNCATE triggers stand aside lasts just the flush.
+        with as_database_owner(), transaction.atomic(using=alias):
+            _ignore_truncate_triggers(alias)
+            original(self, *args, **options)
+            _replay_data_migrations(alias)
 
     flush.Command.handle = handle  # type: ignore[method-assign]
     yield
