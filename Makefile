@@ -34,8 +34,7 @@ $(STAMP): requirements.txt requirements-dev.txt | $(BIN)/uv
 # The demo serves without the autoreloader (`make run` has it): no second process to start, and no
 # polling of every source file each second.
 demo: $(STAMP)
-	$(DEMO_ENV) $(BIN)/python manage.py migrate --noinput
-	$(DEMO_ENV) $(BIN)/python manage.py build_demo
+	$(DEMO_ENV) $(BIN)/python manage.py build_demo --migrate
 	$(DEMO_ENV) $(BIN)/python manage.py runserver --noreload 127.0.0.1:$(PORT)
 
 run: $(STAMP)
