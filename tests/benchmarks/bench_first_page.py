@@ -1,12 +1,13 @@
 """Time to first page, as a newcomer gets it: a clean clone, nothing cached, `make demo` until the board answers.
 
 Clones the current HEAD of the working copy this runs from into a temporary directory, runs
-`make demo` there with empty caches (its own UV_CACHE_DIR, PIP_CACHE_DIR and XDG_CACHE_HOME, none of
-the caller's product variables) on a free loopback port, and polls the board (`/`; a redirect to
-the login page counts: any answer under 500) until it answers. Prints the seconds of the install
-(until make starts the migration), of the migration and demo build (until it starts the server) and
-in all, each with the load average, then stops the server and removes the directory. Uncommitted
-changes are not measured: commit first.
+`make demo` there with empty caches (its own UV_CACHE_DIR, PIP_CACHE_DIR and XDG_CACHE_HOME; the
+Makefile drops the caller's product variables) on a free loopback port, and polls the board (`/`; a
+redirect to the login page counts: any answer under 500) until it answers. Prints the seconds of
+the install (until make starts its first manage.py command), of the migration and demo build (until
+it starts the server), of the server's start and in all, each with the load average, and the
+processor time make and all it ran used; then stops the server and removes the directory.
+Uncommitted changes are not measured: commit first.
 """
 
 from __future__ import annotations
@@ -28,9 +29,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 # Past this, the first page is not coming: stop and say where it stood.
 GIVE_UP_SECONDS = float(os.environ.get("BENCH_FIRST_PAGE_TIMEOUT", "900"))
-# make echoes each command as it starts it: the install ends when the first of these starts (the demo
-# build migrates the database), the build when the server starts.
-MARKERS = ("manage.py build_demo", "manage.py runserver")
+# make echoes each command as it starts it: the install ends when the first manage.py command starts
+# (the demo build, which migrates first), the build when the server starts.
+INSTALLED, BUILT = "manage.py ", "manage.py runserver"
 # Variables of the caller that would change what a newcomer gets (the Makefile drops the product's own).
 CALLERS = ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "UV_PYTHON", "PIP_REQUIRE_VIRTUALENV", "DJANGO_SETTINGS_MODULE")
 
@@ -85,7 +86,7 @@ class _Make:
         for line in self.process.stdout:
             now = time.monotonic()
             self.lines.append(line.rstrip())
-            for marker in MARKERS:
+            for marker in (INSTALLED, BUILT):
                 if marker in line and marker not in self.seen:
                     self.seen[marker] = now
 
@@ -130,7 +131,7 @@ def measure() -> dict[str, float]:
                 raise RuntimeError(f"make demo exited {make.process.returncode}:\n" + "\n".join(make.lines[-30:]))
             if time.monotonic() - started > GIVE_UP_SECONDS:
                 raise RuntimeError(f"no answer after {GIVE_UP_SECONDS:.0f} s:\n" + "\n".join(make.lines[-30:]))
-            if "manage.py runserver" in make.seen:
+            if BUILT in make.seen:
                 status = _answers(f"http://127.0.0.1:{port}/")
             if status is None or status >= 500:
                 if status is not None:
@@ -139,8 +140,7 @@ def measure() -> dict[str, float]:
         answered = time.monotonic()
         make.stop()
         used = resource.getrusage(resource.RUSAGE_CHILDREN)
-        installed = make.seen["manage.py build_demo"]
-        built = make.seen["manage.py runserver"]
+        installed, built = make.seen[INSTALLED], make.seen[BUILT]
         return {
             "install": installed - started,
             "migrate_and_build": built - installed,
