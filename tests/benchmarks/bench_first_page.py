@@ -32,8 +32,20 @@ GIVE_UP_SECONDS = float(os.environ.get("BENCH_FIRST_PAGE_TIMEOUT", "900"))
 # make echoes each command as it starts it: the install ends when the first manage.py command starts
 # (the demo build, which migrates first), the build when the server starts.
 INSTALLED, BUILT = "manage.py ", "manage.py runserver"
-# Variables of the caller that would change what a newcomer gets (the Makefile drops the product's own).
-CALLERS = ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "UV_PYTHON", "PIP_REQUIRE_VIRTUALENV", "DJANGO_SETTINGS_MODULE")
+# Variables of the caller that would change what a newcomer gets (the Makefile drops the product's own);
+# make's own, when `make bench` runs this, would make the clone's make a sub-make of it.
+CALLERS = (
+    "VIRTUAL_ENV",
+    "PYTHONPATH",
+    "PYTHONHOME",
+    "UV_PYTHON",
+    "PIP_REQUIRE_VIRTUALENV",
+    "DJANGO_SETTINGS_MODULE",
+    "MAKEFLAGS",
+    "MAKELEVEL",
+    "MFLAGS",
+    "MAKEOVERRIDES",
+)
 
 
 def _load() -> str:
