@@ -104,6 +104,10 @@ def _before(request: HttpRequest) -> int | None:
     return whole_number(request.GET.get("before", ""), most=MAX_BIG)
 
 
+def _after(request: HttpRequest) -> int | None:
+    return whole_number(request.GET.get("after", ""), most=MAX_BIG)
+
+
 def object_url(event: AuditEvent) -> str:
     """The page of the object an event is about, or "" when it has none."""
     key = event.object_key
@@ -130,7 +134,7 @@ def object_url(event: AuditEvent) -> str:
 @role_required(AUDITORS, ML_LEADS, to=READ_TRAIL)
 def events(request: HttpRequest) -> HttpResponse:
     parsed = parse_filter(request)
-    shown = trail.page(parsed.trail, before=_before(request))
+    shown = trail.page(parsed.trail, before=_before(request), after=_after(request))
     context = {
         "page": shown,
         "rows": [(event, vocabulary.describe(event.action), object_url(event)) for event in shown.events],
