@@ -7,7 +7,7 @@ below are the ones the doors use.
 
 from __future__ import annotations
 
-from releases.lineage.compare import COMMITS_SHOWN, Comparison, compare
+from releases.lineage.compare import Comparison, compare
 from releases.lineage.details import (
     DatasetVersionDetail,
     MetricSeries,
@@ -21,6 +21,7 @@ from releases.lineage.history import endpoint_history, investigate
 from releases.lineage.impact import Impact, impact_of_commit, impact_of_dataset_version, impact_of_run, releases_using
 from releases.lineage.inventory import InventoryRow, inventory, inventory_models
 from releases.lineage.live import EndpointStatus, RollbackPlan, endpoint_statuses, moved_alias, rollback_plan
+from releases.lineage.paging import PAGE_SIZE, Page
 from releases.lineage.periods import ReleasePeriod, release_periods
 from releases.lineage.population import Change, Period, changes_in, environments, population
 from releases.lineage.rules import (
@@ -47,9 +48,9 @@ from releases.lineage.trace import (
 )
 
 __all__ = [
-    "COMMITS_SHOWN",
     "GROUP_LIMIT",
     "MAX_QUERY_LENGTH",
+    "PAGE_SIZE",
     "STATUS_KEYS",
     "ApprovalState",
     "Change",
@@ -60,6 +61,7 @@ __all__ = [
     "InventoryRow",
     "Link",
     "MetricSeries",
+    "Page",
     "Period",
     "Refusal",
     "ReleasePeriod",

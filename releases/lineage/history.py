@@ -24,10 +24,11 @@ class Investigation:
     comparison: Comparison | None
 
 
-def investigate(endpoint_name: str, at: datetime.datetime) -> Investigation:
-    """The release live on ``endpoint_name`` at ``at``, its chain, and the diff with its rollback target.
+def investigate(endpoint_name: str, at: datetime.datetime, *, commits_page: int = 1) -> Investigation:
+    """The release live on ``endpoint_name`` at ``at``, its chain, and the diff with its rollback target
+    (with page ``commits_page`` of the commits between them).
 
-    Five queries at most. Raises Endpoint.DoesNotExist.
+    Nine queries at most. Raises Endpoint.DoesNotExist.
     """
     statuses = endpoint_statuses(Endpoint.objects.filter(name=endpoint_name), when=at)
     if not statuses:
@@ -35,7 +36,7 @@ def investigate(endpoint_name: str, at: datetime.datetime) -> Investigation:
     status = statuses[0]
     comparison = None
     if status.live_trace is not None and status.rollback_target is not None:
-        comparison = compare_traces(Trace(status.rollback_target), status.live_trace)
+        comparison = compare_traces(Trace(status.rollback_target), status.live_trace, commits_page=commits_page)
     return Investigation(status.endpoint, at, status, comparison)
 
 

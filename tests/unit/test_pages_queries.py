@@ -1,4 +1,5 @@
-"""Every page runs a constant number of queries: the same count with one item as with three."""
+"""Every page runs a constant number of queries: the same count with one item as with three, and as with
+more items than a page shows (60 > 50), when the page says how many there are and links to the next."""
 
 from __future__ import annotations
 
@@ -17,6 +18,10 @@ from tests.factories import SYSTEM, World
 from tests.unit.conftest import api, client_for, pending_release, token_for
 
 pytestmark = pytest.mark.django_db
+
+# More than a page of every list (lineage.PAGE_SIZE is 50): a pager then says "1 to 50 of 60 runs", with an en dash.
+MORE_THAN_A_PAGE = 60
+DASH = "\N{EN DASH}"
 
 
 def build(n: int, *, ci: User, lead: User, manager: User) -> World:
@@ -76,11 +81,17 @@ def test_release_detail_queries(page: Any, django_assert_num_queries: Any, n: in
     assert "churn-train:17" in html
 
 
-@pytest.mark.parametrize("n", [2, 3])
+@pytest.mark.parametrize("n", [2, 3, MORE_THAN_A_PAGE])
 def test_compare_queries(page: Any, django_assert_num_queries: Any, n: int) -> None:
-    # 3 + both traced releases (1) + inputs, approvals, deployments (3), commits between (1), release names (1)
-    html = page(n, lambda: f"/releases/compare/?a=churn-v40&b=churn-v{39 + n}", 9, django_assert_num_queries)
+    # 3 + both traced releases (1) + inputs, approvals, deployments (3); commits between: the walk through
+    # parent links, counted (1), which does not reach the older commit (these commits have no parents), so
+    # the commits made between the two counted (1) and a page of them read (1); release names (1)
+    html = page(n, lambda: f"/releases/compare/?a=churn-v40&b=churn-v{39 + n}", 11, django_assert_num_queries)
     assert "Commits between them" in html
+    assert html.count('<li><a href="/commits/') == min(n - 1, lineage.PAGE_SIZE)
+    if n > lineage.PAGE_SIZE:
+        assert f"1{DASH}50 of {n - 1} commits" in html
+        assert "commits_page=2#commits-h" in html
 
 
 @pytest.mark.parametrize("n", [1, 3])
@@ -169,8 +180,9 @@ def test_rollback_confirmation_queries(
 
 @pytest.mark.parametrize("n", [2, 3])
 def test_investigate_queries(page: Any, django_assert_num_queries: Any, n: int) -> None:
-    # 3 + status at the moment (6), commits between live and previous stable (1), endpoint choices (1)
-    html = page(n, "/investigate/?endpoint=churn-scoring", 11, django_assert_num_queries)
+    # 3 + status at the moment (6); commits between live and previous stable, as on the compare page (3);
+    # endpoint choices (1)
+    html = page(n, "/investigate/?endpoint=churn-scoring", 13, django_assert_num_queries)
     assert f"churn-v{38 + n}" in html
 
 

@@ -21,6 +21,8 @@ pytestmark = pytest.mark.django_db
         ("/releases/compare/?a=churn-v41", 400, "Choose two releases to compare"),
         ("/releases/?state=shipped&page=zz", 400, "“shipped” is not a release state"),
         ("/releases/?page=999", 200, "churn-v42"),
+        # Pages of a list: a number past the last shows the last; anything else, the first.
+        ("/releases/compare/?a=churn-v41&b=churn-v42&commits_page=1e3", 200, "Commits between them"),
     ],
 )
 def test_bad_parameters_get_a_friendly_message(
