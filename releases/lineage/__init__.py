@@ -18,7 +18,15 @@ from releases.lineage.details import (
     run_detail,
 )
 from releases.lineage.history import endpoint_history, investigate
-from releases.lineage.impact import Impact, impact_of_commit, impact_of_dataset_version, impact_of_run, releases_using
+from releases.lineage.impact import (
+    Impact,
+    ImpactPageNumbers,
+    ImpactPages,
+    impact_of_commit,
+    impact_of_dataset_version,
+    impact_of_run,
+    releases_using,
+)
 from releases.lineage.inventory import InventoryRow, inventory, inventory_models
 from releases.lineage.live import EndpointStatus, RollbackPlan, endpoint_statuses, moved_alias, rollback_plan
 from releases.lineage.paging import PAGE_SIZE, Page
@@ -58,6 +66,8 @@ __all__ = [
     "DatasetVersionDetail",
     "EndpointStatus",
     "Impact",
+    "ImpactPageNumbers",
+    "ImpactPages",
     "InventoryRow",
     "Link",
     "MetricSeries",

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from django.db.models import OuterRef, Prefetch, QuerySet, Subquery
 from django.utils import timezone
 
 from releases.lineage.compare import as_float
-from releases.lineage.impact import Impact, impact_of_commit, impact_of_dataset_version, impact_of_run
+from releases.lineage.impact import (
+    Impact,
+    ImpactPageNumbers,
+    ImpactPages,
+    impact_of_commit,
+    impact_of_dataset_version,
+    impact_of_run,
+)
+from releases.lineage.paging import Page, numbered_page
 from releases.lineage.rules import awaiting_signature
 from releases.lineage.trace import traced_releases
 from releases.models import (
@@ -30,33 +39,40 @@ from releases.models import (
 class DatasetVersionDetail:
     version: DatasetVersion
     digests: list[DatasetDigest]
-    impact: Impact
+    # Everything downstream, and the page of each list the page shows.
+    downstream: Impact
+    impact: ImpactPages
 
-    @property
-    def approved_releases(self) -> list[Release]:
-        """Approved releases on this version: a quarantine stops their approvals counting for good,
-        so after a lift they must be signed again."""
-        return [r for r in self.impact.releases if r.state == Release.State.APPROVED]
+    @cached_property
+    def approved_releases(self) -> Page[Release]:
+        """Approved releases on this version, the newest first (a page with the total; two queries when read):
+        a quarantine stops their approvals counting for good, so after a lift they must be signed again."""
+        return numbered_page(self.downstream.releases.filter(state=Release.State.APPROVED), 1)
 
 
-def dataset_version_detail(name: str, version: int) -> DatasetVersionDetail:
-    """One dataset version, the digests seen for it and its impact (seven queries)."""
+def dataset_version_detail(name: str, version: int, numbers: ImpactPageNumbers | None = None) -> DatasetVersionDetail:
+    """One dataset version, the digests seen for it and a page of each list of its impact (twelve queries)."""
     found = (
         DatasetVersion.objects.select_related("dataset")
         .prefetch_related("digests")
         .get(dataset__name=name, version=version)
     )
-    return DatasetVersionDetail(found, list(found.digests.all()), impact_of_dataset_version(found))
+    impact = impact_of_dataset_version(found)
+    return DatasetVersionDetail(found, list(found.digests.all()), impact, impact.pages(numbers or ImpactPageNumbers()))
 
 
-def commit_detail(sha_prefix: str) -> tuple[list[Commit], Impact | None]:
-    """Commits matching a sha prefix, and the impact of the commit when exactly one matches (six queries)."""
+def commit_detail(sha_prefix: str, numbers: ImpactPageNumbers | None = None) -> tuple[list[Commit], ImpactPages | None]:
+    """Commits matching a sha prefix, and a page of each list of the impact of the commit when exactly one
+    matches (eleven queries)."""
     commits = list(Commit.objects.by_prefix(sha_prefix).select_related("repository")[:20])
-    return commits, (impact_of_commit(commits[0]) if len(commits) == 1 else None)
+    if len(commits) != 1:
+        return commits, None
+    return commits, impact_of_commit(commits[0]).pages(numbers or ImpactPageNumbers())
 
 
-def run_detail(run_id: str) -> tuple[ExperimentRun, Impact]:
-    """One MLflow run with its inputs and its impact (seven queries). Raises ExperimentRun.DoesNotExist."""
+def run_detail(run_id: str, numbers: ImpactPageNumbers | None = None) -> tuple[ExperimentRun, ImpactPages]:
+    """One MLflow run with its inputs and a page of each list of its impact (twelve queries).
+    Raises ExperimentRun.DoesNotExist."""
     run = (
         ExperimentRun.objects.select_related("server", "commit__repository", "feature_pipeline_version__pipeline")
         .prefetch_related(
@@ -71,7 +87,7 @@ def run_detail(run_id: str) -> tuple[ExperimentRun, Impact]:
         .order_by("server__name")[:1]
         .get()
     )
-    return run, impact_of_run(run)
+    return run, impact_of_run(run).pages(numbers or ImpactPageNumbers())
 
 
 LOWER_IS_BETTER = ("loss", "error", "rmse", "mae", "mse", "latency")

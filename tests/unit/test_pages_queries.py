@@ -94,20 +94,49 @@ def test_compare_queries(page: Any, django_assert_num_queries: Any, n: int) -> N
         assert "commits_page=2#commits-h" in html
 
 
-@pytest.mark.parametrize("n", [1, 3])
-def test_dataset_version_queries(page: Any, django_assert_num_queries: Any, n: int) -> None:
-    # 3 + version (1) + digests (1); impact: runs, model versions, releases, deployments, live endpoints (5)
-    html = page(n, "/datasets/churn-train/17/", 10, django_assert_num_queries)
-    assert html.count("/releases/churn-v") >= n
+# The dataset page: 3 + version (1) + digests (1); impact: runs, model versions, releases, endpoints ever and
+# endpoints live now, each counted (5) and a page of each read (5).
+DATASET_PAGE_QUERIES = 15
+
+
+@pytest.mark.parametrize("n", [1, 3, MORE_THAN_A_PAGE])
+def test_dataset_version_queries(page: Any, client: Client, django_assert_num_queries: Any, n: int) -> None:
+    html = page(n, "/datasets/churn-train/17/", DATASET_PAGE_QUERIES, django_assert_num_queries)
+    assert html.count('<li><a href="/releases/churn-v') == min(n, lineage.PAGE_SIZE)
+    assert html.count('<li><a href="/runs/') == min(n, lineage.PAGE_SIZE)
     assert "Quarantine churn-train:17…" in html
+    if n <= lineage.PAGE_SIZE:
+        assert 'class="pager"' not in html
+        return
+    for noun, parameter, anchor in (
+        ("runs", "runs_page", "impact-runs"),
+        ("model versions", "versions_page", "impact-versions"),
+        ("releases", "releases_page", "impact-releases"),
+    ):
+        assert f"1{DASH}50 of {n} {noun}" in html
+        assert f'href="?{parameter}=2#{anchor}" rel="next"' in html
+    # churn-scoring and the extra endpoints: every one of them runs the newest release.
+    assert f"1{DASH}50 of {n + 1} endpoints" in html
+    assert f"1{DASH}50 of {n + 1} live endpoints" in html
+    # A later page costs what the first does; a page number past the last shows the last.
+    with django_assert_num_queries(DATASET_PAGE_QUERIES):
+        later = client.get("/datasets/churn-train/17/", {"runs_page": "2", "releases_page": "99"}).content.decode()
+    assert f"51{DASH}60 of {n} runs" in later
+    assert 'href="?releases_page=99#impact-runs" rel="prev"' in later  # back to page 1: no runs_page
+    assert f"51{DASH}60 of {n} releases" in later
+    assert '<li><a href="/releases/churn-v40/">' in later
 
 
-@pytest.mark.parametrize("n", [1, 3])
+@pytest.mark.parametrize("n", [1, 3, MORE_THAN_A_PAGE])
 def test_quarantine_confirmation_queries(page: Any, django_assert_num_queries: Any, n: int) -> None:
-    # as the dataset page: 3 + version (1) + digests (1); impact (5)
-    html = page(n, "/datasets/churn-train/17/quarantine/", 10, django_assert_num_queries)
-    assert html.count('<a href="/releases/churn-v') == 2 * n  # what stops counting, and the impact list
+    # as the dataset page (15), and the approved releases counted (1) and their first page read (1)
+    html = page(n, "/datasets/churn-train/17/quarantine/", 17, django_assert_num_queries)
+    shown = min(n, lineage.PAGE_SIZE)
+    assert html.count('<a href="/releases/churn-v') == 2 * shown  # what stops counting, and the impact list
     assert "Confirm: quarantine churn-train:17" in html
+    if n > lineage.PAGE_SIZE:
+        assert f"The approvals of {n} releases stop counting" in html
+        assert f"and {n - shown} more (under Releases below)" in html
 
 
 def _quarantined(key: str) -> str:
@@ -118,8 +147,8 @@ def _quarantined(key: str) -> str:
 
 @pytest.mark.parametrize("n", [1, 3])
 def test_lift_quarantine_confirmation_queries(page: Any, django_assert_num_queries: Any, n: int) -> None:
-    # as the dataset page: 3 + version (1) + digests (1); impact (5)
-    html = page(n, lambda: _quarantined("churn-train:17"), 10, django_assert_num_queries)
+    # as the dataset page (15), and the approved releases counted (1) and their first page read (1)
+    html = page(n, lambda: _quarantined("churn-train:17"), 17, django_assert_num_queries)
     assert html.count('<a href="/releases/churn-v') == 2 * n  # what must be signed again, and the impact list
     assert "Confirm: lift the quarantine of churn-train:17" in html
 
@@ -195,18 +224,21 @@ def test_model_queries(page: Any, django_assert_num_queries: Any, n: int) -> Non
 
 @pytest.mark.parametrize("n", [1, 3])
 def test_run_queries(page: Any, django_assert_num_queries: Any, n: int) -> None:
-    # 3 + run (1) + inputs (1); impact (5)
+    # 3 + run (1) + inputs (1); impact: five lists, each counted and a page read (10)
     html = page(
-        n, lambda: f"/runs/{ExperimentRun.objects.get(name='churn-model-40').run_id}/", 10, django_assert_num_queries
+        n, lambda: f"/runs/{ExperimentRun.objects.get(name='churn-model-40').run_id}/", 15, django_assert_num_queries
     )
     assert "churn-train:17" in html
 
 
 @pytest.mark.parametrize("n", [1, 3])
 def test_commit_queries(page: Any, django_assert_num_queries: Any, n: int) -> None:
-    # 3 + commits by prefix (1); impact (5)
+    # 3 + commits by prefix (1); impact: five lists, each counted and a page read (10)
     html = page(
-        n, lambda: f"/commits/{Commit.objects.order_by('committed_at').first().sha[:10]}/", 9, django_assert_num_queries
+        n,
+        lambda: f"/commits/{Commit.objects.order_by('committed_at').first().sha[:10]}/",
+        14,
+        django_assert_num_queries,
     )
     assert "churn-v40" in html
 
@@ -298,10 +330,13 @@ def test_trace_page_query_count_is_constant(
 
 def test_impact_runs_in_a_fixed_number_of_queries(story, django_assert_num_queries):
     version = story["v42"].model_version.run.dataset_inputs.get().dataset_version
-    # runs, model versions, releases, deployments, live endpoints
-    with django_assert_num_queries(5):
+    with django_assert_num_queries(0):
         impact = lineage.impact_of_dataset_version(version)
-    assert [r.name for r in impact.releases] == ["churn-v42"]
+    # runs, model versions, releases, endpoints ever, live endpoints: each counted and a page read
+    with django_assert_num_queries(10):
+        pages = impact.pages(lineage.ImpactPageNumbers())
+    assert [r.name for r in pages.releases.rows] == ["churn-v42"]
+    assert pages.releases.total == 1
 
 
 # API list endpoints ----------------------------------------------------------------------------------

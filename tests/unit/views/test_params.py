@@ -22,6 +22,8 @@ pytestmark = pytest.mark.django_db
         ("/releases/?state=shipped&page=zz", 400, "“shipped” is not a release state"),
         ("/releases/?page=999", 200, "churn-v42"),
         # Pages of a list: a number past the last shows the last; anything else, the first.
+        ("/datasets/churn-train/18/?runs_page=999&releases_page=²", 200, "churn-v42"),
+        ("/datasets/churn-train/18/?versions_page=-1&live_page=9999999999999999999999", 200, "churn-model/42"),
         ("/releases/compare/?a=churn-v41&b=churn-v42&commits_page=1e3", 200, "Commits between them"),
     ],
 )
