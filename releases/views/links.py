@@ -16,7 +16,7 @@ from releases.errors import LineageError, PermissionRefused
 from releases.models import DatasetVersion, Endpoint, ExperimentRun, RegisteredModel
 from releases.roles import ML_LEADS, has_role
 from releases.views.decorators import role_required
-from releases.views.params import MOMENT_HELP, BadParameter, moment_value, parse_moment, parse_page
+from releases.views.params import MOMENT_HELP, BadParameter, moment_value, parse_cursor, parse_moment, parse_page
 
 # Names shown in a message before "and N more".
 NAMES_IN_A_MESSAGE = 10
@@ -133,7 +133,9 @@ def endpoint(request: HttpRequest, name: str) -> HttpResponse:
     except BadParameter as bad:
         error = str(bad)
     try:
-        history = lineage.endpoint_history(name, at)
+        history = lineage.endpoint_history(
+            name, at, before=parse_cursor(request.GET.get("before")), after=parse_cursor(request.GET.get("after"))
+        )
     except Endpoint.DoesNotExist:
         raise Http404(f"No endpoint {name}") from None
     context = {

@@ -13,7 +13,8 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from releases import lineage, services
-from releases.models import Commit, DatasetVersion, EvidenceExport, ExperimentRun, RegisteredModel
+from releases.models import Commit, DatasetVersion, Deployment, EvidenceExport, ExperimentRun, RegisteredModel
+from releases.templatetags.lineage_tags import TIMELINE_LANES
 from tests.factories import SYSTEM, World
 from tests.unit.conftest import api, client_for, pending_release, token_for
 
@@ -153,18 +154,42 @@ def test_lift_quarantine_confirmation_queries(page: Any, django_assert_num_queri
     assert "Confirm: lift the quarantine of churn-train:17" in html
 
 
-@pytest.mark.parametrize("n", [1, 3])
-def test_endpoint_queries(page: Any, django_assert_num_queries: Any, n: int) -> None:
-    # 3 + status now: annotated endpoint, live deployment, traced releases + 3 prefetches (6); deployments (1)
-    html = page(n, "/endpoints/churn-scoring/", 10, django_assert_num_queries)
-    # Each deployment is a bar in both drawings of the timeline (laptop and phone).
-    assert html.count('class="tl-bar') == 2 * n
+# The endpoint page: 3 + status now: annotated endpoint, live deployment, traced releases + 3 prefetches (6);
+# a page of deployments (1), and their count with the position of the first (1).
+ENDPOINT_PAGE_QUERIES = 11
+
+
+@pytest.mark.parametrize("n", [1, 3, MORE_THAN_A_PAGE])
+def test_endpoint_queries(page: Any, client: Client, django_assert_num_queries: Any, n: int) -> None:
+    html = page(n, "/endpoints/churn-scoring/", ENDPOINT_PAGE_QUERIES, django_assert_num_queries)
+    shown = min(n, lineage.PAGE_SIZE)
+    # Each release on the page is a lane of the timeline, each deployment a bar in both drawings (laptop, phone).
+    assert html.count('class="tl-bar') == 2 * min(shown, TIMELINE_LANES)
+    assert html.count('<td data-label="When">') == shown
+    if n <= lineage.PAGE_SIZE:
+        assert 'class="pager"' not in html
+        return
+    newest_first = list(Deployment.objects.filter(endpoint__name="churn-scoring").order_by("-deployed_at", "-id"))
+    assert f"1{DASH}50 of {n} deployments" in html
+    assert f'href="?before={newest_first[49].pk}#tl-h" rel="next"' in html
+    # Older deployments are a keyset page: as the first page, and the key of the deployment it continues from (1).
+    with django_assert_num_queries(ENDPOINT_PAGE_QUERIES + 1):
+        older = client.get("/endpoints/churn-scoring/", {"before": newest_first[49].pk}).content.decode()
+    assert f"51{DASH}60 of {n} deployments" in older
+    assert older.count('<td data-label="When">') == n - lineage.PAGE_SIZE
+    assert f'href="?after={newest_first[50].pk}#tl-h" rel="prev"' in older
+    assert 'rel="next"' not in older
+    assert 'class="tl-bar' not in older  # the chart runs up to now: it is drawn on the newest page only
+    newer = client.get("/endpoints/churn-scoring/", {"after": newest_first[50].pk}).content.decode()
+    assert f"1{DASH}50 of {n} deployments" in newer
 
 
 @pytest.mark.parametrize("n", [1, 3])
 def test_endpoint_live_at_queries(page: Any, django_assert_num_queries: Any, n: int) -> None:
     # as above, plus the status at the chosen moment (6)
-    html = page(n, "/endpoints/churn-scoring/?at=2999-01-01T00:00", 16, django_assert_num_queries)
+    html = page(
+        n, "/endpoints/churn-scoring/?at=2999-01-01T00:00", ENDPOINT_PAGE_QUERIES + 6, django_assert_num_queries
+    )
     assert 'class="status-box then"' in html
     assert 'datetime="2999-01-01T00:00:00+00:00"' in html
 

@@ -25,6 +25,9 @@ pytestmark = pytest.mark.django_db
         ("/datasets/churn-train/18/?runs_page=999&releases_page=²", 200, "churn-v42"),
         ("/datasets/churn-train/18/?versions_page=-1&live_page=9999999999999999999999", 200, "churn-model/42"),
         ("/releases/compare/?a=churn-v41&b=churn-v42&commits_page=1e3", 200, "Commits between them"),
+        # A keyset page continues from a row of its own list; any other number shows the newest.
+        ("/endpoints/churn-scoring/?before=99999", 200, "churn-v42"),
+        ("/endpoints/churn-scoring/?after=٣", 200, "churn-v42"),
     ],
 )
 def test_bad_parameters_get_a_friendly_message(
