@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -18,7 +19,7 @@ from releases.lineage.impact import (
     impact_of_dataset_version,
     impact_of_run,
 )
-from releases.lineage.paging import Page, numbered_page
+from releases.lineage.paging import Page, keyset_page, numbered_page
 from releases.lineage.rules import awaiting_signature
 from releases.lineage.trace import traced_releases
 from releases.models import (
@@ -113,41 +114,25 @@ class MetricSeries:
 @dataclass(frozen=True)
 class ModelHistory:
     model: RegisteredModel
-    versions: list[ModelVersion]
-    releases: list[Release]
+    # Newest first, keyed on the version number.
+    versions: Page[ModelVersion]
+    # Each metric across the versions on this page.
     metrics: list[MetricSeries]
     # Every endpoint a release of this model went to, annotated with what is live on it now.
-    endpoints: list[Endpoint]
+    endpoints: Page[Endpoint]
+    # The endpoints each version on this page is live on now, by model version id.
+    live_on: dict[int, list[Endpoint]]
 
     @property
     def rows(self) -> list[tuple[ModelVersion, list[Endpoint]]]:
-        """Each version with the endpoints it is live on now, from the recorded deployments."""
-        live_on: dict[int, list[Endpoint]] = {}
-        for endpoint in self.endpoints:
-            if endpoint.live_model_version_id is not None:  # type: ignore[attr-defined]
-                live_on.setdefault(endpoint.live_model_version_id, []).append(endpoint)  # type: ignore[attr-defined]
-        return [(mv, live_on.get(mv.pk, [])) for mv in self.versions]
+        """Each version on this page with the endpoints it is live on now, from the recorded deployments."""
+        return [(mv, self.live_on.get(mv.pk, [])) for mv in self.versions.rows]
 
 
-def model_history(name: str, limit: int = 50) -> ModelHistory:
-    """A registered model's newest versions, their releases, each metric across versions, and the
-    endpoints its releases went to with what is live there now (four queries).
-
-    What is live comes from the recorded deployments, never from the registry aliases a sync copied:
-    a rollback recorded a second ago shows at once.
-    """
-    model = RegisteredModel.objects.get(name=name)
-    versions = list(
-        ModelVersion.objects.filter(registered_model=model)
-        .select_related("run__server")
-        .prefetch_related(Prefetch("releases", queryset=Release.objects.order_by("-created_at")))
-        .order_by("-version")[:limit]
-    )
-    for mv in versions:
-        mv.registered_model = model
-    chronological = list(reversed(versions))
+def _metric_series(versions: Sequence[ModelVersion]) -> list[MetricSeries]:
+    """Each metric across ``versions`` (newest first), oldest to newest, each point marked when worse than before."""
     series: dict[str, list[MetricPoint]] = {}
-    for mv in chronological:
+    for mv in reversed(versions):
         for key, raw in sorted((mv.run.metrics if mv.run else {}).items()):
             value = as_float(raw)
             if value is None:
@@ -156,21 +141,44 @@ def model_history(name: str, limit: int = 50) -> ModelHistory:
             lower = any(word in key.lower() for word in LOWER_IS_BETTER)
             worse = bool(points) and (value > points[-1].value if lower else value < points[-1].value)
             points.append(MetricPoint(mv.version, value, worse))
-    releases = [r for mv in versions for r in mv.releases.all()]
+    return [MetricSeries(k, v) for k, v in sorted(series.items())]
+
+
+def model_history(
+    name: str, *, before: int | None = None, after: int | None = None, endpoints_page: int = 1
+) -> ModelHistory:
+    """A page of a registered model's versions (newest first, or those below version ``before`` or above
+    ``after``) with their runs' metrics and their releases, each metric across them, and a page of the
+    endpoints its releases went to with what is live there now (eight queries).
+
+    What is live comes from the recorded deployments, never from the registry aliases a sync copied:
+    a rollback recorded a second ago shows at once.
+    """
+    model = RegisteredModel.objects.get(name=name)
+    releases = Release.objects.only("name", "state", "model_version_id").order_by("-created_at")
+    versions = keyset_page(
+        ModelVersion.objects.filter(registered_model=model)
+        .select_related("run")
+        .only("version", "aliases", "created_at", "registered_model_id", "run__run_id", "run__name", "run__metrics")
+        .prefetch_related(Prefetch("releases", queryset=releases)),
+        ("version",),
+        before=None if before is None else (before,),
+        after=None if after is None else (after,),
+    )
+    for mv in versions.rows:
+        mv.registered_model = model
     live = Deployment.objects.filter(endpoint=OuterRef("pk")).live_at(timezone.now())
-    endpoints = (
-        Endpoint.objects.filter(
-            pk__in=Deployment.objects.filter(release__model_version__registered_model=model).values("endpoint_id")
-        )
-        .annotate(
-            live_release_name=Subquery(live.values("release__name")[:1]),
-            live_model_version_id=Subquery(live.values("release__model_version_id")[:1]),
-        )
-        .order_by("environment", "name")
+    annotated = Endpoint.objects.only("name", "environment").annotate(
+        live_release_name=Subquery(live.values("release__name")[:1]),
+        live_model_version_id=Subquery(live.values("release__model_version_id")[:1]),
     )
-    return ModelHistory(
-        model, versions, releases, [MetricSeries(k, v) for k, v in sorted(series.items())], list(endpoints)
-    )
+    went_to = Deployment.objects.filter(release__model_version__registered_model=model).values("endpoint_id")
+    endpoints = numbered_page(annotated.filter(pk__in=went_to).order_by("environment", "name"), endpoints_page)
+    live_on: dict[int, list[Endpoint]] = {}
+    shown = [mv.pk for mv in versions.rows]
+    for endpoint in annotated.filter(live_model_version_id__in=shown).order_by("environment", "name"):
+        live_on.setdefault(endpoint.live_model_version_id, []).append(endpoint)
+    return ModelHistory(model, versions, _metric_series(versions.rows), endpoints, live_on)
 
 
 def release_list(*, model: str = "", state: str = "", waiting_for: Any = None) -> QuerySet[Release]:

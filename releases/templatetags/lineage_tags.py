@@ -141,7 +141,7 @@ def _node_url(key: str, trace: Trace) -> str:
         return reverse("releases:run", args=[trace.run.run_id])
     if key == "model":
         mv = trace.model_version
-        return reverse("releases:model", args=[mv.registered_model.name]) + f"#v{mv.version}"
+        return model_version_url(mv.registered_model.name, mv.version)
     if key == "deployment" and trace.deployments:
         return reverse("releases:endpoint", args=[trace.deployments[0].endpoint.name])
     return ""

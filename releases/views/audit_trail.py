@@ -22,6 +22,7 @@ from releases.errors import LineageError, NotFound, PermissionRefused
 from releases.models import Endpoint
 from releases.models.base import MAX_BIG, MAX_VERSION, whole_number
 from releases.roles import AUDITORS, ML_LEADS, is_admin
+from releases.templatetags.lineage_tags import model_version_url
 from releases.views.decorators import role_required
 from releases.views.params import MOMENT_HELP, BadParameter, moment_value, parse_moment
 
@@ -122,7 +123,10 @@ def object_url(event: AuditEvent) -> str:
             if version is not None:
                 return reverse("releases:dataset_version", args=[name, version])
         if event.object_type == "model_version":
-            return reverse("releases:model", args=[key.rpartition("/")[0]]) + f"#v{key.rpartition('/')[2]}"
+            name, _, text = key.rpartition("/")
+            number = whole_number(text, most=MAX_VERSION)
+            if number is not None:
+                return model_version_url(name, number)
         if event.object_type == "run":
             return reverse("releases:run", args=[key.partition(":")[2]])
     except NoReverseMatch:

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from releases import lineage
 from releases.models import Endpoint, Release
+from releases.templatetags.lineage_tags import model_version_url
 from releases.views.params import MOMENT_HELP, BadParameter, moment_value, parse_moment, parse_page
 
 # The newest release names offered in the compare form; any other name can be typed.
@@ -28,8 +29,10 @@ HIT_PAGES = {
 def hit_url(hit: lineage.SearchHit) -> str:
     if not hit.kind:
         return ""
+    if hit.kind == "model" and hit.version is not None:
+        return model_version_url(hit.key, hit.version)
     args = hit.key.rsplit(":", 1) if hit.kind == "dataset_version" else [hit.key]
-    return reverse(HIT_PAGES[hit.kind], args=args) + (f"#{hit.anchor}" if hit.anchor else "")
+    return reverse(HIT_PAGES[hit.kind], args=args)
 
 
 @login_required

@@ -119,7 +119,12 @@ def run(request: HttpRequest, run_id: str) -> HttpResponse:
 @login_required
 def model(request: HttpRequest, name: str) -> HttpResponse:
     try:
-        history = lineage.model_history(name)
+        history = lineage.model_history(
+            name,
+            before=parse_cursor(request.GET.get("before")),
+            after=parse_cursor(request.GET.get("after")),
+            endpoints_page=parse_page(request.GET.get("endpoints_page")),
+        )
     except RegisteredModel.DoesNotExist:
         raise Http404(f"No registered model {name}") from None
     return render(request, "releases/model.html", {"history": history})

@@ -240,11 +240,31 @@ def test_investigate_queries(page: Any, django_assert_num_queries: Any, n: int) 
     assert f"churn-v{38 + n}" in html
 
 
-@pytest.mark.parametrize("n", [1, 3])
-def test_model_queries(page: Any, django_assert_num_queries: Any, n: int) -> None:
-    # 3 + model (1), versions with runs (1), their releases (1), endpoints (1)
-    html = page(n, "/models/churn-model/", 7, django_assert_num_queries)
-    assert html.count('id="v4') == n
+# The model page: 3 + model (1); a page of versions with their runs (1), their releases (1), their count with
+# the position of the first (1); endpoints its releases went to, counted (1) and a page read (1); the
+# endpoints each version on the page is live on (1).
+MODEL_PAGE_QUERIES = 10
+
+
+@pytest.mark.parametrize("n", [1, 3, MORE_THAN_A_PAGE])
+def test_model_queries(page: Any, client: Client, django_assert_num_queries: Any, n: int) -> None:
+    html = page(n, "/models/churn-model/", MODEL_PAGE_QUERIES, django_assert_num_queries)
+    assert html.count('<tr id="v') == min(n, lineage.PAGE_SIZE)
+    assert f'<tr id="v{39 + n}">' in html
+    if n <= lineage.PAGE_SIZE:
+        assert 'class="pager"' not in html
+        return
+    assert f"1{DASH}50 of {n} versions" in html
+    assert 'href="?before=50#versions-h" rel="next"' in html  # versions 99 to 50 are on the first page
+    assert f"1{DASH}50 of {n + 1} endpoints" in html
+    # Older versions are a keyset page on the version number, as cheap as the first.
+    with django_assert_num_queries(MODEL_PAGE_QUERIES):
+        older = client.get("/models/churn-model/", {"before": "50"}).content.decode()
+    assert f"51{DASH}60 of {n} versions" in older
+    assert older.count('<tr id="v') == n - lineage.PAGE_SIZE
+    assert '<tr id="v49">' in older
+    assert '<tr id="v40">' in older
+    assert 'href="?after=49#versions-h" rel="prev"' in older
 
 
 @pytest.mark.parametrize("n", [1, 3])

@@ -26,6 +26,8 @@ pytestmark = pytest.mark.django_db
         ("/datasets/churn-train/18/?versions_page=-1&live_page=9999999999999999999999", 200, "churn-model/42"),
         ("/releases/compare/?a=churn-v41&b=churn-v42&commits_page=1e3", 200, "Commits between them"),
         # A keyset page continues from a row of its own list; any other number shows the newest.
+        ("/models/churn-model/?before=x", 200, 'id="v42"'),
+        ("/models/churn-model/?after=99999", 200, 'id="v42"'),
         ("/endpoints/churn-scoring/?before=99999", 200, "churn-v42"),
         ("/endpoints/churn-scoring/?after=٣", 200, "churn-v42"),
     ],
