@@ -29,7 +29,7 @@ from releases.lineage.impact import (
 )
 from releases.lineage.inventory import InventoryRow, inventory, inventory_models
 from releases.lineage.live import EndpointStatus, RollbackPlan, endpoint_statuses, moved_alias, rollback_plan
-from releases.lineage.paging import PAGE_SIZE, Page
+from releases.lineage.paging import PAGE_SIZE, Page, keyset_page, numbered_page
 from releases.lineage.periods import ReleasePeriod, release_periods
 from releases.lineage.population import Change, Period, changes_in, environments, population
 from releases.lineage.rules import (
@@ -96,8 +96,10 @@ __all__ = [
     "inventory",
     "inventory_models",
     "investigate",
+    "keyset_page",
     "model_history",
     "moved_alias",
+    "numbered_page",
     "population",
     "previous_release",
     "promotion_refusal",

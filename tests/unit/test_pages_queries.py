@@ -72,14 +72,21 @@ def test_release_list_queries(page: Any, django_assert_num_queries: Any, n: int)
     assert html.count('class="release-name"') == n
 
 
-@pytest.mark.parametrize("n", [1, 3])
+@pytest.mark.parametrize("n", [1, 3, MORE_THAN_A_PAGE])
 def test_release_detail_queries(page: Any, django_assert_num_queries: Any, n: int) -> None:
     # 3 + traced release (1) + inputs, approvals, deployments (3); endpoint statuses: annotated endpoints (1),
     # live deployments (1), traced releases (1) + their prefetches (3); previous release (1); its deployments
-    # with what followed each (1; the newest release is live, so no ended period is read); audit events (1)
-    html = page(n, lambda: f"/releases/churn-v{39 + n}/", 16, django_assert_num_queries)
+    # with what followed each (1; the newest release is live, so no ended period is read); the newest audit
+    # events (1) and their count (1)
+    html = page(n, lambda: f"/releases/churn-v{39 + n}/", 17, django_assert_num_queries)
     assert html.count('class="status-box"') == n + 1
     assert "churn-train:17" in html
+    if n > lineage.PAGE_SIZE:
+        # Deployed to churn-scoring and to the n extra endpoints: more events and deployments than a page.
+        assert html.count('<li><span class="tl-when">') == lineage.PAGE_SIZE
+        assert "The newest 50 of " in html
+        assert 'href="/audit/?release=churn-v99">every one in the audit trail</a>' in html
+        assert f"The newest 50 of {n + 1} deployments" in html
 
 
 @pytest.mark.parametrize("n", [2, 3, MORE_THAN_A_PAGE])
@@ -364,8 +371,8 @@ def test_trace_page_query_count_is_constant(
     client.force_login(lead)
     # session, user, release chain, dataset inputs, approvals, deployments, endpoints carrying it,
     # endpoint statuses (annotated endpoints, live deployments, traced releases + 3 prefetches),
-    # previous release, the release's deployments with what followed each, audit events
-    with django_assert_num_queries(16):
+    # previous release, the release's deployments with what followed each, the newest audit events and their count
+    with django_assert_num_queries(17):
         response = client.get("/releases/churn-v42/")
     assert response.content.decode().count("churn-train:") >= count
 
