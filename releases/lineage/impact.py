@@ -36,13 +36,14 @@ class Impact:
     releases: QuerySet[Release]
     endpoints_ever: QuerySet[Endpoint]
     live_endpoints: QuerySet[Endpoint]
-    # The same count as ``runs``, read from a cheaper place when there is one (a dataset version's inputs).
-    run_count: QuerySet[Any] | None = None
+    # The ids of ``runs`` in the same order, from an index that holds them so (a dataset version's inputs):
+    # a page is cut from them and its runs read by id, however many newer runs other versions have.
+    run_keys: QuerySet[Any] | None = None
 
     def pages(self, numbers: ImpactPageNumbers) -> ImpactPages:
         """One page of each list with its exact total (ten queries)."""
         return ImpactPages(
-            runs=numbered_page(self.runs, numbers.runs, count=self.run_count),
+            runs=numbered_page(self.runs, numbers.runs, keys=self.run_keys),
             model_versions=numbered_page(self.model_versions, numbers.model_versions),
             releases=numbered_page(self.releases, numbers.releases),
             endpoints_ever=numbered_page(self.endpoints_ever, numbers.endpoints_ever),
@@ -70,7 +71,7 @@ class ImpactPages:
     live_endpoints: Page[Endpoint]
 
 
-def _impact(run_ids: QuerySet[Any], release_filter: Q | None = None, run_count: QuerySet[Any] | None = None) -> Impact:
+def _impact(run_ids: QuerySet[Any], release_filter: Q | None = None, run_keys: QuerySet[Any] | None = None) -> Impact:
     """The lists downstream of the runs ``run_ids`` (a one-column queryset) and of releases ``release_filter``
     names directly."""
     model_versions = ModelVersion.objects.filter(run_id__in=run_ids)
@@ -94,15 +95,16 @@ def _impact(run_ids: QuerySet[Any], release_filter: Q | None = None, run_count: 
         .filter(live_release_id__in=release_ids)
         .only(*endpoint_columns)
         .order_by("name"),
-        run_count=run_count,
+        run_keys=run_keys,
     )
 
 
 def impact_of_dataset_version(version: DatasetVersion) -> Impact:
     """Everything downstream of one dataset version."""
     inputs = RunDatasetInput.objects.filter(dataset_version=version).values("run_id")
-    # A run may use the version in two contexts (training and evaluation): count each run once.
-    return _impact(inputs, run_count=inputs.order_by("run_id").distinct())
+    # Newest first from the (dataset version, run) index; a run may use the version in two contexts
+    # (training and evaluation), so each run once.
+    return _impact(inputs, run_keys=inputs.order_by("-run_id").distinct())
 
 
 def impact_of_commit(commit: Commit) -> Impact:

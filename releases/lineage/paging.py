@@ -61,15 +61,27 @@ class Page(Generic[Row]):
 
 
 def numbered_page(
-    rows: QuerySet[M], number: int, *, count: QuerySet[Any] | int | None = None, size: int = PAGE_SIZE
+    rows: QuerySet[M],
+    number: int,
+    *,
+    count: QuerySet[Any] | int | None = None,
+    keys: QuerySet[Any] | None = None,
+    size: int = PAGE_SIZE,
 ) -> Page[M]:
     """Page ``number`` of the ordered ``rows`` (clamped from 1 to the last page) and the exact total (two
-    queries). ``count`` is the total when the caller has it, or the same rows counted more cheaply."""
+    queries). ``count`` is the total when the caller has it, or the same rows counted more cheaply.
+
+    ``keys`` are the rows' primary keys in the same order, from an index that holds them in that order
+    (a dataset version's inputs, by run): the page is cut from them, then its rows read by key, so the
+    database walks the list's own entries instead of the whole table's. They are counted too.
+    """
+    if keys is not None and count is None:
+        count = keys
     total = count if isinstance(count, int) else (rows if count is None else count).count()
     last_page = max(1, -(-total // size))
     number = min(max(number, 1), last_page)
     offset = (number - 1) * size
-    found = list(rows[offset : offset + size])
+    found = list(rows.filter(pk__in=keys[offset : offset + size]) if keys is not None else rows[offset : offset + size])
     return Page(found, total, offset + 1 if found else 0, number=number)
 
 

@@ -37,6 +37,15 @@ def test_a_numbered_page_is_clamped_to_the_pages_there_are(commits, django_asser
     assert numbered_page(newest_first, 0, size=3).number == 1
 
 
+def test_a_numbered_page_can_be_cut_from_its_keys(commits, django_assert_num_queries):
+    newest_first = Commit.objects.order_by("-committed_at", "-pk")
+    keys = newest_first.values("pk")
+    with django_assert_num_queries(2):  # the keys counted, then the rows of the page's keys
+        page = numbered_page(newest_first, 2, keys=keys, size=3)
+    assert _shas(page.rows) == _shas(numbered_page(newest_first, 2, size=3).rows)
+    assert (page.total, page.start) == (7, 4)
+
+
 def test_an_empty_list_is_one_whole_page(world):
     page = numbered_page(Commit.objects.order_by("-committed_at"), 5)
     assert (page.rows, page.total, page.start, page.end, page.number) == ([], 0, 0, 0, 1)
