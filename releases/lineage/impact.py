@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from releases.lineage.live import endpoints_with_live
 from releases.lineage.paging import Page, numbered_page
@@ -71,28 +71,33 @@ class ImpactPages:
     live_endpoints: Page[Endpoint]
 
 
-def _impact(run_ids: QuerySet[Any], release_filter: Q | None = None, run_keys: QuerySet[Any] | None = None) -> Impact:
-    """The lists downstream of the runs ``run_ids`` (a one-column queryset) and of releases ``release_filter``
-    names directly."""
-    model_versions = ModelVersion.objects.filter(run_id__in=run_ids)
+def _impact(
+    used: Callable[[OuterRef], QuerySet[Any]], release_filter: Q | None = None, run_keys: QuerySet[Any] | None = None
+) -> Impact:
+    """The lists downstream of the runs ``used(run)`` finds (given a reference to a run's id), and of the
+    releases ``release_filter`` names directly.
+
+    Each list asks of its own rows whether they lead to such a run (EXISTS), rather than gathering every
+    such run first (IN): a page then stops at its fiftieth row, and SQLite, which builds an IN list in
+    full for every query, probes an index per row instead.
+    """
     releases = Release.objects.filter(
-        Q(model_version__in=model_versions.values("pk")) | (release_filter or Q(pk__in=[]))
+        Q(Exists(used(OuterRef("model_version__run_id")))) | (release_filter or Q(pk__in=[]))
     )
-    release_ids = releases.values("pk")
+    impacted = Exists(releases.filter(pk=OuterRef("release_id")))
     endpoint_columns = ("name", "environment")
     return Impact(
-        runs=ExperimentRun.objects.filter(pk__in=run_ids).only("run_id", "name").order_by("-pk"),
-        model_versions=model_versions.select_related("registered_model")
+        runs=ExperimentRun.objects.filter(Exists(used(OuterRef("pk")))).only("run_id", "name").order_by("-pk"),
+        model_versions=ModelVersion.objects.filter(Exists(used(OuterRef("run_id"))))
+        .select_related("registered_model")
         .only("version", "registered_model__name")
         .order_by("-pk"),
         releases=releases.only("name", "state").order_by("-created_at", "-pk"),
-        endpoints_ever=Endpoint.objects.filter(
-            pk__in=Deployment.objects.filter(release__in=release_ids).values("endpoint_id")
-        )
+        endpoints_ever=Endpoint.objects.filter(Exists(Deployment.objects.filter(impacted, endpoint_id=OuterRef("pk"))))
         .only(*endpoint_columns)
         .order_by("name"),
         live_endpoints=endpoints_with_live()
-        .filter(live_release_id__in=release_ids)
+        .filter(Exists(releases.filter(pk=OuterRef("live_release_id"))))
         .only(*endpoint_columns)
         .order_by("name"),
         run_keys=run_keys,
@@ -101,21 +106,22 @@ def _impact(run_ids: QuerySet[Any], release_filter: Q | None = None, run_keys: Q
 
 def impact_of_dataset_version(version: DatasetVersion) -> Impact:
     """Everything downstream of one dataset version."""
-    inputs = RunDatasetInput.objects.filter(dataset_version=version).values("run_id")
+    inputs = RunDatasetInput.objects.filter(dataset_version=version)
     # Newest first from the (dataset version, run) index; a run may use the version in two contexts
     # (training and evaluation), so each run once.
-    return _impact(inputs, run_keys=inputs.order_by("-run_id").distinct())
+    keys = inputs.values("run_id").order_by("-run_id").distinct()
+    return _impact(lambda run: inputs.filter(run_id=run), run_keys=keys)
 
 
 def impact_of_commit(commit: Commit) -> Impact:
     """Everything built from one commit: runs on it, runs on features built from it, releases cut from it."""
     runs = ExperimentRun.objects.filter(Q(commit=commit) | Q(feature_pipeline_version__commit=commit))
-    return _impact(runs.values("pk"), Q(commit=commit) | Q(git_tag__commit=commit))
+    return _impact(lambda run: runs.filter(pk=run), Q(commit=commit) | Q(git_tag__commit=commit))
 
 
 def impact_of_run(run: ExperimentRun) -> Impact:
     """Everything downstream of one run."""
-    return _impact(ExperimentRun.objects.filter(pk=run.pk).values("pk"))
+    return _impact(lambda ref: ExperimentRun.objects.filter(pk=run.pk).filter(pk=ref))
 
 
 def releases_using(versions: Iterable[DatasetVersion]) -> QuerySet[Release]:
