@@ -72,10 +72,13 @@ class ImpactPages:
 
 
 def _impact(
-    used: Callable[[OuterRef], QuerySet[Any]], release_filter: Q | None = None, run_keys: QuerySet[Any] | None = None
+    runs: QuerySet[ExperimentRun],
+    used: Callable[[OuterRef], QuerySet[Any]],
+    release_filter: Q | None = None,
+    run_keys: QuerySet[Any] | None = None,
 ) -> Impact:
-    """The lists downstream of the runs ``used(run)`` finds (given a reference to a run's id), and of the
-    releases ``release_filter`` names directly.
+    """The lists downstream of ``runs`` (which ``used(run)`` finds too, given a reference to a run's id),
+    and of the releases ``release_filter`` names directly.
 
     Each list asks of its own rows whether they lead to such a run (EXISTS), rather than gathering every
     such run first (IN): a page then stops at its fiftieth row, and SQLite, which builds an IN list in
@@ -84,18 +87,17 @@ def _impact(
     releases = Release.objects.filter(
         Q(Exists(used(OuterRef("model_version__run_id")))) | (release_filter or Q(pk__in=[]))
     )
-    impacted = Exists(releases.filter(pk=OuterRef("release_id")))
+    # The impacted releases, read once per query (an uncorrelated IN) and looked up for each deployment.
+    deployed = Deployment.objects.filter(endpoint_id=OuterRef("pk"), release_id__in=releases.values("pk"))
     endpoint_columns = ("name", "environment")
     return Impact(
-        runs=ExperimentRun.objects.filter(Exists(used(OuterRef("pk")))).only("run_id", "name").order_by("-pk"),
+        runs=runs.only("run_id", "name").order_by("-pk"),
         model_versions=ModelVersion.objects.filter(Exists(used(OuterRef("run_id"))))
         .select_related("registered_model")
         .only("version", "registered_model__name")
         .order_by("-pk"),
         releases=releases.only("name", "state").order_by("-created_at", "-pk"),
-        endpoints_ever=Endpoint.objects.filter(Exists(Deployment.objects.filter(impacted, endpoint_id=OuterRef("pk"))))
-        .only(*endpoint_columns)
-        .order_by("name"),
+        endpoints_ever=Endpoint.objects.filter(Exists(deployed)).only(*endpoint_columns).order_by("name"),
         live_endpoints=endpoints_with_live()
         .filter(Exists(releases.filter(pk=OuterRef("live_release_id"))))
         .only(*endpoint_columns)
@@ -110,18 +112,20 @@ def impact_of_dataset_version(version: DatasetVersion) -> Impact:
     # Newest first from the (dataset version, run) index; a run may use the version in two contexts
     # (training and evaluation), so each run once.
     keys = inputs.values("run_id").order_by("-run_id").distinct()
-    return _impact(lambda run: inputs.filter(run_id=run), run_keys=keys)
+    runs = ExperimentRun.objects.filter(Exists(inputs.filter(run_id=OuterRef("pk"))))
+    return _impact(runs, lambda run: inputs.filter(run_id=run), run_keys=keys)
 
 
 def impact_of_commit(commit: Commit) -> Impact:
     """Everything built from one commit: runs on it, runs on features built from it, releases cut from it."""
     runs = ExperimentRun.objects.filter(Q(commit=commit) | Q(feature_pipeline_version__commit=commit))
-    return _impact(lambda run: runs.filter(pk=run), Q(commit=commit) | Q(git_tag__commit=commit))
+    return _impact(runs, lambda run: runs.filter(pk=run), Q(commit=commit) | Q(git_tag__commit=commit))
 
 
 def impact_of_run(run: ExperimentRun) -> Impact:
     """Everything downstream of one run."""
-    return _impact(lambda ref: ExperimentRun.objects.filter(pk=run.pk).filter(pk=ref))
+    just_this = ExperimentRun.objects.filter(pk=run.pk)
+    return _impact(just_this, lambda ref: just_this.filter(pk=ref))
 
 
 def releases_using(versions: Iterable[DatasetVersion]) -> QuerySet[Release]:
