@@ -149,7 +149,8 @@ def model_history(
 ) -> ModelHistory:
     """A page of a registered model's versions (newest first, or those below version ``before`` or above
     ``after``) with their runs' metrics and their releases, each metric across them, and a page of the
-    endpoints its releases went to with what is live there now (eight queries).
+    endpoints its releases went to with what is live there now (seven queries; eight past either end of
+    the versions).
 
     What is live comes from the recorded deployments, never from the registry aliases a sync copied:
     a rollback recorded a second ago shows at once.

@@ -59,7 +59,9 @@ def endpoint_history(
     """An endpoint's status now, a page of its deployments (the newest, or those just older than deployment
     ``before`` or newer than deployment ``after``), and (given ``at``) what was live then.
 
-    At most fourteen queries. Raises Endpoint.DoesNotExist.
+    At most sixteen queries: the status now (six), the key of the deployment a page continues from (one),
+    the page (one, or two past either end) and its counts (one), the status then (six). Raises
+    Endpoint.DoesNotExist.
     """
     statuses = endpoint_statuses(Endpoint.objects.filter(name=name))
     if not statuses:
