@@ -16,7 +16,7 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from django.db.models import Max, Q, QuerySet
+from django.db.models import Count, Max, Q, QuerySet
 
 from audit import checkpoints, log, signing
 from audit.models import AuditEvent, Checkpoint, VerificationRun, canonical_json
@@ -68,33 +68,52 @@ class TrailFilter:
             query &= self.scope
         return AuditEvent.objects.filter(query).order_by("-seq")
 
-    def count(self) -> int:
-        """Exact number of matching events; the whole log's is its newest sequence number (no gaps)."""
+    def counts(self, newer_than: int | None = None) -> tuple[int, int]:
+        """Exact number of matching events, and of those after sequence number ``newer_than`` (one query).
+
+        The whole log's are read from its newest sequence number: the log has no gaps.
+        """
         if self.is_empty:
-            return AuditEvent.objects.aggregate(newest=Max("seq"))["newest"] or 0
-        return self.events().count()
+            newest = AuditEvent.objects.aggregate(newest=Max("seq"))["newest"] or 0
+            return newest, max(0, newest - newer_than) if newer_than is not None else 0
+        if newer_than is None:
+            return self.events().count(), 0
+        found = self.events().order_by().aggregate(total=Count("pk"), newer=Count("pk", filter=Q(seq__gt=newer_than)))
+        return found["total"], found["newer"]
 
 
 @dataclass(frozen=True)
 class TrailPage:
     events: list[AuditEvent]
     total: int
-    before: int | None  # the sequence number this page starts below (None: the newest)
+    start: int  # the position of the first event among the matching ones, from 1 (0 when none match)
     older: int | None  # ``before`` of the next, older page; None when this is the last
+    newer: int | None  # ``after`` of the previous, newer page; None when this is the newest
 
     @property
-    def newer(self) -> bool:
-        return self.before is not None
+    def end(self) -> int:
+        return self.start + len(self.events) - 1 if self.events else 0
 
 
-def page(trail: TrailFilter, *, before: int | None = None, size: int = PAGE_SIZE) -> TrailPage:
-    """One page of the matching events, newest first, starting below sequence number ``before``."""
+def page(
+    trail: TrailFilter, *, before: int | None = None, after: int | None = None, size: int = PAGE_SIZE
+) -> TrailPage:
+    """One page of the matching events, newest first: those just below sequence number ``before``, or just
+    above ``after``, or the newest; with the exact total and the position of the first (two queries).
+
+    A sequence number past either end of the matching events shows the page at that end (one query more).
+    """
     events = trail.events()
-    if before is not None:
-        events = events.filter(seq__lt=before)
-    rows = list(events[: size + 1])
-    older = rows[size - 1].seq if len(rows) > size else None
-    return TrailPage(rows[:size], trail.count(), before, older)
+    if after is not None:
+        rows = list(events.filter(seq__gt=after).order_by("seq")[:size])[::-1] or list(events[:size])
+    elif before is not None:
+        rows = list(events.filter(seq__lt=before)[:size]) or list(events.order_by("seq")[:size])[::-1]
+    else:
+        rows = list(events[:size])
+    total, newer = trail.counts(rows[0].seq if rows else None)
+    start = newer + 1 if rows else 0
+    older = rows[-1].seq if rows and start + len(rows) - 1 < total else None
+    return TrailPage(rows, total, start, older, rows[0].seq if start > 1 else None)
 
 
 def covering_checkpoint() -> Checkpoint | None:

@@ -7,7 +7,7 @@ below are the ones the doors use.
 
 from __future__ import annotations
 
-from releases.lineage.compare import COMMITS_SHOWN, Comparison, compare
+from releases.lineage.compare import Comparison, compare
 from releases.lineage.details import (
     DatasetVersionDetail,
     MetricSeries,
@@ -18,9 +18,18 @@ from releases.lineage.details import (
     run_detail,
 )
 from releases.lineage.history import endpoint_history, investigate
-from releases.lineage.impact import Impact, impact_of_commit, impact_of_dataset_version, impact_of_run, releases_using
+from releases.lineage.impact import (
+    Impact,
+    ImpactPageNumbers,
+    ImpactPages,
+    impact_of_commit,
+    impact_of_dataset_version,
+    impact_of_run,
+    releases_using,
+)
 from releases.lineage.inventory import InventoryRow, inventory, inventory_models
 from releases.lineage.live import EndpointStatus, RollbackPlan, endpoint_statuses, moved_alias, rollback_plan
+from releases.lineage.paging import PAGE_SIZE, Page, keyset_page, numbered_page
 from releases.lineage.periods import ReleasePeriod, release_periods
 from releases.lineage.population import Change, Period, changes_in, environments, population
 from releases.lineage.rules import (
@@ -47,9 +56,9 @@ from releases.lineage.trace import (
 )
 
 __all__ = [
-    "COMMITS_SHOWN",
     "GROUP_LIMIT",
     "MAX_QUERY_LENGTH",
+    "PAGE_SIZE",
     "STATUS_KEYS",
     "ApprovalState",
     "Change",
@@ -57,9 +66,12 @@ __all__ = [
     "DatasetVersionDetail",
     "EndpointStatus",
     "Impact",
+    "ImpactPageNumbers",
+    "ImpactPages",
     "InventoryRow",
     "Link",
     "MetricSeries",
+    "Page",
     "Period",
     "Refusal",
     "ReleasePeriod",
@@ -84,8 +96,10 @@ __all__ = [
     "inventory",
     "inventory_models",
     "investigate",
+    "keyset_page",
     "model_history",
     "moved_alias",
+    "numbered_page",
     "population",
     "previous_release",
     "promotion_refusal",

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass
 from typing import Any
 
+from django.db import connection
+from django.db.models import Count, F, Q, QuerySet
+from django.db.models.expressions import RawSQL
+
+from releases.lineage.paging import Page, numbered_page
 from releases.lineage.rules import approval_state
 from releases.lineage.trace import Trace, traced_releases
 from releases.models import (
@@ -13,9 +19,7 @@ from releases.models import (
     Release,
 )
 
-COMMITS_BETWEEN_LIMIT = 500
-# The walk reads up to COMMITS_BETWEEN_LIMIT commits; the page lists the newest of them.
-COMMITS_SHOWN = 100
+NO_COMMITS: Page[Commit] = Page([], 0, 0, number=1)
 
 
 @dataclass(frozen=True)
@@ -55,7 +59,8 @@ class Comparison:
     rows: list[Difference]
     params: list[Difference]
     metrics: list[MetricDelta]
-    commits: list[Commit]
+    # A page of the commits in the newer release and not in the older, with their total.
+    commits: Page[Commit]
     commits_note: str
 
     @property
@@ -130,58 +135,71 @@ def _dataset_text(version: DatasetVersion | None) -> str:
     return f"{version.key} {version.content_hash}{flags}"
 
 
-def commits_between(base: Commit | None, head: Commit | None) -> tuple[list[Commit], str]:
-    """Commits in ``head`` and not in ``base``, newest first, from one bounded query (at most one query)."""
+def _ancestry(head: Commit, base: Commit, window: tuple[datetime.datetime, datetime.datetime] | None) -> RawSQL:
+    """Ids of the synced commits reached from ``head`` through parent links, without going past ``base``
+    and, given ``window``, only through commits made within it: a recursive query, so no commit is read
+    into Python to find them."""
+    table = connection.ops.quote_name(Commit._meta.db_table)
+    if connection.vendor == "postgresql":
+        parents = "CROSS JOIN LATERAL jsonb_array_elements_text(c.parents) AS parent(sha)"
+        parent, is_list = "parent.sha", "jsonb_typeof(c.parents) = 'array'"
+    else:
+        parents = "JOIN json_each(c.parents) AS parent"
+        parent, is_list = "parent.value", "json_type(c.parents) = 'array'"
+    within = "AND c.committed_at >= %s AND c.committed_at <= %s" if window else ""
+    # Bound as the backend stores them (SQLite keeps naive UTC text, which an aware datetime would not match).
+    bounds = [connection.ops.adapt_datetimefield_value(moment) for moment in window or ()]
+    sql = f"""
+        WITH RECURSIVE walk(sha) AS (
+            SELECT %s
+            UNION
+            SELECT {parent} FROM walk
+            JOIN {table} c ON c.repository_id = %s AND c.sha = walk.sha {within}
+            {parents}
+            WHERE walk.sha <> %s AND {is_list}
+        )
+        SELECT c.id FROM {table} c WHERE c.repository_id = %s AND c.sha IN (SELECT sha FROM walk)
+    """  # noqa: S608 - the table name and the vendor's JSON functions are ours; every value is a parameter
+    return RawSQL(sql, [head.sha, head.repository_id, *bounds, base.sha, head.repository_id])  # noqa: S611
+
+
+def commits_between(base: Commit | None, head: Commit | None, number: int = 1) -> tuple[Page[Commit], str]:
+    """Commits in ``head`` and not in ``base``, newest first: page ``number`` of them with the exact total
+    (two queries; three when the parent links do not reach ``base`` and commit times decide)."""
     if base is None or head is None:
-        return [], "A release has no synced commit, so the commits between them are unknown."
+        return NO_COMMITS, "A release has no synced commit, so the commits between them are unknown."
     if base.sha == head.sha:
-        return [], "Both releases were built from the same commit."
+        return NO_COMMITS, "Both releases were built from the same commit."
     if base.repository_id != head.repository_id:
-        return [], "The releases were built from different repositories."
+        return NO_COMMITS, "The releases were built from different repositories."
     low, high = sorted([base, head], key=lambda c: (c.committed_at is None, c.committed_at))
     window = Commit.objects.filter(repository_id=head.repository_id)
+    bounds = None
     if low.committed_at and high.committed_at:
+        bounds = (low.committed_at, high.committed_at)
         window = window.filter(committed_at__gte=low.committed_at, committed_at__lte=high.committed_at)
-    fetched = {c.sha: c for c in window.order_by("-committed_at")[: COMMITS_BETWEEN_LIMIT + 1]}
-    fetched.setdefault(head.sha, head)
-    found: list[Commit] = []
-    seen: set[str] = set()
-    pending = [head.sha]
-    reached_base = False
-    while pending:
-        sha = pending.pop()
-        if sha in seen:
-            continue
-        seen.add(sha)
-        if sha == base.sha:
-            reached_base = True
-            continue
-        commit = fetched.get(sha)
-        if commit is None:
-            continue
-        found.append(commit)
-        pending.extend(commit.parents or [])
-    found.sort(key=lambda c: (c.committed_at is not None, c.committed_at), reverse=True)
-    if reached_base:
-        note = ""
-    elif base.sha in fetched and len(fetched) > 1:
-        # No parent links (a shallow sync): fall back to commit time within the window.
-        found = [c for c in fetched.values() if c.sha != base.sha]
-        found.sort(key=lambda c: (c.committed_at is not None, c.committed_at), reverse=True)
-        note = "Parent links are not synced; showing commits by commit time."
-    else:
-        note = f"{base.short_sha} is not an ancestor of {head.short_sha} in the synced history."
-    if len(found) > COMMITS_SHOWN:
-        more = "+" if len(fetched) > COMMITS_BETWEEN_LIMIT else ""
-        note = f"Showing the newest {COMMITS_SHOWN} of {len(found)}{more} commits."
-        found = found[:COMMITS_SHOWN]
-    return found, note
+    walked = window.filter(pk__in=_ancestry(head, base, bounds))
+    counts = walked.aggregate(total=Count("pk", filter=~Q(sha=base.sha)), base=Count("pk", filter=Q(sha=base.sha)))
+    if counts["base"]:
+        return numbered_page(_newest_first(walked.exclude(sha=base.sha)), number, count=counts["total"]), ""
+    # No parent links reach the base (a shallow sync): the commits made between the two, by commit time.
+    by_time = numbered_page(_newest_first(window.exclude(sha=base.sha)), number)
+    if by_time.total:
+        return by_time, "Parent links are not synced; showing commits by commit time."
+    return by_time, f"{base.short_sha} is not an ancestor of {head.short_sha} in the synced history."
 
 
-def compare_traces(a: Trace, b: Trace) -> Comparison:
-    """Compare two loaded traces (one query: the commits between them)."""
+def _newest_first(commits: QuerySet[Commit]) -> QuerySet[Commit]:
+    """What the list of commits shows of each, newest first (commits of unknown time last)."""
+    return commits.only("sha", "author_name", "committed_at", "message").order_by(
+        F("committed_at").desc(nulls_last=True), "-pk"
+    )
+
+
+def compare_traces(a: Trace, b: Trace, *, commits_page: int = 1) -> Comparison:
+    """Compare two loaded traces (two or three queries: page ``commits_page`` of the commits between them)."""
     base, head = (a, b) if (a.release.created_at, a.release.pk) <= (b.release.created_at, b.release.pk) else (b, a)
-    commits, note = commits_between(base.commit, head.commit)
+    commits, note = commits_between(base.commit, head.commit, commits_page)
     params_a = a.run.params if a.run else {}
     params_b = b.run.params if b.run else {}
     params = [
@@ -197,10 +215,11 @@ def compare_traces(a: Trace, b: Trace) -> Comparison:
     return Comparison(a, b, _chain_rows(a, b), params, metrics, commits, note)
 
 
-def compare(a: str, b: str) -> Comparison:
-    """Compare releases named ``a`` and ``b`` (five queries). Raises Release.DoesNotExist naming the missing one."""
+def compare(a: str, b: str, *, commits_page: int = 1) -> Comparison:
+    """Compare releases named ``a`` and ``b`` (seven queries at most). Raises Release.DoesNotExist naming the
+    missing one."""
     loaded = {r.name: r for r in traced_releases().filter(name__in=[a, b])}
     for name in (a, b):
         if name not in loaded:
             raise Release.DoesNotExist(f"No release named {name}")
-    return compare_traces(Trace(loaded[a]), Trace(loaded[b]))
+    return compare_traces(Trace(loaded[a]), Trace(loaded[b]), commits_page=commits_page)

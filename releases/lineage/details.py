@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from django.db.models import OuterRef, Prefetch, QuerySet, Subquery
 from django.utils import timezone
 
 from releases.lineage.compare import as_float
-from releases.lineage.impact import Impact, impact_of_commit, impact_of_dataset_version, impact_of_run
+from releases.lineage.impact import (
+    Impact,
+    ImpactPageNumbers,
+    ImpactPages,
+    impact_of_commit,
+    impact_of_dataset_version,
+    impact_of_run,
+)
+from releases.lineage.paging import Page, keyset_page, numbered_page
 from releases.lineage.rules import awaiting_signature
 from releases.lineage.trace import traced_releases
 from releases.models import (
@@ -30,33 +40,40 @@ from releases.models import (
 class DatasetVersionDetail:
     version: DatasetVersion
     digests: list[DatasetDigest]
-    impact: Impact
+    # Everything downstream, and the page of each list the page shows.
+    downstream: Impact
+    impact: ImpactPages
 
-    @property
-    def approved_releases(self) -> list[Release]:
-        """Approved releases on this version: a quarantine stops their approvals counting for good,
-        so after a lift they must be signed again."""
-        return [r for r in self.impact.releases if r.state == Release.State.APPROVED]
+    @cached_property
+    def approved_releases(self) -> Page[Release]:
+        """Approved releases on this version, the newest first (a page with the total; two queries when read):
+        a quarantine stops their approvals counting for good, so after a lift they must be signed again."""
+        return numbered_page(self.downstream.releases.filter(state=Release.State.APPROVED), 1)
 
 
-def dataset_version_detail(name: str, version: int) -> DatasetVersionDetail:
-    """One dataset version, the digests seen for it and its impact (seven queries)."""
+def dataset_version_detail(name: str, version: int, numbers: ImpactPageNumbers | None = None) -> DatasetVersionDetail:
+    """One dataset version, the digests seen for it and a page of each list of its impact (twelve queries)."""
     found = (
         DatasetVersion.objects.select_related("dataset")
         .prefetch_related("digests")
         .get(dataset__name=name, version=version)
     )
-    return DatasetVersionDetail(found, list(found.digests.all()), impact_of_dataset_version(found))
+    impact = impact_of_dataset_version(found)
+    return DatasetVersionDetail(found, list(found.digests.all()), impact, impact.pages(numbers or ImpactPageNumbers()))
 
 
-def commit_detail(sha_prefix: str) -> tuple[list[Commit], Impact | None]:
-    """Commits matching a sha prefix, and the impact of the commit when exactly one matches (six queries)."""
+def commit_detail(sha_prefix: str, numbers: ImpactPageNumbers | None = None) -> tuple[list[Commit], ImpactPages | None]:
+    """Commits matching a sha prefix, and a page of each list of the impact of the commit when exactly one
+    matches (eleven queries)."""
     commits = list(Commit.objects.by_prefix(sha_prefix).select_related("repository")[:20])
-    return commits, (impact_of_commit(commits[0]) if len(commits) == 1 else None)
+    if len(commits) != 1:
+        return commits, None
+    return commits, impact_of_commit(commits[0]).pages(numbers or ImpactPageNumbers())
 
 
-def run_detail(run_id: str) -> tuple[ExperimentRun, Impact]:
-    """One MLflow run with its inputs and its impact (seven queries). Raises ExperimentRun.DoesNotExist."""
+def run_detail(run_id: str, numbers: ImpactPageNumbers | None = None) -> tuple[ExperimentRun, ImpactPages]:
+    """One MLflow run with its inputs and a page of each list of its impact (twelve queries).
+    Raises ExperimentRun.DoesNotExist."""
     run = (
         ExperimentRun.objects.select_related("server", "commit__repository", "feature_pipeline_version__pipeline")
         .prefetch_related(
@@ -71,7 +88,7 @@ def run_detail(run_id: str) -> tuple[ExperimentRun, Impact]:
         .order_by("server__name")[:1]
         .get()
     )
-    return run, impact_of_run(run)
+    return run, impact_of_run(run).pages(numbers or ImpactPageNumbers())
 
 
 LOWER_IS_BETTER = ("loss", "error", "rmse", "mae", "mse", "latency")
@@ -97,41 +114,25 @@ class MetricSeries:
 @dataclass(frozen=True)
 class ModelHistory:
     model: RegisteredModel
-    versions: list[ModelVersion]
-    releases: list[Release]
+    # Newest first, keyed on the version number.
+    versions: Page[ModelVersion]
+    # Each metric across the versions on this page.
     metrics: list[MetricSeries]
     # Every endpoint a release of this model went to, annotated with what is live on it now.
-    endpoints: list[Endpoint]
+    endpoints: Page[Endpoint]
+    # The endpoints each version on this page is live on now, by model version id.
+    live_on: dict[int, list[Endpoint]]
 
     @property
     def rows(self) -> list[tuple[ModelVersion, list[Endpoint]]]:
-        """Each version with the endpoints it is live on now, from the recorded deployments."""
-        live_on: dict[int, list[Endpoint]] = {}
-        for endpoint in self.endpoints:
-            if endpoint.live_model_version_id is not None:  # type: ignore[attr-defined]
-                live_on.setdefault(endpoint.live_model_version_id, []).append(endpoint)  # type: ignore[attr-defined]
-        return [(mv, live_on.get(mv.pk, [])) for mv in self.versions]
+        """Each version on this page with the endpoints it is live on now, from the recorded deployments."""
+        return [(mv, self.live_on.get(mv.pk, [])) for mv in self.versions.rows]
 
 
-def model_history(name: str, limit: int = 50) -> ModelHistory:
-    """A registered model's newest versions, their releases, each metric across versions, and the
-    endpoints its releases went to with what is live there now (four queries).
-
-    What is live comes from the recorded deployments, never from the registry aliases a sync copied:
-    a rollback recorded a second ago shows at once.
-    """
-    model = RegisteredModel.objects.get(name=name)
-    versions = list(
-        ModelVersion.objects.filter(registered_model=model)
-        .select_related("run__server")
-        .prefetch_related(Prefetch("releases", queryset=Release.objects.order_by("-created_at")))
-        .order_by("-version")[:limit]
-    )
-    for mv in versions:
-        mv.registered_model = model
-    chronological = list(reversed(versions))
+def _metric_series(versions: Sequence[ModelVersion]) -> list[MetricSeries]:
+    """Each metric across ``versions`` (newest first), oldest to newest, each point marked when worse than before."""
     series: dict[str, list[MetricPoint]] = {}
-    for mv in chronological:
+    for mv in reversed(versions):
         for key, raw in sorted((mv.run.metrics if mv.run else {}).items()):
             value = as_float(raw)
             if value is None:
@@ -140,21 +141,45 @@ def model_history(name: str, limit: int = 50) -> ModelHistory:
             lower = any(word in key.lower() for word in LOWER_IS_BETTER)
             worse = bool(points) and (value > points[-1].value if lower else value < points[-1].value)
             points.append(MetricPoint(mv.version, value, worse))
-    releases = [r for mv in versions for r in mv.releases.all()]
+    return [MetricSeries(k, v) for k, v in sorted(series.items())]
+
+
+def model_history(
+    name: str, *, before: int | None = None, after: int | None = None, endpoints_page: int = 1
+) -> ModelHistory:
+    """A page of a registered model's versions (newest first, or those below version ``before`` or above
+    ``after``) with their runs' metrics and their releases, each metric across them, and a page of the
+    endpoints its releases went to with what is live there now (seven queries; eight past either end of
+    the versions).
+
+    What is live comes from the recorded deployments, never from the registry aliases a sync copied:
+    a rollback recorded a second ago shows at once.
+    """
+    model = RegisteredModel.objects.get(name=name)
+    releases = Release.objects.only("name", "state", "model_version_id").order_by("-created_at")
+    versions = keyset_page(
+        ModelVersion.objects.filter(registered_model=model)
+        .select_related("run")
+        .only("version", "aliases", "created_at", "registered_model_id", "run__run_id", "run__name", "run__metrics")
+        .prefetch_related(Prefetch("releases", queryset=releases)),
+        ("version",),
+        before=None if before is None else (before,),
+        after=None if after is None else (after,),
+    )
+    for mv in versions.rows:
+        mv.registered_model = model
     live = Deployment.objects.filter(endpoint=OuterRef("pk")).live_at(timezone.now())
-    endpoints = (
-        Endpoint.objects.filter(
-            pk__in=Deployment.objects.filter(release__model_version__registered_model=model).values("endpoint_id")
-        )
-        .annotate(
-            live_release_name=Subquery(live.values("release__name")[:1]),
-            live_model_version_id=Subquery(live.values("release__model_version_id")[:1]),
-        )
-        .order_by("environment", "name")
+    annotated = Endpoint.objects.only("name", "environment").annotate(
+        live_release_name=Subquery(live.values("release__name")[:1]),
+        live_model_version_id=Subquery(live.values("release__model_version_id")[:1]),
     )
-    return ModelHistory(
-        model, versions, releases, [MetricSeries(k, v) for k, v in sorted(series.items())], list(endpoints)
-    )
+    went_to = Deployment.objects.filter(release__model_version__registered_model=model).values("endpoint_id")
+    endpoints = numbered_page(annotated.filter(pk__in=went_to).order_by("environment", "name"), endpoints_page)
+    live_on: dict[int, list[Endpoint]] = {}
+    shown = [mv.pk for mv in versions.rows]
+    for endpoint in annotated.filter(live_model_version_id__in=shown).order_by("environment", "name"):
+        live_on.setdefault(endpoint.live_model_version_id, []).append(endpoint)
+    return ModelHistory(model, versions, _metric_series(versions.rows), endpoints, live_on)
 
 
 def release_list(*, model: str = "", state: str = "", waiting_for: Any = None) -> QuerySet[Release]:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from releases.lineage.live import endpoints_with_live
+from releases.lineage.paging import Page, numbered_page
 from releases.models import (
     Commit,
     DatasetVersion,
@@ -16,58 +18,114 @@ from releases.models import (
     ExperimentRun,
     ModelVersion,
     Release,
+    RunDatasetInput,
 )
 
 
 @dataclass(frozen=True)
 class Impact:
-    runs: list[ExperimentRun]
-    model_versions: list[ModelVersion]
-    releases: list[Release]
-    deployments: list[Deployment]
-    live_endpoints: list[Endpoint]
+    """Everything downstream, as five ordered lists of just the columns the pages show; nothing is read
+    until a list is paged or walked, so a version a hundred thousand runs used costs one page of each.
 
-    @property
-    def endpoints_ever(self) -> list[Endpoint]:
-        seen: dict[int, Endpoint] = {}
-        for deployment in self.deployments:
-            seen.setdefault(deployment.endpoint_id, deployment.endpoint)
-        return sorted(seen.values(), key=lambda e: e.name)
+    Runs and model versions come newest recorded first: reading the primary key backwards stops at the
+    page's last row, where ordering by start time would sort every run that used the version first.
+    """
+
+    runs: QuerySet[ExperimentRun]
+    model_versions: QuerySet[ModelVersion]
+    releases: QuerySet[Release]
+    endpoints_ever: QuerySet[Endpoint]
+    live_endpoints: QuerySet[Endpoint]
+    # The ids of ``runs`` in the same order, from an index that holds them so (a dataset version's inputs):
+    # a page is cut from them and its runs read by id, however many newer runs other versions have.
+    run_keys: QuerySet[Any] | None = None
+
+    def pages(self, numbers: ImpactPageNumbers) -> ImpactPages:
+        """One page of each list with its exact total (ten queries)."""
+        return ImpactPages(
+            runs=numbered_page(self.runs, numbers.runs, keys=self.run_keys),
+            model_versions=numbered_page(self.model_versions, numbers.model_versions),
+            releases=numbered_page(self.releases, numbers.releases),
+            endpoints_ever=numbered_page(self.endpoints_ever, numbers.endpoints_ever),
+            live_endpoints=numbered_page(self.live_endpoints, numbers.live_endpoints),
+        )
 
 
-def _impact(run_filter: Q, release_filter: Q | None = None) -> Impact:
-    runs = ExperimentRun.objects.filter(run_filter).distinct()
-    model_versions = ModelVersion.objects.filter(run__in=runs.values("pk"))
+@dataclass(frozen=True)
+class ImpactPageNumbers:
+    """Which page of each impact list to show (from 1; past the last means the last)."""
+
+    runs: int = 1
+    model_versions: int = 1
+    releases: int = 1
+    endpoints_ever: int = 1
+    live_endpoints: int = 1
+
+
+@dataclass(frozen=True)
+class ImpactPages:
+    runs: Page[ExperimentRun]
+    model_versions: Page[ModelVersion]
+    releases: Page[Release]
+    endpoints_ever: Page[Endpoint]
+    live_endpoints: Page[Endpoint]
+
+
+def _impact(
+    runs: QuerySet[ExperimentRun],
+    used: Callable[[OuterRef], QuerySet[Any]],
+    release_filter: Q | None = None,
+    run_keys: QuerySet[Any] | None = None,
+) -> Impact:
+    """The lists downstream of ``runs`` (which ``used(run)`` finds too, given a reference to a run's id),
+    and of the releases ``release_filter`` names directly.
+
+    Each list asks of its own rows whether they lead to such a run (EXISTS), rather than gathering every
+    such run first (IN): a page then stops at its fiftieth row, and SQLite, which builds an IN list in
+    full for every query, probes an index per row instead.
+    """
     releases = Release.objects.filter(
-        Q(model_version__in=model_versions.values("pk")) | (release_filter or Q(pk__in=[]))
+        Q(Exists(used(OuterRef("model_version__run_id")))) | (release_filter or Q(pk__in=[]))
     )
-    deployments = Deployment.objects.filter(release__in=releases.values("pk"))
-    live_now = endpoints_with_live().filter(live_release_id__in=releases.values("pk"))
+    # The impacted releases, read once per query (an uncorrelated IN) and looked up for each deployment.
+    deployed = Deployment.objects.filter(endpoint_id=OuterRef("pk"), release_id__in=releases.values("pk"))
+    endpoint_columns = ("name", "environment")
     return Impact(
-        runs=list(runs.select_related("server").order_by("-start_time", "run_id")),
-        model_versions=list(model_versions.select_related("registered_model", "run")),
-        releases=list(releases.select_related("model_version__registered_model").order_by("-created_at")),
-        deployments=list(deployments.select_related("endpoint", "release")),
-        live_endpoints=list(live_now.order_by("name")),
+        runs=runs.only("run_id", "name").order_by("-pk"),
+        model_versions=ModelVersion.objects.filter(Exists(used(OuterRef("run_id"))))
+        .select_related("registered_model")
+        .only("version", "registered_model__name")
+        .order_by("-pk"),
+        releases=releases.only("name", "state").order_by("-created_at", "-pk"),
+        endpoints_ever=Endpoint.objects.filter(Exists(deployed)).only(*endpoint_columns).order_by("name"),
+        live_endpoints=endpoints_with_live()
+        .filter(Exists(releases.filter(pk=OuterRef("live_release_id"))))
+        .only(*endpoint_columns)
+        .order_by("name"),
+        run_keys=run_keys,
     )
 
 
 def impact_of_dataset_version(version: DatasetVersion) -> Impact:
     """Everything downstream of one dataset version."""
-    return _impact(Q(dataset_inputs__dataset_version=version))
+    inputs = RunDatasetInput.objects.filter(dataset_version=version)
+    # Newest first from the (dataset version, run) index; a run may use the version in two contexts
+    # (training and evaluation), so each run once.
+    keys = inputs.values("run_id").order_by("-run_id").distinct()
+    runs = ExperimentRun.objects.filter(Exists(inputs.filter(run_id=OuterRef("pk"))))
+    return _impact(runs, lambda run: inputs.filter(run_id=run), run_keys=keys)
 
 
 def impact_of_commit(commit: Commit) -> Impact:
     """Everything built from one commit: runs on it, runs on features built from it, releases cut from it."""
-    return _impact(
-        Q(commit=commit) | Q(feature_pipeline_version__commit=commit),
-        Q(commit=commit) | Q(git_tag__commit=commit),
-    )
+    runs = ExperimentRun.objects.filter(Q(commit=commit) | Q(feature_pipeline_version__commit=commit))
+    return _impact(runs, lambda run: runs.filter(pk=run), Q(commit=commit) | Q(git_tag__commit=commit))
 
 
 def impact_of_run(run: ExperimentRun) -> Impact:
     """Everything downstream of one run."""
-    return _impact(Q(pk=run.pk))
+    just_this = ExperimentRun.objects.filter(pk=run.pk)
+    return _impact(just_this, lambda ref: just_this.filter(pk=ref))
 
 
 def releases_using(versions: Iterable[DatasetVersion]) -> QuerySet[Release]:

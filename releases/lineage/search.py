@@ -39,12 +39,13 @@ GROUP_LIMIT = 20
 
 @dataclass(frozen=True)
 class SearchHit:
-    """A page a search found: its kind ("release", "dataset_version", ...; empty for no page), key and label."""
+    """A page a search found: its kind ("release", "dataset_version", ...; empty for no page), key and label;
+    for a model version, the model's page and the ``version`` on it."""
 
     kind: str
     key: str
     label: str
-    anchor: str = ""
+    version: int | None = None
     note: str = ""
 
 
@@ -113,7 +114,7 @@ def _exact_identifiers(text: str) -> list[SearchHit]:
             hits.append(SearchHit("dataset_version", dv.key, f"Dataset version {dv.key}"))
     if "/" in text:
         for mv in ModelVersion.objects.by_key(text).select_related("registered_model")[:1]:
-            hits.append(SearchHit("model", mv.registered_model.name, f"Model version {mv.key}", f"v{mv.version}"))
+            hits.append(SearchHit("model", mv.registered_model.name, f"Model version {mv.key}", mv.version))
     if HEX_RE.fullmatch(text):
         for commit in Commit.objects.by_prefix(text).select_related("repository")[:GROUP_LIMIT]:
             hits.append(SearchHit("commit", commit.sha, f"Commit {commit.short_sha} in {commit.repository.name}"))

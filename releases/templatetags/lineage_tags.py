@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django import template
+from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
@@ -14,6 +15,7 @@ from django.utils.safestring import SafeString
 
 from audit import signing, vocabulary
 from releases.lineage import MetricSeries, Trace
+from releases.lineage.paging import Page
 from releases.models import Deployment
 
 register = template.Library()
@@ -60,6 +62,59 @@ def query_with(context: template.Context, **changes: Any) -> str:
     return "?" + params.urlencode()
 
 
+@register.simple_tag
+def model_version_url(model: str, version: int) -> str:
+    """The model page at the page of versions that starts with ``version``, scrolled to it: a model's
+    versions are paged newest first, so an older version is not on the first page."""
+    return reverse("releases:model", args=[model]) + f"?before={version + 1}#v{version}"
+
+
+@register.filter
+def thousands(value: int) -> str:
+    """A count as people read it: 12,500."""
+    return f"{value:,}"
+
+
+def _query(request: HttpRequest, changes: dict[str, object | None], anchor: str) -> str:
+    """The current query string with ``changes`` made (None removes a parameter), then ``#anchor``."""
+    params = request.GET.copy()
+    for key, value in changes.items():
+        if value is None:
+            params.pop(key, None)
+        else:
+            params[key] = str(value)
+    return "?" + params.urlencode() + (f"#{anchor}" if anchor else "")
+
+
+@register.inclusion_tag("releases/_pager.html", takes_context=True)
+def pager(context: template.Context, page: Page[Any], noun: str, param: str = "", anchor: str = "") -> dict[str, Any]:
+    """Where a page is in its list ("51 to 100 of 10,000 runs") with links to the pages either side, the
+    rest of the query string kept.
+
+    A numbered page is linked by ``param``; a keyset page by ``after`` (the newer page ends at its first
+    row) and ``before`` (the older page starts after its last). Nothing shows when the list fits one page.
+    """
+    request = context["request"]
+    previous = following = ""
+    if page.number is not None:
+        if page.has_previous:
+            previous = _query(request, {param: page.number - 1 if page.number > 2 else None}, anchor)
+        if page.has_next:
+            following = _query(request, {param: page.number + 1}, anchor)
+    else:
+        if page.has_previous and page.first is not None:
+            previous = _query(request, {"after": page.first[-1], "before": None}, anchor)
+        if page.has_next and page.last is not None:
+            following = _query(request, {"before": page.last[-1], "after": None}, anchor)
+    return {
+        "page": page,
+        "noun": noun if page.total == 1 else f"{noun}s",
+        "previous": previous,
+        "next": following,
+        "newest": _query(request, {"before": None, "after": None}, anchor) if page.number is None else "",
+    }
+
+
 # Chain diagram ------------------------------------------------------------------------------
 
 
@@ -86,7 +141,7 @@ def _node_url(key: str, trace: Trace) -> str:
         return reverse("releases:run", args=[trace.run.run_id])
     if key == "model":
         mv = trace.model_version
-        return reverse("releases:model", args=[mv.registered_model.name]) + f"#v{mv.version}"
+        return model_version_url(mv.registered_model.name, mv.version)
     if key == "deployment" and trace.deployments:
         return reverse("releases:endpoint", args=[trace.deployments[0].endpoint.name])
     return ""

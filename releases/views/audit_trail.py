@@ -22,6 +22,7 @@ from releases.errors import LineageError, NotFound, PermissionRefused
 from releases.models import Endpoint
 from releases.models.base import MAX_BIG, MAX_VERSION, whole_number
 from releases.roles import AUDITORS, ML_LEADS, is_admin
+from releases.templatetags.lineage_tags import model_version_url
 from releases.views.decorators import role_required
 from releases.views.params import MOMENT_HELP, BadParameter, moment_value, parse_moment
 
@@ -104,6 +105,10 @@ def _before(request: HttpRequest) -> int | None:
     return whole_number(request.GET.get("before", ""), most=MAX_BIG)
 
 
+def _after(request: HttpRequest) -> int | None:
+    return whole_number(request.GET.get("after", ""), most=MAX_BIG)
+
+
 def object_url(event: AuditEvent) -> str:
     """The page of the object an event is about, or "" when it has none."""
     key = event.object_key
@@ -118,7 +123,10 @@ def object_url(event: AuditEvent) -> str:
             if version is not None:
                 return reverse("releases:dataset_version", args=[name, version])
         if event.object_type == "model_version":
-            return reverse("releases:model", args=[key.rpartition("/")[0]]) + f"#v{key.rpartition('/')[2]}"
+            name, _, text = key.rpartition("/")
+            number = whole_number(text, most=MAX_VERSION)
+            if number is not None:
+                return model_version_url(name, number)
         if event.object_type == "run":
             return reverse("releases:run", args=[key.partition(":")[2]])
     except NoReverseMatch:
@@ -130,7 +138,7 @@ def object_url(event: AuditEvent) -> str:
 @role_required(AUDITORS, ML_LEADS, to=READ_TRAIL)
 def events(request: HttpRequest) -> HttpResponse:
     parsed = parse_filter(request)
-    shown = trail.page(parsed.trail, before=_before(request))
+    shown = trail.page(parsed.trail, before=_before(request), after=_after(request))
     context = {
         "page": shown,
         "rows": [(event, vocabulary.describe(event.action), object_url(event)) for event in shown.events],

@@ -10,7 +10,11 @@ from django.utils import timezone
 
 from releases import lineage
 from releases.models import Endpoint, Release
-from releases.views.params import MOMENT_HELP, BadParameter, moment_value, parse_moment
+from releases.templatetags.lineage_tags import model_version_url
+from releases.views.params import MOMENT_HELP, BadParameter, moment_value, parse_moment, parse_page
+
+# The newest release names offered in the compare form; any other name can be typed.
+RELEASE_CHOICES = 200
 
 HIT_PAGES = {
     "release": "releases:release",
@@ -25,8 +29,10 @@ HIT_PAGES = {
 def hit_url(hit: lineage.SearchHit) -> str:
     if not hit.kind:
         return ""
+    if hit.kind == "model" and hit.version is not None:
+        return model_version_url(hit.key, hit.version)
     args = hit.key.rsplit(":", 1) if hit.kind == "dataset_version" else [hit.key]
-    return reverse(HIT_PAGES[hit.kind], args=args) + (f"#{hit.anchor}" if hit.anchor else "")
+    return reverse(HIT_PAGES[hit.kind], args=args)
 
 
 @login_required
@@ -46,11 +52,12 @@ def search(request: HttpRequest) -> HttpResponse:
 @login_required
 def compare(request: HttpRequest) -> HttpResponse:
     a, b = request.GET.get("a", "").strip(), request.GET.get("b", "").strip()
-    context: dict[str, object] = {"a": a, "b": b, "releases": Release.objects.order_by("-created_at")[:200]}
+    names = Release.objects.order_by("-created_at", "-pk").values_list("name", flat=True)[:RELEASE_CHOICES]
+    context: dict[str, object] = {"a": a, "b": b, "releases": names}
     status = 200
     if a and b:
         try:
-            context["comparison"] = lineage.compare(a, b)
+            context["comparison"] = lineage.compare(a, b, commits_page=parse_page(request.GET.get("commits_page")))
         except Release.DoesNotExist as missing:
             context["error"], status = f"{missing} — check the spelling, e.g. churn-v42.", 404
     elif a or b:
@@ -61,13 +68,15 @@ def compare(request: HttpRequest) -> HttpResponse:
 @login_required
 def investigate(request: HttpRequest) -> HttpResponse:
     name = request.GET.get("endpoint", "").strip()
-    context: dict[str, object] = {"endpoint_name": name, "endpoints": Endpoint.objects.all(), "help": MOMENT_HELP}
+    endpoints = Endpoint.objects.only("name", "environment")
+    context: dict[str, object] = {"endpoint_name": name, "endpoints": endpoints, "help": MOMENT_HELP}
     status = 200
     try:
         at = parse_moment(request.GET["at"]) if request.GET.get("at") else timezone.now()
         context["at_value"] = moment_value(at)
         if name:
-            context["investigation"] = lineage.investigate(name, at)
+            commits_page = parse_page(request.GET.get("commits_page"))
+            context["investigation"] = lineage.investigate(name, at, commits_page=commits_page)
     except BadParameter as bad:
         context["error"], status = str(bad), 400
     except Endpoint.DoesNotExist:

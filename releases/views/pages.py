@@ -54,7 +54,8 @@ def release_detail(request: HttpRequest, name: str) -> HttpResponse:
         "status": lineage.release_status(trace, approval),
         "endpoint_statuses": lineage.endpoint_statuses(endpoints),
         "previous": lineage.previous_release(trace.release),
-        "events": lineage.release_events(trace),
+        # The newest events with their total; the audit trail pages through all of them.
+        "events": lineage.keyset_page(lineage.release_events(trace), ("seq",)),
     }
     return render(request, "releases/release_detail.html", context)
 

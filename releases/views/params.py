@@ -8,7 +8,7 @@ import re
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from releases.models.base import whole_number
+from releases.models.base import MAX_BIG, whole_number
 
 # More pages than any list here will have; a longer number means the first page, like any other nonsense.
 MOST_PAGES = 1_000_000
@@ -70,3 +70,8 @@ def moment_value(when: datetime.datetime | None) -> str:
 def parse_page(text: str | None) -> int:
     """A page number; anything unusable means the first page (the paginator clamps one past the end)."""
     return whole_number(text or "", most=MOST_PAGES) or 1
+
+
+def parse_cursor(text: str | None) -> int | None:
+    """The row a keyset page continues from (an id or a version number); anything unusable means none."""
+    return whole_number(text or "", most=MAX_BIG)

@@ -6,8 +6,10 @@ import re
 
 import pytest
 
-from releases.models import Commit, ExperimentRun
+from releases import services
+from releases.models import Commit, ExperimentRun, ModelVersion
 from tests.browser.conftest import Visit
+from tests.factories import SYSTEM
 
 pytestmark = pytest.mark.browser
 
@@ -97,3 +99,28 @@ def test_rollback_confirm_button_is_as_serious_as_the_boards(visit: Visit, demo_
     visit.go("/endpoints/churn-scoring/")
     plain = visit.page.get_by_role("button", name="Show")  # an ordinary submit button, for contrast
     assert plain.evaluate("e => getComputedStyle(e).backgroundColor") != board_style[0]
+
+
+def test_a_long_list_pages_with_its_total(visit: Visit, demo_world: None) -> None:
+    """Sixty more versions of churn-model: the page lists fifty with the total and links to the rest."""
+    newest = ModelVersion.objects.filter(registered_model__name="churn-model").order_by("-version")[0]
+    assert newest.registered_model.server is not None
+    services.register_model_versions(
+        newest.registered_model.server,
+        [services.ModelVersionData(name="churn-model", version=100 + i) for i in range(60)],
+        by=SYSTEM,
+    )
+    total = ModelVersion.objects.filter(registered_model__name="churn-model").count()
+    page = visit.page
+    visit.login("lead")
+    visit.go("/models/churn-model/")
+    pager = page.get_by_role("navigation", name="Pages of versions")
+    assert f"1\N{EN DASH}50 of {total} versions" in pager.inner_text()
+    visit.shot("model-versions-paged")
+    pager.get_by_role("link", name="Next →").click()
+    page.wait_for_url(re.compile(r".*/models/churn-model/\?before=110#versions-h$"))
+    assert f"51\N{EN DASH}{total} of {total} versions" in pager.inner_text()
+    assert page.locator("#v109").is_visible()
+    pager.get_by_role("link", name="← Previous").click()
+    page.wait_for_url(re.compile(r".*\?after=109#versions-h$"))
+    assert page.locator("#v159").count() == 1

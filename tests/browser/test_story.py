@@ -101,7 +101,7 @@ def test_search_box_jumps_from_the_keyboard(visit: Visit, demo_world: None) -> N
     box = visit.page.get_by_label(re.compile("Search by release"))
     for query, url, heading in (
         ("churn-train:18", r".*/datasets/churn-train/18/$", "churn-train:18"),
-        ("churn-model/41", r".*/models/churn-model/#v41$", "churn-model"),
+        ("churn-model/41", r".*/models/churn-model/\?before=42#v41$", "churn-model"),
         ("churn-v40", r".*/releases/churn-v40/$", "churn-v40"),
     ):
         box = visit.page.get_by_label(re.compile("Search by release"))

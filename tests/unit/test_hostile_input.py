@@ -341,7 +341,22 @@ QUERY_PARAMETERS = {
         ],
         hostile_text,
     ),
-    **dict.fromkeys(["page", "limit", "p", "before"], numbers | hostile_text),
+    **dict.fromkeys(
+        [
+            "page",
+            "limit",
+            "p",
+            "before",
+            "after",
+            "runs_page",
+            "versions_page",
+            "releases_page",
+            "endpoints_page",
+            "live_page",
+            "commits_page",
+        ],
+        numbers | hostile_text,
+    ),
     **dict.fromkeys(["at", "from", "to"], moments),
 }
 FORM_FIELDS = dict.fromkeys(FORM_NAMES, hostile_text)

@@ -1,4 +1,5 @@
-"""Every page runs a constant number of queries: the same count with one item as with three."""
+"""Every page runs a constant number of queries: the same count with one item as with three, and as with
+more items than a page shows (60 > 50), when the page says how many there are and links to the next."""
 
 from __future__ import annotations
 
@@ -12,11 +13,16 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from releases import lineage, services
-from releases.models import Commit, DatasetVersion, EvidenceExport, ExperimentRun, RegisteredModel
+from releases.models import Commit, DatasetVersion, Deployment, EvidenceExport, ExperimentRun, RegisteredModel
+from releases.templatetags.lineage_tags import TIMELINE_LANES
 from tests.factories import SYSTEM, World
 from tests.unit.conftest import api, client_for, pending_release, token_for
 
 pytestmark = pytest.mark.django_db
+
+# More than a page of every list (lineage.PAGE_SIZE is 50): a pager then says "1 to 50 of 60 runs", with an en dash.
+MORE_THAN_A_PAGE = 60
+DASH = "\N{EN DASH}"
 
 
 def build(n: int, *, ci: User, lead: User, manager: User) -> World:
@@ -66,37 +72,79 @@ def test_release_list_queries(page: Any, django_assert_num_queries: Any, n: int)
     assert html.count('class="release-name"') == n
 
 
-@pytest.mark.parametrize("n", [1, 3])
+@pytest.mark.parametrize("n", [1, 3, MORE_THAN_A_PAGE])
 def test_release_detail_queries(page: Any, django_assert_num_queries: Any, n: int) -> None:
     # 3 + traced release (1) + inputs, approvals, deployments (3); endpoint statuses: annotated endpoints (1),
     # live deployments (1), traced releases (1) + their prefetches (3); previous release (1); its deployments
-    # with what followed each (1; the newest release is live, so no ended period is read); audit events (1)
-    html = page(n, lambda: f"/releases/churn-v{39 + n}/", 16, django_assert_num_queries)
+    # with what followed each (1; the newest release is live, so no ended period is read); the newest audit
+    # events (1) and their count (1)
+    html = page(n, lambda: f"/releases/churn-v{39 + n}/", 17, django_assert_num_queries)
     assert html.count('class="status-box"') == n + 1
     assert "churn-train:17" in html
+    if n > lineage.PAGE_SIZE:
+        # Deployed to churn-scoring and to the n extra endpoints: more events and deployments than a page.
+        assert html.count('<li><span class="tl-when">') == lineage.PAGE_SIZE
+        assert "The newest 50 of " in html
+        assert 'href="/audit/?release=churn-v99">every one in the audit trail</a>' in html
+        assert f"The newest 50 of {n + 1} deployments" in html
 
 
-@pytest.mark.parametrize("n", [2, 3])
+@pytest.mark.parametrize("n", [2, 3, MORE_THAN_A_PAGE])
 def test_compare_queries(page: Any, django_assert_num_queries: Any, n: int) -> None:
-    # 3 + both traced releases (1) + inputs, approvals, deployments (3), commits between (1), release names (1)
-    html = page(n, lambda: f"/releases/compare/?a=churn-v40&b=churn-v{39 + n}", 9, django_assert_num_queries)
+    # 3 + both traced releases (1) + inputs, approvals, deployments (3); commits between: the walk through
+    # parent links, counted (1), which does not reach the older commit (these commits have no parents), so
+    # the commits made between the two counted (1) and a page of them read (1); release names (1)
+    html = page(n, lambda: f"/releases/compare/?a=churn-v40&b=churn-v{39 + n}", 11, django_assert_num_queries)
     assert "Commits between them" in html
+    assert html.count('<li><a href="/commits/') == min(n - 1, lineage.PAGE_SIZE)
+    if n > lineage.PAGE_SIZE:
+        assert f"1{DASH}50 of {n - 1} commits" in html
+        assert "commits_page=2#commits-h" in html
 
 
-@pytest.mark.parametrize("n", [1, 3])
-def test_dataset_version_queries(page: Any, django_assert_num_queries: Any, n: int) -> None:
-    # 3 + version (1) + digests (1); impact: runs, model versions, releases, deployments, live endpoints (5)
-    html = page(n, "/datasets/churn-train/17/", 10, django_assert_num_queries)
-    assert html.count("/releases/churn-v") >= n
+# The dataset page: 3 + version (1) + digests (1); impact: runs, model versions, releases, endpoints ever and
+# endpoints live now, each counted (5) and a page of each read (5).
+DATASET_PAGE_QUERIES = 15
+
+
+@pytest.mark.parametrize("n", [1, 3, MORE_THAN_A_PAGE])
+def test_dataset_version_queries(page: Any, client: Client, django_assert_num_queries: Any, n: int) -> None:
+    html = page(n, "/datasets/churn-train/17/", DATASET_PAGE_QUERIES, django_assert_num_queries)
+    assert html.count('<li><a href="/releases/churn-v') == min(n, lineage.PAGE_SIZE)
+    assert html.count('<li><a href="/runs/') == min(n, lineage.PAGE_SIZE)
     assert "Quarantine churn-train:17…" in html
+    if n <= lineage.PAGE_SIZE:
+        assert 'class="pager"' not in html
+        return
+    for noun, parameter, anchor in (
+        ("runs", "runs_page", "impact-runs"),
+        ("model versions", "versions_page", "impact-versions"),
+        ("releases", "releases_page", "impact-releases"),
+    ):
+        assert f"1{DASH}50 of {n} {noun}" in html
+        assert f'href="?{parameter}=2#{anchor}" rel="next"' in html
+    # churn-scoring and the extra endpoints: every one of them runs the newest release.
+    assert f"1{DASH}50 of {n + 1} endpoints" in html
+    assert f"1{DASH}50 of {n + 1} live endpoints" in html
+    # A later page costs what the first does; a page number past the last shows the last.
+    with django_assert_num_queries(DATASET_PAGE_QUERIES):
+        later = client.get("/datasets/churn-train/17/", {"runs_page": "2", "releases_page": "99"}).content.decode()
+    assert f"51{DASH}60 of {n} runs" in later
+    assert 'href="?releases_page=99#impact-runs" rel="prev"' in later  # back to page 1: no runs_page
+    assert f"51{DASH}60 of {n} releases" in later
+    assert '<li><a href="/releases/churn-v40/">' in later
 
 
-@pytest.mark.parametrize("n", [1, 3])
+@pytest.mark.parametrize("n", [1, 3, MORE_THAN_A_PAGE])
 def test_quarantine_confirmation_queries(page: Any, django_assert_num_queries: Any, n: int) -> None:
-    # as the dataset page: 3 + version (1) + digests (1); impact (5)
-    html = page(n, "/datasets/churn-train/17/quarantine/", 10, django_assert_num_queries)
-    assert html.count('<a href="/releases/churn-v') == 2 * n  # what stops counting, and the impact list
+    # as the dataset page (15), and the approved releases counted (1) and their first page read (1)
+    html = page(n, "/datasets/churn-train/17/quarantine/", 17, django_assert_num_queries)
+    shown = min(n, lineage.PAGE_SIZE)
+    assert html.count('<a href="/releases/churn-v') == 2 * shown  # what stops counting, and the impact list
     assert "Confirm: quarantine churn-train:17" in html
+    if n > lineage.PAGE_SIZE:
+        assert f"The approvals of {n} releases stop counting" in html
+        assert f"and {n - shown} more (under Releases below)" in html
 
 
 def _quarantined(key: str) -> str:
@@ -107,24 +155,48 @@ def _quarantined(key: str) -> str:
 
 @pytest.mark.parametrize("n", [1, 3])
 def test_lift_quarantine_confirmation_queries(page: Any, django_assert_num_queries: Any, n: int) -> None:
-    # as the dataset page: 3 + version (1) + digests (1); impact (5)
-    html = page(n, lambda: _quarantined("churn-train:17"), 10, django_assert_num_queries)
+    # as the dataset page (15), and the approved releases counted (1) and their first page read (1)
+    html = page(n, lambda: _quarantined("churn-train:17"), 17, django_assert_num_queries)
     assert html.count('<a href="/releases/churn-v') == 2 * n  # what must be signed again, and the impact list
     assert "Confirm: lift the quarantine of churn-train:17" in html
 
 
-@pytest.mark.parametrize("n", [1, 3])
-def test_endpoint_queries(page: Any, django_assert_num_queries: Any, n: int) -> None:
-    # 3 + status now: annotated endpoint, live deployment, traced releases + 3 prefetches (6); deployments (1)
-    html = page(n, "/endpoints/churn-scoring/", 10, django_assert_num_queries)
-    # Each deployment is a bar in both drawings of the timeline (laptop and phone).
-    assert html.count('class="tl-bar') == 2 * n
+# The endpoint page: 3 + status now: annotated endpoint, live deployment, traced releases + 3 prefetches (6);
+# a page of deployments (1), and their count with the position of the first (1).
+ENDPOINT_PAGE_QUERIES = 11
+
+
+@pytest.mark.parametrize("n", [1, 3, MORE_THAN_A_PAGE])
+def test_endpoint_queries(page: Any, client: Client, django_assert_num_queries: Any, n: int) -> None:
+    html = page(n, "/endpoints/churn-scoring/", ENDPOINT_PAGE_QUERIES, django_assert_num_queries)
+    shown = min(n, lineage.PAGE_SIZE)
+    # Each release on the page is a lane of the timeline, each deployment a bar in both drawings (laptop, phone).
+    assert html.count('class="tl-bar') == 2 * min(shown, TIMELINE_LANES)
+    assert html.count('<td data-label="When">') == shown
+    if n <= lineage.PAGE_SIZE:
+        assert 'class="pager"' not in html
+        return
+    newest_first = list(Deployment.objects.filter(endpoint__name="churn-scoring").order_by("-deployed_at", "-id"))
+    assert f"1{DASH}50 of {n} deployments" in html
+    assert f'href="?before={newest_first[49].pk}#tl-h" rel="next"' in html
+    # Older deployments are a keyset page: as the first page, and the key of the deployment it continues from (1).
+    with django_assert_num_queries(ENDPOINT_PAGE_QUERIES + 1):
+        older = client.get("/endpoints/churn-scoring/", {"before": newest_first[49].pk}).content.decode()
+    assert f"51{DASH}60 of {n} deployments" in older
+    assert older.count('<td data-label="When">') == n - lineage.PAGE_SIZE
+    assert f'href="?after={newest_first[50].pk}#tl-h" rel="prev"' in older
+    assert 'rel="next"' not in older
+    assert 'class="tl-bar' not in older  # the chart runs up to now: it is drawn on the newest page only
+    newer = client.get("/endpoints/churn-scoring/", {"after": newest_first[50].pk}).content.decode()
+    assert f"1{DASH}50 of {n} deployments" in newer
 
 
 @pytest.mark.parametrize("n", [1, 3])
 def test_endpoint_live_at_queries(page: Any, django_assert_num_queries: Any, n: int) -> None:
     # as above, plus the status at the chosen moment (6)
-    html = page(n, "/endpoints/churn-scoring/?at=2999-01-01T00:00", 16, django_assert_num_queries)
+    html = page(
+        n, "/endpoints/churn-scoring/?at=2999-01-01T00:00", ENDPOINT_PAGE_QUERIES + 6, django_assert_num_queries
+    )
     assert 'class="status-box then"' in html
     assert 'datetime="2999-01-01T00:00:00+00:00"' in html
 
@@ -169,32 +241,56 @@ def test_rollback_confirmation_queries(
 
 @pytest.mark.parametrize("n", [2, 3])
 def test_investigate_queries(page: Any, django_assert_num_queries: Any, n: int) -> None:
-    # 3 + status at the moment (6), commits between live and previous stable (1), endpoint choices (1)
-    html = page(n, "/investigate/?endpoint=churn-scoring", 11, django_assert_num_queries)
+    # 3 + status at the moment (6); commits between live and previous stable, as on the compare page (3);
+    # endpoint choices (1)
+    html = page(n, "/investigate/?endpoint=churn-scoring", 13, django_assert_num_queries)
     assert f"churn-v{38 + n}" in html
 
 
-@pytest.mark.parametrize("n", [1, 3])
-def test_model_queries(page: Any, django_assert_num_queries: Any, n: int) -> None:
-    # 3 + model (1), versions with runs (1), their releases (1), endpoints (1)
-    html = page(n, "/models/churn-model/", 7, django_assert_num_queries)
-    assert html.count('id="v4') == n
+# The model page: 3 + model (1); a page of versions with their runs (1), their releases (1), their count with
+# the position of the first (1); endpoints its releases went to, counted (1) and a page read (1); the
+# endpoints each version on the page is live on (1).
+MODEL_PAGE_QUERIES = 10
+
+
+@pytest.mark.parametrize("n", [1, 3, MORE_THAN_A_PAGE])
+def test_model_queries(page: Any, client: Client, django_assert_num_queries: Any, n: int) -> None:
+    html = page(n, "/models/churn-model/", MODEL_PAGE_QUERIES, django_assert_num_queries)
+    assert html.count('<tr id="v') == min(n, lineage.PAGE_SIZE)
+    assert f'<tr id="v{39 + n}">' in html
+    if n <= lineage.PAGE_SIZE:
+        assert 'class="pager"' not in html
+        return
+    assert f"1{DASH}50 of {n} versions" in html
+    assert 'href="?before=50#versions-h" rel="next"' in html  # versions 99 to 50 are on the first page
+    assert f"1{DASH}50 of {n + 1} endpoints" in html
+    # Older versions are a keyset page on the version number, as cheap as the first.
+    with django_assert_num_queries(MODEL_PAGE_QUERIES):
+        older = client.get("/models/churn-model/", {"before": "50"}).content.decode()
+    assert f"51{DASH}60 of {n} versions" in older
+    assert older.count('<tr id="v') == n - lineage.PAGE_SIZE
+    assert '<tr id="v49">' in older
+    assert '<tr id="v40">' in older
+    assert 'href="?after=49#versions-h" rel="prev"' in older
 
 
 @pytest.mark.parametrize("n", [1, 3])
 def test_run_queries(page: Any, django_assert_num_queries: Any, n: int) -> None:
-    # 3 + run (1) + inputs (1); impact (5)
+    # 3 + run (1) + inputs (1); impact: five lists, each counted and a page read (10)
     html = page(
-        n, lambda: f"/runs/{ExperimentRun.objects.get(name='churn-model-40').run_id}/", 10, django_assert_num_queries
+        n, lambda: f"/runs/{ExperimentRun.objects.get(name='churn-model-40').run_id}/", 15, django_assert_num_queries
     )
     assert "churn-train:17" in html
 
 
 @pytest.mark.parametrize("n", [1, 3])
 def test_commit_queries(page: Any, django_assert_num_queries: Any, n: int) -> None:
-    # 3 + commits by prefix (1); impact (5)
+    # 3 + commits by prefix (1); impact: five lists, each counted and a page read (10)
     html = page(
-        n, lambda: f"/commits/{Commit.objects.order_by('committed_at').first().sha[:10]}/", 9, django_assert_num_queries
+        n,
+        lambda: f"/commits/{Commit.objects.order_by('committed_at').first().sha[:10]}/",
+        14,
+        django_assert_num_queries,
     )
     assert "churn-v40" in html
 
@@ -275,8 +371,8 @@ def test_trace_page_query_count_is_constant(
     client.force_login(lead)
     # session, user, release chain, dataset inputs, approvals, deployments, endpoints carrying it,
     # endpoint statuses (annotated endpoints, live deployments, traced releases + 3 prefetches),
-    # previous release, the release's deployments with what followed each, audit events
-    with django_assert_num_queries(16):
+    # previous release, the release's deployments with what followed each, the newest audit events and their count
+    with django_assert_num_queries(17):
         response = client.get("/releases/churn-v42/")
     assert response.content.decode().count("churn-train:") >= count
 
@@ -286,10 +382,13 @@ def test_trace_page_query_count_is_constant(
 
 def test_impact_runs_in_a_fixed_number_of_queries(story, django_assert_num_queries):
     version = story["v42"].model_version.run.dataset_inputs.get().dataset_version
-    # runs, model versions, releases, deployments, live endpoints
-    with django_assert_num_queries(5):
+    with django_assert_num_queries(0):
         impact = lineage.impact_of_dataset_version(version)
-    assert [r.name for r in impact.releases] == ["churn-v42"]
+    # runs, model versions, releases, endpoints ever, live endpoints: each counted and a page read
+    with django_assert_num_queries(10):
+        pages = impact.pages(lineage.ImpactPageNumbers())
+    assert [r.name for r in pages.releases.rows] == ["churn-v42"]
+    assert pages.releases.total == 1
 
 
 # API list endpoints ----------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ def test_impact_of_an_older_dataset_lists_endpoints_ever_but_not_live(story):
     version = story["v40"].model_version.run.dataset_inputs.get().dataset_version
     impact = lineage.impact_of_dataset_version(version)
     assert [r.name for r in impact.releases] == ["churn-v40"]
-    assert impact.live_endpoints == []
+    assert not impact.live_endpoints.exists()
     assert [e.name for e in impact.endpoints_ever] == ["churn-scoring"]
 
 
@@ -31,4 +31,4 @@ def test_impact_of_a_commit_and_of_a_run(story):
     assert [r.name for r in commit_impact.releases] == ["churn-v41"]
     run_impact = lineage.impact_of_run(run)
     assert [m.key for m in run_impact.model_versions] == ["churn-model/41"]
-    assert run_impact.live_endpoints == []
+    assert not run_impact.live_endpoints.exists()

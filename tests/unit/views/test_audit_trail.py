@@ -21,6 +21,7 @@ from tests.factories import SYSTEM, World
 from tests.unit.conftest import client_for
 
 vocabulary.register("test.trail", "An event written by the audit trail page tests.")
+DASH = "\N{EN DASH}"
 
 TRAIL = "/audit/"
 
@@ -168,17 +169,31 @@ def test_pages_are_keyed_on_the_sequence_number_with_exact_totals(auditor, db):
     assert f"/audit/events/{seqs[49]}/" in first
     assert f"/audit/events/{seqs[50]}/" not in first
     assert f"before={seqs[49]}" in first
+    assert f"1{DASH}50 of 120 events" in first
+    assert 'rel="prev"' not in first
     second = client.get(f"{base}&before={seqs[49]}").content.decode()
     assert f"/audit/events/{seqs[50]}/" in second
     assert f"/audit/events/{seqs[99]}/" in second
     assert f"/audit/events/{seqs[49]}/" not in second
+    assert f"51{DASH}100 of 120 events" in second
+    assert f"after={seqs[50]}" in second
     third = client.get(f"{base}&before={seqs[99]}").content.decode()
     assert f"/audit/events/{seqs[119]}/" in third
     assert 'rel="next"' not in third
     assert "<strong>120</strong> events match" in third
-    # Unfiltered, the total is the whole log's, read from its newest sequence number.
+    assert f"101{DASH}120 of 120 events" in third
+    # Back to newer events: the page that ends just above the first event shown.
+    newer = client.get(f"{base}&after={seqs[100]}").content.decode()
+    assert f"51{DASH}100 of 120 events" in newer
+    assert f"/audit/events/{seqs[50]}/" in newer
+    # A sequence number past either end shows the page at that end.
+    assert f"1{DASH}50 of 120 events" in client.get(f"{base}&after={seqs[0]}").content.decode()
+    assert f"71{DASH}120 of 120 events" in client.get(f"{base}&before=1").content.decode()  # the oldest 50
+    # Unfiltered, the total and each position are read from the sequence numbers: the log has no gaps.
     everything = client.get(TRAIL).content.decode()
-    assert f"<strong>{AuditEvent.objects.count()}</strong> events match" in everything
+    total = AuditEvent.objects.count()
+    assert f"<strong>{total}</strong> events match" in everything
+    assert f"51{DASH}100 of {total} events" in client.get(TRAIL, {"before": total - 49}).content.decode()
 
 
 @pytest.mark.parametrize("before", ["²", "-1", "1e3", "x", "9" * 30])

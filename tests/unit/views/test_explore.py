@@ -20,7 +20,8 @@ pytestmark = pytest.mark.django_db
     [
         ("churn-v42", "/releases/churn-v42/"),
         ("churn-train:18", "/datasets/churn-train/18/"),
-        ("churn-model/41", "/models/churn-model/#v41"),
+        # A model's versions are paged newest first: the page that starts with version 41.
+        ("churn-model/41", "/models/churn-model/?before=42#v41"),
         ("churn-scoring", "/endpoints/churn-scoring/"),
     ],
 )
