@@ -72,20 +72,25 @@ def format_duration(span: datetime.timedelta) -> str:
     return text or f"{seconds} s"
 
 
+def neighbour_on_endpoint(*, later: bool) -> Subquery:
+    """For a query over deployments: the id of the deployment just after (``later``) or just before each one
+    on its endpoint, in the endpoint's order: by time, then two at the same instant in the order recorded."""
+    when, same = OuterRef("deployed_at"), Q(deployed_at=OuterRef("deployed_at"))
+    if later:
+        side, order = Q(deployed_at__gt=when) | (same & Q(id__gt=OuterRef("id"))), ("deployed_at", "id")
+    else:
+        side, order = Q(deployed_at__lt=when) | (same & Q(id__lt=OuterRef("id"))), ("-deployed_at", "-id")
+    return Subquery(
+        Deployment.objects.filter(endpoint_id=OuterRef("endpoint_id")).filter(side).order_by(*order).values("id")[:1]
+    )
+
+
 def release_periods(release: Release) -> list[ReleasePeriod]:
     """Every period ``release`` was live, by endpoint then time (oldest first)."""
-    following = (
-        Deployment.objects.filter(endpoint_id=OuterRef("endpoint_id"))
-        .filter(
-            Q(deployed_at__gt=OuterRef("deployed_at")) | Q(deployed_at=OuterRef("deployed_at"), id__gt=OuterRef("id"))
-        )
-        .order_by("deployed_at", "id")
-        .values("id")[:1]
-    )
     own = list(
         Deployment.objects.filter(release=release)
         .select_related("endpoint", "release")
-        .annotate(next_id=Subquery(following))
+        .annotate(next_id=neighbour_on_endpoint(later=True))
         .order_by("endpoint__name", "deployed_at", "id")
     )
     followers = Deployment.objects.select_related("release").in_bulk([d.next_id for d in own if d.next_id is not None])

@@ -12,10 +12,11 @@ import datetime
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from django.db.models import OuterRef, Q, QuerySet, Subquery
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from releases.errors import InvalidInput
+from releases.lineage.periods import neighbour_on_endpoint
 from releases.lineage.rules import ApprovalState, approval_state
 from releases.lineage.trace import Trace, traced_releases
 from releases.models import Deployment, Endpoint
@@ -135,16 +136,10 @@ def changes_in(period: Period, chosen: Sequence[str]) -> QuerySet[Deployment]:
 
 def population(period: Period, chosen: Sequence[str]) -> list[Change]:
     """Every deployment and rollback in ``period`` on endpoints of the ``chosen`` environments."""
-    before = (
-        Deployment.objects.filter(endpoint_id=OuterRef("endpoint_id"))
-        .filter(
-            Q(deployed_at__lt=OuterRef("deployed_at")) | Q(deployed_at=OuterRef("deployed_at"), id__lt=OuterRef("id"))
-        )
-        .order_by("-deployed_at", "-id")
-        .values("id")[:1]
-    )
     deployments = list(
-        changes_in(period, chosen).select_related("endpoint", "release").annotate(replaced_id=Subquery(before))
+        changes_in(period, chosen)
+        .select_related("endpoint", "release")
+        .annotate(replaced_id=neighbour_on_endpoint(later=False))
     )
     replaced = Deployment.objects.select_related("release").in_bulk(
         {d.replaced_id for d in deployments if d.replaced_id is not None}

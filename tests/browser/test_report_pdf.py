@@ -143,6 +143,19 @@ def print_layout(page: Any, html: str) -> tuple[float, float]:
     return width, height
 
 
+def a4_numbered_pages(reader: Any) -> list[str]:
+    """The text of each page of a printed report of several pages, each A4 and numbered in its bottom margin
+    ("Page N of M", from the report's @page margin boxes)."""
+    pages = [p.extract_text() for p in reader.pages]
+    count = len(pages)
+    assert count > 1
+    for number, pdf_page in enumerate(reader.pages, start=1):
+        size = (float(pdf_page.mediabox.width), float(pdf_page.mediabox.height))
+        assert size == pytest.approx(A4_POINTS, abs=1), f"page {number} is {size} pt, not A4"
+        assert f"Page {number} of {count}" in pages[number - 1], f"page {number} has no page number"
+    return pages
+
+
 def print_pdf(page: Any) -> tuple[bytes, Any]:
     """Print to PDF as Chromium's print dialog would by default (A4, no background graphics); the PDF and
     pypdf's reading of it."""
@@ -209,14 +222,7 @@ def test_the_evidence_report_prints_to_a4_with_the_verification_on_page_one(
     SCREENSHOTS.mkdir(exist_ok=True)
     (SCREENSHOTS / "evidence-report.pdf").write_bytes(pdf)
     _save_first_page_png(pdf)
-    pages = [p.extract_text() for p in reader.pages]
-    count = len(pages)
-    assert count > 1
-    for number, pdf_page in enumerate(reader.pages, start=1):
-        size = (float(pdf_page.mediabox.width), float(pdf_page.mediabox.height))
-        assert size == pytest.approx(A4_POINTS, abs=1), f"page {number} is {size} pt, not A4"
-        # Page numbers in the bottom margin, from the @page margin boxes.
-        assert f"Page {number} of {count}" in pages[number - 1], f"page {number} has no page number"
+    pages = a4_numbered_pages(reader)
 
     # Page 1: title, who exported it and when (UTC), how to verify, the key fingerprint whole, the checkpoint.
     first = pages[0]
@@ -361,13 +367,7 @@ def test_the_period_report_prints_to_a4_with_the_verification_on_page_one(
     SCREENSHOTS.mkdir(exist_ok=True)
     (SCREENSHOTS / "evidence-period-report.pdf").write_bytes(pdf)
     _save_first_page_png(pdf, "evidence-period-report-page1.png")
-    pages = [p.extract_text() for p in reader.pages]
-    count = len(pages)
-    assert count > 1
-    for number, pdf_page in enumerate(reader.pages, start=1):
-        size = (float(pdf_page.mediabox.width), float(pdf_page.mediabox.height))
-        assert size == pytest.approx(A4_POINTS, abs=1), f"page {number} is {size} pt, not A4"
-        assert f"Page {number} of {count}" in pages[number - 1], f"page {number} has no page number"
+    pages = a4_numbered_pages(reader)
 
     first = pages[0]
     assert squeezed(f"Evidence for a period: {period.label}") in squeezed(first)
