@@ -39,7 +39,7 @@ RUNS, VERSIONS = 100_000, 10_000
 def _database_url() -> str:
     url = os.environ.get("BENCH_DATABASE_URL", "")
     if not url.startswith("postgres"):
-        raise SystemExit("bench_trace_api needs BENCH_DATABASE_URL=postgres://...: it measures PostgreSQL")
+        return ""
     base, _, _ = url.rpartition("/")
     return f"{base}/lineage_bench_trace"
 
@@ -184,6 +184,9 @@ def _summary(label: str, times: list[float]) -> tuple[float, float]:
 
 def main() -> None:
     url = _database_url()
+    if not url:
+        print("   skipped: set BENCH_DATABASE_URL=postgres://... (this benchmark measures PostgreSQL)", flush=True)
+        return
     started = time.monotonic()
     _prepare_database(url)
     print(f"   large set ready in {url.rpartition('/')[2]} ({time.monotonic() - started:.0f} s)", flush=True)
