@@ -141,6 +141,16 @@ class RecordAdmin(admin.ModelAdmin):
         raise NotImplementedError
 
 
+class AdministratorsOnly:
+    """An admin page only administrators see at all: tokens, lockouts, webhooks and their deliveries."""
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return is_admin(request.user)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return is_admin(request.user)
+
+
 class ReasonForm(forms.Form):
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=True)
 
@@ -475,7 +485,7 @@ class DeploymentAdmin(RecordAdmin):
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(RecordAdmin):
+class ApiTokenAdmin(AdministratorsOnly, RecordAdmin):
     """Tokens are issued by `manage.py create_api_token` (the raw value is shown once there, never here).
 
     Administrators only: a token acts for CI, and whoever can revoke one can stop every pipeline.
@@ -502,12 +512,6 @@ class ApiTokenAdmin(RecordAdmin):
             permission="manage_tokens",
         )
     ]
-
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return is_admin(request.user)
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return is_admin(request.user)
 
     def has_manage_tokens_permission(self, request: HttpRequest) -> bool:
         return is_admin(request.user)
@@ -550,7 +554,7 @@ class EvidenceExportAdmin(RecordAdmin):
 
 
 @admin.register(AccessAttempt)
-class AccessAttemptAdmin(RecordAdmin):
+class AccessAttemptAdmin(AdministratorsOnly, RecordAdmin):
     """Wrong-password counts per account (sign-in and signatures); "Unlock" clears one, as an audit event."""
 
     list_display = ["username", "failures_since_start", "attempt_time", "ip_address", "user_agent"]
@@ -564,12 +568,6 @@ class AccessAttemptAdmin(RecordAdmin):
             permission="unlock",
         )
     ]
-
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return is_admin(request.user)
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return is_admin(request.user)
 
     def has_unlock_permission(self, request: HttpRequest) -> bool:
         return is_admin(request.user)
@@ -590,7 +588,7 @@ class WebhookSubscriptionForm(forms.ModelForm):
 
 
 @admin.register(WebhookSubscription)
-class WebhookSubscriptionAdmin(RecordAdmin):
+class WebhookSubscriptionAdmin(AdministratorsOnly, RecordAdmin):
     """Where outbound events go. Administrators only, added and changed through the services (audited);
     switched off rather than deleted, so its delivery log stays."""
 
@@ -606,12 +604,6 @@ class WebhookSubscriptionAdmin(RecordAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         return ["name", "secret", "delivery_log", "created_at"] if obj is not None else []
-
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return is_admin(request.user)
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return is_admin(request.user)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return is_admin(request.user)
@@ -663,7 +655,7 @@ class WebhookAttemptInline(ReadOnlyInline):
 
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(RecordAdmin):
+class WebhookDeliveryAdmin(AdministratorsOnly, RecordAdmin):
     """The delivery log: each event sent to each webhook, with every attempt and what the receiver answered."""
 
     inlines = [WebhookAttemptInline]
@@ -682,9 +674,3 @@ class WebhookDeliveryAdmin(RecordAdmin):
     list_filter = ["status", "event", "subscription"]
     search_fields = ["delivery_id", "event"]
     list_select_related = ["subscription"]
-
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return is_admin(request.user)
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return is_admin(request.user)
