@@ -89,6 +89,10 @@ class EvidenceExport(models.Model):
     def in_progress(self) -> bool:
         return self.state in (self.State.QUEUED, self.State.RUNNING)
 
+    def is_downloadable(self, now: datetime.datetime | None = None) -> bool:
+        """Ready, its file kept, and not past its expiry: the one test the page and the download share."""
+        return self.state == self.State.READY and bool(self.bundle) and not self.is_expired(now)
+
     def is_expired(self, now: datetime.datetime | None = None) -> bool:
         return self.state == self.State.EXPIRED or (
             self.expires_at is not None and self.expires_at <= (now or timezone.now())

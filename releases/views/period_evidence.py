@@ -63,7 +63,6 @@ def period_evidence(request: HttpRequest) -> HttpResponse:
             (export, lineage.Period(export.since, export.until).label)
             for export in EvidenceExport.objects.select_related("requested_by")[:RECENT]
         ],
-        "now": timezone.now(),
     }
     return render(request, "releases/period_evidence.html", context, status=status)
 
@@ -95,7 +94,7 @@ def period_evidence_download(request: HttpRequest, pk: uuid.UUID) -> HttpRespons
     if export.is_expired():
         context = {"export": export, "period": lineage.Period(export.since, export.until), "expired": True}
         return render(request, "releases/period_evidence_status.html", context, status=410)
-    if export.state != EvidenceExport.State.READY or not export.bundle:
+    if not export.is_downloadable():
         context = {"export": export, "period": lineage.Period(export.since, export.until)}
         return render(request, "releases/period_evidence_status.html", context, status=409)
     return FileResponse(export.bundle.open("rb"), as_attachment=True, filename=export.filename)

@@ -349,7 +349,7 @@ def test_the_period_report_prints_to_a4_with_the_verification_on_page_one(
     fingerprint whole and what the population holds; every deployment and rollback of the population is a
     row whole on one page, under the table's header row; nothing runs past the right edge."""
     period = lineage.Period.checked(timezone.now() - datetime.timedelta(days=3), timezone.now())
-    bundle_name, data = export_period_evidence(period, ["production"], by=auditor)
+    bundle_name, data, *_ = export_period_evidence(period, ["production"], by=auditor)
     with zipfile.ZipFile(io.BytesIO(data)) as bundle:
         html = bundle.read("report.html").decode()
         population = json.loads(bundle.read("population.json"))["changes"]

@@ -89,7 +89,7 @@ class Command(ServiceCommand):
             if done == total or done % 50 == 0:
                 self.stderr.write(f"{done}/{total} releases read")
 
-        return lambda by: export_period_evidence(period, chosen, by=by, progress=progress)
+        return lambda by: export_period_evidence(period, chosen, by=by, progress=progress)[:2]
 
     def _checked(self, out: Path, *, force: bool) -> Path:
         """The directory the bundle goes to, once ``--out`` is known to be a place it may be written."""
