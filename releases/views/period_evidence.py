@@ -7,7 +7,7 @@ import datetime
 import uuid
 
 from django.core.exceptions import PermissionDenied
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseBase
+from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
@@ -15,6 +15,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from releases import evidence, lineage
 from releases.errors import LineageError, PermissionRefused
 from releases.models import Endpoint, EvidenceExport
+from releases.models.base import get_or_refuse
 from releases.roles import AUDITORS, ML_LEADS
 from releases.views.decorators import role_required
 from releases.views.params import BadParameter, parse_bound
@@ -67,34 +68,28 @@ def period_evidence(request: HttpRequest) -> HttpResponse:
     return render(request, "releases/period_evidence.html", context, status=status)
 
 
-def _export(pk: uuid.UUID) -> EvidenceExport:
-    export = EvidenceExport.objects.select_related("requested_by").filter(pk=pk).first()
-    if export is None:
-        raise Http404("No such evidence export.")
-    return export
-
-
-@require_GET
-@role_required(AUDITORS, ML_LEADS, to=EXPORT_EVIDENCE)
-def period_evidence_status(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
-    export = _export(pk)
+def _status_page(request: HttpRequest, export: EvidenceExport, *, status: int = 200) -> HttpResponse:
+    """Where a bundle stands: waiting, its progress (the page reloads itself), ready, failed or expired."""
     context = {
         "export": export,
         "period": lineage.Period(export.since, export.until),
         "expired": export.is_expired(),
         "refresh": REFRESH_SECONDS if export.in_progress else None,
     }
-    return render(request, "releases/period_evidence_status.html", context)
+    return render(request, "releases/period_evidence_status.html", context, status=status)
+
+
+@require_GET
+@role_required(AUDITORS, ML_LEADS, to=EXPORT_EVIDENCE)
+def period_evidence_status(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
+    return _status_page(request, get_or_refuse(EvidenceExport.objects.select_related("requested_by"), "bundle", pk=pk))
 
 
 @require_GET
 @role_required(AUDITORS, ML_LEADS, to=EXPORT_EVIDENCE)
 def period_evidence_download(request: HttpRequest, pk: uuid.UUID) -> HttpResponseBase:
-    export = _export(pk)
-    if export.is_expired():
-        context = {"export": export, "period": lineage.Period(export.since, export.until), "expired": True}
-        return render(request, "releases/period_evidence_status.html", context, status=410)
+    export = get_or_refuse(EvidenceExport.objects.select_related("requested_by"), "bundle", pk=pk)
     if not export.is_downloadable():
-        context = {"export": export, "period": lineage.Period(export.since, export.until)}
-        return render(request, "releases/period_evidence_status.html", context, status=409)
+        # Gone (410) once past its expiry; not yet there (409) while it is prepared or if it failed.
+        return _status_page(request, export, status=410 if export.is_expired() else 409)
     return FileResponse(export.bundle.open("rb"), as_attachment=True, filename=export.filename)
