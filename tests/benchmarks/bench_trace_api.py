@@ -209,6 +209,8 @@ def main() -> None:
         _settings_env(url),
         logs / "trace-gunicorn.log",
     )
+    from tests.integration.conftest import MLFLOW_SERVER_ENV
+
     mlflow = _start(
         [
             str(Path(sys.executable).parent / "mlflow"),
@@ -224,7 +226,7 @@ def main() -> None:
             "--default-artifact-root",
             str(STORE / "artifacts"),
         ],
-        dict(os.environ),
+        {**os.environ, **MLFLOW_SERVER_ENV},
         logs / "trace-mlflow.log",
     )
     try:
