@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 from django.test import Client
+from rest_framework.serializers import ModelSerializer
 
 from audit.models import AuditEvent
 from releases import lineage, services
-from releases.models import ApiToken, Deployment, Endpoint, Release
+from releases.api import serializers as s
+from releases.models import ApiToken, Approval, Deployment, Endpoint, Release
 from releases.models.access import hash_token
 from tests.factories import SYSTEM, content_hash
 from tests.unit.conftest import api, client_for, pending_release, token_for
@@ -198,6 +200,23 @@ def test_read_trace(world, release_manager, lead, auditor):
     assert [d["key"] for d in data["dataset_versions"]] == ["churn-train:17"]
     assert data["commit"] == trace.commit_sha
     assert release.name == data["name"]
+
+
+def test_output_fields_are_read_off_the_model_once_and_each_serializer_has_its_own(world, release_manager, lead):
+    world.full_release(42, by=release_manager, approver=lead)
+    trace = lineage.trace("churn-v42")
+
+    class AsModelSerializerWrites(ModelSerializer):
+        class Meta:
+            model = Approval
+            fields = s.ApprovalOut.Meta.fields
+
+    first, second = s.ApprovalOut(trace.approvals, many=True), s.ApprovalOut(trace.approvals[0])
+    assert first.data == AsModelSerializerWrites(trace.approvals, many=True).data
+    assert "_fields_read_once" in s.ApprovalOut.__dict__
+    assert second.data == first.data[0]
+    assert second.fields["decision"] is not first.child.fields["decision"]
+    assert second.fields["decision"].parent is second
 
 
 def test_read_unknown_release_is_404_json(db, auditor):
