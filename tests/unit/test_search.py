@@ -13,7 +13,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from releases import lineage
-from releases.models import Dataset, Endpoint, ExperimentRun, FeaturePipeline, GitTag, RegisteredModel, Release
+from releases.models import (
+    Commit,
+    Dataset,
+    Endpoint,
+    ExperimentRun,
+    FeaturePipeline,
+    GitTag,
+    RegisteredModel,
+    Release,
+)
 from tests.factories import World
 
 pytestmark = pytest.mark.django_db
@@ -175,4 +184,21 @@ def test_postgres_finds_run_id_prefixes_from_an_index(postgres: None) -> None:
             cursor.execute(f"SET LOCAL enable_{scan} = off")
         plan = ExperimentRun.objects.filter(run_id__startswith="8d4f2c").explain()
     assert "run_id_idx" in plan
+    assert "Index Cond" in plan
+
+
+@pytest.mark.parametrize(
+    "lookup",
+    [
+        {"sha__startswith": "8d4f2c1"},
+        {"sha": "8d4f2c1" + "0" * 33},
+        {"repository_id": 1, "sha": "8d4f2c1" + "0" * 33},
+    ],
+)
+def test_postgres_finds_commits_by_sha_or_prefix_from_the_one_unique_index(postgres: None, lookup: dict[str, Any]):
+    with transaction.atomic(), connection.cursor() as cursor:
+        for scan in ("seqscan", "bitmapscan"):
+            cursor.execute(f"SET LOCAL enable_{scan} = off")
+        plan = Commit.objects.filter(**lookup).order_by().explain()
+    assert "commit_unique_sha_per_repo" in plan
     assert "Index Cond" in plan
