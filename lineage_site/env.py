@@ -12,8 +12,12 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
+from releases.numbers import whole_number
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
+# No setting counts beyond this (a year is 31,536,000 seconds); a longer string of digits is a typo.
+MAX_SETTING = 10**12
 
 
 def _raw(name: str) -> str | None:
@@ -47,11 +51,11 @@ def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
     value = _raw(name)
     if value is None or value.strip() == "":
         return default
-    digits = value.strip()
-    # ASCII digits only: int() also takes other scripts' digits and underscores.
-    if not (digits.lstrip("-").isascii() and digits.lstrip("-").isdecimal()):
-        raise ImproperlyConfigured(f"{name} must be an integer, not {value!r}")
-    number = int(digits)
+    number = whole_number(value.strip(), most=MAX_SETTING)
+    if number is None:
+        raise ImproperlyConfigured(
+            f"{name} must be a whole number (ASCII digits, at most {MAX_SETTING}), not {value!r}"
+        )
     if minimum is not None and number < minimum:
         raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {number}")
     return number

@@ -17,7 +17,8 @@ from django.shortcuts import render
 from django.utils.cache import add_never_cache_headers
 
 from releases.errors import NotFound, PermissionRefused
-from releases.models.base import MAX_BIG, whole_number
+from releases.models.base import MAX_BIG
+from releases.numbers import whole_number
 from releases.roles import ALL_ROLES, ML_LEADS, RELEASE_MANAGERS, has_role, may_act_as
 
 # When the session last saw its person, in seconds since the epoch.

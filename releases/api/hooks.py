@@ -25,7 +25,7 @@ from audit import log
 from audit.log import SystemActor
 from releases import services
 from releases.models import SyncState, TrackingServer
-from releases.models.base import whole_number
+from releases.numbers import whole_number
 from releases.webhook_signature import signature as expected_signature
 
 # MLflow signs "<delivery id>.<unix timestamp>.<body>" (releases/webhook_signature.py); an older timestamp

@@ -14,7 +14,8 @@ from releases.api import schema as _schema  # noqa: F401 - registers the token s
 from releases.api import serializers as s
 from releases.api.permissions import require_scope
 from releases.models import ApiToken, DatasetVersion, Deployment, Endpoint, Release
-from releases.models.base import get_or_refuse, whole_number
+from releases.models.base import get_or_refuse
+from releases.numbers import whole_number
 
 
 def _release(name: str) -> Release:

@@ -11,7 +11,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from releases.errors import LineageError
 from releases.models import DatasetVersion
-from releases.models.base import MAX_VERSION, whole_number
+from releases.models.base import MAX_VERSION
+from releases.numbers import whole_number
 
 
 def whole_number_argument(*, least: int = 1, most: int = MAX_VERSION) -> Callable[[str], int]:

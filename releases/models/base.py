@@ -5,6 +5,7 @@ from typing import Any, ClassVar, TypeVar
 from django.db import models
 
 from releases.errors import NotFound
+from releases.numbers import whole_number
 
 _DEFERRED = object()
 M = TypeVar("M", bound=models.Model)
@@ -22,19 +23,6 @@ def get_or_refuse(source: models.QuerySet[M, M] | models.Manager[M], what: str, 
 # The largest values the integer columns hold on every supported database.
 MAX_VERSION = 2_147_483_647  # PositiveIntegerField
 MAX_BIG = 9_223_372_036_854_775_807  # PositiveBigIntegerField
-
-
-def whole_number(text: str, *, most: int) -> int | None:
-    """``text`` as a whole number from 0 to ``most``, or None. Every door parses numbers it is sent here.
-
-    ASCII digits only: ``str.isdigit`` also accepts "²", which ``int`` refuses, and ``int`` itself accepts
-    "٣", " 3" and "1_0", which nobody means as a number. The length check comes first so a
-    million-digit string is refused before ``int`` spends time on it.
-    """
-    if not (text.isascii() and text.isdigit()) or len(text) > len(str(most)):
-        return None
-    number = int(text)
-    return number if number <= most else None
 
 
 def version_number(text: str) -> int | None:

@@ -20,7 +20,8 @@ from audit.models import Acknowledgment, AuditEvent, VerificationRun
 from releases import lineage, services
 from releases.errors import LineageError, NotFound, PermissionRefused
 from releases.models import Endpoint
-from releases.models.base import MAX_BIG, MAX_VERSION, whole_number
+from releases.models.base import MAX_BIG, MAX_VERSION
+from releases.numbers import whole_number
 from releases.roles import AUDITORS, ML_LEADS, is_admin
 from releases.templatetags.lineage_tags import model_version_url
 from releases.views.decorators import role_required

@@ -8,7 +8,8 @@ import re
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from releases.models.base import MAX_BIG, whole_number
+from releases.models.base import MAX_BIG
+from releases.numbers import whole_number
 
 # More pages than any list here will have; a longer number means the first page, like any other nonsense.
 MOST_PAGES = 1_000_000

@@ -257,9 +257,11 @@ def test_product_variables_are_told_from_the_test_runs_own():
     ("value", "message"),
     [
         ("0", "LINEAGE_REQUIRED_APPROVALS must be at least 1, not 0"),
-        ("-1", "LINEAGE_REQUIRED_APPROVALS must be at least 1, not -1"),
-        ("²", "LINEAGE_REQUIRED_APPROVALS must be an integer, not '²'"),
-        ("1_0", "LINEAGE_REQUIRED_APPROVALS must be an integer, not '1_0'"),
+        ("-1", "LINEAGE_REQUIRED_APPROVALS must be a whole number (ASCII digits, at most 1000000000000), not '-1'"),
+        ("--5", "LINEAGE_REQUIRED_APPROVALS must be a whole number (ASCII digits, at most 1000000000000), not '--5'"),
+        ("²", "LINEAGE_REQUIRED_APPROVALS must be a whole number (ASCII digits, at most 1000000000000), not '²'"),
+        ("1_0", "LINEAGE_REQUIRED_APPROVALS must be a whole number (ASCII digits, at most 1000000000000), not '1_0'"),
+        ("9" * 40, "LINEAGE_REQUIRED_APPROVALS must be a whole number (ASCII digits, at most 1000000000000)"),
     ],
 )
 def test_four_eyes_cannot_be_configured_away(tmp_path: Path, value: str, message: str):

@@ -28,7 +28,8 @@ from audit.models import AuditEvent
 from releases.api.hooks import expected_signature
 from releases.management.commands.register_dataset import Command as RegisterDataset
 from releases.models import DatasetVersion
-from releases.models.base import MAX_BIG, MAX_VERSION, version_number, whole_number
+from releases.models.base import MAX_BIG, MAX_VERSION, version_number
+from releases.numbers import whole_number
 from releases.views.params import BadParameter, parse_moment, parse_page
 from tests.factories import World, content_hash
 from tests.unit.conftest import api, client_for, token_for

@@ -19,6 +19,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "foundation",
         (
             "releases.errors",
+            "releases.numbers",
             "releases.naming",
             "releases.dispatch",
             "releases.web_links",
