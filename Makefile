@@ -16,7 +16,7 @@ RUN_ENV := env DEBUG=$${DEBUG:-1}
 # process (migrate, the demo build, the server, each test's subprocess) compile everything again.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: demo test lint run bench mutation worker clean
+.PHONY: demo test lint run bench faults mutation worker clean
 
 # uv installs the requirements (pip took a minute, uv a few seconds). It comes from PyPI into the venv,
 # installed by the interpreter's own pip from outside (a venv without pip is made in a tenth of a
@@ -55,6 +55,12 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.benchmarks.run
+
+# The fault campaign (README, Fault campaign): workers, Redis, PostgreSQL and MLflow killed and restarted
+# mid-work, on services of the campaign's own. Minutes long, so not part of `make test`: `pytest` leaves
+# tests/faults/ out unless it is named (tests/conftest.py), as it is here.
+faults: $(STAMP)
+	$(BIN)/pytest tests/faults
 
 # Mutation testing of the rule modules (tests/mutation/run.py): slow, so not part of `make test`.
 # MUTATION_POSTGRES (a server URL without a database) runs the PostgreSQL-only code's mutants there.

@@ -19,3 +19,6 @@ urlpatterns = [
     path("audit/", include("audit.urls")),
     path("", include("releases.urls")),
 ]
+
+# The database being unavailable is a 503 that says so (JSON under /api/); anything else, Django's plain 500.
+handler500 = "releases.views.server_errors.server_error"

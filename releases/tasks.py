@@ -40,7 +40,9 @@ def sync_source(
     if state is None:
         return "source no longer configured"
     try:
-        result = sources.sync_state(state, full=full, model_name=model_name, run_ids=tuple(run_ids or ()))
+        result = sources.sync_state(
+            state, full=full, model_name=model_name, run_ids=tuple(run_ids or ()), holder=self.request.id or ""
+        )
     except SourceBusy:
         # A periodic sync finds the work being done already; a targeted one must still happen.
         if (model_name or run_ids) and not self.request.is_eager:

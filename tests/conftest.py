@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pgtrigger
@@ -21,6 +22,18 @@ from django.db.migrations.loader import MigrationLoader
 from releases.roles import AUDITORS, ML_LEADS, ON_CALL, RELEASE_MANAGERS
 
 PASSWORD = "correct horse battery staple"
+
+
+FAULTS = Path(__file__).resolve().parent / "faults"
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Leave the fault campaign (tests/faults/, `make faults`) out unless it is named on the command line:
+    it kills and restarts services of its own and takes minutes, so `pytest` and `make test` skip it."""
+    if collection_path != FAULTS:
+        return None
+    named = (config.invocation_params.dir / arg.split("::")[0] for arg in config.args)
+    return not any(path.resolve().is_relative_to(FAULTS) for path in named) or None
 
 
 def unavailable(reason: str) -> None:

@@ -292,11 +292,11 @@ class _Counted:
             yield item
 
 
-def sync_repository(repository: GitRepository) -> SyncResult:
-    """Mirror the repository and record new commits and every tag that is new or moved."""
+def sync_repository(repository: GitRepository, *, holder: str = "") -> SyncResult:
+    """Mirror the repository and record new commits and every tag that is new or moved (``holder``: see leased)."""
     state = SyncState.objects.get(repository=repository)
     started = time.monotonic()
-    with leased(state) as lease:
+    with leased(state, holder=holder) as lease:
         return _sync(repository, lease, started)
 
 

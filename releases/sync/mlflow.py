@@ -143,12 +143,19 @@ def _paged(server: TrackingServer, fetch: Callable[[str | None], Any]) -> Iterat
 
 
 def sync_server(
-    server: TrackingServer, *, full: bool = False, model_name: str = "", run_ids: tuple[str, ...] = ()
+    server: TrackingServer,
+    *,
+    full: bool = False,
+    model_name: str = "",
+    run_ids: tuple[str, ...] = (),
+    holder: str = "",
 ) -> SyncResult:
-    """Sync runs, model versions and aliases; ``model_name``/``run_ids`` narrow it to what a webhook named."""
+    """Sync runs, model versions and aliases; ``model_name``/``run_ids`` narrow it to what a webhook named.
+
+    ``holder``: the task syncing (see leased)."""
     state = SyncState.objects.get(server=server)
     started = time.monotonic()
-    with leased(state) as lease:
+    with leased(state, holder=holder) as lease:
         return _Sync(server, lease).run(started, full=full, model_name=model_name, run_ids=run_ids)
 
 

@@ -80,19 +80,26 @@ class Lease:
 
 
 @contextmanager
-def leased(state: SyncState) -> Iterator[Lease]:
+def leased(state: SyncState, *, holder: str = "") -> Iterator[Lease]:
     """Hold the source's lease for the duration of one sync, or raise SourceBusy.
 
     One conditional UPDATE takes it, so on every database exactly one worker wins; an expired
     lease (a killed worker) can be taken over, and the watermark it did not advance makes the
     next holder redo its unfinished part.
+
+    ``holder`` names the Celery task syncing (its id), which the lease keeps as its token. The broker
+    hands a task out again only when the delivery before it is gone: its worker was killed (acks late,
+    reject on worker lost), its visibility timeout passed, or it asked to be retried. So a lease whose
+    token is this task's own is a dead delivery's, and is taken over at once instead of turning the
+    task away as busy until it expires (the task would be acknowledged, and the sync never resumed).
     """
-    token = uuid.uuid4().hex
+    token = holder or uuid.uuid4().hex
     now = timezone.now()
     lease_until = now + datetime.timedelta(seconds=settings.LINEAGE_SYNC_LEASE_SECONDS)
+    free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
     taken = (
         SyncState.objects.filter(pk=state.pk)
-        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+        .filter((free | Q(lease_token=holder)) if holder else free)
         .update(
             lease_token=token,
             lease_until=lease_until,

@@ -110,17 +110,15 @@ def _release_names(url: str) -> list[str]:
 
 def _mlflow_store() -> list[tuple[str, str]]:
     """The MLflow store of the same size, filled once; the (name, version) pairs it holds."""
-    os.environ["BENCH_RUNS"], os.environ["BENCH_MODEL_VERSIONS"] = str(RUNS), str(VERSIONS)
-    from tests.benchmarks import bench_sync
+    from tests import mlflow_store
 
-    assert (bench_sync.RUNS, bench_sync.MODEL_VERSIONS) == (RUNS, VERSIONS)
     if not (STORE / "mlflow.db").exists():
         STORE.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
-        bench_sync._fill_mlflow_store(STORE / "mlflow.db", STORE / "artifacts")
+        mlflow_store.fill(STORE / "mlflow.db", STORE / "artifacts", runs=RUNS, model_versions=VERSIONS)
         print(f"   filled the MLflow store: {time.monotonic() - started:.0f} s", flush=True)
-    models = max(1, VERSIONS // 100)
-    return [(f"churn{v % models}-model", str(v // models + 1)) for v in range(VERSIONS)]
+    names = mlflow_store.model_names(VERSIONS)
+    return [(names[v % len(names)], str(v // len(names) + 1)) for v in range(VERSIONS)]
 
 
 def _free_port() -> int:
