@@ -8,7 +8,7 @@ a checkpoint signed with the server's key every ``every`` events and at the end)
 COPY. tests/unit/test_audit_events.py holds the rows, tree nodes, checkpoints and checkpoint log it writes
 byte for byte to what the application's own path writes, and ``audit_verify`` passes on them.
 
-On an empty log, ``rebuild_indexes`` drops the two tables' indexes other than their primary keys before the
+For a bulk load, ``rebuild_indexes`` drops the two tables' indexes other than their primary keys before the
 load and builds them again after it, from the definitions PostgreSQL gave for them: one sort per index
 instead of ten million random insertions into a unique index of hashes.
 """
@@ -21,7 +21,6 @@ import json
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from itertools import islice
 from typing import Any
 
 from django.conf import settings
@@ -30,6 +29,7 @@ from django.utils import timezone
 
 from audit import checkpoints, log, merkle, pgcopy, signing, tree, verifier
 from audit.models import AuditEvent, Checkpoint, TreeNode, canonical_json, stored_event_digest
+from tests.benchmarks.common import batches
 
 # Events hashed, then copied, per round trip: tens of megabytes of COPY text at a time.
 BATCH = 50_000
@@ -50,13 +50,6 @@ class Event:
     new: Any = None
     reason: str = ""
     request_id: str = ""
-
-
-def batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    """``items`` in lists of ``size`` (the last shorter), read as they are needed."""
-    iterator = iter(items)
-    while batch := list(islice(iterator, size)):
-        yield batch
 
 
 class CannotGenerate(Exception):
@@ -83,9 +76,9 @@ def generate(
     with transaction.atomic():
         start = log.last_seq()
         if tree.stored_size() != start:
-            raise CannotGenerate(f"the stored tree covers {tree.stored_size()} of {start} events: issue a checkpoint first")
-        if rebuild_indexes and start:
-            raise CannotGenerate("rebuild_indexes is for a load into an empty log")
+            raise CannotGenerate(
+                f"the stored tree covers {tree.stored_size()} of {start} events: issue a checkpoint first"
+            )
         chain = _Chain(start, log.head_hash(start), tree.edge(start), every, clock)
         with _indexes_dropped(enabled=rebuild_indexes):
             for batch in batches(events, BATCH):
@@ -240,6 +233,8 @@ def _indexes_dropped(*, enabled: bool) -> Iterator[None]:
             cursor.execute(f"DROP INDEX {quote(name)}")
     yield
     with connection.cursor() as cursor:
+        # The acting user's foreign key is checked at commit; ALTER TABLE waits for no pending check.
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
         cursor.execute(f"SET LOCAL maintenance_work_mem = '{INDEX_BUILD_MEMORY}'")
         for table, name, definition in constraints:
             cursor.execute(f"ALTER TABLE {quote(table)} ADD CONSTRAINT {quote(name)} {definition}")

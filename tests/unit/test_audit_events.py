@@ -19,6 +19,7 @@ from audit import checkpoints, context, log, signing, verification, verifier, vo
 from audit.log import SystemActor
 from audit.models import AuditEvent, Checkpoint, TreeNode
 from tests.benchmarks import audit_events
+from tests.benchmarks.common import batches
 
 ACTION = vocabulary.register("test.generated", "An event written by the audit event generator's tests.")
 EVENTS = 1000
@@ -45,7 +46,7 @@ def _pending(i: int) -> log.PendingEvent:
 
 
 def _application_path(events: list[log.PendingEvent]) -> None:
-    for number, batch in enumerate(audit_events.batches(events, EVERY)):
+    for number, batch in enumerate(batches(events, EVERY)):
         token = context.request_id.set(f"req-{number}" if number % 2 else "")
         try:
             with transaction.atomic():
@@ -60,7 +61,10 @@ def _stored() -> dict[str, Any]:
     event_columns = [*log.CHAIN_COLUMNS, "actor_user_id"]
     return {
         "events": list(AuditEvent.objects.order_by("seq").values_list(*event_columns)),
-        "nodes": [(level, index, bytes(value)) for level, index, value in TreeNode.objects.order_by("level", "index").values_list("level", "index", "hash")],
+        "nodes": [
+            (level, index, bytes(value))
+            for level, index, value in TreeNode.objects.order_by("level", "index").values_list("level", "index", "hash")
+        ],
         "checkpoints": list(
             Checkpoint.objects.order_by("size").values_list(
                 "size", "root_hash", "origin", "issued_at", "key_id", "signature", "note"
@@ -149,6 +153,8 @@ def test_audit_verify_and_the_exporters_proofs_hold_on_generated_events(postgres
 def test_generating_onto_a_log_the_tree_does_not_cover_is_refused(postgres):
     with transaction.atomic():
         log.record_many([log.PendingEvent(ACTION, "run", "one")], actor=SystemActor("sync"))
-    event = audit_events.Event(at=datetime.datetime.now(datetime.UTC), actor="bench", action=ACTION, object_type="run", object_key="two")
+    event = audit_events.Event(
+        at=datetime.datetime.now(datetime.UTC), actor="bench", action=ACTION, object_type="run", object_key="two"
+    )
     with pytest.raises(audit_events.CannotGenerate, match="the stored tree covers 0 of 1 events"):
         audit_events.generate([event], every=10)
