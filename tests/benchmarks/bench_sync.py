@@ -27,6 +27,7 @@ RUNS = int(os.environ.get("BENCH_RUNS", "10000"))
 MODEL_VERSIONS = int(os.environ.get("BENCH_MODEL_VERSIONS", "1000"))
 COMMITS = int(os.environ.get("BENCH_COMMITS", "50000"))
 WORK = Path(tempfile.mkdtemp(prefix="lineage-bench-"))
+FILL_CHUNK = 10_000
 
 
 def _fresh_postgres(url: str) -> str:
@@ -75,7 +76,7 @@ def _timed(label: str, fn: Any) -> tuple[float, Any]:
     return elapsed, value
 
 
-def _fill_mlflow_store(db: Path, artifacts: Path) -> None:
+def _fill_mlflow_store(db: Path, artifacts: Path, runs: int = RUNS, model_versions: int = MODEL_VERSIONS) -> None:
     """Create the schema with MLflow's own store, then insert rows with SQL."""
     from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as RegistryStore
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
@@ -103,9 +104,48 @@ def _fill_mlflow_store(db: Path, artifacts: Path) -> None:
             [tuple(row[n] for n in names) for row in rows],
         )
 
-    run_ids = [uuid.uuid4().hex for _ in range(RUNS)]
+    run_ids = [uuid.uuid4().hex for _ in range(runs)]
+    for chunk in range(0, runs, FILL_CHUNK):  # a million runs' rows are never all in memory at once
+        _insert_runs(insert, run_ids, chunk, min(runs, chunk + FILL_CHUNK), now, artifacts, experiment_id)
+    models = max(1, model_versions // 100)
+    insert(
+        "registered_models",
+        [
+            {"name": f"churn{m}-model", "creation_time": now, "last_updated_time": now, "description": ""}
+            for m in range(models)
+        ],
+    )
+    versions = []
+    for v in range(model_versions):
+        run_id = run_ids[v * (runs // model_versions)]
+        versions.append(
+            {
+                "name": f"churn{v % models}-model",
+                "version": v // models + 1,
+                "creation_time": now,
+                "last_updated_time": now,
+                "description": "",
+                "user_id": "",
+                "current_stage": "None",
+                "source": f"runs:/{run_id}/model",
+                "run_id": run_id,
+                "status": "READY",
+                "status_message": "",
+                "run_link": "",
+            }
+        )
+    insert("model_versions", versions)
+    con.commit()
+    con.close()
+
+
+def _insert_runs(
+    insert: Any, run_ids: list[str], first: int, end: int, now: int, artifacts: Path, experiment_id: str
+) -> None:
+    """Runs ``first`` to ``end`` with their tags, params and metrics, each run a second after the one before."""
     runs, tags, params, metrics, latest = [], [], [], [], []
-    for i, run_id in enumerate(run_ids):
+    for i in range(first, end):
+        run_id = run_ids[i]
         start = now + i * 1000
         runs.append(
             {
@@ -146,36 +186,6 @@ def _fill_mlflow_store(db: Path, artifacts: Path) -> None:
     insert("params", params)
     insert("metrics", metrics)
     insert("latest_metrics", latest)
-    models = max(1, MODEL_VERSIONS // 100)
-    insert(
-        "registered_models",
-        [
-            {"name": f"churn{m}-model", "creation_time": now, "last_updated_time": now, "description": ""}
-            for m in range(models)
-        ],
-    )
-    versions = []
-    for v in range(MODEL_VERSIONS):
-        run_id = run_ids[v * (RUNS // MODEL_VERSIONS)]
-        versions.append(
-            {
-                "name": f"churn{v % models}-model",
-                "version": v // models + 1,
-                "creation_time": now,
-                "last_updated_time": now,
-                "description": "",
-                "user_id": "",
-                "current_stage": "None",
-                "source": f"runs:/{run_id}/model",
-                "run_id": run_id,
-                "status": "READY",
-                "status_message": "",
-                "run_link": "",
-            }
-        )
-    insert("model_versions", versions)
-    con.commit()
-    con.close()
 
 
 def bench_mlflow() -> dict[str, float]:

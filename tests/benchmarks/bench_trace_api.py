@@ -166,6 +166,34 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             os.killpg(process.pid, signal.SIGKILL)
 
 
+def start_mlflow(store: Path, port: int, *, workers: int) -> subprocess.Popen[bytes]:
+    """A real `mlflow server` on the SQLite store under ``store``, answering on ``port``."""
+    process = _start(
+        [
+            str(Path(sys.executable).parent / "mlflow"),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--backend-store-uri",
+            f"sqlite:///{store / 'mlflow.db'}",
+            "--default-artifact-root",
+            str(store / "artifacts"),
+        ],
+        dict(os.environ),
+        store / "server.log",
+    )
+    try:
+        _wait(port, "/health", process)
+    except BaseException:
+        _stop(process)
+        raise
+    return process
+
+
 def _get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[float, dict[str, Any]]:
     """One request on a fresh connection: (milliseconds, decoded JSON)."""
     started = time.perf_counter()
@@ -219,30 +247,9 @@ def measure(url: str, var_dir: Path, anchor: list[tuple[str, str]] | None) -> No
         _settings_env(url, var_dir),
         logs / f"{var_dir.name}-gunicorn.log",
     )
-    mlflow = None
-    if anchor is not None:
-        mlflow = _start(
-            [
-                str(Path(sys.executable).parent / "mlflow"),
-                "server",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(mlflow_port),
-                "--workers",
-                "2",
-                "--backend-store-uri",
-                f"sqlite:///{STORE / 'mlflow.db'}",
-                "--default-artifact-root",
-                str(STORE / "artifacts"),
-            ],
-            dict(os.environ),
-            logs / "trace-mlflow.log",
-        )
+    mlflow = None if anchor is None else start_mlflow(STORE, mlflow_port, workers=2)
     try:
         _wait(ours_port, "/api/releases/", ours)  # 401 without a token: the app answers
-        if mlflow is not None:
-            _wait(mlflow_port, "/health", mlflow)
         picks = random.Random(42)
         auth = {"Authorization": f"Bearer {token}"}
         # Warm both: each worker's imports, connections and caches, as a running service has them.
