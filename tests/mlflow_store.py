@@ -15,6 +15,8 @@ from typing import Any
 
 # Every run declares this dataset version; registering it first gives each synced run one dataset input.
 DATASET = "churn-train:17"
+# Runs written per round of inserts.
+CHUNK = 10_000
 
 
 def model_names(model_versions: int) -> list[str]:
@@ -69,8 +71,43 @@ def fill(db: Path, artifacts: Path, *, runs: int, model_versions: int) -> list[s
         (str(artifacts), now, now),
     ).lastrowid
     run_ids = [uuid.uuid4().hex for _ in range(runs)]
+    for first in range(0, runs, CHUNK):  # a million runs' rows are never all in memory at once
+        _insert_runs(insert, run_ids[first : first + CHUNK], first, now, artifacts, experiment_id)
+    names = model_names(model_versions)
+    insert(
+        "registered_models",
+        [{"name": name, "creation_time": now, "last_updated_time": now, "description": ""} for name in names],
+    )
+    versions = []
+    for v in range(model_versions):
+        run_id = run_ids[v * (runs // model_versions)]
+        versions.append(
+            {
+                "name": names[v % len(names)],
+                "version": v // len(names) + 1,
+                "creation_time": now,
+                "last_updated_time": now,
+                "description": "",
+                "user_id": "",
+                "current_stage": "None",
+                "source": f"runs:/{run_id}/model",
+                "run_id": run_id,
+                "status": "READY",
+                "status_message": "",
+                "run_link": "",
+            }
+        )
+    if versions:
+        insert("model_versions", versions)
+    con.commit()
+    con.close()
+    return run_ids
+
+
+def _insert_runs(insert: Any, run_ids: list[str], first: int, now: int, artifacts: Path, experiment_id: Any) -> None:
+    """The runs ``run_ids`` (numbered from ``first``) with their tags, params and metrics, a second apart."""
     run_rows, tags, params, metrics, latest = [], [], [], [], []
-    for i, run_id in enumerate(run_ids):
+    for i, run_id in enumerate(run_ids, start=first):
         start = now + i * 1000
         run_rows.append(
             {
@@ -111,32 +148,3 @@ def fill(db: Path, artifacts: Path, *, runs: int, model_versions: int) -> list[s
     insert("params", params)
     insert("metrics", metrics)
     insert("latest_metrics", latest)
-    names = model_names(model_versions)
-    insert(
-        "registered_models",
-        [{"name": name, "creation_time": now, "last_updated_time": now, "description": ""} for name in names],
-    )
-    versions = []
-    for v in range(model_versions):
-        run_id = run_ids[v * (runs // model_versions)]
-        versions.append(
-            {
-                "name": names[v % len(names)],
-                "version": v // len(names) + 1,
-                "creation_time": now,
-                "last_updated_time": now,
-                "description": "",
-                "user_id": "",
-                "current_stage": "None",
-                "source": f"runs:/{run_id}/model",
-                "run_id": run_id,
-                "status": "READY",
-                "status_message": "",
-                "run_link": "",
-            }
-        )
-    if versions:
-        insert("model_versions", versions)
-    con.commit()
-    con.close()
-    return run_ids

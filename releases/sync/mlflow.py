@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 
 from audit import log
 from audit.log import SystemActor
@@ -168,28 +168,32 @@ class _Sync:
         self.result = SyncResult()
         self.watermark: dict[str, Any] = dict(lease.state.watermark or {})
         self.experiment_names: dict[str, str] = {}
-        self.seen_runs: set[str] = set()
+        # Runs a webhook named, read first: bounded by the request, unlike the runs a full read sees.
+        self.named_runs: set[str] = set()
         self.done = 0
 
     def run(self, started: float, *, full: bool, model_name: str, run_ids: tuple[str, ...]) -> SyncResult:
         now_ms = int(time.time() * 1000)
         targeted = bool(model_name or run_ids)
         self.experiment_names = self._experiments()
+        read_from: int | None = None  # the start time (ms) from which this sync reads every run; None: none
         if not targeted:
             last_full = self.watermark.get("last_full_ms")
             full = full or not last_full or now_ms - last_full > settings.LINEAGE_MLFLOW_FULL_SYNC_HOURS * 3_600_000
             since = self.watermark.get("runs_since_ms")
             lookback = settings.LINEAGE_MLFLOW_LOOKBACK_HOURS * 3_600_000
-            where = "" if full or since is None else f"attributes.start_time >= {int(since) - lookback}"
-            self._sync_runs(where)
-        self._sync_runs_by_id(list(run_ids))
+            read_from = 0 if full or since is None else int(since) - lookback
+            self._sync_runs("" if read_from == 0 else f"attributes.start_time >= {read_from}")
+        self.named_runs = {r for r in run_ids if r}
+        self._sync_runs_by_id(sorted(self.named_runs))
         # Runs waiting for a commit or dataset version are read again only when one may have arrived.
         marker = [
             Commit.objects.order_by("-pk").values_list("pk", flat=True).first(),
             DatasetVersion.objects.order_by("-pk").values_list("pk", flat=True).first(),
         ]
         if marker != self.watermark.get("resolution_marker"):
-            self._sync_runs_by_id(self._pending_run_ids())
+            for pending in self._pending_run_ids(read_from):
+                self._sync_runs_by_id(pending)
             self.watermark["resolution_marker"] = marker
         self._sync_model_versions(model_name)
         self._follow_aliases()
@@ -233,12 +237,28 @@ class _Sync:
         for page in _paged(self.server, fetch):
             self._write_runs(page)
 
-    def _pending_run_ids(self) -> list[str]:
-        pending = SyncedRun.objects.filter(server=self.server, pending=True).values_list("run_id", flat=True)
-        return [run_id for run_id in pending if run_id not in self.seen_runs]
+    def _pending_run_ids(self, read_from: int | None) -> Iterator[list[str]]:
+        """The pending runs this sync has not read yet, a page at a time from the database.
+
+        None after a full read, which read every run; after a read of the runs started from ``read_from``
+        (ms), those started before it. Never a set of every run seen: at a million runs that alone would
+        hold a hundred megabytes for the whole sync.
+        """
+        if read_from == 0:
+            return
+        pending = SyncedRun.objects.filter(server=self.server, pending=True)
+        if read_from is not None:
+            read = ExperimentRun.objects.filter(
+                server=self.server, run_id=OuterRef("run_id"), start_time__gte=mapping.from_millis(read_from)
+            )
+            pending = pending.exclude(Exists(read))
+        after = 0
+        while page := list(pending.filter(pk__gt=after).order_by("pk").values_list("pk", "run_id")[:PAGE]):
+            after = page[-1][0]
+            yield [run_id for _, run_id in page if run_id not in self.named_runs]
 
     def _sync_runs_by_id(self, run_ids: list[str]) -> None:
-        run_ids = [r for r in run_ids if r and r not in self.seen_runs and r.isalnum()]
+        run_ids = [r for r in run_ids if r and r.isalnum()]
         if not run_ids or not self.experiment_names:
             return
         ids = sorted(self.experiment_names)
@@ -264,7 +284,6 @@ class _Sync:
         written: dict[str, str] = {}
         to_write: list[services.RunData] = []
         for data in datas:
-            self.seen_runs.add(data.run_id)
             fingerprint = mapping.fingerprint(data)
             row = known.get(data.run_id)
             if row and row["fingerprint"] == fingerprint and not row["pending"]:

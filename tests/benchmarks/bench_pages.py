@@ -22,16 +22,38 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from tests.benchmarks.common import batches, load_average
+
 ROOT = Path(__file__).resolve().parents[2]
 RUNS = 15
-LARGE = {"releases": 10_000, "runs": 100_000, "endpoints": 500, "deployments": 50_000}
 MODELS = 50
 DATASETS = 50
 VERSIONS_PER_DATASET = 20
 SHARED_RUNS = int(os.environ.get("BENCH_PAGES_SHARED_RUNS", "10000"))
+# Rows written per bulk_create call: a million runs are never all in memory at once.
+CHUNK = 50_000
+
+
+def large_sizes(scale: int = 1) -> dict[str, int]:
+    """The large set's sizes; ``scale`` 10 is issue 12's 10x set (bench_scale)."""
+    return {
+        "releases": 10_000 * scale,
+        "runs": 100_000 * scale,
+        "endpoints": 500 * scale,
+        "deployments": 50_000 * scale,
+    }
+
+
+LARGE = large_sizes()
+
+
+def _bulk_create(model: type[Any], rows: Iterable[Any]) -> None:
+    for batch in batches(rows, CHUNK):
+        model.objects.bulk_create(batch, batch_size=5000)
 
 
 def _environment(dataset: str) -> dict[str, str]:
@@ -64,8 +86,9 @@ def _ensure_postgres_database(env: dict[str, str]) -> None:
 # Inside the measuring process ---------------------------------------------------------------
 
 
-def _generate_large() -> None:
-    """The large data set, written with bulk_create (no services: speed over audit for a benchmark)."""
+def _generate_large(scale: int = 1) -> None:
+    """The large set (``large_sizes(scale)``), written with bulk_create (no services: speed over audit for a
+    benchmark), a chunk at a time, rows named by their keys rather than held as model instances."""
     from django.contrib.auth.models import Group, User
     from django.db import transaction
     from django.utils import timezone
@@ -89,9 +112,10 @@ def _generate_large() -> None:
     )
     from releases.roles import ML_LEADS
 
+    large = large_sizes(scale)
     now = timezone.now()
     start = now - datetime.timedelta(days=730)
-    per_model = LARGE["releases"] // MODELS
+    runs_per_release = large["runs"] // large["releases"]
     with transaction.atomic():
         lead = User.objects.create_user("lead", password="bench-password", first_name="Lena", last_name="Lead")
         lead.groups.add(Group.objects.get_or_create(name=ML_LEADS)[0])
@@ -99,22 +123,24 @@ def _generate_large() -> None:
             name="monorepo", url="/srv/git/mono.git", commit_url_template="https://git.example.com/c/{sha}"
         )
         server = TrackingServer.objects.create(name="mlflow", tracking_uri="http://mlflow", ui_url="http://mlflow")
-        shas = [f"{i:040x}" for i in range(1, LARGE["releases"] + 1)]
-        commit_time = [start + datetime.timedelta(minutes=60 * i) for i in range(len(shas))]
-        Commit.objects.bulk_create(
-            Commit(
-                repository=repo,
-                sha=sha,
-                author_name="Dev",
-                committed_at=commit_time[i],
-                message=f"change {i}",
-                parents=[shas[i - 1]] if i else [],
-            )
-            for i, sha in enumerate(shas)
+        shas = [f"{i:040x}" for i in range(1, large["releases"] + 1)]
+        _bulk_create(
+            Commit,
+            (
+                Commit(
+                    repository=repo,
+                    sha=sha,
+                    author_name="Dev",
+                    committed_at=start + datetime.timedelta(minutes=60 * i),
+                    message=f"change {i}",
+                    parents=[shas[i - 1]] if i else [],
+                )
+                for i, sha in enumerate(shas)
+            ),
         )
-        commits = list(Commit.objects.order_by("committed_at"))
+        commits = list(Commit.objects.order_by("committed_at").values_list("pk", flat=True))
         datasets = Dataset.objects.bulk_create(Dataset(name=f"dataset-{d}") for d in range(DATASETS))
-        versions = DatasetVersion.objects.bulk_create(
+        DatasetVersion.objects.bulk_create(
             DatasetVersion(
                 dataset=ds,
                 version=v,
@@ -124,15 +150,14 @@ def _generate_large() -> None:
             for d, ds in enumerate(datasets)
             for v in range(1, VERSIONS_PER_DATASET + 1)
         )
-        versions = list(DatasetVersion.objects.order_by("pk"))
+        versions = list(DatasetVersion.objects.order_by("pk").values_list("pk", flat=True))
         pipelines = FeaturePipeline.objects.bulk_create(FeaturePipeline(name=f"features_{p}") for p in range(10))
-        features = list(
-            FeaturePipelineVersion.objects.bulk_create(
-                FeaturePipelineVersion(pipeline=p, version=v) for p in pipelines for v in range(1, 11)
-            )
+        FeaturePipelineVersion.objects.bulk_create(
+            FeaturePipelineVersion(pipeline=p, version=v) for p in pipelines for v in range(1, 11)
         )
-        features = list(FeaturePipelineVersion.objects.order_by("pk"))
-        ExperimentRun.objects.bulk_create(
+        features = list(FeaturePipelineVersion.objects.order_by("pk").values_list("pk", flat=True))
+        _bulk_create(
+            ExperimentRun,
             (
                 ExperimentRun(
                     server=server,
@@ -141,60 +166,60 @@ def _generate_large() -> None:
                     name=f"run-{r}",
                     status="FINISHED",
                     user="ds",
-                    start_time=start + datetime.timedelta(minutes=7 * r),
+                    start_time=start + datetime.timedelta(minutes=7 * r / scale),
                     params={"max_depth": str(4 + r % 5), "feature_view": f"features_{r % 10}_v{1 + r % 10}"},
                     metrics={"auc": 0.8 + (r % 97) / 1000, "logloss": 0.3 - (r % 89) / 1000},
                     commit_sha=shas[r % len(shas)],
-                    commit=commits[r % len(commits)],
-                    feature_pipeline_version=features[r % len(features)],
+                    commit_id=commits[r % len(commits)],
+                    feature_pipeline_version_id=features[r % len(features)],
                 )
-                for r in range(LARGE["runs"])
+                for r in range(large["runs"])
             ),
-            batch_size=5000,
         )
         runs = list(ExperimentRun.objects.order_by("pk").values_list("pk", flat=True))
-        RunDatasetInput.objects.bulk_create(
+        _bulk_create(
+            RunDatasetInput,
             (
-                RunDatasetInput(run_id=run, dataset_version=versions[i % len(versions)], context="training")
+                RunDatasetInput(run_id=run, dataset_version_id=versions[i % len(versions)], context="training")
                 for i, run in enumerate(runs)
             ),
-            batch_size=5000,
         )
         models = RegisteredModel.objects.bulk_create(RegisteredModel(name=f"model-{m}") for m in range(MODELS))
-        mvs = ModelVersion.objects.bulk_create(
+        _bulk_create(
+            ModelVersion,
             (
                 ModelVersion(
                     registered_model=models[i % MODELS],
                     version=1 + i // MODELS,
-                    run_id=runs[i * (LARGE["runs"] // LARGE["releases"])],
-                    source_run_id=f"{i * (LARGE['runs'] // LARGE['releases']):032x}",
-                    created_at=start + datetime.timedelta(minutes=70 * i),
+                    run_id=runs[i * runs_per_release],
+                    source_run_id=f"{i * runs_per_release:032x}",
+                    created_at=start + datetime.timedelta(minutes=70 * i / scale),
                 )
-                for i in range(LARGE["releases"])
+                for i in range(large["releases"])
             ),
-            batch_size=5000,
         )
-        mvs = list(ModelVersion.objects.order_by("pk"))
+        mvs = list(ModelVersion.objects.order_by("pk").values_list("pk", flat=True))
         states = [Release.State.APPROVED] * 8 + [Release.State.PENDING, Release.State.RETIRED]
-        Release.objects.bulk_create(
+        _bulk_create(
+            Release,
             (
                 Release(
                     name=f"model-{i % MODELS}-v{1 + i // MODELS}",
-                    model_version=mv,
-                    commit=commits[i],
+                    model_version_id=mv,
+                    commit_id=commits[i],
                     state=states[i % len(states)],
                     created_by=lead,
                     validation_report_uri=f"s3://reports/{i}.html",
                 )
                 for i, mv in enumerate(mvs)
             ),
-            batch_size=5000,
         )
-        releases = list(Release.objects.order_by("pk"))
+        releases = list(Release.objects.order_by("pk").only("pk", "state", "created_at"))
         for i, release in enumerate(releases):
-            release.created_at = start + datetime.timedelta(minutes=70 * i)
+            release.created_at = start + datetime.timedelta(minutes=70 * i / scale)
         Release.objects.bulk_update(releases, ["created_at"], batch_size=5000)
-        Approval.objects.bulk_create(
+        _bulk_create(
+            Approval,
             (
                 Approval(
                     release=r,
@@ -209,7 +234,6 @@ def _generate_large() -> None:
                 for r in releases
                 if r.state == Release.State.APPROVED
             ),
-            batch_size=5000,
         )
         endpoints = Endpoint.objects.bulk_create(
             Endpoint(
@@ -217,29 +241,29 @@ def _generate_large() -> None:
                 environment="production" if e % 2 == 0 else "staging",
                 registered_model=models[e % MODELS],
             )
-            for e in range(LARGE["endpoints"])
+            for e in range(large["endpoints"])
         )
         by_model: dict[int, list[Release]] = {}
         for i, release in enumerate(releases):
             by_model.setdefault(i % MODELS, []).append(release)
-        per_endpoint = LARGE["deployments"] // LARGE["endpoints"]
-        deployments = []
-        for e, endpoint in enumerate(endpoints):
-            candidates = by_model[e % MODELS]
-            for k in range(per_endpoint):
-                release = candidates[(k * len(candidates)) // per_endpoint]
-                deployments.append(
-                    Deployment(
-                        endpoint=endpoint,
-                        release=release,
-                        deployed_at=release.created_at + datetime.timedelta(hours=1 + e % 5),
-                        actor="ci",
-                        kind="deploy",
-                        source="api",
-                    )
+        per_endpoint = large["deployments"] // large["endpoints"]
+        _bulk_create(
+            Deployment,
+            (
+                Deployment(
+                    endpoint=endpoint,
+                    release=release,
+                    deployed_at=release.created_at + datetime.timedelta(hours=1 + e % 5),
+                    actor="ci",
+                    kind="deploy",
+                    source="api",
                 )
-        Deployment.objects.bulk_create(deployments, batch_size=5000)
-        assert per_model > 0
+                for e, endpoint in enumerate(endpoints)
+                for release in (
+                    by_model[e % MODELS][(k * len(by_model[e % MODELS])) // per_endpoint] for k in range(per_endpoint)
+                )
+            ),
+        )
 
 
 def _settle(connection: Any) -> None:
@@ -251,14 +275,15 @@ def _settle(connection: Any) -> None:
             cursor.execute("VACUUM ANALYZE")
 
 
-def _generate_shared(runs: int) -> str:
+def _generate_shared(runs: int, scale: int = 1) -> str:
     """A dataset version the first ``runs`` runs evaluated on (added once per size); returns its page."""
     from django.db import connection, transaction
 
     from releases.models import Dataset, DatasetVersion, ExperimentRun, RunDatasetInput
 
-    if not 0 < runs <= LARGE["runs"]:
-        raise SystemExit(f"BENCH_PAGES_SHARED_RUNS must be from 1 to {LARGE['runs']}, not {runs}")
+    most = large_sizes(scale)["runs"]
+    if not 0 < runs <= most:
+        raise SystemExit(f"the shared dataset version's runs must be from 1 to {most}, not {runs}")
     name = f"shared-{runs}"
     if not Dataset.objects.filter(name=name).exists():
         began = time.perf_counter()
@@ -279,7 +304,8 @@ def _generate_shared(runs: int) -> str:
     return f"/datasets/{name}/1/"
 
 
-def _pages(dataset: str) -> list[tuple[str, str]]:
+def page_list(dataset: str, scale: int = 1, shared_runs: int = SHARED_RUNS) -> list[tuple[str, str]]:
+    """Every page, as (label, path), on the demo world or on the large set of ``large_sizes(scale)``."""
     from releases.models import Commit, ExperimentRun, Release
 
     if dataset == "demo":
@@ -303,9 +329,10 @@ def _pages(dataset: str) -> list[tuple[str, str]]:
         ]
     newest = Release.objects.filter(model_version__registered_model__name="model-0").order_by("-created_at")
     latest, older = newest[0], newest[10]
-    middle = Release.objects.order_by("created_at")[LARGE["releases"] // 2].created_at
-    commit = Commit.objects.order_by("committed_at")[LARGE["releases"] // 2]
-    shared = _generate_shared(SHARED_RUNS)
+    half = large_sizes(scale)["releases"] // 2
+    middle = Release.objects.order_by("created_at")[half].created_at
+    commit = Commit.objects.order_by("committed_at")[half]
+    shared = _generate_shared(shared_runs, scale)
     # A page number past the last shows the last page.
     last_pages = "&".join(
         f"{name}=999999" for name in ("runs_page", "versions_page", "releases_page", "endpoints_page", "live_page")
@@ -317,18 +344,42 @@ def _pages(dataset: str) -> list[tuple[str, str]]:
         ("trace", f"/releases/{latest.name}/"),
         ("compare", f"/releases/compare/?a={older.name}&b={latest.name}"),
         ("dataset version", "/datasets/dataset-7/12/"),
-        (f"dataset version used by {SHARED_RUNS:,} runs", shared),
-        (f"dataset version used by {SHARED_RUNS:,} runs, last page of each list", f"{shared}?{last_pages}"),
+        (f"dataset version used by {shared_runs:,} runs", shared),
+        (f"dataset version used by {shared_runs:,} runs, last page of each list", f"{shared}?{last_pages}"),
         ("endpoint", "/endpoints/endpoint-0/"),
         ("endpoint, live at", f"/endpoints/endpoint-0/?at={middle:%Y-%m-%dT%H:%M}"),
         ("investigate", f"/investigate/?endpoint=endpoint-0&at={middle:%Y-%m-%dT%H:%M}"),
         ("model", "/models/model-0/"),
-        ("run", f"/runs/{ExperimentRun.objects.order_by('pk')[5000].run_id}/"),
+        ("run", f"/runs/{ExperimentRun.objects.order_by('pk')[5000 * scale].run_id}/"),
         ("commit", f"/commits/{commit.sha[:12]}/"),
         ("search", "/search/?q=nothing-matches"),
         ("search, partial name", "/search/?q=model-7-v"),
         ("search, every run by one author", "/search/?q=ds"),
     ]
+
+
+def time_pages(pages: list[tuple[str, str]], username: str = "lead") -> dict[str, float]:
+    """Median server time of each page in ms (``RUNS`` requests after two to warm up), as ``username``,
+    with DEBUG off: no query log, as production runs."""
+    from django.conf import settings
+    from django.contrib.auth.models import User
+    from django.test import Client
+
+    settings.DEBUG = False
+    client = Client(HTTP_HOST="127.0.0.1")
+    client.force_login(User.objects.get(username=username))
+    results = {}
+    for label, path in pages:
+        for _ in range(2):
+            response = client.get(path)
+            assert response.status_code == 200, (path, response.status_code)
+        timings = []
+        for _ in range(RUNS):
+            began = time.perf_counter()
+            client.get(path)
+            timings.append((time.perf_counter() - began) * 1000)
+        results[label] = round(statistics.median(timings), 1)
+    return results
 
 
 def _measure(dataset: str) -> dict[str, Any]:
@@ -339,7 +390,6 @@ def _measure(dataset: str) -> dict[str, Any]:
     from django.contrib.auth.models import User
     from django.core.management import call_command
     from django.db import connection
-    from django.test import Client
 
     call_command("migrate", verbosity=0, interactive=False)
     if not User.objects.filter(username="lead").exists():
@@ -352,28 +402,7 @@ def _measure(dataset: str) -> dict[str, Any]:
             _generate_large()
             _settle(connection)
             print(f"generated the large data set in {time.perf_counter() - began:.0f} s", file=sys.stderr)
-    settings.DEBUG = False  # no query log: measure what production does
-    client = Client(HTTP_HOST="127.0.0.1")
-    client.force_login(User.objects.get(username="lead"))
-    results = {}
-    for label, path in _pages(dataset):
-        for _ in range(2):
-            response = client.get(path)
-            assert response.status_code == 200, (path, response.status_code)
-        timings = []
-        for _ in range(RUNS):
-            began = time.perf_counter()
-            client.get(path)
-            timings.append((time.perf_counter() - began) * 1000)
-        results[label] = round(statistics.median(timings), 1)
-    return {"vendor": connection.vendor, "pages": results}
-
-
-def _load_average() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "unknown"
+    return {"vendor": connection.vendor, "pages": time_pages(page_list(dataset))}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -383,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(_measure(args[1])))
         return 0
     found: dict[str, dict[str, Any]] = {}
-    load_before = _load_average()
+    load_before = load_average()
     for dataset in ("demo", "large"):
         env = _environment(dataset)
         if "LINEAGE_VAR_DIR" in env:
@@ -412,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
         f"and a dataset version used by {SHARED_RUNS:,} of the runs."
     )
     # Shared machines vary: the load average (1, 5, 15 minutes) says how busy this one was.
-    print(f"Load average before: {load_before}; after: {_load_average()}")
+    print(f"Load average before: {load_before}; after: {load_average()}")
     if slow:
         print(f"Over the 100 ms target: {', '.join(slow)}")
     return 0

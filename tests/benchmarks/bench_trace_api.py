@@ -44,7 +44,7 @@ def _database_url() -> str:
     return f"{base}/lineage_bench_trace"
 
 
-def _settings_env(url: str) -> dict[str, str]:
+def _settings_env(url: str, var_dir: Path = ROOT / "var" / "bench" / "trace") -> dict[str, str]:
     env = dict(os.environ)
     for name in ("DATABASE_MIGRATE_URL", "REDIS_URL", "DEBUG"):
         env.pop(name, None)
@@ -56,7 +56,7 @@ def _settings_env(url: str) -> dict[str, str]:
         # TLS ends at the proxy in front of gunicorn, as in a deployment; the benchmark talks to gunicorn.
         SECURE_SSL_REDIRECT="0",
         LINEAGE_SIGNING_KEY_AUTOCREATE="1",
-        LINEAGE_VAR_DIR=str(ROOT / "var" / "bench" / "trace"),
+        LINEAGE_VAR_DIR=str(var_dir),
     )
     return env
 
@@ -83,7 +83,7 @@ def _prepare_database(url: str) -> None:
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=_settings_env(url), check=True)
 
 
-def _token(url: str) -> str:
+def _token(url: str, var_dir: Path) -> str:
     code = (
         "import django; django.setup()\n"
         "from django.contrib.auth.models import User\n"
@@ -96,7 +96,12 @@ def _token(url: str) -> str:
         "print(raw)\n"
     )
     done = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env=_settings_env(url), check=True, capture_output=True, text=True
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=_settings_env(url, var_dir),
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return done.stdout.strip().splitlines()[-1]
 
@@ -159,6 +164,36 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             os.killpg(process.pid, signal.SIGKILL)
 
 
+def start_mlflow(store: Path, port: int, *, workers: int) -> subprocess.Popen[bytes]:
+    """A real `mlflow server` on the SQLite store under ``store``, answering on ``port``."""
+    from tests.integration.conftest import MLFLOW_SERVER_ENV
+
+    process = _start(
+        [
+            str(Path(sys.executable).parent / "mlflow"),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--backend-store-uri",
+            f"sqlite:///{store / 'mlflow.db'}",
+            "--default-artifact-root",
+            str(store / "artifacts"),
+        ],
+        {**os.environ, **MLFLOW_SERVER_ENV},
+        store / "server.log",
+    )
+    try:
+        _wait(port, "/health", process)
+    except BaseException:
+        _stop(process)
+        raise
+    return process
+
+
 def _get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[float, dict[str, Any]]:
     """One request on a fresh connection: (milliseconds, decoded JSON)."""
     started = time.perf_counter()
@@ -188,9 +223,14 @@ def main() -> None:
     started = time.monotonic()
     _prepare_database(url)
     print(f"   large set ready in {url.rpartition('/')[2]} ({time.monotonic() - started:.0f} s)", flush=True)
-    versions = _mlflow_store()
+    measure(url, ROOT / "var" / "bench" / "trace", anchor=_mlflow_store())
+
+
+def measure(url: str, var_dir: Path, anchor: list[tuple[str, str]] | None) -> None:
+    """Serve the database at ``url`` with gunicorn and time the full trace of random releases; beside the
+    MLflow store's own lookups of the (name, version) pairs of ``anchor``, when given."""
     names = _release_names(url)
-    token = _token(url)
+    token = _token(url, var_dir)
     logs = ROOT / "var" / "bench"
     ours_port, mlflow_port = _free_port(), _free_port()
     ours = _start(
@@ -204,49 +244,32 @@ def main() -> None:
             "--log-level",
             "warning",
         ],
-        _settings_env(url),
-        logs / "trace-gunicorn.log",
+        _settings_env(url, var_dir),
+        logs / f"{var_dir.name}-gunicorn.log",
     )
-    from tests.integration.conftest import MLFLOW_SERVER_ENV
-
-    mlflow = _start(
-        [
-            str(Path(sys.executable).parent / "mlflow"),
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(mlflow_port),
-            "--workers",
-            "2",
-            "--backend-store-uri",
-            f"sqlite:///{STORE / 'mlflow.db'}",
-            "--default-artifact-root",
-            str(STORE / "artifacts"),
-        ],
-        {**os.environ, **MLFLOW_SERVER_ENV},
-        logs / "trace-mlflow.log",
-    )
+    mlflow = None if anchor is None else start_mlflow(STORE, mlflow_port, workers=2)
     try:
         _wait(ours_port, "/api/releases/", ours)  # 401 without a token: the app answers
-        _wait(mlflow_port, "/health", mlflow)
         picks = random.Random(42)
         auth = {"Authorization": f"Bearer {token}"}
         # Warm both: each worker's imports, connections and caches, as a running service has them.
         for _ in range(20):
             _get(ours_port, f"/api/releases/{picks.choice(names)}/", auth)
-            name, version = picks.choice(versions)
-            _get(mlflow_port, f"/api/2.0/mlflow/model-versions/get?name={name}&version={version}")
+            if anchor is not None:
+                name, version = picks.choice(anchor)
+                _get(mlflow_port, f"/api/2.0/mlflow/model-versions/get?name={name}&version={version}")
         trace, single, pair, missing = [], [], [], []
         for _ in range(REQUESTS):
             elapsed, body = _get(ours_port, f"/api/releases/{picks.choice(names)}/", auth)
             assert body["lineage_digest"].startswith("sha256:")
             trace.append(elapsed)
-            name, version = picks.choice(versions)
-            elapsed, body = _get(mlflow_port, f"/api/2.0/mlflow/model-versions/get?name={name}&version={version}")
-            single.append(elapsed)
-            run_elapsed, _ = _get(mlflow_port, f"/api/2.0/mlflow/runs/get?run_id={body['model_version']['run_id']}")
-            pair.append(elapsed + run_elapsed)
+            if anchor is not None:
+                name, version = picks.choice(anchor)
+                elapsed, body = _get(mlflow_port, f"/api/2.0/mlflow/model-versions/get?name={name}&version={version}")
+                single.append(elapsed)
+                run_id = body["model_version"]["run_id"]
+                run_elapsed, _ = _get(mlflow_port, f"/api/2.0/mlflow/runs/get?run_id={run_id}")
+                pair.append(elapsed + run_elapsed)
             conn_started = time.perf_counter()
             conn = http.client.HTTPConnection("127.0.0.1", ours_port, timeout=30)
             conn.request("GET", f"/api/releases/no-such-release-{picks.randrange(10**9)}/", headers=auth)
@@ -256,17 +279,19 @@ def main() -> None:
         load = os.getloadavg()
         print(f"   {REQUESTS} requests of each kind, interleaved, fresh connections; load {load[0]:.2f}", flush=True)
         ours_median, ours_p95 = _summary("GET /api/releases/NAME/ (full trace)", trace)
-        one_median, one_p95 = _summary("MLflow model-versions/get", single)
-        two_median, _ = _summary("MLflow model-versions/get then runs/get", pair)
         _summary("GET /api/releases/NAME/ of a release that does not exist (404)", missing)
-        print(
-            f"   ratio to MLflow's single lookup: median {ours_median / one_median:.2f}, p95 {ours_p95 / one_p95:.2f} "
-            f"(goal < 1.0); to its two calls: median {ours_median / two_median:.2f}",
-            flush=True,
-        )
+        if anchor is not None:
+            one_median, one_p95 = _summary("MLflow model-versions/get", single)
+            two_median, _ = _summary("MLflow model-versions/get then runs/get", pair)
+            print(
+                f"   ratio to MLflow's single lookup: median {ours_median / one_median:.2f}, "
+                f"p95 {ours_p95 / one_p95:.2f} (goal < 1.0); to its two calls: median {ours_median / two_median:.2f}",
+                flush=True,
+            )
     finally:
         _stop(ours)
-        _stop(mlflow)
+        if mlflow is not None:
+            _stop(mlflow)
 
 
 if __name__ == "__main__":

@@ -404,3 +404,43 @@ def test_a_second_server_with_the_same_model_names_touches_none_of_ours(
     [conflict] = AuditEvent.objects.filter(action="model_version.source_conflict", object_key=f"{uid}-model")
     assert conflict.new == {"owner": "mlflow", "reported_by": "mirror"}
     assert not AuditEvent.objects.filter(action="model_version.updated", object_key=f"{uid}-model/{version}").exists()
+
+
+def test_pending_runs_are_read_again_a_page_at_a_time_and_never_after_a_full_read(
+    git_repo: GitRepo,
+    git_state: SyncState,
+    mlflow_state: SyncState,
+    mlflow_client: Any,
+    uid: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The sync holds no set of every run it read (a million runs' ids): a full read re-reads no pending run,
+    and a narrower sync streams the pending ones from the database in pages of PAGE."""
+    from releases.sync import mlflow as mlflow_sync
+
+    monkeypatch.setattr(mlflow_sync, "PAGE", 2)
+    sha = git_repo.commit("not synced yet")
+    runs = [log_run(mlflow_client, f"pending-{uid}", name=f"r{i}", tags={"git_commit": sha}) for i in range(5)]
+    read_by_id: list[list[str]] = []
+    by_id = mlflow_sync._Sync._sync_runs_by_id
+
+    def spy(self: Any, run_ids: list[str]) -> None:
+        read_by_id.append(list(run_ids))
+        by_id(self, run_ids)
+
+    monkeypatch.setattr(mlflow_sync._Sync, "_sync_runs_by_id", spy)
+    sources.sync_state(mlflow_state, full=True)
+    assert not [ids for ids in read_by_id if ids]
+
+    sources.sync_state(git_state)
+    read_by_id.clear()
+    sources.sync_state(mlflow_state, run_ids=(runs[0],))
+
+    # The named run first, then every other pending one (the shared server's other runs among them).
+    assert read_by_id[0] == [runs[0]]
+    pages = [ids for ids in read_by_id[1:] if ids]
+    assert max(len(ids) for ids in pages) <= 2
+    read_again = [run for ids in pages for run in ids]
+    assert set(runs[1:]) <= set(read_again)
+    assert runs[0] not in read_again
+    assert ExperimentRun.objects.filter(run_id__in=runs, commit__isnull=True).count() == 0
