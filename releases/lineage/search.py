@@ -35,6 +35,9 @@ from releases.models import (
 HEX_RE = re.compile(r"[0-9a-fA-F]{4,40}")
 MAX_QUERY_LENGTH = 200
 GROUP_LIMIT = 20
+# A group counts its matches up to here and then says "more than": one author's million runs are not
+# counted one by one to print a number nobody reads past "a lot".
+COUNT_LIMIT = 1000
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,8 @@ class SearchHit:
 
 @dataclass(frozen=True)
 class SearchGroup:
-    """Partial matches of one kind: the first GROUP_LIMIT of ``total``."""
+    """Partial matches of one kind: the first GROUP_LIMIT of ``total``, counted up to COUNT_LIMIT
+    (``total`` is COUNT_LIMIT + 1 when there are more)."""
 
     kind: str
     title: str
@@ -61,6 +65,11 @@ class SearchGroup:
     @property
     def more(self) -> int:
         return self.total - len(self.hits)
+
+    @property
+    def counted(self) -> str:
+        """The total in words: exact, or "more than COUNT_LIMIT"."""
+        return f"more than {COUNT_LIMIT:,}" if self.total > COUNT_LIMIT else f"{self.total:,}"
 
 
 @dataclass(frozen=True)
@@ -125,14 +134,16 @@ def _exact_identifiers(text: str) -> list[SearchHit]:
 
 
 def _containing(queryset: QuerySet[Any], field: str, text: str, *, ranked: bool = True) -> QuerySet[Any]:
-    """Rows whose ``field`` contains ``text`` in any case, each carrying the count of all of them (``total``);
-    ``ranked`` adds ``rank``: exact (0), prefix (1), anywhere (2).
+    """Rows whose ``field`` contains ``text`` in any case, each carrying the count of them up to
+    COUNT_LIMIT + 1 (``total``); ``ranked`` adds ``rank``: exact (0), prefix (1), anywhere (2).
 
     The count is an uncorrelated subquery, computed once: unlike a window count it does not make
-    the database hold every match to return the first twenty.
+    the database hold every match to return the first twenty. It counts the first COUNT_LIMIT + 1
+    matches only, so a text that matches a whole table stops reading there.
     """
     matching = queryset.filter(**{f"{field}__icontains": text})
-    count = matching.order_by().values(n=Func(F("pk"), function="COUNT"))
+    first = matching.order_by().values("pk")[: COUNT_LIMIT + 1]
+    count = queryset.model.objects.filter(pk__in=first).order_by().values(n=Func(F("pk"), function="COUNT"))
     found = matching.annotate(total=Subquery(count, output_field=IntegerField()))
     if not ranked:
         return found

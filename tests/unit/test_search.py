@@ -3,6 +3,7 @@ no text, however hostile, gets anything but a clear page."""
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import pytest
@@ -104,6 +105,21 @@ def test_each_group_is_bounded_and_says_how_many_there_are(client: Client, lead:
     client.force_login(lead)
     html = client.get("/search/", {"q": "edge"}).content.decode()
     assert f"Showing the first {lineage.GROUP_LIMIT} of {lineage.GROUP_LIMIT + 5}" in html
+
+
+def test_a_group_counts_up_to_its_limit_and_then_says_more(
+    client: Client, lead: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    World.create()
+    # The module, not the function ``lineage.search`` its name is shadowed by.
+    monkeypatch.setattr(sys.modules["releases.lineage.search"], "COUNT_LIMIT", 3)
+    for i in range(5):
+        Endpoint.objects.create(name=f"edge-{i:02}", environment="staging")
+    [group] = lineage.search("edge").groups
+    assert (len(group.hits), group.total, group.counted) == (5, 4, "more than 3")
+    client.force_login(lead)
+    html = client.get("/search/", {"q": "edge"}).content.decode()
+    assert 'aria-label="more than 3 found"' in html
 
 
 def test_wildcards_are_matched_as_themselves(story: World) -> None:
