@@ -98,8 +98,10 @@ def _impact(
         .order_by("-pk"),
         releases=releases.only("name", "state").order_by("-created_at", "-pk"),
         endpoints_ever=Endpoint.objects.filter(Exists(deployed)).only(*endpoint_columns).order_by("name"),
+        # An endpoint is live on an impacted release only if it ever deployed one: asked first, that
+        # narrows the endpoints whose live deployment is looked up to those few.
         live_endpoints=endpoints_with_live()
-        .filter(Exists(releases.filter(pk=OuterRef("live_release_id"))))
+        .filter(Exists(deployed), Exists(releases.filter(pk=OuterRef("live_release_id"))))
         .only(*endpoint_columns)
         .order_by("name"),
         run_keys=run_keys,
