@@ -108,7 +108,15 @@ TEMPLATES = [
 DATABASE_URL = env_str("DATABASE_URL")
 if DATABASE_URL:
     try:
-        DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))}
+        DATABASES = {
+            "default": dj_database_url.parse(
+                DATABASE_URL,
+                conn_max_age=env_int("DB_CONN_MAX_AGE", 60),
+                # A kept connection is checked (one round trip) before each request reuses it: after the
+                # database restarts, the next request reconnects instead of failing on the dead connection.
+                conn_health_checks=env_bool("DB_CONN_HEALTH_CHECKS", default=True),
+            )
+        }
     except ValueError as exc:
         raise ImproperlyConfigured(f"DATABASE_URL cannot be parsed: {exc}") from exc
     # Server-side parameters: psycopg then prepares a statement a connection runs more than five times, so

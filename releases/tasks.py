@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 from celery import Task, shared_task
+from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
 from releases import dispatch, evidence
@@ -52,6 +53,13 @@ def sync_source(
         # In-process (no broker) the failure is shown on the source; retrying here would block the caller.
         if self.request.is_eager:
             return f"failed: {exc}"
+        raise self.retry(exc=exc, countdown=backoff(self.request.retries)) from exc
+    except (OperationalError, InterfaceError) as exc:
+        # The database went away mid-sync (a restart, a failover): the pages committed stand, the one being
+        # written rolled back with its events, and the watermark did not move. Retried like an unreachable
+        # source; the retry is this task again, so it takes over the lease this attempt could not release.
+        if self.request.is_eager:
+            raise
         raise self.retry(exc=exc, countdown=backoff(self.request.retries)) from exc
     return result.summary()
 

@@ -19,7 +19,7 @@ KEPT = {
     "DJANGO_SETTINGS_MODULE",
 }
 PREFIXES = ("LINEAGE_", "SECURE_", "CSRF_", "SESSION_", "CELERY_", "DEMO_", "MLFLOW_TRACKING_")
-NAMES = {"DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "LOG_LEVEL", "DB_CONN_MAX_AGE"}
+NAMES = {"DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "LOG_LEVEL", "DB_CONN_MAX_AGE", "DB_CONN_HEALTH_CHECKS"}
 
 
 def product_variables(environ: dict[str, str] | os._Environ[str]) -> list[str]:

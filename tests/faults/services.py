@@ -154,7 +154,7 @@ class PostgresCluster:
     def sql(self, *statements: str, database: str = "postgres") -> None:
         with self.connect(database) as conn:
             for statement in statements:
-                conn.execute(statement)  # type: ignore[call-overload]  # the campaign's own fixed statements
+                conn.execute(statement)
 
     def create_database(self, name: str, *, template: str = "template1") -> None:
         self.sql(f'CREATE DATABASE "{name}" TEMPLATE "{template}" OWNER {OWNER}')

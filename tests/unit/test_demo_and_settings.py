@@ -9,9 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psycopg
 import pytest
 from django.contrib.auth.models import User
 from django.core.management import call_command
+from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from audit.log import verify_chain
@@ -20,6 +22,7 @@ from releases import lineage
 from releases.demo.world import build
 from releases.models import Deployment, ExperimentRun, GitTag, ModelVersion, Release, SyncState, WriteBack
 from tests import clean_environment
+from tests.conftest import unavailable
 from tests.factories import approve
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -276,3 +279,23 @@ def test_four_eyes_cannot_be_configured_away(tmp_path: Path, value: str, message
     )
     assert result.returncode != 0
     assert message in result.stderr
+
+
+def test_a_connection_the_database_dropped_is_replaced_before_the_next_request_uses_it(transactional_db):
+    """DB_CONN_HEALTH_CHECKS (on by default): after a database restart, a kept connection is not reused dead."""
+    if connection.vendor != "postgresql":
+        unavailable("needs PostgreSQL: set DATABASE_URL=postgres://...")
+    assert User.objects.count() == 0  # the kept connection, open
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    db = connection.settings_dict
+    with psycopg.connect(
+        dbname=db["NAME"], user=db["USER"], password=db["PASSWORD"] or None, host=db["HOST"], port=db["PORT"] or None
+    ) as other:
+        # What a restart does to every open connection; the application's role may end its own sessions.
+        other.execute("SELECT pg_terminate_backend(%s)", [pid])
+
+    close_old_connections()  # what Django does as the next request starts
+
+    assert User.objects.count() == 0
