@@ -166,7 +166,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 def start_mlflow(store: Path, port: int, *, workers: int) -> subprocess.Popen[bytes]:
     """A real `mlflow server` on the SQLite store under ``store``, answering on ``port``."""
-    from tests.integration.conftest import MLFLOW_SERVER_ENV
+    from tests.mlflow_store import SERVER_ENV
 
     process = _start(
         [
@@ -183,7 +183,7 @@ def start_mlflow(store: Path, port: int, *, workers: int) -> subprocess.Popen[by
             "--default-artifact-root",
             str(store / "artifacts"),
         ],
-        {**os.environ, **MLFLOW_SERVER_ENV},
+        {**os.environ, **SERVER_ENV},
         store / "server.log",
     )
     try:

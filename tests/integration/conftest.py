@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import unavailable
+from tests.mlflow_store import SERVER_ENV as MLFLOW_SERVER_ENV
 
 VENV_BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,11 +31,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-# MLflow's server starts a job runner and a dozen task consumers by default (for its own GenAI jobs); the
-# product uses none of them, and on a small machine they take the CPU the tests and benchmarks measure.
-MLFLOW_SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 
 def start_mlflow_server(
