@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import os
 import secrets
-import sqlite3
 import subprocess
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
+
+from tests.benchmarks import servers
 
 RUNS = int(os.environ.get("BENCH_RUNS", "10000"))
 MODEL_VERSIONS = int(os.environ.get("BENCH_MODEL_VERSIONS", "1000"))
@@ -75,109 +75,6 @@ def _timed(label: str, fn: Any) -> tuple[float, Any]:
     return elapsed, value
 
 
-def _fill_mlflow_store(db: Path, artifacts: Path) -> None:
-    """Create the schema with MLflow's own store, then insert rows with SQL."""
-    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as RegistryStore
-    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-
-    uri = f"sqlite:///{db}"
-    store = SqlAlchemyStore(uri, str(artifacts))
-    RegistryStore(uri)
-    experiment_id = store.create_experiment("churn")
-    store.engine.dispose()
-    now = int(time.time() * 1000) - 7 * 86_400_000  # a week old: history, not runs still being written
-    con = sqlite3.connect(db)
-
-    def columns(table: str) -> dict[str, tuple[bool, Any]]:
-        return {row[1]: (bool(row[3]), row[4]) for row in con.execute(f"PRAGMA table_info({table})")}
-
-    def insert(table: str, rows: list[dict[str, Any]]) -> None:
-        cols = columns(table)
-        for name, (notnull, default) in cols.items():
-            if notnull and default is None and name not in rows[0]:
-                for row in rows:
-                    row[name] = ""
-        names = list(rows[0])
-        con.executemany(
-            f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)})",  # noqa: S608 - fixed names
-            [tuple(row[n] for n in names) for row in rows],
-        )
-
-    run_ids = [uuid.uuid4().hex for _ in range(RUNS)]
-    runs, tags, params, metrics, latest = [], [], [], [], []
-    for i, run_id in enumerate(run_ids):
-        start = now + i * 1000
-        runs.append(
-            {
-                "run_uuid": run_id,
-                "name": f"churn-{i}",
-                "source_type": "LOCAL",
-                "source_name": "train.py",
-                "entry_point_name": "",
-                "user_id": "data-scientist",
-                "status": "FINISHED",
-                "start_time": start,
-                "end_time": start + 500,
-                "source_version": "",
-                "lifecycle_stage": "active",
-                "artifact_uri": f"{artifacts}/{run_id}",
-                "experiment_id": int(experiment_id),
-            }
-        )
-        sha = f"{i:040x}"
-        for key, value in (
-            ("git_commit", sha[:12]),
-            ("dataset_version", "churn-train:17"),
-            ("mlflow.runName", f"churn-{i}"),
-            ("mlflow.user", "data-scientist"),
-        ):
-            tags.append({"key": key, "value": value, "run_uuid": run_id})
-        for key, value in (("feature_view", "customer_features_v5"), ("max_depth", "6"), ("lr", "0.1")):
-            params.append({"key": key, "value": value, "run_uuid": run_id})
-        for key, value in (("auc", 0.8 + (i % 100) / 1000), ("logloss", 0.3)):
-            metrics.append(
-                {"key": key, "value": value, "timestamp": start, "run_uuid": run_id, "step": 0, "is_nan": False}
-            )
-            latest.append(
-                {"key": key, "value": value, "timestamp": start, "step": 0, "is_nan": False, "run_uuid": run_id}
-            )
-    insert("runs", runs)
-    insert("tags", tags)
-    insert("params", params)
-    insert("metrics", metrics)
-    insert("latest_metrics", latest)
-    models = max(1, MODEL_VERSIONS // 100)
-    insert(
-        "registered_models",
-        [
-            {"name": f"churn{m}-model", "creation_time": now, "last_updated_time": now, "description": ""}
-            for m in range(models)
-        ],
-    )
-    versions = []
-    for v in range(MODEL_VERSIONS):
-        run_id = run_ids[v * (RUNS // MODEL_VERSIONS)]
-        versions.append(
-            {
-                "name": f"churn{v % models}-model",
-                "version": v // models + 1,
-                "creation_time": now,
-                "last_updated_time": now,
-                "description": "",
-                "user_id": "",
-                "current_stage": "None",
-                "source": f"runs:/{run_id}/model",
-                "run_id": run_id,
-                "status": "READY",
-                "status_message": "",
-                "run_link": "",
-            }
-        )
-    insert("model_versions", versions)
-    con.commit()
-    con.close()
-
-
 def bench_mlflow() -> dict[str, float]:
     from audit.log import SystemActor
     from releases import services
@@ -190,7 +87,9 @@ def bench_mlflow() -> dict[str, float]:
     root.mkdir()
     _timed(
         f"fill the MLflow store with {RUNS} runs, {MODEL_VERSIONS} model versions",
-        lambda: _fill_mlflow_store(root / "mlflow.db", root / "artifacts"),
+        lambda: servers.fill_mlflow_store(
+            root / "mlflow.db", root / "artifacts", runs=RUNS, model_versions=MODEL_VERSIONS
+        ),
     )
     process, uri = start_mlflow_server(root)
     try:

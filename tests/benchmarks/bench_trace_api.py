@@ -21,144 +21,13 @@ import http.client
 import json
 import os
 import random
-import secrets
-import signal
 import statistics
-import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.benchmarks import servers
+
 REQUESTS = int(os.environ.get("BENCH_TRACE_REQUESTS", "400"))
-STORE = ROOT / "var" / "bench" / "trace-mlflow"
-RUNS, VERSIONS = 100_000, 10_000
-
-
-def _database_url() -> str:
-    url = os.environ.get("BENCH_DATABASE_URL", "")
-    if not url.startswith("postgres"):
-        return ""
-    base, _, _ = url.rpartition("/")
-    return f"{base}/lineage_bench_trace"
-
-
-def _settings_env(url: str) -> dict[str, str]:
-    env = dict(os.environ)
-    for name in ("DATABASE_MIGRATE_URL", "REDIS_URL", "DEBUG"):
-        env.pop(name, None)
-    env.update(
-        DATABASE_URL=url,
-        DJANGO_SETTINGS_MODULE="lineage_site.settings",
-        SECRET_KEY=env.get("SECRET_KEY", secrets.token_urlsafe(50)),
-        ALLOWED_HOSTS="127.0.0.1",
-        # TLS ends at the proxy in front of gunicorn, as in a deployment; the benchmark talks to gunicorn.
-        SECURE_SSL_REDIRECT="0",
-        LINEAGE_SIGNING_KEY_AUTOCREATE="1",
-        LINEAGE_VAR_DIR=str(ROOT / "var" / "bench" / "trace"),
-    )
-    return env
-
-
-def _prepare_database(url: str) -> None:
-    """Create, migrate and fill the large set once (in a child process with the bench's settings)."""
-    import psycopg
-
-    base, _, name = url.rpartition("/")
-    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
-    code = (
-        "import django; django.setup()\n"
-        "from django.core.management import call_command\n"
-        "call_command('migrate', verbosity=0)\n"
-        "from releases.models import Release\n"
-        "if not Release.objects.exists():\n"
-        "    from tests.benchmarks.bench_pages import _generate_large\n"
-        "    _generate_large()\n"
-        "    from django.db import connection\n"
-        "    connection.cursor().execute('ANALYZE')\n"
-    )
-    subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=_settings_env(url), check=True)
-
-
-def _token(url: str) -> str:
-    code = (
-        "import django; django.setup()\n"
-        "from django.contrib.auth.models import User\n"
-        "from audit.log import SystemActor\n"
-        "from releases import services\n"
-        "lead = User.objects.get(username='lead')\n"
-        "import uuid\n"
-        "_, raw = services.create_api_token(lead, name=f'bench-{uuid.uuid4().hex[:8]}', scopes=['read'], "
-        "by=SystemActor('bench'))\n"
-        "print(raw)\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env=_settings_env(url), check=True, capture_output=True, text=True
-    )
-    return done.stdout.strip().splitlines()[-1]
-
-
-def _release_names(url: str) -> list[str]:
-    import psycopg
-
-    with psycopg.connect(url) as conn:
-        return [row[0] for row in conn.execute("SELECT name FROM releases_release")]
-
-
-def _mlflow_store() -> list[tuple[str, str]]:
-    """The MLflow store of the same size, filled once; the (name, version) pairs it holds."""
-    os.environ["BENCH_RUNS"], os.environ["BENCH_MODEL_VERSIONS"] = str(RUNS), str(VERSIONS)
-    from tests.benchmarks import bench_sync
-
-    assert (bench_sync.RUNS, bench_sync.MODEL_VERSIONS) == (RUNS, VERSIONS)
-    if not (STORE / "mlflow.db").exists():
-        STORE.mkdir(parents=True, exist_ok=True)
-        started = time.monotonic()
-        bench_sync._fill_mlflow_store(STORE / "mlflow.db", STORE / "artifacts")
-        print(f"   filled the MLflow store: {time.monotonic() - started:.0f} s", flush=True)
-    models = max(1, VERSIONS // 100)
-    return [(f"churn{v % models}-model", str(v // models + 1)) for v in range(VERSIONS)]
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait(port: int, path: str, process: subprocess.Popen[bytes], timeout: float = 240) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the server on port {port} exited with {process.returncode}")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", path)
-            if conn.getresponse().status < 500:
-                return
-        except OSError:
-            time.sleep(0.3)
-    raise RuntimeError(f"the server on port {port} did not answer within {timeout} s")
-
-
-def _start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True
-    )
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
 
 
 def _get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[float, dict[str, Any]]:
@@ -183,53 +52,23 @@ def _summary(label: str, times: list[float]) -> tuple[float, float]:
 
 
 def main() -> None:
-    url = _database_url()
+    url = servers.bench_database("lineage_bench_trace")
     if not url:
         print("   skipped: set BENCH_DATABASE_URL=postgres://... (this benchmark measures PostgreSQL)", flush=True)
         return
+    env = servers.settings_env(url, servers.LOGS / "trace")
     started = time.monotonic()
-    _prepare_database(url)
+    servers.prepare_database(url, env)
     print(f"   large set ready in {url.rpartition('/')[2]} ({time.monotonic() - started:.0f} s)", flush=True)
-    versions = _mlflow_store()
-    names = _release_names(url)
-    token = _token(url)
-    logs = ROOT / "var" / "bench"
-    ours_port, mlflow_port = _free_port(), _free_port()
-    ours = _start(
-        [
-            str(Path(sys.executable).parent / "gunicorn"),
-            "lineage_site.wsgi",
-            "--bind",
-            f"127.0.0.1:{ours_port}",
-            "--workers",
-            "2",
-            "--log-level",
-            "warning",
-        ],
-        _settings_env(url),
-        logs / "trace-gunicorn.log",
-    )
-    mlflow = _start(
-        [
-            str(Path(sys.executable).parent / "mlflow"),
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(mlflow_port),
-            "--workers",
-            "2",
-            "--backend-store-uri",
-            f"sqlite:///{STORE / 'mlflow.db'}",
-            "--default-artifact-root",
-            str(STORE / "artifacts"),
-        ],
-        dict(os.environ),
-        logs / "trace-mlflow.log",
-    )
+    versions = servers.trace_mlflow_store()
+    names = servers.release_names(url)
+    token = servers.api_token(env)
+    ours_port, mlflow_port = servers.free_port(), servers.free_port()
+    ours = servers.gunicorn(env, ours_port, workers=2, log=servers.LOGS / "trace-gunicorn.log")
+    mlflow = servers.mlflow_server(servers.TRACE_STORE, mlflow_port, workers=2, log=servers.LOGS / "trace-mlflow.log")
     try:
-        _wait(ours_port, "/api/releases/", ours)  # 401 without a token: the app answers
-        _wait(mlflow_port, "/health", mlflow)
+        servers.wait(ours_port, "/api/releases/", ours)  # 401 without a token: the app answers
+        servers.wait(mlflow_port, "/health", mlflow)
         picks = random.Random(42)
         auth = {"Authorization": f"Bearer {token}"}
         # Warm both: each worker's imports, connections and caches, as a running service has them.
@@ -265,8 +104,8 @@ def main() -> None:
             flush=True,
         )
     finally:
-        _stop(ours)
-        _stop(mlflow)
+        servers.stop(ours)
+        servers.stop(mlflow)
 
 
 if __name__ == "__main__":
