@@ -53,7 +53,9 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest
 
+# The load benchmark's locust comes from requirements-bench.txt, kept out of `make test`'s install.
 bench: $(STAMP)
+	$(UV_PIP) -r requirements-bench.txt
 	$(BIN)/python -m tests.benchmarks.run
 
 # Mutation testing of the rule modules (tests/mutation/run.py): slow, so not part of `make test`.

@@ -44,9 +44,12 @@ from typing import Any
 from tests.benchmarks import servers
 
 SECONDS = int(os.environ.get("BENCH_LOAD_SECONDS", "20"))
+WARM_SECONDS = 5
 MOST_USERS = int(os.environ.get("BENCH_LOAD_USERS", "32"))
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/7")
 P95_LIMIT_MS = 100
+# MLflow's workers import for minutes on a busy machine (uvicorn restarts one that is slow to come up).
+START_TIMEOUT = 600
 WEB_WORKERS = 4
 SYNC_WORKERS = 2
 # Each sync worker's source: a small MLflow server of its own (the per-source lease keeps two workers
@@ -135,8 +138,15 @@ class SyncFeeder(Thread):
         # How many syncs each source gets (0: until stopped).
         self.rounds = rounds
         self.sent: dict[int, int] = {}
+        self.error: Exception | None = None
 
     def run(self) -> None:
+        try:
+            self._feed()
+        except Exception as exc:  # reported by whoever waits on the counts, not lost with the thread
+            self.error = exc
+
+    def _feed(self) -> None:
         import psycopg
 
         with psycopg.connect(self.url, autocommit=True) as conn:
@@ -166,6 +176,8 @@ class SyncFeeder(Thread):
     def stop(self) -> SyncCounts:
         self.stopping.set()
         self.join(timeout=30)
+        if self.error is not None:
+            raise RuntimeError(f"feeding the sync workers failed: {self.error}") from self.error
         return self.counts
 
     def _state(self, conn: Any, source: SyncSource) -> tuple[Any, int, float, int]:
@@ -191,9 +203,9 @@ def _first_syncs(url: str, sources: list[SyncSource], timeout: float = 600) -> N
     feeder.start()
     deadline = time.monotonic() + timeout
     while feeder.counts.completed + feeder.counts.failed < len(sources):
-        if time.monotonic() > deadline:
+        if time.monotonic() > deadline or not feeder.is_alive():
             feeder.stop()
-            raise RuntimeError(f"the first syncs did not finish within {timeout:.0f} s")
+            raise RuntimeError(f"the first syncs did not finish within {timeout:.0f} s (log: var/bench/load-celery-*)")
         time.sleep(0.5)
     counts = feeder.stop()
     if counts.failed:
@@ -260,29 +272,20 @@ def _empty_redis() -> bool:
 # Measuring ------------------------------------------------------------------------------------------
 
 
-def _warm(target: Target, plan: dict[str, Any], requests: int = 10) -> None:
-    """A few requests one at a time: each worker's imports, connections and caches, as a running service has."""
-    for _ in range(requests):
-        if target.user_class == "MlflowVersion":
-            name, version = random.choice(plan["versions"])
-            path, headers = f"/api/2.0/mlflow/model-versions/get?name={name}&version={version}", {}
-        elif target.user_class == "TraceApi":
-            path, headers = f"/api/releases/{random.choice(plan['releases'])}/", {"Authorization": plan["auth"]}
-        elif target.user_class == "TracePage":
-            path, headers = f"/releases/{random.choice(plan['releases'])}/", {"Cookie": plan["cookie"]}
-        else:
-            path, headers = "/", {"Cookie": plan["cookie"]}
-        conn = http.client.HTTPConnection("127.0.0.1", target.port, timeout=60)
-        conn.request("GET", path, headers=headers)
-        response = conn.getresponse()
-        response.read()
-        conn.close()
-        if response.status != 200:
-            raise RuntimeError(f"{target.label}: GET {path} answered {response.status}")
+def _warm(targets: list[Target], plan_file: Path) -> None:
+    """A few seconds of each target at one user per worker, not counted: every worker's imports,
+    connections and caches, as a running service has them; and a check that every answer is right."""
+    for target in targets:
+        step = _locust(target, WEB_WORKERS, plan_file, seconds=WARM_SECONDS)
+        if step.failures or not step.requests:
+            raise RuntimeError(
+                f"{target.label}: {step.failures} of {step.requests} answers were wrong while warming up "
+                "(logs: var/bench/load-*.log)"
+            )
 
 
-def _locust(target: Target, users: int, plan_file: Path) -> Step:
-    """One step: ``users`` users on ``target`` for SECONDS, headless; its figures from locust's final stats.
+def _locust(target: Target, users: int, plan_file: Path, *, seconds: int = SECONDS) -> Step:
+    """One step: ``users`` users on ``target`` for ``seconds``, headless; its figures from locust's final stats.
 
     The requests per second are counted over the window locust measured (from the moment every user
     was spawned to the last request), which can be a little shorter than SECONDS on a busy machine.
@@ -299,7 +302,7 @@ def _locust(target: Target, users: int, plan_file: Path) -> Step:
             "--spawn-rate",
             str(users),
             "--run-time",
-            f"{SECONDS}s",
+            f"{seconds}s",
             "--host",
             f"http://127.0.0.1:{target.port}",
             "--reset-stats",
@@ -313,7 +316,7 @@ def _locust(target: Target, users: int, plan_file: Path) -> Step:
         env=dict(os.environ, BENCH_LOAD_PLAN=str(plan_file)),
         capture_output=True,
         text=True,
-        timeout=SECONDS + 120,
+        timeout=seconds + 120,
     )
     if done.returncode:
         raise RuntimeError(f"locust exited with {done.returncode}: {done.stderr.strip()[-1000:]}")
@@ -390,7 +393,7 @@ def _report(found: dict[str, list[Step]], api: str, anchor: str) -> None:
         held = [s for s in steps if s.held]
         best[label] = max(held, key=lambda s: s.rps) if held else None
         top = best[label]
-        where = f"{top.rps:.1f} req/s ({top.users} users, p95 {top.p95_ms:.0f} ms)" if top else "none"
+        where = f"{top.rps:.1f} req/s (users: {top.users}, p95 {top.p95_ms:.0f} ms)" if top else "none"
         print(f"   {label}: max req/s at p95 < {P95_LIMIT_MS} ms: {where}", flush=True)
     ours, theirs = best[api], best[anchor]
     if ours and theirs:
@@ -408,6 +411,22 @@ def _report_syncs(counts: SyncCounts, seconds: float) -> None:
     )
 
 
+def _plan(url: str, env: dict[str, str], sources: list[SyncSource], versions: list[tuple[str, str]]) -> dict[str, Any]:
+    """The large set made ready, and what the simulated users ask with: names, session cookie, token."""
+    servers.prepare_database(url, env)
+    return {
+        "releases": servers.release_names(url),
+        "versions": versions,
+        "cookie": _session_and_sources(env, sources),
+        "token": servers.api_token(env),
+    }
+
+
+def _serve(running: ExitStack, process: subprocess.Popen[bytes]) -> subprocess.Popen[bytes]:
+    running.callback(servers.stop, process)
+    return process
+
+
 def main() -> None:
     url = servers.bench_database("lineage_bench_load")
     if not url:
@@ -421,19 +440,10 @@ def main() -> None:
         return
     env = servers.settings_env(url, servers.LOGS / "load", REDIS_URL=REDIS_URL)
     started = time.monotonic()
-    servers.prepare_database(url, env)
     versions = servers.trace_mlflow_store()
     sources = [SyncSource(name, _sync_store(name, f"sync{name[-1]}"), servers.free_port()) for name in SYNC_SOURCES]
     for source in sources:
         source.run_ids = _run_ids(source.store)
-    plan = {
-        "releases": servers.release_names(url),
-        "versions": versions,
-        "cookie": _session_and_sources(env, sources),
-        "token": servers.api_token(env),
-    }
-    plan["auth"] = f"Bearer {plan['token']}"
-    print(f"   data ready in {url.rpartition('/')[2]} and var/bench ({time.monotonic() - started:.0f} s)", flush=True)
     ours_port, mlflow_port = servers.free_port(), servers.free_port()
     targets = [
         Target("board", "Board", ours_port),
@@ -442,47 +452,62 @@ def main() -> None:
         Target("MLflow model-versions/get", "MlflowVersion", mlflow_port),
     ]
     with ExitStack() as running, tempfile.TemporaryDirectory(prefix="lineage-load-") as work:
-        web = servers.gunicorn(env, ours_port, workers=WEB_WORKERS, log=servers.LOGS / "load-gunicorn.log")
-        running.callback(servers.stop, web)
-        anchor = servers.mlflow_server(
-            servers.TRACE_STORE, mlflow_port, workers=WEB_WORKERS, log=servers.LOGS / "load-mlflow.log"
+        # MLflow's servers take long to start on a busy machine: they start while the database is prepared.
+        anchor = _serve(
+            running,
+            servers.mlflow_server(servers.TRACE_STORE, mlflow_port, workers=WEB_WORKERS, log="load-mlflow.log"),
         )
-        running.callback(servers.stop, anchor)
         sync_servers = [
-            servers.mlflow_server(source.store, source.port, workers=1, log=servers.LOGS / f"{source.name}-mlflow.log")
+            _serve(
+                running,
+                servers.mlflow_server(source.store, source.port, workers=1, log=f"{source.name}-mlflow.log"),
+            )
             for source in sources
         ]
-        for process in sync_servers:
-            running.callback(servers.stop, process)
+        plan = _plan(url, env, sources, versions)
+        web = _serve(running, servers.gunicorn(env, ours_port, workers=WEB_WORKERS, log="load-gunicorn.log"))
         for n in range(SYNC_WORKERS):
-            process = servers.celery_worker(env, f"load-{n}", log=servers.LOGS / f"load-celery-{n}.log")
-            running.callback(servers.stop, process)
-        servers.wait(ours_port, "/api/releases/", web)  # 401 without a token: the app answers
-        servers.wait(mlflow_port, "/health", anchor)
+            _serve(running, servers.celery_worker(env, f"load-{n}", log=f"load-celery-{n}.log"))
+        servers.wait(ours_port, "/api/releases/", web, timeout=START_TIMEOUT)  # 401 without a token: the app answers
+        servers.wait(mlflow_port, "/health", anchor, timeout=START_TIMEOUT)
         for source, process in zip(sources, sync_servers, strict=True):
-            servers.wait(source.port, "/health", process)
+            servers.wait(source.port, "/health", process, timeout=START_TIMEOUT)
+        print(f"   data ready and servers started ({time.monotonic() - started:.0f} s)", flush=True)
         first = time.monotonic()
         _first_syncs(url, sources)
         print(f"   first sync of each source done ({time.monotonic() - first:.0f} s)", flush=True)
         plan_file = Path(work) / "plan.json"
         plan_file.write_text(json.dumps(plan))
-        for target in targets:
-            _warm(target, plan)
-        feeder = SyncFeeder(url, sources)
-        feeder.start()
-        load_started = time.monotonic()
-        print(
-            f"   {os.cpu_count()} cores; gunicorn {WEB_WORKERS} workers, mlflow server {WEB_WORKERS} workers, "
-            f"{SYNC_WORKERS} Celery workers syncing; {SECONDS} s a step; "
-            f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
-            flush=True,
-        )
-        try:
-            found = _measure(targets, plan_file)
-        finally:
-            counts = feeder.stop()
-        _report(found, "trace API", "MLflow model-versions/get")
-        _report_syncs(counts, time.monotonic() - load_started)
+        _warm(targets, plan_file)
+        _run(targets, plan_file, url, sources)
+
+
+def _run(targets: list[Target], plan_file: Path, url: str, sources: list[SyncSource]) -> None:
+    """The steps, with the sync workers kept busy throughout; then the summary."""
+    feeder = SyncFeeder(url, sources)
+    feeder.start()
+    load_started = time.monotonic()
+    print(
+        f"   {os.cpu_count()} cores ({_cpu()}); gunicorn {WEB_WORKERS} workers, mlflow server {WEB_WORKERS} workers, "
+        f"{SYNC_WORKERS} Celery workers syncing; {SECONDS} s a step; "
+        f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
+        flush=True,
+    )
+    try:
+        found = _measure(targets, plan_file)
+    finally:
+        counts = feeder.stop()
+    _report(found, "trace API", "MLflow model-versions/get")
+    _report_syncs(counts, time.monotonic() - load_started)
+
+
+def _cpu() -> str:
+    """The processor's model name, as Linux reports it."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return "processor unknown"
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "processor unknown")
 
 
 if __name__ == "__main__":

@@ -64,8 +64,8 @@ def main() -> None:
     names = servers.release_names(url)
     token = servers.api_token(env)
     ours_port, mlflow_port = servers.free_port(), servers.free_port()
-    ours = servers.gunicorn(env, ours_port, workers=2, log=servers.LOGS / "trace-gunicorn.log")
-    mlflow = servers.mlflow_server(servers.TRACE_STORE, mlflow_port, workers=2, log=servers.LOGS / "trace-mlflow.log")
+    ours = servers.gunicorn(env, ours_port, workers=2, log="trace-gunicorn.log")
+    mlflow = servers.mlflow_server(servers.TRACE_STORE, mlflow_port, workers=2, log="trace-mlflow.log")
     try:
         servers.wait(ours_port, "/api/releases/", ours)  # 401 without a token: the app answers
         servers.wait(mlflow_port, "/health", mlflow)

@@ -260,15 +260,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    """Start ``command`` in its own process group, its output in ``log``."""
-    log.parent.mkdir(parents=True, exist_ok=True)
+def start(command: list[str], env: dict[str, str], log: str) -> subprocess.Popen[bytes]:
+    """Start ``command`` in its own process group, its output in the file ``log`` under var/bench."""
+    LOGS.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True
+        command, cwd=ROOT, env=env, stdout=(LOGS / log).open("wb"), stderr=subprocess.STDOUT, start_new_session=True
     )
 
 
-def gunicorn(env: dict[str, str], port: int, *, workers: int, log: Path) -> subprocess.Popen[bytes]:
+def gunicorn(env: dict[str, str], port: int, *, workers: int, log: str) -> subprocess.Popen[bytes]:
     """The product as deployed: gunicorn's sync workers on the WSGI application."""
     return start(
         [
@@ -286,7 +286,7 @@ def gunicorn(env: dict[str, str], port: int, *, workers: int, log: Path) -> subp
     )
 
 
-def mlflow_server(store: Path, port: int, *, workers: int, log: Path) -> subprocess.Popen[bytes]:
+def mlflow_server(store: Path, port: int, *, workers: int, log: str) -> subprocess.Popen[bytes]:
     """A real ``mlflow server`` on the SQLite store under ``store``, as MLflow starts it by default."""
     return start(
         [
@@ -308,7 +308,7 @@ def mlflow_server(store: Path, port: int, *, workers: int, log: Path) -> subproc
     )
 
 
-def celery_worker(env: dict[str, str], name: str, *, log: Path) -> subprocess.Popen[bytes]:
+def celery_worker(env: dict[str, str], name: str, *, log: str) -> subprocess.Popen[bytes]:
     """A Celery worker taking one task at a time (one pool process), as ``make worker`` runs it without beat."""
     return start(
         [
