@@ -287,8 +287,8 @@ def _warm(targets: list[Target], plan_file: Path) -> None:
 def _locust(target: Target, users: int, plan_file: Path, *, seconds: int = SECONDS) -> Step:
     """One step: ``users`` users on ``target`` for ``seconds``, headless; its figures from locust's final stats.
 
-    The requests per second are counted over the window locust measured (from the moment every user
-    was spawned to the last request), which can be a little shorter than SECONDS on a busy machine.
+    The requests per second are counted over the window locust measured: from the moment every user
+    was spawned to the last request.
     """
     load_before = os.getloadavg()[0]
     done = subprocess.run(
