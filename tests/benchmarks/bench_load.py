@@ -12,7 +12,8 @@
 locust (headless, on loopback) runs each target alone for BENCH_LOAD_SECONDS (default 20) per step
 with 1, 2, 4, ... BENCH_LOAD_USERS (default 32) users asking with no pause; at each step the targets
 take turns in a rotating order, and a target stops at its first step whose p95 reaches 100 ms or
-that has a failure. It prints each step (requests per second, median, p95, failures, the load average
+that has a failure. It prints each step (requests per second, median, p95, the CPU time the server's
+own processes spent per request (PostgreSQL's work for ours not counted), failures, the load average
 before and after), then each target's highest requests per second at p95 < 100 ms, the ratio of the
 trace API's to MLflow's (goal > 1), and the syncs the workers completed meanwhile.
 
@@ -24,6 +25,7 @@ MLflow stores are kept under var/bench/ (trace-mlflow, shared with bench_trace_a
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import http.client
 import json
@@ -65,6 +67,8 @@ class Target:
     label: str
     user_class: str
     port: int
+    # The server that answers: its processes' CPU time is counted per request.
+    server: subprocess.Popen[bytes]
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,7 @@ class Step:
     users: int
     seconds: float
     rps: float
+    cpu_ms: float
     median_ms: float
     p95_ms: float
     requests: int
@@ -291,6 +296,7 @@ def _locust(target: Target, users: int, plan_file: Path, *, seconds: int = SECON
     was spawned to the last request.
     """
     load_before = os.getloadavg()[0]
+    cpu_before = _cpu_seconds([target.server])
     done = subprocess.run(
         [
             str(servers.BIN / "locust"),
@@ -321,6 +327,7 @@ def _locust(target: Target, users: int, plan_file: Path, *, seconds: int = SECON
     if done.returncode:
         raise RuntimeError(f"locust exited with {done.returncode}: {done.stderr.strip()[-1000:]}")
     load_after = os.getloadavg()[0]
+    cpu = _cpu_seconds([target.server]) - cpu_before
     stats = json.loads(done.stdout)
     times: dict[float, int] = {}
     for entry in stats:
@@ -332,6 +339,7 @@ def _locust(target: Target, users: int, plan_file: Path, *, seconds: int = SECON
         users=users,
         seconds=window,
         rps=requests / window if window > 0 else 0.0,
+        cpu_ms=cpu * 1000 / requests if requests else math.inf,
         median_ms=_percentile(times, 0.5),
         p95_ms=_percentile(times, 0.95),
         requests=requests,
@@ -339,6 +347,24 @@ def _locust(target: Target, users: int, plan_file: Path, *, seconds: int = SECON
         load_before=load_before,
         load_after=load_after,
     )
+
+
+def _cpu_seconds(processes: list[subprocess.Popen[bytes]]) -> float:
+    """The CPU time (user and system) these processes and every process they started have used so far."""
+    import psutil
+
+    total = 0.0
+    for process in processes:
+        try:
+            parent = psutil.Process(process.pid)
+            family = [parent, *parent.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            continue
+        for member in family:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                times = member.cpu_times()
+                total += times.user + times.system
+    return total
 
 
 def _percentile(times: dict[float, int], share: float) -> float:
@@ -363,7 +389,18 @@ def _measure(targets: list[Target], plan_file: Path) -> dict[str, list[Step]]:
     """Every target at each number of users in turn, in a rotating order, until its p95 reaches the limit."""
     found: dict[str, list[Step]] = {t.label: [] for t in targets}
     going = list(targets)
-    header = ("target", "users", "s", "req/s", "median ms", "p95 ms", "requests", "failures", "load before → after")
+    header = (
+        "target",
+        "users",
+        "s",
+        "req/s",
+        "median ms",
+        "p95 ms",
+        "server CPU ms/req",
+        "requests",
+        "failures",
+        "load before → after",
+    )
     print(f"   | {' | '.join(header)} |\n   |---|{'---:|' * (len(header) - 2)}---|", flush=True)
     for i, users in enumerate(_steps()):
         turn = going[i % len(going) :] + going[: i % len(going)] if going else []
@@ -377,6 +414,7 @@ def _measure(targets: list[Target], plan_file: Path) -> dict[str, list[Step]]:
                 f"{step.rps:.1f}",
                 f"{step.median_ms:.0f}",
                 f"{step.p95_ms:.0f}",
+                f"{step.cpu_ms:.1f}",
                 str(step.requests),
                 str(step.failures),
                 f"{step.load_before:.2f} → {step.load_after:.2f}",
@@ -400,13 +438,14 @@ def _report(found: dict[str, list[Step]], api: str, anchor: str) -> None:
         print(f"   ratio {api} / {anchor}: {ours.rps / theirs.rps:.2f} (goal > 1)", flush=True)
 
 
-def _report_syncs(counts: SyncCounts, seconds: float) -> None:
+def _report_syncs(counts: SyncCounts, seconds: float, cpu: float) -> None:
     busy = sum(counts.seconds) / (SYNC_WORKERS * seconds) if seconds else 0.0
     median = sorted(counts.seconds)[len(counts.seconds) // 2] if counts.seconds else 0.0
     print(
         f"   sync workers during the load ({seconds:.0f} s): {counts.completed} full syncs completed, "
         f"{counts.failed} failed, {counts.runs_updated} runs rewritten, median {median:.1f} s a sync, "
-        f"workers busy {busy:.0%} of the time",
+        f"workers busy {busy:.0%} of the time; the workers and their MLflow servers used {cpu / seconds:.2f} cores "
+        "(PostgreSQL's share not counted)",
         flush=True,
     )
 
@@ -445,12 +484,6 @@ def main() -> None:
     for source in sources:
         source.run_ids = _run_ids(source.store)
     ours_port, mlflow_port = servers.free_port(), servers.free_port()
-    targets = [
-        Target("board", "Board", ours_port),
-        Target("trace page", "TracePage", ours_port),
-        Target("trace API", "TraceApi", ours_port),
-        Target("MLflow model-versions/get", "MlflowVersion", mlflow_port),
-    ]
     with ExitStack() as running, tempfile.TemporaryDirectory(prefix="lineage-load-") as work:
         # MLflow's servers take long to start on a busy machine: they start while the database is prepared.
         anchor = _serve(
@@ -466,8 +499,10 @@ def main() -> None:
         ]
         plan = _plan(url, env, sources, versions)
         web = _serve(running, servers.gunicorn(env, ours_port, workers=WEB_WORKERS, log="load-gunicorn.log"))
-        for n in range(SYNC_WORKERS):
+        sync_workers = [
             _serve(running, servers.celery_worker(env, f"load-{n}", log=f"load-celery-{n}.log"))
+            for n in range(SYNC_WORKERS)
+        ]
         servers.wait(ours_port, "/api/releases/", web, timeout=START_TIMEOUT)  # 401 without a token: the app answers
         servers.wait(mlflow_port, "/health", anchor, timeout=START_TIMEOUT)
         for source, process in zip(sources, sync_servers, strict=True):
@@ -478,15 +513,24 @@ def main() -> None:
         print(f"   first sync of each source done ({time.monotonic() - first:.0f} s)", flush=True)
         plan_file = Path(work) / "plan.json"
         plan_file.write_text(json.dumps(plan))
+        targets = [
+            Target("board", "Board", ours_port, web),
+            Target("trace page", "TracePage", ours_port, web),
+            Target("trace API", "TraceApi", ours_port, web),
+            Target("MLflow model-versions/get", "MlflowVersion", mlflow_port, anchor),
+        ]
         _warm(targets, plan_file)
-        _run(targets, plan_file, url, sources)
+        _run(targets, plan_file, url, sources, [*sync_workers, *sync_servers])
 
 
-def _run(targets: list[Target], plan_file: Path, url: str, sources: list[SyncSource]) -> None:
+def _run(
+    targets: list[Target], plan_file: Path, url: str, sources: list[SyncSource], syncing: list[subprocess.Popen[bytes]]
+) -> None:
     """The steps, with the sync workers kept busy throughout; then the summary."""
     feeder = SyncFeeder(url, sources)
     feeder.start()
     load_started = time.monotonic()
+    sync_cpu = _cpu_seconds(syncing)
     print(
         f"   {os.cpu_count()} cores ({_cpu()}); gunicorn {WEB_WORKERS} workers, mlflow server {WEB_WORKERS} workers, "
         f"{SYNC_WORKERS} Celery workers syncing; {SECONDS} s a step; "
@@ -498,7 +542,7 @@ def _run(targets: list[Target], plan_file: Path, url: str, sources: list[SyncSou
     finally:
         counts = feeder.stop()
     _report(found, "trace API", "MLflow model-versions/get")
-    _report_syncs(counts, time.monotonic() - load_started)
+    _report_syncs(counts, time.monotonic() - load_started, _cpu_seconds(syncing) - sync_cpu)
 
 
 def _cpu() -> str:
