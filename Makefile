@@ -53,7 +53,9 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest
 
+# The load benchmark's locust comes from requirements-bench.txt, kept out of `make test`'s install.
 bench: $(STAMP)
+	$(UV_PIP) -r requirements-bench.txt
 	$(BIN)/python -m tests.benchmarks.run
 
 # The fault campaign (README, Fault campaign): workers, Redis, PostgreSQL and MLflow killed and restarted

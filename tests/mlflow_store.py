@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,14 @@ DATASET = "churn-train:17"
 CHUNK = 10_000
 
 
-def model_names(model_versions: int) -> list[str]:
+def model_names(model_versions: int, prefix: str = "churn") -> list[str]:
     """The registered models ``fill`` spreads its versions over: ``churn0-model``, ``churn1-model``, ..."""
-    return [f"churn{m}-model" for m in range(max(1, model_versions // 100))]
+    return [f"{prefix}{m}-model" for m in range(max(1, model_versions // 100))]
+
+
+def short_commit(i: int) -> str:
+    """The commit run ``i`` is tagged with, unless ``fill`` is told otherwise."""
+    return f"{i:040x}"[:12]
 
 
 def _create_schema(db: Path, artifacts: Path) -> None:
@@ -39,11 +45,20 @@ def _create_schema(db: Path, artifacts: Path) -> None:
     store.engine.dispose()
 
 
-def fill(db: Path, artifacts: Path, *, runs: int, model_versions: int) -> list[str]:
+def fill(
+    db: Path,
+    artifacts: Path,
+    *,
+    runs: int,
+    model_versions: int,
+    model_prefix: str = "churn",
+    commit_of: Callable[[int], str] = short_commit,
+) -> list[str]:
     """Add an experiment ``churn`` with ``runs`` runs, and ``model_versions`` registered model versions.
 
     The schema is made first unless the store exists already (a running `mlflow server` made it, so this
-    process need not import MLflow's server code). Returns the run ids. The runs are a week old (history,
+    process need not import MLflow's server code). Models are named ``model_prefix``N-model; run ``i`` is
+    tagged with the commit ``commit_of(i)``. Returns the run ids. The runs are a week old (history,
     not runs still being written), each with a ``git_commit`` and a ``dataset_version`` tag, three params
     and two metrics; version ``v`` of the models comes from run ``v * (runs // model_versions)``.
     """
@@ -76,8 +91,8 @@ def fill(db: Path, artifacts: Path, *, runs: int, model_versions: int) -> list[s
     ).lastrowid
     run_ids = [uuid.uuid4().hex for _ in range(runs)]
     for first in range(0, runs, CHUNK):  # a million runs' rows are never all in memory at once
-        _insert_runs(insert, run_ids[first : first + CHUNK], first, now, artifacts, experiment_id)
-    names = model_names(model_versions)
+        _insert_runs(insert, run_ids[first : first + CHUNK], first, now, artifacts, experiment_id, commit_of)
+    names = model_names(model_versions, model_prefix)
     insert(
         "registered_models",
         [{"name": name, "creation_time": now, "last_updated_time": now, "description": ""} for name in names],
@@ -108,7 +123,15 @@ def fill(db: Path, artifacts: Path, *, runs: int, model_versions: int) -> list[s
     return run_ids
 
 
-def _insert_runs(insert: Any, run_ids: list[str], first: int, now: int, artifacts: Path, experiment_id: Any) -> None:
+def _insert_runs(
+    insert: Any,
+    run_ids: list[str],
+    first: int,
+    now: int,
+    artifacts: Path,
+    experiment_id: Any,
+    commit_of: Callable[[int], str],
+) -> None:
     """The runs ``run_ids`` (numbered from ``first``) with their tags, params and metrics, a second apart."""
     run_rows, tags, params, metrics, latest = [], [], [], [], []
     for i, run_id in enumerate(run_ids, start=first):
@@ -130,9 +153,8 @@ def _insert_runs(insert: Any, run_ids: list[str], first: int, now: int, artifact
                 "experiment_id": experiment_id,
             }
         )
-        sha = f"{i:040x}"
         for key, value in (
-            ("git_commit", sha[:12]),
+            ("git_commit", commit_of(i)),
             ("dataset_version", DATASET),
             ("mlflow.runName", f"churn-{i}"),
             ("mlflow.user", "data-scientist"),
@@ -140,12 +162,12 @@ def _insert_runs(insert: Any, run_ids: list[str], first: int, now: int, artifact
             tags.append({"key": key, "value": value, "run_uuid": run_id})
         for key, value in (("feature_view", "customer_features_v5"), ("max_depth", "6"), ("lr", "0.1")):
             params.append({"key": key, "value": value, "run_uuid": run_id})
-        for key, value in (("auc", 0.8 + (i % 100) / 1000), ("logloss", 0.3)):
+        for metric, measured in (("auc", 0.8 + (i % 100) / 1000), ("logloss", 0.3)):
             metrics.append(
-                {"key": key, "value": value, "timestamp": start, "run_uuid": run_id, "step": 0, "is_nan": False}
+                {"key": metric, "value": measured, "timestamp": start, "run_uuid": run_id, "step": 0, "is_nan": False}
             )
             latest.append(
-                {"key": key, "value": value, "timestamp": start, "step": 0, "is_nan": False, "run_uuid": run_id}
+                {"key": metric, "value": measured, "timestamp": start, "step": 0, "is_nan": False, "run_uuid": run_id}
             )
     insert("runs", run_rows)
     insert("tags", tags)

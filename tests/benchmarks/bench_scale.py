@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tests.benchmarks import bench_pages, bench_trace_api
+from tests.benchmarks import bench_pages, bench_trace_api, servers
 from tests.benchmarks.common import load_average
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -200,7 +200,7 @@ def _child(step: str) -> None:
 
 
 def _run(step: str, url: str) -> Any:
-    env = bench_trace_api._settings_env(url, VAR_DIR)
+    env = servers.settings_env(url, VAR_DIR)
     if step == "pages":
         # As bench_pages: the development settings' static files (no collectstatic), DEBUG turned off to measure.
         env["DEBUG"] = "1"
@@ -254,7 +254,7 @@ def main() -> None:
     print(f"\n   over the 100 ms goal: {', '.join(slow) or 'none'}\n", flush=True)
 
     print(f"   trace API (no MLflow anchor at this size); load {load_average()}", flush=True)
-    bench_trace_api.measure(url, VAR_DIR, anchor=None)
+    bench_trace_api.measure(url, servers.settings_env(url, VAR_DIR), anchor=None)
 
     if os.environ.get("BENCH_SCALE_VERIFY") == "1":
         verified = _run("verify", url)

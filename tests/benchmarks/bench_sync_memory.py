@@ -105,13 +105,14 @@ def _store(runs: int) -> Path:
 
 def measure(runs: int, url: str) -> dict[str, Any]:
     """One full sync of a store of ``runs`` runs, served by a real `mlflow server`, in a child process."""
-    from tests.benchmarks.bench_trace_api import _free_port, _stop, start_mlflow
+    from tests.benchmarks import servers
 
     root = _store(runs)
     env = _environment(_fresh_database(url))
     subprocess.run([sys.executable, "manage.py", "migrate", "--verbosity", "0"], cwd=ROOT, env=env, check=True)
-    port = _free_port()
-    process = start_mlflow(root, port, workers=1)
+    port = servers.free_port()
+    process = servers.mlflow_server(root, port, workers=1, log=f"sync-memory-{runs}-mlflow.log")
+    servers.wait(port, "/health", process)
     try:
         done = subprocess.run(
             [sys.executable, "-m", "tests.benchmarks.bench_sync_memory", "--sync", f"http://127.0.0.1:{port}"],
@@ -122,7 +123,7 @@ def measure(runs: int, url: str) -> dict[str, Any]:
             text=True,
         )
     finally:
-        _stop(process)
+        servers.stop(process)
     found: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     if found["runs"] != runs:
         raise RuntimeError(f"the sync recorded {found['runs']} runs of {runs}")

@@ -21,177 +21,13 @@ import http.client
 import json
 import os
 import random
-import secrets
-import signal
 import statistics
-import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.benchmarks import servers
+
 REQUESTS = int(os.environ.get("BENCH_TRACE_REQUESTS", "400"))
-STORE = ROOT / "var" / "bench" / "trace-mlflow"
-RUNS, VERSIONS = 100_000, 10_000
-
-
-def _database_url() -> str:
-    url = os.environ.get("BENCH_DATABASE_URL", "")
-    if not url.startswith("postgres"):
-        return ""
-    base, _, _ = url.rpartition("/")
-    return f"{base}/lineage_bench_trace"
-
-
-def _settings_env(url: str, var_dir: Path = ROOT / "var" / "bench" / "trace") -> dict[str, str]:
-    env = dict(os.environ)
-    for name in ("DATABASE_MIGRATE_URL", "REDIS_URL", "DEBUG"):
-        env.pop(name, None)
-    env.update(
-        DATABASE_URL=url,
-        DJANGO_SETTINGS_MODULE="lineage_site.settings",
-        SECRET_KEY=env.get("SECRET_KEY", secrets.token_urlsafe(50)),
-        ALLOWED_HOSTS="127.0.0.1",
-        # TLS ends at the proxy in front of gunicorn, as in a deployment; the benchmark talks to gunicorn.
-        SECURE_SSL_REDIRECT="0",
-        LINEAGE_SIGNING_KEY_AUTOCREATE="1",
-        LINEAGE_VAR_DIR=str(var_dir),
-    )
-    return env
-
-
-def _prepare_database(url: str) -> None:
-    """Create, migrate and fill the large set once (in a child process with the bench's settings)."""
-    import psycopg
-
-    base, _, name = url.rpartition("/")
-    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
-    code = (
-        "import django; django.setup()\n"
-        "from django.core.management import call_command\n"
-        "call_command('migrate', verbosity=0)\n"
-        "from releases.models import Release\n"
-        "if not Release.objects.exists():\n"
-        "    from tests.benchmarks.bench_pages import _generate_large\n"
-        "    _generate_large()\n"
-        "    from django.db import connection\n"
-        "    connection.cursor().execute('ANALYZE')\n"
-    )
-    subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=_settings_env(url), check=True)
-
-
-def _token(url: str, var_dir: Path) -> str:
-    code = (
-        "import django; django.setup()\n"
-        "from django.contrib.auth.models import User\n"
-        "from audit.log import SystemActor\n"
-        "from releases import services\n"
-        "lead = User.objects.get(username='lead')\n"
-        "import uuid\n"
-        "_, raw = services.create_api_token(lead, name=f'bench-{uuid.uuid4().hex[:8]}', scopes=['read'], "
-        "by=SystemActor('bench'))\n"
-        "print(raw)\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env=_settings_env(url, var_dir),
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return done.stdout.strip().splitlines()[-1]
-
-
-def _release_names(url: str) -> list[str]:
-    import psycopg
-
-    with psycopg.connect(url) as conn:
-        return [row[0] for row in conn.execute("SELECT name FROM releases_release")]
-
-
-def _mlflow_store() -> list[tuple[str, str]]:
-    """The MLflow store of the same size, filled once; the (name, version) pairs it holds."""
-    from tests import mlflow_store
-
-    if not (STORE / "mlflow.db").exists():
-        STORE.mkdir(parents=True, exist_ok=True)
-        started = time.monotonic()
-        mlflow_store.fill(STORE / "mlflow.db", STORE / "artifacts", runs=RUNS, model_versions=VERSIONS)
-        print(f"   filled the MLflow store: {time.monotonic() - started:.0f} s", flush=True)
-    names = mlflow_store.model_names(VERSIONS)
-    return [(names[v % len(names)], str(v // len(names) + 1)) for v in range(VERSIONS)]
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait(port: int, path: str, process: subprocess.Popen[bytes], timeout: float = 240) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the server on port {port} exited with {process.returncode}")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", path)
-            if conn.getresponse().status < 500:
-                return
-        except OSError:
-            time.sleep(0.3)
-    raise RuntimeError(f"the server on port {port} did not answer within {timeout} s")
-
-
-def _start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True
-    )
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-
-
-def start_mlflow(store: Path, port: int, *, workers: int) -> subprocess.Popen[bytes]:
-    """A real `mlflow server` on the SQLite store under ``store``, answering on ``port``."""
-    from tests.mlflow_store import SERVER_ENV
-
-    process = _start(
-        [
-            str(Path(sys.executable).parent / "mlflow"),
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-            "--backend-store-uri",
-            f"sqlite:///{store / 'mlflow.db'}",
-            "--default-artifact-root",
-            str(store / "artifacts"),
-        ],
-        {**os.environ, **SERVER_ENV},
-        store / "server.log",
-    )
-    try:
-        _wait(port, "/health", process)
-    except BaseException:
-        _stop(process)
-        raise
-    return process
 
 
 def _get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[float, dict[str, Any]]:
@@ -216,46 +52,37 @@ def _summary(label: str, times: list[float]) -> tuple[float, float]:
 
 
 def main() -> None:
-    url = _database_url()
+    url = servers.bench_database("lineage_bench_trace")
     if not url:
         print("   skipped: set BENCH_DATABASE_URL=postgres://... (this benchmark measures PostgreSQL)", flush=True)
         return
+    env = servers.settings_env(url, servers.LOGS / "trace")
     started = time.monotonic()
-    _prepare_database(url)
+    servers.prepare_database(url, env)
     print(f"   large set ready in {url.rpartition('/')[2]} ({time.monotonic() - started:.0f} s)", flush=True)
-    measure(url, ROOT / "var" / "bench" / "trace", anchor=_mlflow_store())
+    measure(url, env, anchor=servers.trace_mlflow_store())
 
 
-def measure(url: str, var_dir: Path, anchor: list[tuple[str, str]] | None) -> None:
-    """Serve the database at ``url`` with gunicorn and time the full trace of random releases; beside the
-    MLflow store's own lookups of the (name, version) pairs of ``anchor``, when given."""
-    names = _release_names(url)
-    token = _token(url, var_dir)
-    logs = ROOT / "var" / "bench"
-    ours_port, mlflow_port = _free_port(), _free_port()
-    ours = _start(
-        [
-            str(Path(sys.executable).parent / "gunicorn"),
-            "lineage_site.wsgi",
-            "--bind",
-            f"127.0.0.1:{ours_port}",
-            "--workers",
-            "2",
-            "--log-level",
-            "warning",
-        ],
-        _settings_env(url, var_dir),
-        logs / f"{var_dir.name}-gunicorn.log",
-    )
-    mlflow = None if anchor is None else start_mlflow(STORE, mlflow_port, workers=2)
+def measure(url: str, env: dict[str, str], anchor: list[tuple[str, str]] | None) -> None:
+    """Serve the database at ``url`` with gunicorn (settings ``env``) and time the full trace of random
+    releases; beside the trace-sized MLflow store's own lookups of the (name, version) pairs of ``anchor``."""
+    names = servers.release_names(url)
+    token = servers.api_token(env)
+    ours_port, mlflow_port = servers.free_port(), servers.free_port()
+    ours = servers.gunicorn(env, ours_port, workers=2, log="trace-gunicorn.log")
+    mlflow = None
+    if anchor is not None:
+        mlflow = servers.mlflow_server(servers.TRACE_STORE, mlflow_port, workers=2, log="trace-mlflow.log")
     try:
-        _wait(ours_port, "/api/releases/", ours)  # 401 without a token: the app answers
+        servers.wait(ours_port, "/api/releases/", ours)  # 401 without a token: the app answers
+        if mlflow is not None:
+            servers.wait(mlflow_port, "/health", mlflow)
         picks = random.Random(42)
         auth = {"Authorization": f"Bearer {token}"}
         # Warm both: each worker's imports, connections and caches, as a running service has them.
         for _ in range(20):
             _get(ours_port, f"/api/releases/{picks.choice(names)}/", auth)
-            if anchor is not None:
+            if anchor:
                 name, version = picks.choice(anchor)
                 _get(mlflow_port, f"/api/2.0/mlflow/model-versions/get?name={name}&version={version}")
         trace, single, pair, missing = [], [], [], []
@@ -263,12 +90,12 @@ def measure(url: str, var_dir: Path, anchor: list[tuple[str, str]] | None) -> No
             elapsed, body = _get(ours_port, f"/api/releases/{picks.choice(names)}/", auth)
             assert body["lineage_digest"].startswith("sha256:")
             trace.append(elapsed)
-            if anchor is not None:
+            if anchor:
                 name, version = picks.choice(anchor)
-                elapsed, body = _get(mlflow_port, f"/api/2.0/mlflow/model-versions/get?name={name}&version={version}")
+                path = f"/api/2.0/mlflow/model-versions/get?name={name}&version={version}"
+                elapsed, body = _get(mlflow_port, path)
                 single.append(elapsed)
-                run_id = body["model_version"]["run_id"]
-                run_elapsed, _ = _get(mlflow_port, f"/api/2.0/mlflow/runs/get?run_id={run_id}")
+                run_elapsed, _ = _get(mlflow_port, f"/api/2.0/mlflow/runs/get?run_id={body['model_version']['run_id']}")
                 pair.append(elapsed + run_elapsed)
             conn_started = time.perf_counter()
             conn = http.client.HTTPConnection("127.0.0.1", ours_port, timeout=30)
@@ -280,7 +107,7 @@ def measure(url: str, var_dir: Path, anchor: list[tuple[str, str]] | None) -> No
         print(f"   {REQUESTS} requests of each kind, interleaved, fresh connections; load {load[0]:.2f}", flush=True)
         ours_median, ours_p95 = _summary("GET /api/releases/NAME/ (full trace)", trace)
         _summary("GET /api/releases/NAME/ of a release that does not exist (404)", missing)
-        if anchor is not None:
+        if anchor:
             one_median, one_p95 = _summary("MLflow model-versions/get", single)
             two_median, _ = _summary("MLflow model-versions/get then runs/get", pair)
             print(
@@ -289,9 +116,9 @@ def measure(url: str, var_dir: Path, anchor: list[tuple[str, str]] | None) -> No
                 flush=True,
             )
     finally:
-        _stop(ours)
+        servers.stop(ours)
         if mlflow is not None:
-            _stop(mlflow)
+            servers.stop(mlflow)
 
 
 if __name__ == "__main__":
