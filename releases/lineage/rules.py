@@ -184,6 +184,16 @@ def signing_refusal(trace: Trace, user: User | AnonymousUser, *, decision: str =
         )
     if any(a.approver_id == user.pk and a.signed_digest == trace.digest for a in trace.approvals):
         return Refusal("already_signed", f"{name} has already signed {release.name} as it stands")
+    # An approval has as many signatures as LINEAGE_REQUIRED_APPROVALS asks for, no more: when several leads
+    # sign at once, the ones past that number are told it is done rather than adding a signature nobody needs.
+    # A release whose approval no longer counts (the chain changed) takes signatures again.
+    approvals = approval_state(trace)
+    if release.state == Release.State.APPROVED and approvals.is_valid:
+        signers = ", ".join(sorted({a.approver_name for a in approvals.valid}))
+        return Refusal(
+            "already_approved",
+            f"{release.name} is already approved (signed by {signers}); it needs no further signature",
+        )
     missing = trace.missing_for_approval
     if missing:
         links = ", ".join(link.label.lower() for link in missing)

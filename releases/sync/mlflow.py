@@ -9,7 +9,9 @@ makes an unchanged run cost no write.
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -96,6 +98,39 @@ def client_for(server: TrackingServer) -> Any:
     return client
 
 
+def _client_setting(name: str) -> int:
+    """The MLflow client's own setting (MLFLOW_HTTP_REQUEST_*), as the client reads it for each request."""
+    import mlflow.environment_variables
+
+    return int(getattr(mlflow.environment_variables, name).get())
+
+
+def _attempts() -> int:
+    return _client_setting("MLFLOW_HTTP_REQUEST_MAX_RETRIES") + 1
+
+
+def _broke_mid_answer(exc: BaseException) -> bool:
+    """The connection dropped after the answer began: the one failure the client does not retry itself.
+
+    urllib3 retries what fails before an answer's headers (refused, reset, timed out, 5xx); a body cut
+    short surfaces later, as requests' ChunkedEncodingError, which the MLflow client wraps unchained.
+    """
+    from requests.exceptions import ChunkedEncodingError
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ChunkedEncodingError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _request_name(text: str) -> str:
+    """``runs/search`` from the client's "API request to http://host/api/2.0/mlflow/runs/search failed ..."."""
+    found = re.search(r"/api/2\.0/mlflow/([\w/-]+)", text)
+    return found[1] if found else ""
+
+
 def plain_error(server: TrackingServer, exc: Exception) -> str:
     """The error an on-call engineer can act on, not a stack of urllib3 wrappers."""
     status = getattr(exc, "get_http_status_code", lambda: None)()
@@ -106,12 +141,21 @@ def plain_error(server: TrackingServer, exc: Exception) -> str:
     text = str(exc)
     lowered = text.lower()
     where = f"MLflow at {server.tracking_uri}"
+    request = _request_name(text) or "a request"
+    tried = f"(tried {_attempts()} times)"
     if "connection refused" in lowered or "failed to establish a new connection" in lowered:
         return f"{where} is unreachable: connection refused"
     if "name or service not known" in lowered or "nodename nor servname" in lowered:
         return f"{where} is unreachable: the host name does not resolve"
+    if answered := re.search(r"too many (\d{3}) error responses", lowered):
+        return f"{where} answered {request} with HTTP {answered[1]} {tried}"
+    if _broke_mid_answer(exc):
+        return f"{where} dropped the connection in the middle of answering {request} {tried}"
     if "timed out" in lowered or "timeout" in lowered:
-        return f"{where} did not answer in time"
+        timeout = _client_setting("MLFLOW_HTTP_REQUEST_TIMEOUT")
+        return f"{where} did not answer {request} within {timeout} s {tried}"
+    if "connection aborted" in lowered or "closed connection without response" in lowered:
+        return f"{where} closed the connection without answering {request} {tried}"
     if "max retries exceeded" in lowered:
         return f"{where} is unreachable"
     first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
@@ -119,24 +163,42 @@ def plain_error(server: TrackingServer, exc: Exception) -> str:
 
 
 def call(server: TrackingServer, fn: Callable[[], T]) -> T:
+    """``fn()``, one request to the server; a failure becomes SourceUnavailable with the plain reason.
+
+    The client retries a request itself (MLFLOW_HTTP_REQUEST_MAX_RETRIES, with backoff) except when the
+    connection drops in the middle of the answer; that one is retried here, as many times, the same way,
+    so every failure costs the same bounded number of attempts. Every call here is safe to repeat: a search,
+    or setting an alias or tag to a value.
+    """
     from mlflow.exceptions import MlflowException
     from requests import RequestException
 
-    try:
-        return fn()
-    except (MlflowException, RequestException, OSError) as exc:
-        raise SourceUnavailable(plain_error(server, exc)) from exc
+    attempts = _attempts()
+    attempt = 1
+    while True:
+        try:
+            return fn()
+        except (MlflowException, RequestException, OSError) as exc:
+            if attempt >= attempts or not _broke_mid_answer(exc):
+                raise SourceUnavailable(plain_error(server, exc)) from exc
+        time.sleep(_retry_delay(attempt))
+        attempt += 1
+
+
+def _retry_delay(retry: int) -> float:
+    """The client's (urllib3's) wait before retry number ``retry``: none before the first, then factor x 2^(n-1) s."""
+    return 0.0 if retry <= 1 else _client_setting("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR") * 2 ** (retry - 1)
 
 
 def _paged(server: TrackingServer, fetch: Callable[[str | None], Any]) -> Iterator[list[Any]]:
     """Pages of a paged MLflow search; the next page is fetched while the caller writes this one."""
     with ThreadPoolExecutor(max_workers=1) as pool:
-        future = pool.submit(fetch, None)
+        future = pool.submit(call, server, functools.partial(fetch, None))
         while True:
-            page = call(server, future.result)
+            page = future.result()
             token = getattr(page, "token", None)
             if token:
-                future = pool.submit(fetch, token)
+                future = pool.submit(call, server, functools.partial(fetch, token))
             yield list(page)
             if not token:
                 return

@@ -99,8 +99,7 @@ def test_queue_panel_and_service_give_every_persona_the_same_answer(world, peopl
                 "queue": "" if release.name in ready else "not ready",
                 "panel": "" if panel_offers_approval else "refused",
             }
-            # The queue lists what is waiting (pending); a second signature on an approved release is allowed
-            # by the same rule but is not "waiting".
+            # The queue lists what is waiting (pending), which an approved release is not.
             expected = {"rule": rule, "service": rule, "queue": "" if not rule and waiting else "not ready"}
             expected["panel"] = "" if not rule else "refused"
             if answers != expected:
@@ -116,6 +115,7 @@ def test_queue_panel_and_service_give_every_persona_the_same_answer(world, peopl
         "incomplete_chain",
         "no_validation_report",
         "already_signed",
+        "already_approved",
         "wrong_state",
         "quarantined_data",
     }

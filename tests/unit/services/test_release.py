@@ -5,13 +5,15 @@ name the rule, N approvals), rejecting and retiring.
 from __future__ import annotations
 
 import pytest
+from django.contrib.auth.models import Group, User
 from django.test import override_settings
 
 from audit import signing
 from audit.models import AuditEvent
 from releases import lineage, services
 from releases.errors import InvalidInput, PermissionRefused, RuleViolation
-from releases.models import Approval, Release
+from releases.models import Approval, DatasetVersion, Release
+from releases.roles import ML_LEADS
 from tests.conftest import PASSWORD
 from tests.factories import SYSTEM, approve, reject
 from tests.unit.conftest import MEANING, last_event, pending_release, refusals
@@ -221,6 +223,47 @@ def test_required_approvals_need_distinct_leads(world, release_manager, lead, le
     [changed] = AuditEvent.objects.filter(action="release.state_changed", object_key=release.name)
     assert changed.actor == "lead2"
     assert AuditEvent.objects.filter(action="release.approved", object_key=release.name).count() == 2
+
+
+def test_a_release_with_every_signature_it_needs_takes_no_further_approval(world, release_manager, lead, lead2):
+    release = pending_release(world, release_manager)
+    approve(release, by=lead)
+
+    with pytest.raises(RuleViolation) as refused:
+        approve(release, by=lead2)
+
+    assert (refused.value.rule, refused.value.status_code) == ("already_approved", 409)
+    assert refused.value.message == "churn-v42 is already approved (signed by Lena Lead); it needs no further signature"
+    assert list(Approval.objects.values_list("approver__username", flat=True)) == ["lead"]
+    assert [e.new["rule"] for e in refusals(release.name)] == ["already_approved"]
+    assert AuditEvent.objects.filter(action="release.state_changed", object_key=release.name).count() == 1
+
+
+@override_settings(LINEAGE_REQUIRED_APPROVALS=2)
+def test_with_two_signatures_required_the_third_lead_is_told_it_is_done(world, release_manager, lead, lead2):
+    release = pending_release(world, release_manager)
+    approve(release, by=lead)
+    approve(release, by=lead2)
+    third = User.objects.create_user("lead3", password=PASSWORD, first_name="Tia", last_name="Third")
+    third.groups.add(Group.objects.get(name=ML_LEADS))
+
+    with pytest.raises(RuleViolation, match=r"already approved \(signed by Lena Lead, Omar Second\)") as refused:
+        approve(release, by=third)
+
+    assert refused.value.rule == "already_approved"
+    assert Approval.objects.filter(release=release).count() == 2
+
+
+def test_an_approval_that_no_longer_counts_takes_signatures_again(world, release_manager, lead, lead2):
+    release = pending_release(world, release_manager)
+    approve(release, by=lead)
+    services.quarantine_dataset_version(DatasetVersion.objects.by_key("churn-train:17").get(), by=lead, reason="leak")
+    services.lift_quarantine(DatasetVersion.objects.by_key("churn-train:17").get(), by=lead, reason="false alarm")
+    assert lineage.release_status(lineage.trace(release.name)).key == "invalidated"
+
+    approve(release, by=lead2)
+
+    assert lineage.release_status(lineage.trace(release.name)).key == "approved"
 
 
 # Rejecting and retiring ------------------------------------------------------------------------------

@@ -18,7 +18,16 @@ from audit import log, merkle, vocabulary
 from audit.models import AuditEvent
 from releases import lineage, services
 from releases.errors import Conflict, InvalidInput, NotFound, RuleViolation
-from releases.models import Approval, Deployment, ExperimentRun, GitRepository, GitTag, Release, WriteBack
+from releases.models import (
+    Approval,
+    DatasetVersion,
+    Deployment,
+    ExperimentRun,
+    GitRepository,
+    GitTag,
+    Release,
+    WriteBack,
+)
 from releases.services import deployment
 from tests.factories import SYSTEM, World, approve, reject, sha_of
 from tests.unit.conftest import last_event, pending_release, refusals, status_of
@@ -154,16 +163,23 @@ def test_the_run_is_in_the_digest_with_its_params(world, ci_account, lead):
     assert chain["run"] == {"run_id": run.run_id, "server": run.server.name, "params": run.params}
 
 
-# 4. More signatures than required keep the release approved ------------------------------------
+# 4. A signature that renews an approval keeps the release approved once ---------------------------
+# (A signature beyond the required ones is refused: tests/unit/services/test_release.py.)
 
 
-def test_a_second_signature_beyond_the_required_one_keeps_it_approved_once(
+def test_a_signature_renewing_an_invalidated_approval_keeps_it_approved_once(
     world, ci_account, lead, lead2, release_manager, settings
 ):
     settings.LINEAGE_REQUIRED_APPROVALS = 1
     release = pending_release(world, ci_account)
     approve(release, by=lead)
+    version = DatasetVersion.objects.by_key("churn-train:17").get()
+    services.quarantine_dataset_version(version, by=lead, reason="label leak suspected")
+    services.lift_quarantine(version, by=lead, reason="false alarm")
+    assert lineage.release_status(lineage.trace(release.name)).key == "invalidated"
+
     approve(release, by=lead2, meaning="Reviewed")
+
     release.refresh_from_db()
     assert release.state == Release.State.APPROVED
     assert lineage.release_status(lineage.trace(release.name)).key == "approved"
