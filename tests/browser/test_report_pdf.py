@@ -52,11 +52,15 @@ SECOND_OPINION = (
 
 
 @pytest.fixture
-def busy_release(db: Any, ci_account: Any, lead: Any, lead2: Any, release_manager: Any, oncall: Any) -> Release:
-    """churn-v42, signed by two leads, deployed, rolled back and redeployed twice on six endpoints: a report of
-    several pages, with the rollbacks' long reasons wrapping in their cells."""
+def busy_release(
+    db: Any, settings: Any, ci_account: Any, lead: Any, lead2: Any, release_manager: Any, oncall: Any
+) -> Release:
+    """churn-v42, signed by two leads (four eyes), deployed, rolled back and redeployed twice on six endpoints:
+    a report of several pages, with the rollbacks' long reasons wrapping in their cells."""
+    settings.LINEAGE_REQUIRED_APPROVALS = 2
     world = World.create()
     v41 = world.full_release(41, by=ci_account, approver=lead, dataset="churn-train:17")
+    approve(v41, by=lead2)
     v42 = world.full_release(42, by=ci_account, approver=lead, dataset="churn-train:18")
     approve(v42, by=lead2, meaning="Reviewed", comment=SECOND_OPINION)
     endpoints = [world.endpoint(f"churn-scoring-{region}") for region in REGIONS]
