@@ -273,7 +273,8 @@ def enqueue(redis_url: str, task: str, *args: object) -> None:
     """Send a task by its registered name, as beat or a page's "Sync now" does."""
     from celery import Celery
 
-    app = Celery("faults", broker=redis_url)
+    # Not the current app: the product's shared tasks this process sends later must keep their own broker.
+    app = Celery("faults", broker=redis_url, set_as_current=False)
     try:
         app.send_task(task, args=list(args))
     finally:
