@@ -16,6 +16,8 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonRespons
 from django.template.loader import render_to_string
 from django.views.defaults import server_error as plain_server_error
 
+from releases.middleware import API_PREFIX
+
 # The database usually returns within this many seconds: what a client is told to wait before trying again.
 RETRY_AFTER_SECONDS = 30
 DATABASE_UNAVAILABLE = (
@@ -25,11 +27,11 @@ DATABASE_UNAVAILABLE = (
 
 
 def server_error(request: HttpRequest) -> HttpResponseBase:
-    """A 503 saying the database is unavailable (JSON under /api/), or Django's plain 500 for anything else."""
+    """A 503 saying the database is unavailable (JSON for the API and webhooks), else Django's plain 500."""
     if not isinstance(sys.exc_info()[1], OperationalError | InterfaceError):
         return plain_server_error(request)
     response: HttpResponse
-    if request.path.startswith("/api/"):
+    if request.path_info.startswith(API_PREFIX):
         response = JsonResponse({"error": DATABASE_UNAVAILABLE, "rule": "database_unavailable"}, status=503)
     else:
         response = HttpResponse(render_to_string("503.html"), status=503)
