@@ -45,6 +45,7 @@ from typing import Any
 
 from tests import mlflow_store
 from tests.benchmarks import servers
+from tests.processes import stop
 
 SECONDS = int(os.environ.get("BENCH_LOAD_SECONDS", "20"))
 WARM_SECONDS = 5
@@ -463,7 +464,7 @@ def _plan(url: str, env: dict[str, str], sources: list[SyncSource], versions: li
 
 
 def _serve(running: ExitStack, process: subprocess.Popen[bytes]) -> subprocess.Popen[bytes]:
-    running.callback(servers.stop, process)
+    running.callback(stop, process)
     return process
 
 

@@ -106,6 +106,7 @@ def _store(runs: int) -> Path:
 def measure(runs: int, url: str) -> dict[str, Any]:
     """One full sync of a store of ``runs`` runs, served by a real `mlflow server`, in a child process."""
     from tests.benchmarks import servers
+    from tests.processes import stop
 
     root = _store(runs)
     env = _environment(_fresh_database(url))
@@ -123,7 +124,7 @@ def measure(runs: int, url: str) -> dict[str, Any]:
             text=True,
         )
     finally:
-        servers.stop(process)
+        stop(process)
     found: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     if found["runs"] != runs:
         raise RuntimeError(f"the sync recorded {found['runs']} runs of {runs}")

@@ -26,6 +26,7 @@ import time
 from typing import Any
 
 from tests.benchmarks import servers
+from tests.processes import stop
 
 REQUESTS = int(os.environ.get("BENCH_TRACE_REQUESTS", "400"))
 
@@ -116,9 +117,9 @@ def measure(url: str, env: dict[str, str], anchor: list[tuple[str, str]] | None)
                 flush=True,
             )
     finally:
-        servers.stop(ours)
+        stop(ours)
         if mlflow is not None:
-            servers.stop(mlflow)
+            stop(mlflow)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ from __future__ import annotations
 import http.client
 import os
 import secrets
-import signal
 import socket
 import subprocess
 import sys
@@ -221,14 +220,3 @@ def wait(port: int, path: str, process: subprocess.Popen[bytes], timeout: float 
         except OSError:
             time.sleep(0.3)
     raise RuntimeError(f"the server on port {port} did not answer within {timeout} s")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """End the process and everything it started (SIGTERM, then SIGKILL after 20 s)."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()

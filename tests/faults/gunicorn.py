@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from django.db import connection
 from audit import signing
 from tests.conftest import unavailable
 from tests.integration.conftest import free_port
+from tests.processes import stop
 
 VENV_BIN = Path(sys.executable).parent
 WORKERS = 4
@@ -125,17 +125,6 @@ def start(env: dict[str, str], log: Path, *, timeout: float = 180) -> tuple[subp
             time.sleep(0.3)
     stop(process)
     pytest.fail(f"gunicorn did not answer within {timeout} s")
-
-
-def stop(process: subprocess.Popen[Any]) -> None:
-    """End the process group it leads (gunicorn's master and its workers, a Celery worker and its children)."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
 
 
 def purge_queued_tasks() -> None:

@@ -19,7 +19,6 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Callable
-from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ import pytest
 from tests.clean_environment import product_variables
 from tests.conftest import unavailable
 from tests.integration.conftest import free_port
+from tests.processes import stop
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -47,20 +47,6 @@ def wait_until(what: str, ready: Callable[[], Any], *, timeout: float, every: fl
         if time.monotonic() > deadline:
             pytest.fail(f"{what}: not within {timeout:.0f} s")
         time.sleep(every)
-
-
-def _end(process: subprocess.Popen[bytes], *, grace: float = 10) -> None:
-    """Stop a process started in its own session, and everything it started: TERM, then KILL after ``grace``."""
-    if process.poll() is not None:
-        return
-    with suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        with suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=grace)
 
 
 def tail(path: Path, chars: int = 3000) -> str:
@@ -209,7 +195,7 @@ class RedisServer:
 
     def stop(self) -> None:
         if self.process is not None:
-            _end(self.process)
+            stop(self.process, grace=10)
 
     def client(self) -> Any:
         import redis
@@ -340,7 +326,7 @@ class Worker:
 
     def stop(self) -> None:
         if self.process is not None:
-            _end(self.process, grace=20)
+            stop(self.process)
 
     def log_text(self) -> str:
         return tail(self.log, 6000)
@@ -391,4 +377,4 @@ class WebServer:
 
     def stop(self) -> None:
         if self.process is not None:
-            _end(self.process)
+            stop(self.process, grace=10)

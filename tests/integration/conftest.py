@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -22,6 +20,7 @@ import pytest
 
 from tests.conftest import unavailable
 from tests.mlflow_store import SERVER_ENV as MLFLOW_SERVER_ENV
+from tests.processes import stop
 
 VENV_BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,21 +79,6 @@ def start_mlflow_server(
             time.sleep(0.3)
     stop(process)
     pytest.fail(f"mlflow server did not answer within {timeout} s")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """Stop a server started in its own session, with every process it started (its workers)."""
-    _signal_group(process, signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        _signal_group(process, signal.SIGKILL)
-        process.wait(timeout=20)
-
-
-def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signum)
 
 
 @pytest.fixture(scope="session")
