@@ -106,3 +106,19 @@ def verify_chain(env: dict[str, str]) -> tuple[str, float]:
         pytest.fail(f"audit_verify exited {done.returncode}: {done.stdout}{done.stderr}")
     verdict = next(line for line in done.stdout.splitlines() if line.startswith("audit log intact"))
     return verdict, took
+
+
+def every_run_once(conn: psycopg.Connection[Any], state_id: int, expected: list[str]) -> dict[str, object]:
+    """Assert what every sync fault must leave: each of MLflow's runs ``expected`` stored exactly once, none
+    half-written (a run without its creation event or dataset input), and no audit event twice. Returns the
+    figures it measured, by name."""
+    stored = run_ids(conn)
+    assert sorted(stored) == sorted(expected)
+    half = half_written_runs(conn, server_name(conn, state_id))
+    assert half == dict.fromkeys(half, 0)
+    duplicated = duplicated_events(conn)
+    assert duplicated == []
+    return {
+        "runs in MLflow / stored / distinct": f"{len(expected)} / {len(stored)} / {len(set(stored))}",
+        "audit events duplicated": len(duplicated),
+    }
