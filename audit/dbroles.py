@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 APPEND = ("SELECT", "INSERT")
 CHANGE = ("SELECT", "INSERT", "UPDATE")
 FULL = ("SELECT", "INSERT", "UPDATE", "DELETE")
+# A queue's rows are added, then removed once served; never changed.
+QUEUE = ("SELECT", "INSERT", "DELETE")
 
 # Models not named here (a table added later) get APPEND: the safe side, widened here on purpose.
 POLICY: dict[str, tuple[str, ...]] = {
@@ -64,6 +66,8 @@ POLICY: dict[str, tuple[str, ...]] = {
     "releases.SyncState": CHANGE,
     "releases.SyncedRun": CHANGE,
     "releases.WriteBack": CHANGE,
+    # Webhook deliveries waiting for a sync, deleted when one serves them (releases/sync/mlflow.py).
+    "releases.SyncRequest": QUEUE,
     "releases.WebhookSubscription": CHANGE,
     # A period bundle being prepared: the worker moves its state and progress, and expiry empties its file.
     "releases.EvidenceExport": CHANGE,

@@ -167,7 +167,8 @@ for _name, _description in (
     ("auth.unlock_refused", "Unlocking an account was refused."),
     ("api_token.scope_refused", "An API token was used for a write outside its scopes, and refused."),
     # Sync and MLflow.
-    ("sync.requested", "Someone, or an MLflow webhook, asked for a sync now."),
+    ("sync.requested", "Someone asked for a sync now."),
+    ("sync.webhooks_served", "A sync served MLflow webhook deliveries: each one, what it named and when it came."),
     ("sync.request_refused", "A request to sync a source now was refused."),
     ("sync.interval_changed", "How often a source is synced changed."),
     ("sync.interval_refused", "Changing a source's sync interval was refused."),

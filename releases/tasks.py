@@ -33,21 +33,17 @@ def backoff(retries: int) -> int:
 
 
 @shared_task(name=dispatch.SYNC_SOURCE, bind=True, max_retries=MAX_RETRIES, acks_late=True)
-def sync_source(
-    self: Task[Any, Any], state_id: int, full: bool = False, model_name: str = "", run_ids: list[str] | None = None
-) -> str:
-    """Sync one source; an unreachable source is retried with backoff, its error shown meanwhile."""
+def sync_source(self: Task[Any, Any], state_id: int, full: bool = False, queued: bool = False) -> str:
+    """Sync one source (``queued``: serve its waiting webhook deliveries only); an unreachable source is retried
+    with backoff, its error shown meanwhile."""
     state = SyncState.objects.select_related("repository", "server").filter(pk=state_id).first()
     if state is None:
         return "source no longer configured"
     try:
-        result = sources.sync_state(
-            state, full=full, model_name=model_name, run_ids=tuple(run_ids or ()), holder=self.request.id or ""
-        )
+        result = sources.sync_state(state, full=full, queued=queued, holder=self.request.id or "")
     except SourceBusy:
-        # A periodic sync finds the work being done already; a targeted one must still happen.
-        if (model_name or run_ids) and not self.request.is_eager:
-            raise self.retry(countdown=30) from None
+        # The work is being done already; the sync holding the source serves the deliveries waiting before it
+        # lets go, and queues a sync for any kept after its last look (mlflow.sync_server).
         return "already running"
     except SourceUnavailable as exc:
         # In-process (no broker) the failure is shown on the source; retrying here would block the caller.

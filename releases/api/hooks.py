@@ -1,5 +1,5 @@
-"""MLflow 3 webhooks: verify the HMAC signature, refuse a delivery seen before, then enqueue a sync of
-just what the event names.
+"""MLflow 3 webhooks: verify the HMAC signature, refuse a delivery seen before, then keep the delivery for
+a sync of just what it names (services.queue_sync_request), which one queued sync serves with the others.
 
 Refusals are evidence, but an anonymous caller must not be able to fill the audit chain (each event
 takes the append lock): one event per kind of refusal, per address, per minute, and that address's next
@@ -24,7 +24,7 @@ from django.views.decorators.http import require_POST
 from audit import log
 from audit.log import SystemActor
 from releases import services
-from releases.models import SyncState, TrackingServer
+from releases.models import SyncRequest, TrackingServer
 from releases.numbers import whole_number
 from releases.webhook_signature import signature as expected_signature
 
@@ -36,6 +36,9 @@ MAX_TIMESTAMP = 999_999_999_999
 ACTOR = SystemActor("mlflow-webhook")
 # A delivery id is remembered for as long as its signature could still be accepted (either side of now).
 REMEMBER_SECONDS = 2 * MAX_AGE_SECONDS + 60
+# What a delivery may name, as long as the columns that keep it until it is served.
+MAX_MODEL_NAME = SyncRequest._meta.get_field("model_name").max_length or 0
+MAX_RUN_ID = SyncRequest._meta.get_field("run_id").max_length or 0
 # How long a refusal count is kept, to be carried into that address's next event.
 COUNT_SECONDS = 24 * 3600
 
@@ -92,7 +95,8 @@ def _first_delivery(request: HttpRequest) -> bool:
 
 def _server(request: HttpRequest) -> TrackingServer | str:
     name = request.GET.get("server", "")
-    servers = TrackingServer.objects.filter(name=name) if name else TrackingServer.objects.all()
+    servers = TrackingServer.objects.select_related("sync_state")
+    servers = servers.filter(name=name) if name else servers
     found = list(servers[:2])
     if len(found) == 1:
         return found[0]
@@ -125,14 +129,21 @@ def mlflow_webhook(request: HttpRequest) -> JsonResponse:
         )
     if "\x00" in model_name + run_id:
         return JsonResponse({"error": "the event's model name or run id contains a NUL character"}, status=400)
+    if len(model_name) > MAX_MODEL_NAME or len(run_id) > MAX_RUN_ID:
+        return JsonResponse(
+            {"error": f"the event's model name or run id is too long ({MAX_MODEL_NAME} and {MAX_RUN_ID} at most)"},
+            status=400,
+        )
     server = _server(request)
     if isinstance(server, str):
         return JsonResponse({"error": server}, status=400)
-    services.request_sync(
-        SyncState.objects.get(server=server),
+    what = f"{event.get('entity', '?')}.{event.get('action', '?')}"[:100]
+    services.queue_sync_request(
+        server.sync_state,
         by=SystemActor(f"mlflow-webhook:{server.name}"),
+        delivery_id=request.headers.get("X-MLflow-Delivery-Id", "")[:100],
+        event=what,
         model_name=model_name,
-        run_ids=(run_id,) if run_id else (),
+        run_id=run_id,
     )
-    what = f"{event.get('entity', '?')}.{event.get('action', '?')}"
     return JsonResponse({"queued": f"sync of {server.name} for {what} {model_name}".strip()}, status=202)

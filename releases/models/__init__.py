@@ -13,7 +13,7 @@ from releases.models.features import FeaturePipeline, FeaturePipelineVersion
 from releases.models.outbound import WebhookAttempt, WebhookDelivery, WebhookSubscription
 from releases.models.registry import ModelVersion, RegisteredModel
 from releases.models.release import Approval, Release
-from releases.models.sync import SyncedRun, SyncState, WriteBack
+from releases.models.sync import SyncedRun, SyncRequest, SyncState, WriteBack
 
 __all__ = [
     "ApiToken",
@@ -35,6 +35,7 @@ __all__ = [
     "RegisteredModel",
     "Release",
     "RunDatasetInput",
+    "SyncRequest",
     "SyncState",
     "SyncedRun",
     "TrackingServer",

@@ -131,6 +131,28 @@ class SyncedRun(models.Model):
         return self.run_id
 
 
+class SyncRequest(models.Model):
+    """An accepted MLflow webhook delivery, kept until a sync of its server has served it.
+
+    A queue, not a record: the sync that serves a batch deletes it in the transaction that records the
+    batch's one ``sync.webhooks_served`` event, which names every delivery in it.
+    """
+
+    state = models.ForeignKey(SyncState, on_delete=models.CASCADE, related_name="+")
+    delivery_id = models.CharField(max_length=100)
+    # What the delivery said happened ("model_version.created"), and what it named.
+    event = models.CharField(max_length=100)
+    model_name = models.CharField(max_length=255, blank=True)
+    run_id = models.CharField(max_length=64, blank=True)
+    received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["state", "id"], name="sync_request_state_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.event} {self.model_name}".strip()
+
+
 class WriteBackQuerySet(models.QuerySet["WriteBack"]):
     def outstanding(self) -> WriteBackQuerySet:
         """Write-backs not yet applied to MLflow (queued or failed and waiting for a retry)."""

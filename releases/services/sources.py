@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
@@ -21,10 +22,10 @@ from audit.log import Actor, SystemActor
 from audit.vocabulary import object_ref
 from releases import dispatch
 from releases.errors import InvalidInput
-from releases.models import GitRepository, SyncState, TrackingServer
+from releases.models import GitRepository, SyncRequest, SyncState, TrackingServer
 from releases.models.code import name_validator
 from releases.models.credentials import GitCredentials, MlflowCredentials, has_password
-from releases.roles import ML_LEADS, ON_CALL, require_role
+from releases.roles import ML_LEADS, ON_CALL, require_admin, require_role
 from releases.services import refusals
 from releases.services.validation import check
 from releases.web_links import is_web_url, web_url_problem
@@ -242,23 +243,72 @@ def set_interval(state: SyncState, *, seconds: int, by: Actor) -> SyncState:
 
 
 @refusals.audited("sync.request_refused", lambda state, **_: object_ref(state))
-def request_sync(
-    state: SyncState, *, by: Actor, full: bool = False, model_name: str = "", run_ids: tuple[str, ...] = ()
-) -> None:
-    """Ask for a sync of one source now ("sync now", an MLflow webhook): recorded, then started after commit.
-
-    ``model_name`` and ``run_ids`` narrow an MLflow sync to what a webhook said changed.
-    """
+def request_sync(state: SyncState, *, by: Actor, full: bool = False) -> None:
+    """Ask for a sync of one source now ("sync now"): recorded, then started after commit."""
     require_role(by, ML_LEADS, ON_CALL, to="start a sync")
-    narrowed = {"model_name": model_name, "run_ids": list(run_ids)} if model_name or run_ids else {}
+    with transaction.atomic():
+        log.record("sync.requested", actor=by, subject=state, new={"full": full})
+        dispatch.after_commit(dispatch.SYNC_SOURCE, state.pk, full=full)
+
+
+# How long the mark saying "a sync serving the waiting webhook deliveries is queued" lasts, at most: were that
+# task lost (a broker restarted without persistence), the next delivery after this queues another.
+SERVING_QUEUED_SECONDS = 60
+
+
+def serving_queued_key(state_id: int) -> str:
+    """The cache key marking that a sync of this source is queued to serve its waiting deliveries."""
+    return f"lineage:sync:{state_id}:serving-queued"
+
+
+@refusals.audited("sync.request_refused", lambda state, **_: object_ref(state))
+def queue_sync_request(
+    state: SyncState, *, by: Actor, delivery_id: str, event: str, model_name: str = "", run_id: str = ""
+) -> SyncRequest:
+    """Keep an accepted MLflow webhook delivery until a sync of its server serves it, and see that one will.
+
+    A burst of deliveries must each be answered at once, so a delivery is one small row, not an audit event
+    (each would wait on the log's append lock behind the sync it asks for) nor a task (each would find the
+    source busy): one queued sync serves every delivery waiting when it starts, and the transaction that
+    deletes a served batch records its one ``sync.webhooks_served`` event naming every delivery in it.
+    """
+    require_admin(by, to="queue a sync for a webhook delivery")
+    request = SyncRequest.objects.create(
+        state=state, delivery_id=delivery_id, event=event, model_name=model_name, run_id=run_id
+    )
+    serve_sync_requests(state.pk)
+    return request
+
+
+def serve_sync_requests(state_id: int) -> None:
+    """Queue a sync serving the source's waiting deliveries, unless one is queued and has not started yet."""
+    if cache.add(serving_queued_key(state_id), 1, timeout=SERVING_QUEUED_SECONDS):
+        dispatch.after_commit(dispatch.SYNC_SOURCE, state_id, queued=True)
+
+
+@refusals.audited("sync.request_refused", lambda state, *_, **__: object_ref(state))
+def record_served_requests(state: SyncState, requests: list[SyncRequest], *, by: Actor) -> None:
+    """A sync served these webhook deliveries: one event naming each of them, and they leave the queue."""
+    require_admin(by, to="record webhook deliveries as served")
     with transaction.atomic():
         log.record(
-            "sync.requested",
+            "sync.webhooks_served",
             actor=by,
             subject=state,
-            new={"full": full, **narrowed},
+            new={
+                "deliveries": [
+                    {
+                        "id": r.delivery_id,
+                        "event": r.event,
+                        "model": r.model_name,
+                        "run": r.run_id,
+                        "received_at": r.received_at.isoformat(),
+                    }
+                    for r in requests
+                ]
+            },
         )
-        dispatch.after_commit(dispatch.SYNC_SOURCE, state.pk, full=full, model_name=model_name, run_ids=list(run_ids))
+        SyncRequest.objects.filter(pk__in=[r.pk for r in requests]).delete()
 
 
 def _sync_actor(state: SyncState) -> SystemActor:

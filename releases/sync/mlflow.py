@@ -13,12 +13,13 @@ import functools
 import os
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any, TypeVar
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 
@@ -33,9 +34,11 @@ from releases.models import (
     ExperimentRun,
     ModelVersion,
     SyncedRun,
+    SyncRequest,
     SyncState,
     TrackingServer,
 )
+from releases.services import sources
 from releases.sync import credentials, mapping
 from releases.sync.state import Lease, SourceUnavailable, SyncResult, leased, record_success
 
@@ -46,6 +49,8 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
 
 PAGE = 1000
+# Webhook deliveries served by one pass (and named in its one audit event).
+SERVED_AT_ONCE = 200
 T = TypeVar("T")
 
 
@@ -204,21 +209,20 @@ def _paged(server: TrackingServer, fetch: Callable[[str | None], Any]) -> Iterat
                 return
 
 
-def sync_server(
-    server: TrackingServer,
-    *,
-    full: bool = False,
-    model_name: str = "",
-    run_ids: tuple[str, ...] = (),
-    holder: str = "",
-) -> SyncResult:
-    """Sync runs, model versions and aliases; ``model_name``/``run_ids`` narrow it to what a webhook named.
+def sync_server(server: TrackingServer, *, full: bool = False, queued: bool = False, holder: str = "") -> SyncResult:
+    """Sync runs, model versions and aliases, then serve the webhook deliveries waiting; ``queued``: only those.
 
     ``holder``: the task syncing (see leased)."""
     state = SyncState.objects.get(server=server)
     started = time.monotonic()
     with leased(state, holder=holder) as lease:
-        return _Sync(server, lease).run(started, full=full, model_name=model_name, run_ids=run_ids)
+        result = _Sync(server, lease).run(started, full=full, queued=queued)
+    # A delivery kept after this sync's last read of the queue found a sync queued or this one holding the
+    # source, and queued none of its own: now that the source is free, see that it is served.
+    cache.delete(sources.serving_queued_key(state.pk))
+    if SyncRequest.objects.filter(state=state).exists():
+        services.serve_sync_requests(state.pk)
+    return result
 
 
 class _Sync:
@@ -233,22 +237,82 @@ class _Sync:
         # Runs a webhook named, read first: bounded by the request, unlike the runs a full read sees.
         self.named_runs: set[str] = set()
         self.done = 0
+        self.served = 0
 
-    def run(self, started: float, *, full: bool, model_name: str, run_ids: tuple[str, ...]) -> SyncResult:
+    def run(self, started: float, *, full: bool, queued: bool) -> SyncResult:
         now_ms = int(time.time() * 1000)
-        targeted = bool(model_name or run_ids)
         self.experiment_names = self._experiments()
-        read_from: int | None = None  # the start time (ms) from which this sync reads every run; None: none
-        if not targeted:
+        if not queued:
             last_full = self.watermark.get("last_full_ms")
             full = full or not last_full or now_ms - last_full > settings.LINEAGE_MLFLOW_FULL_SYNC_HOURS * 3_600_000
             since = self.watermark.get("runs_since_ms")
             lookback = settings.LINEAGE_MLFLOW_LOOKBACK_HOURS * 3_600_000
             read_from = 0 if full or since is None else int(since) - lookback
             self._sync_runs("" if read_from == 0 else f"attributes.start_time >= {read_from}")
-        self.named_runs = {r for r in run_ids if r}
+            self._resolve_pending(read_from)
+            self._sync_model_versions()
+            self._follow_aliases()
+            self.watermark["runs_since_ms"] = now_ms
+            if full:
+                self.watermark["last_full_ms"] = now_ms
+        self._serve_requests()
+        if self.result.changed:
+            with transaction.atomic():
+                log.record(
+                    "sync.mlflow.completed",
+                    actor=self.actor,
+                    subject=self.server,
+                    new={"summary": self.result.summary(), "full": full and not queued, "deliveries": self.served},
+                )
+        record_success(self.lease.state, self.result, started=started, watermark=self.watermark)
+        return self.result
+
+    # Webhook deliveries
+
+    def _serve_requests(self) -> None:
+        """Serve the webhook deliveries waiting for this server, a batch at a time, until none is left.
+
+        Each batch is read once and served as one targeted sync: a burst of a thousand deliveries naming
+        the same models costs a few passes, not a thousand syncs.
+        """
+        state = self.lease.state
+        while True:
+            # Deliveries kept from now on queue the next sync; those kept before are in the batch read below.
+            cache.delete(sources.serving_queued_key(state.pk))
+            batch = list(SyncRequest.objects.filter(state=state).order_by("pk")[:SERVED_AT_ONCE])
+            if not batch:
+                return
+            self._serve(batch)
+            services.record_served_requests(state, batch, by=self.actor)
+            self.served += len(batch)
+            self.lease.progress(self.done, f"{self.served} webhook deliveries served", force=True)
+
+    def _serve(self, batch: list[SyncRequest]) -> None:
+        """The runs the deliveries name, then each named model's versions: those made from the named runs, or
+        all of them when a delivery names the model alone (a tag or an alias changed); everything when one
+        names nothing."""
+        if any(not r.model_name and not r.run_id for r in batch):
+            self._sync_model_versions()
+            self._follow_aliases()
+            return
+        self.named_runs = {r.run_id for r in batch if r.run_id}
         self._sync_runs_by_id(sorted(self.named_runs))
-        # Runs waiting for a commit or dataset version are read again only when one may have arrived.
+        self._resolve_pending(None)
+        by_model: dict[str, set[str] | None] = {}
+        for request in batch:
+            if not request.model_name:
+                continue
+            runs = by_model.setdefault(request.model_name, set())
+            if runs is not None and request.run_id:
+                runs.add(request.run_id)
+            else:
+                by_model[request.model_name] = None
+        for name, runs in sorted(by_model.items()):
+            self._sync_model_versions(name, run_ids=sorted(runs) if runs is not None else ())
+        self._follow_aliases()
+
+    def _resolve_pending(self, read_from: int | None) -> None:
+        """Runs waiting for a commit or dataset version are read again only when one may have arrived."""
         marker = [
             Commit.objects.order_by("-pk").values_list("pk", flat=True).first(),
             DatasetVersion.objects.order_by("-pk").values_list("pk", flat=True).first(),
@@ -257,22 +321,6 @@ class _Sync:
             for pending in self._pending_run_ids(read_from):
                 self._sync_runs_by_id(pending)
             self.watermark["resolution_marker"] = marker
-        self._sync_model_versions(model_name)
-        self._follow_aliases()
-        if not targeted:
-            self.watermark["runs_since_ms"] = now_ms
-            if full:
-                self.watermark["last_full_ms"] = now_ms
-        if self.result.changed:
-            with transaction.atomic():
-                log.record(
-                    "sync.mlflow.completed",
-                    actor=self.actor,
-                    subject=self.server,
-                    new={"summary": self.result.summary(), "full": full, "model": model_name},
-                )
-        record_success(self.lease.state, self.result, started=started, watermark=self.watermark)
-        return self.result
 
     # Runs
 
@@ -394,7 +442,8 @@ class _Sync:
 
     # Registry
 
-    def _sync_model_versions(self, model_name: str) -> None:
+    def _sync_model_versions(self, model_name: str = "", *, run_ids: Sequence[str] = ()) -> None:
+        """Every model version (no name), or one model's: all of them, or those made from ``run_ids``."""
         where = f"name = '{model_name}'" if model_name else None
         if model_name and "'" in model_name:
             self.result.warn(f"model name {model_name!r} cannot be searched for")
@@ -411,6 +460,17 @@ class _Sync:
                 for alias, version in (model.aliases or {}).items():
                     aliases.setdefault((model.name, int(version)), []).append(alias)
 
+        searches: list[str | None] = [where]
+        quoted = [f"'{r}'" for r in run_ids if r.isalnum()]
+        if model_name and quoted:
+            searches = [
+                f"{where} AND run_id IN ({', '.join(quoted[start : start + 100])})"
+                for start in range(0, len(quoted), 100)
+            ]
+        for search in searches:
+            self._write_model_versions(search, aliases)
+
+    def _write_model_versions(self, where: str | None, aliases: dict[tuple[str, int], list[str]]) -> None:
         def fetch(token: str | None) -> Any:
             return self.client.search_model_versions(where, max_results=PAGE, page_token=token)
 
@@ -422,7 +482,9 @@ class _Sync:
             known = {
                 (mv.registered_model.name, mv.version): mv
                 # Only this server's models: another server's model of the same name is reported as a conflict.
-                for mv in ModelVersion.objects.filter(registered_model__name__in={d.name for d in datas})
+                for mv in ModelVersion.objects.filter(
+                    registered_model__name__in={d.name for d in datas}, version__in={d.version for d in datas}
+                )
                 .filter(Q(registered_model__server=self.server) | Q(registered_model__server=None))
                 .select_related("registered_model")
             }

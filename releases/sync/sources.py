@@ -22,18 +22,17 @@ def state_named(name: str) -> SyncState:
     return matches[0]
 
 
-def sync_state(
-    state: SyncState, *, full: bool = False, model_name: str = "", run_ids: tuple[str, ...] = (), holder: str = ""
-) -> SyncResult:
+def sync_state(state: SyncState, *, full: bool = False, queued: bool = False, holder: str = "") -> SyncResult:
     """Run one sync of the source now, in this process; a failure is recorded on the source and re-raised.
 
-    ``holder`` names the Celery task running it, whose own earlier delivery's lease it may take over."""
+    ``queued``: an MLflow server's sync serving only its waiting webhook deliveries. ``holder`` names the
+    Celery task running it, whose own earlier delivery's lease it may take over."""
     try:
         if state.kind == SyncState.Kind.GIT:
             assert state.repository is not None
             return git.sync_repository(state.repository, holder=holder)
         assert state.server is not None
-        return mlflow.sync_server(state.server, full=full, model_name=model_name, run_ids=run_ids, holder=holder)
+        return mlflow.sync_server(state.server, full=full, queued=queued, holder=holder)
     except SourceBusy:
         raise
     except SourceUnavailable as exc:

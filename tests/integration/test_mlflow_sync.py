@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import uuid
 from typing import Any
 
 import pytest
@@ -377,6 +378,19 @@ def test_approval_tags_the_model_version_and_a_failed_write_back_is_retried(
     assert mlflow_client.get_model_version(model, "1").tags["release"] == f"{uid}-v1"
 
 
+def served(state: SyncState, *, model_name: str = "", run_id: str = "") -> Any:
+    """Sync ``state`` as a webhook delivery naming this model and run has it synced: kept, then served."""
+    services.queue_sync_request(
+        state,
+        by=SystemActor(f"mlflow-webhook:{state.source_name}"),
+        delivery_id=f"delivery-{uuid.uuid4()}",
+        event="model_version.created",
+        model_name=model_name,
+        run_id=run_id,
+    )
+    return sources.sync_state(state, queued=True)
+
+
 def git_repo_model() -> Any:
     return services.add_git_repository(name="code", url="/srv/git/code.git", by=CLI).repository
 
@@ -386,7 +400,7 @@ def test_a_second_server_with_the_same_model_names_touches_none_of_ours(
 ) -> None:
     run_id = log_run(mlflow_client, f"churn-{uid}")
     version = register(mlflow_client, f"{uid}-model", run_id)
-    sources.sync_state(mlflow_state, model_name=f"{uid}-model", run_ids=(run_id,))
+    served(mlflow_state, model_name=f"{uid}-model", run_id=run_id)
     ours = ModelVersion.objects.select_related("run__server").get(registered_model__name=f"{uid}-model")
     assert ours.run is not None
     assert ours.run.server.name == "mlflow"
@@ -394,7 +408,7 @@ def test_a_second_server_with_the_same_model_names_touches_none_of_ours(
     mirror = services.add_mlflow_server(name="mirror", tracking_uri=mlflow_uri, by=CLI)
 
     for _ in range(2):
-        result = sources.sync_state(mirror, model_name=f"{uid}-model", run_ids=(run_id,))
+        result = served(mirror, model_name=f"{uid}-model", run_id=run_id)
         assert any(f"registered model {uid}-model belongs to the MLflow server mlflow" in w for w in result.warnings)
 
     assert ExperimentRun.objects.filter(run_id=run_id, server__name="mirror").exists()
@@ -434,7 +448,7 @@ def test_pending_runs_are_read_again_a_page_at_a_time_and_never_after_a_full_rea
 
     sources.sync_state(git_state)
     read_by_id.clear()
-    sources.sync_state(mlflow_state, run_ids=(runs[0],))
+    served(mlflow_state, run_id=runs[0])
 
     # The named run first, then every other pending one (the shared server's other runs among them).
     assert read_by_id[0] == [runs[0]]

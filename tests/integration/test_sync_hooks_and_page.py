@@ -17,7 +17,7 @@ from audit.log import SystemActor
 from audit.models import AuditEvent
 from releases import services
 from releases.api.hooks import expected_signature
-from releases.models import ModelVersion, SyncState
+from releases.models import ModelVersion, SyncRequest, SyncState
 from tests.integration.conftest import GitRepo
 from tests.integration.test_mlflow_sync import log_run, register
 
@@ -70,6 +70,11 @@ def test_signed_webhook_syncs_the_model_version_it_names(
     assert model_version.run is not None
     assert model_version.run.run_id == run_id
     assert AuditEvent.objects.filter(action="model_version.registered", object_key=f"{uid}-model/{version}").exists()
+    [served] = AuditEvent.objects.filter(action="sync.webhooks_served")
+    [delivery] = served.new["deliveries"]
+    assert (delivery["event"], delivery["model"], delivery["run"]) == ("model_version.created", f"{uid}-model", run_id)
+    assert (served.actor, served.object_key) == ("mlflow-sync:mlflow", "mlflow")
+    assert not SyncRequest.objects.exists()
 
 
 def test_webhook_with_a_bad_signature_is_refused_and_recorded(webhook_secret: str) -> None:
@@ -188,7 +193,7 @@ def test_a_signed_delivery_replayed_is_refused_409(webhook_secret: str) -> None:
     assert first.status_code == 202
     assert again.status_code == 409
     assert again.json() == {"error": "this delivery was already received; a signed delivery is accepted once"}
-    assert AuditEvent.objects.filter(action="sync.requested").count() == 1
+    assert SyncRequest.objects.get().delivery_id == "delivery-1", "kept once, for a sync to serve"
     event = AuditEvent.objects.get(action="webhook.replay_refused")
     assert event.new["delivery_id"] == "delivery-1"
 

@@ -58,6 +58,8 @@ NOT_WRITES = {
     "requester through export_period_evidence, which checks their role again",
     "evidence.period.expire_bundles": "housekeeping on the worker: deletes expired files, records nothing",
     "evidence.period.period_key": "how the log names a period",
+    "sources.serve_sync_requests": "queues a task for deliveries queue_sync_request kept, which checked the role",
+    "sources.serving_queued_key": "a cache key",
     "accounts.refuse_if_locked_out": "check, inside sign_release",
     "accounts.count_wrong_signing_password": "a step of sign_release, after its role check",
     "accounts.record_sign_in": "the person's own sign-in (the login signal), recorded for anyone",
@@ -192,6 +194,13 @@ CALLS: dict[str, Call] = {
     ),
     "sources.set_interval": Call(LEADS, lambda w, by: services.set_interval(w["sync"], seconds=3600, by=by)),
     "sources.request_sync": Call(SYNCERS, lambda w, by: services.request_sync(w["sync"], by=by)),
+    "sources.record_served_requests": Call(ADMIN, lambda w, by: services.record_served_requests(w["sync"], [], by=by)),
+    "sources.queue_sync_request": Call(
+        ADMIN,
+        lambda w, by: services.queue_sync_request(
+            w["sync"], delivery_id="d-1", event="model_version.created", model_name="churn-model", by=by
+        ),
+    ),
     "webhooks.add_webhook": Call(
         ADMIN,
         lambda w, by: services.add_webhook(
