@@ -1,7 +1,8 @@
 """One real `mlflow server` on loopback for the fault tests of a session, and quick ways to fill it.
 
-It takes many seconds to start, so the MLflow fault test and the webhook burst share it (each uses its
-own experiment and model names); it is stopped when the session ends.
+It takes many seconds to start, so the fault tests that log runs through its API share it (each uses its
+own experiment and model names); it is stopped when the session ends. The webhook burst starts its own, on a
+store filled by SQL with the versions its deliveries announce.
 """
 
 from __future__ import annotations

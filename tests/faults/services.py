@@ -335,14 +335,18 @@ class Worker:
 class WebServer:
     """gunicorn serving ``lineage_site.wsgi`` on a free loopback port, as production serves it."""
 
-    def __init__(self, env: dict[str, str], log: Path) -> None:
+    def __init__(self, env: dict[str, str], log: Path, *, workers: int = 1) -> None:
         self.env = env
         self.log = log
+        self.workers = workers
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, *, timeout: float = 180) -> None:
+        """Collect the static files, as a deployment's release job does (the pages name them), then serve."""
+        static = manage(self.env, "collectstatic", "--noinput")
+        assert static.returncode == 0, static.stderr
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 [
@@ -353,7 +357,7 @@ class WebServer:
                     "--bind",
                     f"127.0.0.1:{self.port}",
                     "--workers",
-                    "1",
+                    str(self.workers),
                     "--timeout",
                     "120",
                 ],

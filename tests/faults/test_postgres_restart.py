@@ -32,7 +32,6 @@ from tests.faults.services import (
     Worker,
     app_environment,
     enqueue,
-    manage,
     run_module,
     wait_until,
 )
@@ -152,8 +151,6 @@ def test_postgres_crashed_mid_approval_the_approval_is_whole_or_absent_and_the_s
     cluster = campaign.cluster
     env = app_environment(database_url=cluster.url(APP, database), redis_url=redis.url, var_dir=tmp_path / "var")
     seeded = json.loads(run_module(env, "tests.faults.seed", "pending-release", "--release", RELEASE))
-    static = manage(env, "collectstatic", "--noinput")
-    assert static.returncode == 0, static.stderr
     web = WebServer(env, tmp_path / "web.log")
     try:
         web.start()
