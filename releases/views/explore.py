@@ -15,6 +15,8 @@ from releases.views.params import MOMENT_HELP, BadParameter, moment_value, parse
 
 # The newest release names offered in the compare form; any other name can be typed.
 RELEASE_CHOICES = 200
+# The endpoint names offered in the investigate form, first by name; any other name can be typed.
+ENDPOINT_CHOICES = 200
 
 HIT_PAGES = {
     "release": "releases:release",
@@ -68,8 +70,13 @@ def compare(request: HttpRequest) -> HttpResponse:
 @login_required
 def investigate(request: HttpRequest) -> HttpResponse:
     name = request.GET.get("endpoint", "").strip()
-    endpoints = Endpoint.objects.only("name", "environment")
-    context: dict[str, object] = {"endpoint_name": name, "endpoints": endpoints, "help": MOMENT_HELP}
+    endpoints = list(Endpoint.objects.only("name", "environment").order_by("name")[: ENDPOINT_CHOICES + 1])
+    context: dict[str, object] = {
+        "endpoint_name": name,
+        "endpoints": endpoints[:ENDPOINT_CHOICES],
+        "more_endpoints": len(endpoints) > ENDPOINT_CHOICES,
+        "help": MOMENT_HELP,
+    }
     status = 200
     try:
         at = parse_moment(request.GET["at"]) if request.GET.get("at") else timezone.now()

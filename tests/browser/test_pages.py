@@ -32,7 +32,7 @@ def test_investigate_page_shows_what_was_live_and_the_diff(visit: Visit, demo_wo
     page = visit.page
     visit.login("oncall")
     visit.go("/investigate/")
-    page.get_by_label("Endpoint", exact=True).select_option("churn-scoring")
+    page.get_by_label("Endpoint", exact=True).fill("churn-scoring")
     page.get_by_role("button", name="Show").click()
     page.wait_for_load_state()
     live = page.locator("#live-h + p").inner_text()

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import datetime
+import re
 
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
 
+from audit.log import SystemActor
+from releases import services
 from releases.models import Release
+from releases.views import explore
 from tests.factories import World
 
 pytestmark = pytest.mark.django_db
@@ -60,6 +64,26 @@ def test_investigate_shows_live_release_its_data_and_the_diff(
     earlier = (timezone.now() - datetime.timedelta(hours=24)).strftime("%Y-%m-%d %H:%M")
     html = client.get("/investigate/", {"endpoint": "churn-scoring", "at": earlier}).content.decode()
     assert '<a href="/releases/churn-v41/"><strong>churn-v41</strong></a>' in html
+
+
+def test_investigate_offers_the_first_endpoints_by_name_and_takes_any_typed_one(
+    client: Client, lead: User, deployed_world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(explore, "ENDPOINT_CHOICES", 2)
+    for name in ("aa-first", "ab-second", "zz-last"):
+        services.create_endpoint(name=name, environment="staging", by=SystemActor("test"))
+    client.force_login(lead)
+
+    html = client.get("/investigate/").content.decode()
+    offered = re.findall(
+        r'<option value="([^"]+)">', html.split('<datalist id="inv-endpoints">')[1].split("</datalist>")[0]
+    )
+    assert offered == ["aa-first", "ab-second"]
+    assert "the list offers the first 2 by name" in html
+
+    html = client.get("/investigate/", {"endpoint": "zz-last"}).content.decode()
+    assert 'value="zz-last"' in html
+    assert "Nothing was live on zz-last at that moment." in html
 
 
 def test_compare_highlights_the_changed_dataset(client: Client, lead: User, deployed_world: World) -> None:
