@@ -9,6 +9,8 @@ import datetime
 from typing import Any
 
 from django.db import models
+from django.db.models import Count, OuterRef, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from releases.models.code import GitRepository
@@ -17,8 +19,17 @@ from releases.models.experiment import TrackingServer
 
 class SyncStateQuerySet(models.QuerySet["SyncState"]):
     def listed(self) -> SyncStateQuerySet:
-        """Every source's state with its source joined in, Git first."""
-        return self.select_related("repository", "server").order_by("kind", "id")
+        """Every source's state with its source joined in, Git first, and the webhook deliveries it has waiting:
+        how many (``waiting_deliveries``) and since when (``waiting_since``)."""
+        waiting = SyncRequest.objects.filter(state=OuterRef("pk")).order_by()
+        return (
+            self.select_related("repository", "server")
+            .annotate(
+                waiting_deliveries=Coalesce(Subquery(waiting.values("state").annotate(n=Count("pk")).values("n")), 0),
+                waiting_since=Subquery(waiting.order_by("pk").values("received_at")[:1]),
+            )
+            .order_by("kind", "id")
+        )
 
     def due(self, now: datetime.datetime) -> list[SyncState]:
         """Enabled sources whose interval has passed since their last attempt."""

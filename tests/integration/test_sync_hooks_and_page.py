@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import time
 import uuid
@@ -136,6 +137,20 @@ def test_sync_page_lists_every_source_in_constant_queries(
     assert response.status_code == 200
     for n in range(count):
         assert f"repo{n}" in response.content.decode()
+
+
+def test_sync_page_says_how_many_webhook_deliveries_wait_and_since_when(oncall: User) -> None:
+    state = services.add_mlflow_server(name="mlflow", tracking_uri="http://127.0.0.1:9", by=CLI)
+    hook = SystemActor("mlflow-webhook:mlflow")
+    for n in range(3):
+        services.queue_sync_request(state, by=hook, delivery_id=f"d-{n}", event="model_version.created")
+    first = SyncRequest.objects.order_by("pk").first()
+    assert first is not None
+
+    html = _page_client(oncall).get("/sync/").content.decode()
+
+    since = first.received_at.astimezone(datetime.UTC).isoformat()
+    assert f'3 webhook deliveries waiting since <time datetime="{since}"' in html
 
 
 def test_sync_now_runs_the_sync_and_shows_the_outcome(
