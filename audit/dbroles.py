@@ -47,6 +47,7 @@ POLICY: dict[str, tuple[str, ...]] = {
     "audit.Checkpoint": APPEND,
     "releases.Approval": APPEND,
     "releases.Deployment": APPEND,
+    "releases.EndpointModel": APPEND,
     "releases.DatasetDigest": APPEND,
     "releases.WebhookAttempt": APPEND,
     "releases.Release": CHANGE,

@@ -28,6 +28,7 @@ from releases.models import (
     DatasetVersion,
     Deployment,
     Endpoint,
+    EndpointModel,
     ExperimentRun,
     ModelVersion,
     RegisteredModel,
@@ -173,11 +174,16 @@ def model_history(
         live_release_name=Subquery(live.values("release__name")[:1]),
         live_model_version_id=Subquery(live.values("release__model_version_id")[:1]),
     )
-    went_to = Deployment.objects.filter(release__model_version__registered_model=model).values("endpoint_id")
+    went_to = EndpointModel.objects.filter(registered_model=model).values("endpoint_id")
     endpoints = numbered_page(annotated.filter(pk__in=went_to).order_by("environment", "name"), endpoints_page)
     live_on: dict[int, list[Endpoint]] = {}
     shown = [mv.pk for mv in versions.rows]
-    for endpoint in annotated.filter(live_model_version_id__in=shown).order_by("environment", "name"):
+    # Only an endpoint that ever deployed a release of a version shown can have one live: asked first, that
+    # narrows the endpoints whose live deployment is looked up from all of them to those few.
+    deployed_shown = Deployment.objects.filter(release__model_version_id__in=shown).values("endpoint_id")
+    for endpoint in annotated.filter(pk__in=deployed_shown, live_model_version_id__in=shown).order_by(
+        "environment", "name"
+    ):
         live_on.setdefault(endpoint.live_model_version_id, []).append(endpoint)
     return ModelHistory(model, versions, _metric_series(versions.rows), endpoints, live_on)
 

@@ -93,3 +93,26 @@ class Deployment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.release} on {self.endpoint} at {self.deployed_at:%Y-%m-%d %H:%M}"
+
+
+class EndpointModel(models.Model):
+    """A registered model one of whose releases went live on an endpoint, kept as its first such deployment is.
+
+    Where a model's releases went, without reading all its deployments (hundreds of thousands, at scale):
+    written by the one service that records deployments, in the deployment's transaction. Never edited.
+    """
+
+    registered_model = models.ForeignKey(RegisteredModel, on_delete=models.PROTECT, related_name="+")
+    endpoint = models.ForeignKey(Endpoint, on_delete=models.PROTECT, related_name="+")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["registered_model", "endpoint"], name="endpoint_model_unique"),
+        ]
+        triggers = [
+            pgtriggers.Protect(name="endpoint_model_append_only", operation=pgtriggers.UPDATE_OR_DELETE),
+            pgtriggers.refuse_truncate("endpoint_model_no_truncate", "where models went is never emptied"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.registered_model_id} on {self.endpoint_id}"

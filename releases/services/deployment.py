@@ -12,7 +12,7 @@ from audit import log
 from audit.log import Actor, actor_label
 from releases import dispatch, lineage
 from releases.errors import Conflict, InvalidInput, RuleViolation
-from releases.models import Deployment, Endpoint, ModelVersion, RegisteredModel, Release
+from releases.models import Deployment, Endpoint, EndpointModel, ModelVersion, RegisteredModel, Release
 from releases.models.code import name_validator
 from releases.models.registry import alias_problem
 from releases.roles import ML_LEADS, ON_CALL, RELEASE_MANAGERS, require_role
@@ -197,6 +197,10 @@ def _record(
             kind=kind,
             reason=reason,
             source=source,
+        )
+        model_id = ModelVersion.objects.values_list("registered_model_id", flat=True).get(pk=release.model_version_id)
+        EndpointModel.objects.bulk_create(
+            [EndpointModel(registered_model_id=model_id, endpoint=endpoint)], ignore_conflicts=True
         )
         log.record(
             "deployment.rolled_back"

@@ -15,7 +15,7 @@ from django.utils import timezone
 from audit.models import AuditEvent
 from releases import lineage, services
 from releases.errors import Conflict, InvalidInput, PermissionRefused, RuleViolation
-from releases.models import DatasetVersion, Deployment, Endpoint, WriteBack
+from releases.models import DatasetVersion, Deployment, Endpoint, EndpointModel, WriteBack
 from tests.conftest import PASSWORD
 from tests.factories import SYSTEM, approve
 from tests.unit.conftest import client_for, gate_refusals, last_event
@@ -160,6 +160,23 @@ def test_roll_back_restores_the_target_and_records_the_reason(world, ci_account,
     [status] = lineage.endpoint_statuses(Endpoint.objects.filter(pk=endpoint.pk), deployment.deployed_at)
     assert status.live.release == v41
     assert last_event("deployment.rolled_back").reason == "AUC alert"
+
+
+def test_each_deployment_keeps_where_its_model_went_once(world, ci_account, lead, oncall, release_manager):
+    production, staging = world.endpoint(), world.endpoint("churn-staging", "staging")
+    v41 = world.full_release(41, by=ci_account, approver=lead)
+    v42 = world.full_release(42, by=ci_account, approver=lead, dataset="churn-train:18")
+    world.deploy(production, v41, by=release_manager, hours_ago=5)
+    world.deploy(production, v42, by=release_manager, hours_ago=1)
+    services.roll_back(production, by=oncall, reason="AUC alert", source=Deployment.Source.UI)
+    assert list(EndpointModel.objects.values_list("registered_model__name", "endpoint__name")) == [
+        ("churn-model", "churn-scoring")
+    ]
+
+    world.deploy(staging, v42, by=release_manager)
+
+    went = EndpointModel.objects.order_by("endpoint__name").values_list("registered_model__name", "endpoint__name")
+    assert list(went) == [("churn-model", "churn-scoring"), ("churn-model", "churn-staging")]
 
 
 # When a deployment happened -----------------------------------------------------------------------
