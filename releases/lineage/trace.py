@@ -25,7 +25,7 @@ from releases.models import (
     RunDatasetInput,
 )
 from releases.models.base import get_or_refuse
-from releases.models.prepared import PreparedQuery
+from releases.prepared import PreparedQuery
 
 # The six links, in chain order, with the incident each missing one makes hard to debug.
 LINKS: tuple[tuple[str, str, str], ...] = (
@@ -128,7 +128,7 @@ class ToMany:
         return cls(inputs, approvals, deployments)
 
 
-# The one-release trace runs on every API call and release page: its queries are compiled once (prepared.py).
+# The one-release trace runs on every API call and release page: its queries are compiled once (releases/prepared.py).
 _TRACE_RELEASE = PreparedQuery(lambda name: Release.objects.with_chain().filter(name=name), name=str)
 _TRACE_INPUTS = PreparedQuery(lambda run: _dataset_inputs().filter(run_id=run), run=int)
 _TRACE_APPROVALS = PreparedQuery(lambda release: _approvals().filter(release_id=release), release=int)

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from releases.models.prepared import PreparedQuery
+from releases.prepared import PreparedQuery
 
 TOKEN_PREFIX = "rl_"  # noqa: S105 - a visible marker, not a secret
 # Recording every use would be a write per API call; once a minute is precise enough to spot a dead token.
@@ -88,7 +88,7 @@ class ApiToken(models.Model):
         self.last_used_at = now
 
 
-# Every API call looks its token up: the query is compiled once (prepared.py).
+# Every API call looks its token up: the query is compiled once (releases/prepared.py).
 _ACTIVE_BY_HASH = PreparedQuery(
     lambda token_hash: ApiToken.objects.active().filter(token_hash=token_hash).select_related("user"), token_hash=str
 )

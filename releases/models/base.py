@@ -5,8 +5,8 @@ from typing import Any, ClassVar, TypeVar
 from django.db import models
 
 from releases.errors import NotFound
-from releases.models.prepared import PreparedQuery
 from releases.numbers import whole_number
+from releases.prepared import PreparedQuery
 
 _DEFERRED = object()
 M = TypeVar("M", bound=models.Model)

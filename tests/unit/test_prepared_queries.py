@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from releases.models import Deployment, Release
-from releases.models.prepared import PreparedQuery
+from releases.prepared import PreparedQuery
 
 BY_NAME = PreparedQuery(lambda name: Release.objects.with_chain().filter(name=name), name=str)
 LIVE_OF = PreparedQuery(
