@@ -87,7 +87,10 @@ class RollbackIn(serializers.Serializer):
 def _own_copy(field: serializers.Field) -> serializers.Field:
     if isinstance(field, serializers.BaseSerializer | serializers.ListField | serializers.DictField):
         return copy.deepcopy(field)
-    return copy.copy(field)
+    # copy.copy without its generic protocol (a third of the cost): the same class, the same attributes.
+    clone: serializers.Field = object.__new__(type(field))
+    clone.__dict__.update(field.__dict__)
+    return clone
 
 
 class FieldsReadOnce(serializers.Serializer):
