@@ -1,7 +1,7 @@
 """Querysets of a fixed shape whose SQL is compiled once per database connection.
 
 Compiling a queryset to SQL is pure Python and repeats the same work on every request: the trace's
-query, which follows fifteen joins, takes longer to compile than PostgreSQL takes to plan and run it.
+query, which follows fifteen joins, takes longer to compile than PostgreSQL takes to run it.
 A ``PreparedQuery`` compiles its queryset once with a placeholder for each named value, then runs that
 SQL with the caller's values and builds the rows with Django's own model loading (``Model.from_db`` and
 the ``select_related`` populators), so each row is the instance the queryset itself would give.
@@ -22,8 +22,9 @@ from django.db.models.sql.compiler import SQLCompiler
 
 M = TypeVar("M", bound=models.Model)
 
-# Placeholders no real value takes: text with a NUL (which PostgreSQL refuses in text anyway), and an integer
-# below every key and version.
+# Placeholders stand for the caller's values only while the query is compiled, and are told apart from the
+# constants the queryset holds by value: text with a NUL (which PostgreSQL refuses in text), an integer below
+# every key and version.
 _TEXT = "\x00prepared:{}\x00"
 _INTEGER = -1_987_654_321
 
