@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AnonymousUser, User
+from django.contrib.auth.models import AnonymousUser, Group, User
 
 from audit.log import Actor, SystemActor
 from releases.errors import PermissionRefused
+from releases.prepared import PreparedQuery
 
 ML_LEADS = "ml-leads"
 AUDITORS = "auditors"
 ON_CALL = "on-call"
 RELEASE_MANAGERS = "release-managers"
 ALL_ROLES = (ML_LEADS, AUDITORS, ON_CALL, RELEASE_MANAGERS)
+
+# Asked on every request: the query is compiled once (releases/prepared.py).
+_GROUPS_OF = PreparedQuery(lambda user: Group.objects.filter(user=user), user=int)
 
 
 def has_role(user: User | AnonymousUser, *roles: str) -> bool:
@@ -21,7 +25,7 @@ def has_role(user: User | AnonymousUser, *roles: str) -> bool:
         return False
     cached: set[str] | None = getattr(user, "_role_names", None)
     if cached is None:
-        cached = set(user.groups.values_list("name", flat=True))
+        cached = {group.name for group in _GROUPS_OF.all(user=user.pk)}
         setattr(user, "_role_names", cached)  # noqa: B010 - a per-request cache on the user object
     return bool(cached & set(roles))
 

@@ -11,6 +11,7 @@ from rest_framework.request import Request
 
 from releases.errors import PermissionRefused
 from releases.models import ApiToken
+from releases.models.access import active_token
 from releases.roles import ALL_ROLES, may_act_as
 from releases.services import refusals
 
@@ -29,7 +30,7 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
             return None
         if len(header) != 2:
             raise exceptions.AuthenticationFailed("Authorization: Bearer <token>, with no spaces")
-        token = ApiToken.objects.active().for_raw(header[1]).select_related("user").first()
+        token = active_token(header[1])
         if token is None:
             raise exceptions.AuthenticationFailed("unknown or revoked API token")
         now = timezone.now()

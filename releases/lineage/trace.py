@@ -25,6 +25,7 @@ from releases.models import (
     RunDatasetInput,
 )
 from releases.models.base import get_or_refuse
+from releases.prepared import PreparedQuery
 
 # The six links, in chain order, with the incident each missing one makes hard to debug.
 LINKS: tuple[tuple[str, str, str], ...] = (
@@ -69,21 +70,69 @@ class Link:
         return "warning" if self.warnings else "complete"
 
 
+def _dataset_inputs() -> QuerySet[RunDatasetInput]:
+    return RunDatasetInput.objects.select_related("dataset_version__dataset").order_by(
+        "context", "dataset_version__dataset__name", "dataset_version__version"
+    )
+
+
+def _approvals() -> QuerySet[Approval]:
+    return Approval.objects.select_related("approver").order_by("signed_at", "id")
+
+
+def _deployments() -> QuerySet[Deployment]:
+    return Deployment.objects.select_related("endpoint").order_by("-deployed_at", "-id")
+
+
 def traced_releases() -> QuerySet[Release]:
     """Releases with the whole chain loaded in a fixed number of queries."""
     return Release.objects.with_chain().prefetch_related(
-        Prefetch(
-            "model_version__run__dataset_inputs",
-            queryset=RunDatasetInput.objects.select_related("dataset_version__dataset").order_by(
-                "context", "dataset_version__dataset__name", "dataset_version__version"
-            ),
-        ),
-        Prefetch("approvals", queryset=Approval.objects.select_related("approver").order_by("signed_at", "id")),
-        Prefetch(
-            "deployments",
-            queryset=Deployment.objects.select_related("endpoint").order_by("-deployed_at", "-id"),
-        ),
+        Prefetch("model_version__run__dataset_inputs", queryset=_dataset_inputs()),
+        Prefetch("approvals", queryset=_approvals()),
+        Prefetch("deployments", queryset=_deployments()),
     )
+
+
+@dataclass(frozen=True)
+class ToMany:
+    """The links a release has several of: its run's dataset inputs, its approvals, its deployments."""
+
+    dataset_inputs: list[RunDatasetInput]
+    approvals: list[Approval]
+    deployments: list[Deployment]
+
+    @classmethod
+    def prefetched(cls, release: Release) -> ToMany:
+        """As ``traced_releases`` prefetched them."""
+        run = release.model_version.run
+        return cls(
+            list(run.dataset_inputs.all()) if run is not None else [],
+            list(release.approvals.all()),
+            list(release.deployments.all()),
+        )
+
+    @classmethod
+    def read(cls, release: Release) -> ToMany:
+        """Read for one release with ``traced_releases``' querysets, each row linked back as its prefetch links
+        it (one query each; none for the inputs of a release without a run)."""
+        run = release.model_version.run
+        inputs = _TRACE_INPUTS.all(run=run.pk) if run is not None else []
+        approvals = _TRACE_APPROVALS.all(release=release.pk)
+        deployments = _TRACE_DEPLOYMENTS.all(release=release.pk)
+        for item in inputs:
+            item.run = run  # type: ignore[assignment]
+        for approval in approvals:
+            approval.release = release
+        for deployment in deployments:
+            deployment.release = release
+        return cls(inputs, approvals, deployments)
+
+
+# The one-release trace runs on every API call and release page: its queries are compiled once (releases/prepared.py).
+_TRACE_RELEASE = PreparedQuery(lambda name: Release.objects.with_chain().filter(name=name), name=str)
+_TRACE_INPUTS = PreparedQuery(lambda run: _dataset_inputs().filter(run_id=run), run=int)
+_TRACE_APPROVALS = PreparedQuery(lambda release: _approvals().filter(release_id=release), release=int)
+_TRACE_DEPLOYMENTS = PreparedQuery(lambda release: _deployments().filter(release_id=release), release=int)
 
 
 @dataclass
@@ -91,6 +140,12 @@ class Trace:
     """The full chain of one release, built from rows already loaded by ``traced_releases``."""
 
     release: Release
+    # Read by ``trace``; otherwise taken from traced_releases' prefetch.
+    many: ToMany | None = None
+
+    @cached_property
+    def _many(self) -> ToMany:
+        return self.many if self.many is not None else ToMany.prefetched(self.release)
 
     @property
     def model_version(self) -> ModelVersion:
@@ -114,7 +169,7 @@ class Trace:
 
     @property
     def dataset_inputs(self) -> list[RunDatasetInput]:
-        return list(self.run.dataset_inputs.all()) if self.run is not None else []
+        return self._many.dataset_inputs
 
     @property
     def dataset_versions(self) -> list[DatasetVersion]:
@@ -129,11 +184,11 @@ class Trace:
 
     @property
     def approvals(self) -> list[Approval]:
-        return list(self.release.approvals.all())
+        return self._many.approvals
 
     @property
     def deployments(self) -> list[Deployment]:
-        return list(self.release.deployments.all())
+        return self._many.deployments
 
     def warnings(self) -> dict[str, list[str]]:
         """Problems per link: a quarantined or mutated dataset, a moved tag, an unresolved commit."""
@@ -240,7 +295,8 @@ class Trace:
 
 def trace(name: str) -> Trace:
     """The trace of one release (NotFound when there is none)."""
-    return Trace(get_or_refuse(traced_releases(), "release", name=name))
+    release = get_or_refuse(_TRACE_RELEASE, "release", name=name)
+    return Trace(release, ToMany.read(release))
 
 
 def previous_release(release: Release) -> Release | None:

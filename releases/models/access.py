@@ -11,6 +11,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from releases.prepared import PreparedQuery
+
 TOKEN_PREFIX = "rl_"  # noqa: S105 - a visible marker, not a secret
 # Recording every use would be a write per API call; once a minute is precise enough to spot a dead token.
 LAST_USED_PRECISION = datetime.timedelta(minutes=1)
@@ -29,10 +31,6 @@ class ApiTokenQuerySet(models.QuerySet["ApiToken"]):
     def active(self) -> ApiTokenQuerySet:
         """Tokens that still authenticate: not revoked, user still active."""
         return self.filter(revoked_at__isnull=True, user__is_active=True)
-
-    def for_raw(self, raw: str) -> ApiTokenQuerySet:
-        """The token whose hash matches ``raw`` (the raw value is never stored)."""
-        return self.filter(token_hash=hash_token(raw))
 
 
 class ApiToken(models.Model):
@@ -88,3 +86,15 @@ class ApiToken(models.Model):
         # may both write; the later time wins, which is the truth either way.
         ApiToken.objects.filter(pk=self.pk).update(last_used_at=now)
         self.last_used_at = now
+
+
+# Every API call looks its token up: the query is compiled once (releases/prepared.py).
+_ACTIVE_BY_HASH = PreparedQuery(
+    lambda token_hash: ApiToken.objects.active().filter(token_hash=token_hash).select_related("user"), token_hash=str
+)
+
+
+def active_token(raw: str) -> ApiToken | None:
+    """The token ``raw`` stands for (matched by its hash: the raw value is never stored) while it still
+    authenticates, with its user."""
+    return _ACTIVE_BY_HASH.first(token_hash=hash_token(raw))

@@ -6,14 +6,17 @@ from django.db import models
 
 from releases.errors import NotFound
 from releases.numbers import whole_number
+from releases.prepared import PreparedQuery
 
 _DEFERRED = object()
 M = TypeVar("M", bound=models.Model)
 
 
-def get_or_refuse(source: models.QuerySet[M, M] | models.Manager[M], what: str, **lookup: object) -> M:
+def get_or_refuse(
+    source: models.QuerySet[M, M] | models.Manager[M] | PreparedQuery[M], what: str, **lookup: object
+) -> M:
     """The row matching ``lookup``, or NotFound naming what was asked for (a 404, or exit 2 in a command)."""
-    found = source.filter(**lookup).first()
+    found = source.first(**lookup) if isinstance(source, PreparedQuery) else source.filter(**lookup).first()
     if found is None:
         wanted = ", ".join(str(value) for value in lookup.values())
         raise NotFound(f"no {what} named {wanted!r}")

@@ -8,7 +8,10 @@
   learn what we answer in one (the version, then its run).
 
 Both are asked in turn, request by request, each on a fresh HTTP connection, for random names; the
-figures are medians and 95th percentiles in ms, and the ratio to the anchor (goal: < 1.0).
+figures are medians and 95th percentiles in ms, and the ratio to the anchor (goal: < 1.0). Wall-clock
+figures move with the machine's load; so the CPU time one request costs the product is measured too, in
+one process through Django's test client on the same database (``time.process_time``: the middleware, the
+token check, the trace, the serializer, the renderer; not PostgreSQL's own time), which the load barely moves.
 
 Needs BENCH_DATABASE_URL (``postgres://postgres@127.0.0.1:5432/lineage_bench``): the database
 ``lineage_bench_trace`` is generated once and kept (delete it to start over); the MLflow store is kept
@@ -62,6 +65,38 @@ def main() -> None:
     servers.prepare_database(url, env)
     print(f"   large set ready in {url.rpartition('/')[2]} ({time.monotonic() - started:.0f} s)", flush=True)
     measure(url, env, anchor=servers.trace_mlflow_store())
+    cpu_per_request(env)
+
+
+# Run in a child process with the benchmark's settings; prints the milliseconds of CPU per request as JSON.
+CPU_CODE = """
+import json, random, time
+from django.test import Client
+from releases.models import Release
+names = list(Release.objects.values_list("name", flat=True))
+picks = random.Random(42)
+client = Client(HTTP_AUTHORIZATION="Bearer {token}", HTTP_HOST="127.0.0.1")
+def cpu(paths, status):
+    for path in paths[:20]:
+        client.get(path)
+    started = time.process_time()
+    for path in paths:
+        assert client.get(path).status_code == status, path
+    return (time.process_time() - started) * 1000 / len(paths)
+trace = cpu([f"/api/releases/{{picks.choice(names)}}/" for _ in range({n})], 200)
+missing = cpu([f"/api/releases/no-such-release-{{i}}/" for i in range({n})], 404)
+print(json.dumps({{"trace": trace, "missing": missing}}))
+"""
+
+
+def cpu_per_request(env: dict[str, str]) -> None:
+    """CPU milliseconds per full trace and per 404, in one process (the same database and settings)."""
+    figures = json.loads(servers.run_django(CPU_CODE.format(token=servers.api_token(env), n=REQUESTS), env))
+    print(
+        f"   CPU per request in one process ({REQUESTS} each, Django's test client): "
+        f"full trace {figures['trace']:.2f} ms, 404 {figures['missing']:.2f} ms",
+        flush=True,
+    )
 
 
 def measure(url: str, env: dict[str, str], anchor: list[tuple[str, str]] | None) -> None:

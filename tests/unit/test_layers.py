@@ -25,6 +25,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "releases.web_links",
             "releases.webhook_signature",
             "releases.credentials",
+            "releases.prepared",
             "lineage_site.env",
         ),
     ),

@@ -92,3 +92,38 @@ def test_links_are_immutable_as_every_reader_of_a_cached_trace_shares_them(world
     link = lineage.trace("fraud-v8").links[0]
     with pytest.raises(dataclasses.FrozenInstanceError):
         link.present = not link.present  # type: ignore[misc]
+
+
+def test_one_release_trace_is_the_trace_of_the_list_query(story, world, ci_account, django_assert_num_queries):
+    # Several dataset inputs, approvals and deployments, and a release without a run: what ``trace`` reads
+    # for one release (its own compiled queries) is what a list's ``traced_releases`` rows give.
+    world.dataset("churn-eval:3")
+    mv = world.model_version("churn-model/43", datasets=("churn-train:18", "churn-eval:3"))
+    world.release("churn-v43", mv, by=ci_account)
+    no_run, _ = services.register_model_version(
+        world.server,
+        services.ModelVersionData(name="churn-model", version=44, source_run_id="f" * 32, artifact_uri="models:/44"),
+        by=SYSTEM,
+    )
+    world.release("churn-v44", no_run, by=ci_account)
+    for name in ("churn-v40", "churn-v42", "churn-v43", "churn-v44"):
+        listed = lineage.Trace(lineage.traced_releases().get(name=name))
+        assert listed.run is not None or name == "churn-v44"
+        # The release with its chain, its run's dataset inputs (none without a run), approvals, deployments;
+        # nothing more while every link is read and compared.
+        with django_assert_num_queries(4 if listed.run is not None else 3):
+            one = lineage.trace(name)
+            assert one.chain() == listed.chain()
+            assert one.digest == listed.digest
+            assert one.links == listed.links
+            assert one.warnings() == listed.warnings()
+            assert [(i.pk, i.dataset_version.key, i.run.run_id) for i in one.dataset_inputs] == [
+                (i.pk, i.dataset_version.key, i.run.run_id) for i in listed.dataset_inputs
+            ]
+            assert [(a.pk, a.approver.username, a.release.name) for a in one.approvals] == [
+                (a.pk, a.approver.username, a.release.name) for a in listed.approvals
+            ]
+            assert [(d.pk, d.endpoint.name, d.release.name) for d in one.deployments] == [
+                (d.pk, d.endpoint.name, d.release.name) for d in listed.deployments
+            ]
+            assert lineage.release_status(one) == lineage.release_status(listed)

@@ -1,0 +1,133 @@
+"""Querysets of a fixed shape whose SQL is compiled once per database connection.
+
+Compiling a queryset to SQL is pure Python and repeats the same work on every request: the trace's
+query, which follows fifteen joins, takes longer to compile than PostgreSQL takes to run it.
+A ``PreparedQuery`` compiles its queryset once with a placeholder for each named value, then runs that
+SQL with the caller's values and builds the rows with Django's own model loading (``Model.from_db`` and
+the ``select_related`` populators), so each row is the instance the queryset itself would give.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+from weakref import WeakKeyDictionary
+
+from django.db import connections, models
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models.query import get_related_populators
+from django.db.models.sql.compiler import SQLCompiler
+
+M = TypeVar("M", bound=models.Model)
+
+# Placeholders stand for the caller's values only while the query is compiled, and are told apart from the
+# constants the queryset holds by value: text with a NUL (which PostgreSQL refuses in text), an integer below
+# every key and version.
+_TEXT = "\x00prepared:{}\x00"
+_INTEGER = -1_987_654_321
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    sql: str
+    # Each parameter: the name of the caller's value it takes, or ("", constant) for one the queryset fixed.
+    params: tuple[tuple[str, Any], ...]
+    compiler: SQLCompiler
+    converters: dict[int, Any]
+    init_list: list[str]
+    fields_end: int
+
+
+class PreparedQuery(Generic[M]):
+    """``build(**values)`` compiled once per connection; ``all(**values)`` runs it with these values.
+
+    ``kinds`` names each value and its type (str or int). The queryset may hold other fixed values, but
+    no ``prefetch_related`` or annotations (the rows are built as plain ``select_related`` instances).
+    """
+
+    def __init__(self, build: Callable[..., models.QuerySet[M]], **kinds: type) -> None:
+        self.build = build
+        self.kinds = kinds
+        self._compiled: WeakKeyDictionary[BaseDatabaseWrapper, _Compiled] = WeakKeyDictionary()
+        self._lock = threading.Lock()
+        # The database the queryset reads from (its router's choice), known once it is first built.
+        self._using = ""
+
+    def _placeholders(self) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for number, (name, kind) in enumerate(self.kinds.items()):
+            if kind is str:
+                found[name] = _TEXT.format(name)
+            elif kind is int:
+                found[name] = _INTEGER - number
+            else:
+                raise TypeError(f"a prepared value is str or int, not {kind!r} ({name})")
+        return found
+
+    def _compile(self, connection: BaseDatabaseWrapper) -> _Compiled:
+        placeholders = self._placeholders()
+        queryset = self.build(**placeholders)
+        if queryset._prefetch_related_lookups or queryset.query.annotations:  # type: ignore[attr-defined]
+            raise TypeError("a prepared query builds select_related rows only (no prefetch, no annotation)")
+        compiler = queryset.query.get_compiler(connection=connection)
+        sql, params = compiler.as_sql()
+        names = {value: name for name, value in placeholders.items()}
+        given = tuple((names.get(value, "") if isinstance(value, str | int) else "", value) for value in params)
+        missing = placeholders.keys() - {name for name, _ in given}
+        if missing:
+            raise TypeError(f"the prepared query does not use {', '.join(sorted(missing))}")
+        select, klass_info = compiler.select, compiler.klass_info
+        start, end = klass_info["select_fields"][0], klass_info["select_fields"][-1] + 1
+        if start != 0:
+            raise TypeError("a prepared query selects its own model's columns first")
+        return _Compiled(
+            sql=sql,
+            params=given,
+            compiler=compiler,
+            converters=compiler.get_converters([s[0] for s in select[: compiler.col_count]]),
+            init_list=[f[0].target.attname for f in select[start:end]],
+            fields_end=end,
+        )
+
+    def compiled(self, connection: BaseDatabaseWrapper) -> _Compiled:
+        compiled = self._compiled.get(connection)
+        if compiled is None:
+            with self._lock:
+                compiled = self._compiled.get(connection) or self._compile(connection)
+                self._compiled[connection] = compiled
+        return compiled
+
+    def all(self, **values: object) -> list[M]:
+        """The rows for these values, as ``list(build(**values))`` gives them."""
+        if values.keys() != self.kinds.keys():
+            raise TypeError(f"a prepared query takes {', '.join(self.kinds)}, not {', '.join(values)}")
+        if not self._using:
+            self._using = self.build(**self._placeholders()).db
+        using = self._using
+        connection = connections[using]
+        compiled = self.compiled(connection)
+        params: list[Any] = [values[name] if name else constant for name, constant in compiled.params]
+        with connection.cursor() as cursor:
+            cursor.execute(compiled.sql, params)
+            rows: Any = cursor.fetchall()
+        if not rows:
+            return []
+        compiler = compiled.compiler
+        if compiled.converters:
+            rows = compiler.apply_converters(rows, compiled.converters)
+        model = compiler.klass_info["model"]
+        populators = get_related_populators(compiler.klass_info, compiler.select, using)  # type: ignore[call-arg]
+        found = []
+        for row in rows:
+            instance = model.from_db(using, compiled.init_list, row[: compiled.fields_end])
+            for populator in populators:
+                populator.populate(row, instance)
+            found.append(instance)
+        return found
+
+    def first(self, **values: object) -> M | None:
+        """The first row for these values, or None."""
+        rows = self.all(**values)
+        return rows[0] if rows else None
