@@ -51,6 +51,7 @@ from releases.lineage.trace import (
     previous_release,
     release_events,
     release_scope,
+    status_traces,
     trace,
     traced_releases,
 )
@@ -113,6 +114,7 @@ __all__ = [
     "run_detail",
     "search",
     "signing_refusal",
+    "status_traces",
     "trace",
     "traced_releases",
 ]

@@ -95,7 +95,7 @@ def _chain_rows(a: Trace, b: Trace) -> list[Difference]:
         return ", ".join(names) or "none"
 
     def endpoints(t: Trace) -> str:
-        return ", ".join(sorted({d.endpoint.name for d in t.deployments})) or "never deployed"
+        return ", ".join(sorted(t.deployed_to)) or "never deployed"
 
     rows = [
         Difference("State", a.release.state, b.release.state),

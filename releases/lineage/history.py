@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from releases.lineage.compare import Comparison, compare_traces
 from releases.lineage.live import EndpointStatus, endpoint_statuses
 from releases.lineage.paging import Page, keyset_page
-from releases.lineage.trace import Trace
 from releases.models import (
     Deployment,
     Endpoint,
@@ -36,8 +35,8 @@ def investigate(endpoint_name: str, at: datetime.datetime, *, commits_page: int 
         raise Endpoint.DoesNotExist(f"No endpoint named {endpoint_name}")
     status = statuses[0]
     comparison = None
-    if status.live_trace is not None and status.rollback_target is not None:
-        comparison = compare_traces(Trace(status.rollback_target), status.live_trace, commits_page=commits_page)
+    if status.live_trace is not None and status.rollback_trace is not None:
+        comparison = compare_traces(status.rollback_trace, status.live_trace, commits_page=commits_page)
     return Investigation(status.endpoint, at, status, comparison)
 
 

@@ -13,7 +13,7 @@ from django.db.models.lookups import LessThan
 from django.utils import timezone
 
 from releases.lineage.rules import approval_state
-from releases.lineage.trace import Trace, traced_releases
+from releases.lineage.trace import Trace, status_traces
 from releases.models import (
     Approval,
     DatasetVersion,
@@ -114,7 +114,11 @@ class EndpointStatus:
     endpoint: Endpoint
     live: Deployment | None
     live_trace: Trace | None
-    rollback_target: Release | None
+    rollback_trace: Trace | None
+
+    @property
+    def rollback_target(self) -> Release | None:
+        return self.rollback_trace.release if self.rollback_trace is not None else None
 
     @property
     def rollback_blocker(self) -> str:
@@ -141,19 +145,19 @@ def endpoint_statuses(
     deployments = with_rollback_target(Deployment.objects.select_related("actor_user")).in_bulk(live_ids)
     targets = {d.pk: d.rollback_release_id for d in deployments.values()}  # type: ignore[attr-defined]
     release_ids = {d.release_id for d in deployments.values()} | {t for t in targets.values() if t}
-    releases = traced_releases().in_bulk(release_ids)
+    traces = status_traces(release_ids)
     statuses = []
     for row in rows:
         live = deployments.get(row.live_deployment_id) if row.live_deployment_id else None
-        live_release = releases.get(live.release_id) if live else None
-        if live is not None and live_release is not None:
-            live.release = live_release
+        live_trace = traces.get(live.release_id) if live else None
+        if live is not None and live_trace is not None:
+            live.release = live_trace.release
         statuses.append(
             EndpointStatus(
                 endpoint=row,
                 live=live,
-                live_trace=Trace(live_release) if live_release else None,
-                rollback_target=releases.get(targets[live.pk]) if live is not None and targets[live.pk] else None,
+                live_trace=live_trace,
+                rollback_trace=traces.get(targets[live.pk]) if live is not None and targets[live.pk] else None,
             )
         )
     return statuses
@@ -232,10 +236,10 @@ def rollback_plan(endpoint_name: str) -> RollbackPlan:
     if not statuses:
         raise Endpoint.DoesNotExist(f"No endpoint named {endpoint_name}")
     status = statuses[0]
-    target = status.rollback_target
-    if target is None:
+    trace = status.rollback_trace
+    if trace is None:
         return RollbackPlan(status, [], [], [], None)
-    trace = Trace(target)
+    target = trace.release
     return RollbackPlan(
         status=status,
         approvals=approval_state(trace).valid,

@@ -126,18 +126,17 @@ def _planned_for_its_text() -> Iterator[None]:
     Statements a connection runs often are prepared (DB_SERVER_SIDE_BINDING), and after five runs
     PostgreSQL may keep one generic plan for any value: for a search, one plan whatever the text, which
     cannot tell a rare name (a few rows from the trigram index) from two letters every run matches. On the
-    10x set that made a search ten times slower from its sixth run on (48 ms to 500 ms).
+    10x set that made a search ten times slower from its sixth run on (48 ms to 500 ms). The setting lasts
+    until the search's transaction ends (inside a longer one, the rest of it is planned for its values too,
+    which costs planning time only).
     """
     if connection.vendor != "postgresql":
         yield
         return
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SELECT current_setting('plan_cache_mode')")
-        (configured,) = cursor.fetchone()
-        cursor.execute("SELECT set_config('plan_cache_mode', 'force_custom_plan', true)")
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL plan_cache_mode = force_custom_plan")
         yield
-        # Called inside a longer transaction, the rest of it plans as it did before.
-        cursor.execute("SELECT set_config('plan_cache_mode', %s, true)", [configured])
 
 
 def _exact_identifiers(text: str) -> list[SearchHit]:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import Max, Prefetch, Q, QuerySet
 
 from audit.models import AuditEvent, canonical_json
 from audit.vocabulary import object_ref
@@ -95,17 +95,29 @@ def traced_releases() -> QuerySet[Release]:
 
 @dataclass(frozen=True)
 class ToMany:
-    """The links a release has several of: its run's dataset inputs, its approvals, its deployments."""
+    """The links a release has several of: its run's dataset inputs, its approvals, its deployments.
+
+    ``deployed_to`` names the endpoints it went to, the most recent first. ``deployments`` are the rows
+    themselves, None for a trace read for a status (``status_traces``), which needs only the names.
+    """
 
     dataset_inputs: list[RunDatasetInput]
     approvals: list[Approval]
-    deployments: list[Deployment]
+    deployments: list[Deployment] | None
+    deployed_to: tuple[str, ...]
+
+    @classmethod
+    def of(
+        cls, dataset_inputs: list[RunDatasetInput], approvals: list[Approval], deployments: list[Deployment]
+    ) -> ToMany:
+        """With every deployment row (newest first), from which the endpoints they went to are named."""
+        return cls(dataset_inputs, approvals, deployments, tuple(dict.fromkeys(d.endpoint.name for d in deployments)))
 
     @classmethod
     def prefetched(cls, release: Release) -> ToMany:
         """As ``traced_releases`` prefetched them."""
         run = release.model_version.run
-        return cls(
+        return cls.of(
             list(run.dataset_inputs.all()) if run is not None else [],
             list(release.approvals.all()),
             list(release.deployments.all()),
@@ -125,7 +137,7 @@ class ToMany:
             approval.release = release
         for deployment in deployments:
             deployment.release = release
-        return cls(inputs, approvals, deployments)
+        return cls.of(inputs, approvals, deployments)
 
 
 # The one-release trace runs on every API call and release page: its queries are compiled once (releases/prepared.py).
@@ -188,7 +200,15 @@ class Trace:
 
     @property
     def deployments(self) -> list[Deployment]:
-        return self._many.deployments
+        deployments = self._many.deployments
+        if deployments is None:
+            raise LookupError(f"the trace of {self.release.name} was read for a status, without its deployments")
+        return deployments
+
+    @property
+    def deployed_to(self) -> tuple[str, ...]:
+        """The endpoints this release went to, the most recent first."""
+        return self._many.deployed_to
 
     def warnings(self) -> dict[str, list[str]]:
         """Problems per link: a quarantined or mutated dataset, a moved tag, an unresolved commit."""
@@ -217,7 +237,7 @@ class Trace:
             "features": [self.feature_version.key] if self.feature_version else [],
             "experiment": [self.run.run_id] if self.run else [],
             "model": [self.model_version.key],
-            "deployment": sorted({d.endpoint.name for d in self.deployments}),
+            "deployment": sorted(self.deployed_to),
         }
         # Until a release is approved, "not deployed" is the expected next step, not a gap in the record.
         awaiting_approval = self.release.state in (Release.State.DRAFT, Release.State.PENDING)
@@ -291,6 +311,32 @@ class Trace:
     @cached_property
     def digest(self) -> str:
         return "sha256:" + hashlib.sha256(canonical_json(self._chain).encode()).hexdigest()
+
+
+def status_traces(release_ids: Iterable[int]) -> dict[int, Trace]:
+    """The traces of these releases, by id, for what shows many at once (the board, an endpoint's status):
+    the whole chain, but where each release went as endpoint names, not every deployment row (a release live
+    on a hundred endpoints has thousands). Four queries."""
+    ids = set(release_ids)
+    releases = Release.objects.with_chain().prefetch_related(
+        Prefetch("model_version__run__dataset_inputs", queryset=_dataset_inputs()),
+        Prefetch("approvals", queryset=_approvals()),
+    )
+    went: dict[int, list[str]] = {pk: [] for pk in ids}
+    last_at_each = (
+        Deployment.objects.filter(release_id__in=ids)
+        .values_list("release_id", "endpoint__name")
+        .annotate(last=Max("deployed_at"), last_id=Max("id"))
+        .order_by("-last", "-last_id")
+    )
+    for release_id, endpoint_name, _, _ in last_at_each:
+        went[release_id].append(endpoint_name)
+    traces = {}
+    for pk, release in releases.in_bulk(ids).items():
+        run = release.model_version.run
+        inputs = list(run.dataset_inputs.all()) if run is not None else []
+        traces[pk] = Trace(release, ToMany(inputs, list(release.approvals.all()), None, tuple(went[pk])))
+    return traces
 
 
 def trace(name: str) -> Trace:

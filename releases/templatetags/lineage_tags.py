@@ -142,8 +142,8 @@ def _node_url(key: str, trace: Trace) -> str:
     if key == "model":
         mv = trace.model_version
         return model_version_url(mv.registered_model.name, mv.version)
-    if key == "deployment" and trace.deployments:
-        return reverse("releases:endpoint", args=[trace.deployments[0].endpoint.name])
+    if key == "deployment" and trace.deployed_to:
+        return reverse("releases:endpoint", args=[trace.deployed_to[0]])
     return ""
 
 

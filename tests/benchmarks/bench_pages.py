@@ -266,7 +266,11 @@ def _generate_large(scale: int = 1) -> None:
             ),
         )
         # What the deployment service keeps beside each deployment: where each model's releases went.
-        went = Deployment.objects.values_list("release__model_version__registered_model_id", "endpoint_id").distinct()
+        went = (
+            Deployment.objects.order_by()
+            .values_list("release__model_version__registered_model_id", "endpoint_id")
+            .distinct()
+        )
         _bulk_create(EndpointModel, (EndpointModel(registered_model_id=m, endpoint_id=e) for m, e in went))
 
 

@@ -127,3 +127,26 @@ def test_one_release_trace_is_the_trace_of_the_list_query(story, world, ci_accou
                 (d.pk, d.endpoint.name, d.release.name) for d in listed.deployments
             ]
             assert lineage.release_status(one) == lineage.release_status(listed)
+
+
+def test_a_status_trace_names_where_the_release_went_without_its_deployment_rows(
+    world, ci_account, lead, release_manager, django_assert_num_queries
+):
+    # The board reads the traces of the releases live on its endpoints: a release live on a fleet of
+    # endpoints has a deployment row for each deployment there, which the board never shows.
+    v41 = world.full_release(41, by=ci_account, approver=lead)
+    v42 = world.full_release(42, by=ci_account, approver=lead, dataset="churn-train:18")
+    eu, us, ap = (world.endpoint(name, "staging") for name in ("eu-1", "us-2", "ap-3"))
+    for hours_ago, endpoint, release in ((9, us, v41), (7, eu, v41), (6, eu, v42), (5, ap, v41), (3, eu, v41)):
+        world.deploy(endpoint, release, by=release_manager, hours_ago=hours_ago)
+    full = lineage.trace("churn-v41")
+
+    with django_assert_num_queries(4):
+        [status] = lineage.status_traces([v41.pk]).values()
+        assert status.deployed_to == ("eu-1", "ap-3", "us-2"), "the most recent first"
+        assert status.deployed_to == full.deployed_to
+        assert status.links == full.links
+        assert status.digest == full.digest
+        assert lineage.release_status(status) == lineage.release_status(full)
+    with pytest.raises(LookupError, match="read for a status"):
+        status.deployments  # noqa: B018 - reading it is the test
