@@ -29,6 +29,7 @@ from releases.models import (
     DatasetVersion,
     Deployment,
     Endpoint,
+    EndpointModel,
     EvidenceExport,
     ExperimentRun,
     FeaturePipeline,
@@ -40,6 +41,7 @@ from releases.models import (
     Release,
     RunDatasetInput,
     SyncedRun,
+    SyncRequest,
     SyncState,
     TrackingServer,
     WebhookAttempt,
@@ -484,6 +486,15 @@ class DeploymentAdmin(RecordAdmin):
     list_select_related = ["endpoint", "release"]
 
 
+@admin.register(EndpointModel)
+class EndpointModelAdmin(RecordAdmin):
+    """Where each registered model's releases went, kept by the deployment service."""
+
+    list_display = ["registered_model", "endpoint"]
+    list_filter = ["registered_model"]
+    list_select_related = ["registered_model", "endpoint"]
+
+
 @admin.register(ApiToken)
 class ApiTokenAdmin(AdministratorsOnly, RecordAdmin):
     """Tokens are issued by `manage.py create_api_token` (the raw value is shown once there, never here).
@@ -535,6 +546,15 @@ class SyncedRunAdmin(RecordAdmin):
     list_filter = ["pending", "server"]
     search_fields = ["run_id"]
     list_select_related = ["server"]
+
+
+@admin.register(SyncRequest)
+class SyncRequestAdmin(RecordAdmin):
+    """MLflow webhook deliveries waiting for a sync to serve them (the sync deletes each batch it served)."""
+
+    list_display = ["received_at", "state", "event", "model_name", "run_id", "delivery_id"]
+    list_select_related = ["state__server", "state__repository"]
+    search_fields = ["delivery_id", "model_name", "run_id"]
 
 
 @admin.register(WriteBack)
