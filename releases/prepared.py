@@ -10,12 +10,13 @@ the ``select_related`` populators), so each row is the instance the queryset its
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 from weakref import WeakKeyDictionary
 
-from django.db import connections, models
+from django.db import connection, connections, models, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.query import get_related_populators
 from django.db.models.sql.compiler import SQLCompiler
@@ -131,3 +132,23 @@ class PreparedQuery(Generic[M]):
         """The first row for these values, or None."""
         rows = self.all(**values)
         return rows[0] if rows else None
+
+
+@contextmanager
+def planned_for_their_values() -> Iterator[None]:
+    """Have PostgreSQL plan each statement run inside for the values it is given.
+
+    Statements a connection runs often are prepared (DB_SERVER_SIDE_BINDING), and after five runs PostgreSQL
+    may keep one generic plan for any value. That suits a query whose work is the same whatever it is given
+    (a release's trace), not one whose work depends on it: a search for a rare name or for two letters every
+    run matches, a dataset version one run used or one a hundred thousand did. With a generic plan such a
+    page ran four to ten times slower from its sixth run on. The setting lasts until the transaction ends
+    (inside a longer one, the rest of it is planned for its values too, which costs planning time only).
+    """
+    if connection.vendor != "postgresql":
+        yield
+        return
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+        yield

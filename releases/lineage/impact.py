@@ -20,6 +20,7 @@ from releases.models import (
     Release,
     RunDatasetInput,
 )
+from releases.prepared import planned_for_their_values
 
 
 @dataclass(frozen=True)
@@ -41,14 +42,16 @@ class Impact:
     run_keys: QuerySet[Any] | None = None
 
     def pages(self, numbers: ImpactPageNumbers) -> ImpactPages:
-        """One page of each list with its exact total (ten queries)."""
-        return ImpactPages(
-            runs=numbered_page(self.runs, numbers.runs, keys=self.run_keys),
-            model_versions=numbered_page(self.model_versions, numbers.model_versions),
-            releases=numbered_page(self.releases, numbers.releases),
-            endpoints_ever=numbered_page(self.endpoints_ever, numbers.endpoints_ever),
-            live_endpoints=numbered_page(self.live_endpoints, numbers.live_endpoints),
-        )
+        """One page of each list with its exact total (ten queries), each planned for the version, commit or run
+        it is about: one a hundred thousand runs used needs another plan than one a single run used."""
+        with planned_for_their_values():
+            return ImpactPages(
+                runs=numbered_page(self.runs, numbers.runs, keys=self.run_keys),
+                model_versions=numbered_page(self.model_versions, numbers.model_versions),
+                releases=numbered_page(self.releases, numbers.releases),
+                endpoints_ever=numbered_page(self.endpoints_ever, numbers.endpoints_ever),
+                live_endpoints=numbered_page(self.live_endpoints, numbers.live_endpoints),
+            )
 
 
 @dataclass(frozen=True)

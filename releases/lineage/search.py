@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import connection, transaction
 from django.db.models import Case, CharField, F, Func, IntegerField, OuterRef, QuerySet, Subquery, Value, When
 from django.db.models.functions import Cast, Concat
 
@@ -33,6 +31,7 @@ from releases.models import (
     RegisteredModel,
     Release,
 )
+from releases.prepared import planned_for_their_values
 
 HEX_RE = re.compile(r"[0-9a-fA-F]{4,40}")
 MAX_QUERY_LENGTH = 200
@@ -107,7 +106,7 @@ def search(raw: str) -> SearchResults:
     text, problem = clean_query(raw)
     if problem or not text:
         return SearchResults(text, [], [], problem)
-    with _planned_for_its_text():
+    with planned_for_their_values():
         exact = _exact_identifiers(text)
         groups: list[SearchGroup] = []
         for find in PARTIAL:
@@ -117,26 +116,6 @@ def search(raw: str) -> SearchResults:
             if group.total:
                 groups.append(group)
     return SearchResults(text, exact, groups)
-
-
-@contextmanager
-def _planned_for_its_text() -> Iterator[None]:
-    """Have PostgreSQL plan each search query for the text searched.
-
-    Statements a connection runs often are prepared (DB_SERVER_SIDE_BINDING), and after five runs
-    PostgreSQL may keep one generic plan for any value: for a search, one plan whatever the text, which
-    cannot tell a rare name (a few rows from the trigram index) from two letters every run matches. On the
-    10x set that made a search ten times slower from its sixth run on (48 ms to 500 ms). The setting lasts
-    until the search's transaction ends (inside a longer one, the rest of it is planned for its values too,
-    which costs planning time only).
-    """
-    if connection.vendor != "postgresql":
-        yield
-        return
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL plan_cache_mode = force_custom_plan")
-        yield
 
 
 def _exact_identifiers(text: str) -> list[SearchHit]:

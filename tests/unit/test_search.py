@@ -25,6 +25,7 @@ from releases.models import (
     Release,
 )
 from tests.factories import World
+from tests.plans import plans_while_generic_plans_are_preferred
 
 pytestmark = pytest.mark.django_db
 
@@ -220,33 +221,17 @@ def test_postgres_finds_commits_by_sha_or_prefix_from_the_one_unique_index(postg
     assert "Index Cond" in plan
 
 
-def _search_plans() -> dict[str, tuple[int, int]]:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT name, generic_plans, custom_plans FROM pg_prepared_statements WHERE statement LIKE %s",
-            ["%releases_registeredmodel%LIKE%"],
-        )
-        return {name: (generic, custom) for name, generic, custom in cursor.fetchall()}
-
-
 def test_postgres_plans_each_search_for_its_own_text(postgres: None) -> None:
     """Statements run often are prepared (DB_SERVER_SIDE_BINDING), and PostgreSQL may then keep one generic plan
     for any value; a search is planned for its own text all the same."""
     world = World.create()
     world.model_version("churn-model/1", commit=world.commit("one"))
-    before = _search_plans()
-    with connection.cursor() as cursor:
-        # What PostgreSQL may decide by itself after five runs of a statement, decided here for every one.
-        cursor.execute("SET plan_cache_mode = force_generic_plan")
-        try:
-            for text in ("churn", "fraud", "ds", "churn-v4", "model", "x1", "v42", "churn", "rn", "odel"):
-                lineage.search(text)
-        finally:
-            cursor.execute("RESET plan_cache_mode")
-    planned = {
-        name: (generic - before.get(name, (0, 0))[0], custom - before.get(name, (0, 0))[1])
-        for name, (generic, custom) in _search_plans().items()
-    }
+    texts = iter(("churn", "fraud", "ds", "churn-v4", "model", "x1", "v42", "churn", "rn", "odel"))
+
+    planned = plans_while_generic_plans_are_preferred(
+        lambda: lineage.search(next(texts)), times=10, like="%releases_registeredmodel%LIKE%"
+    )
+
     assert planned, "the search's statements are prepared, as every statement run often is"
     assert sum(custom for _, custom in planned.values()) >= 5, planned
     assert all(generic == 0 for generic, _ in planned.values()), planned

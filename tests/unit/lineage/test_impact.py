@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from releases import lineage
+from tests.plans import plans_while_generic_plans_are_preferred
 
 
 def test_impact_of_a_dataset_version_reaches_every_downstream_link(story, world):
@@ -32,3 +33,18 @@ def test_impact_of_a_commit_and_of_a_run(story):
     run_impact = lineage.impact_of_run(run)
     assert [m.key for m in run_impact.model_versions] == ["churn-model/41"]
     assert not run_impact.live_endpoints.exists()
+
+
+def test_postgres_plans_each_impact_list_for_the_version_it_is_about(postgres, story):
+    """A dataset version one run used and one a hundred thousand did need different plans: the impact lists are
+    planned for their version even where PostgreSQL would keep one generic plan for any."""
+    version = story["v42"].model_version.run.dataset_inputs.get().dataset_version
+
+    planned = plans_while_generic_plans_are_preferred(
+        lambda: lineage.impact_of_dataset_version(version).pages(lineage.ImpactPageNumbers()),
+        times=8,
+        like="%releases_rundatasetinput%",
+    )
+
+    assert planned, "the impact lists' statements are prepared, as every statement run often is"
+    assert all(generic == 0 for generic, _ in planned.values()), planned
