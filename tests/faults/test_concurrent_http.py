@@ -19,7 +19,6 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
 
 import pytest
 import requests
@@ -101,9 +100,25 @@ def hidden(html: str, name: str) -> str:
     return found[1]
 
 
-def in_parallel(fn: Callable[[User], Any], users: list[User]) -> list[Any]:
+def opened_by(site: Site, users: list[User], path: str) -> list[tuple[requests.Session, str]]:
+    """Each user signed in, with the page at ``path`` open: their session and the page's HTML (its form)."""
+
+    def open_page(user: User) -> tuple[requests.Session, str]:
+        session = signed_in(site, user)
+        page = session.get(f"{site.url}{path}", timeout=TIMEOUT)
+        assert page.status_code == 200, f"{user.username} could not open {path}: {page.status_code}"
+        return session, page.text
+
     with ThreadPoolExecutor(8) as pool:
-        return list(pool.map(fn, users))
+        return list(pool.map(open_page, users))
+
+
+def submitting(
+    site: Site, session: requests.Session, html: str, path: str, fields: dict[str, str]
+) -> Callable[[], requests.Response]:
+    """Posting ``fields`` to ``path`` as the form on ``html`` does (with its CSRF token), when called."""
+    form = {**fields, "csrfmiddlewaretoken": csrf_token(html)}
+    return lambda: session.post(f"{site.url}{path}", form, allow_redirects=False, timeout=TIMEOUT)
 
 
 def figures(answers: list[Answer]) -> str:
@@ -134,21 +149,12 @@ def test_twenty_leads_sign_one_release_and_twenty_on_call_roll_one_endpoint_back
     approvals_before = Approval.objects.count()
 
     # Each lead signs in and opens churn-v43's page, whose sign form carries the digest they review.
-    def open_release(user: User) -> tuple[requests.Session, str]:
-        session = signed_in(site, user)
-        page = session.get(f"{site.url}/releases/churn-v43/", timeout=TIMEOUT)
-        assert page.status_code == 200
-        return session, page.text
-
-    opened = in_parallel(open_release, leads)
+    opened = opened_by(site, leads, "/releases/churn-v43/")
     sign_form = {"decision": "approve", "meaning": MEANING, "password": PASSWORD, "comment": ""}
     signatures = at_once(
         [
-            lambda s=session, html=html: s.post(
-                f"{site.url}/releases/churn-v43/sign/",
-                {**sign_form, "digest": hidden(html, "digest"), "csrfmiddlewaretoken": csrf_token(html)},
-                allow_redirects=False,
-                timeout=TIMEOUT,
+            submitting(
+                site, session, html, "/releases/churn-v43/sign/", {**sign_form, "digest": hidden(html, "digest")}
             )
             for session, html in opened
         ]
@@ -170,23 +176,14 @@ def test_twenty_leads_sign_one_release_and_twenty_on_call_roll_one_endpoint_back
     # Ten engineers confirm the rollback on its page (the target they saw is in the form); ten use the API.
     on_page, by_api = engineers[: PEOPLE // 2], engineers[PEOPLE // 2 :]
 
-    def open_rollback(user: User) -> tuple[requests.Session, str]:
-        session = signed_in(site, user)
-        page = session.get(f"{site.url}/endpoints/churn-scoring/rollback/", timeout=TIMEOUT)
-        assert page.status_code == 200
-        return session, page.text
-
-    confirmations = in_parallel(open_rollback, on_page)
+    confirmations = opened_by(site, on_page, "/endpoints/churn-scoring/rollback/")
     assert {hidden(html, "target") for _, html in confirmations} == {"churn-v41"}
     tokens = [token_for(user, ApiToken.Scope.ROLLBACK) for user in by_api]
     reason = {"reason": "INC-311 AUC dropped after churn-v42"}
     rollbacks = at_once(
         [
-            lambda s=session, html=html: s.post(
-                f"{site.url}/endpoints/churn-scoring/rollback/",
-                {**reason, "target": hidden(html, "target"), "csrfmiddlewaretoken": csrf_token(html)},
-                allow_redirects=False,
-                timeout=TIMEOUT,
+            submitting(
+                site, session, html, "/endpoints/churn-scoring/rollback/", {**reason, "target": hidden(html, "target")}
             )
             for session, html in confirmations
         ]
