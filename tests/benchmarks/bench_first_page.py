@@ -16,7 +16,6 @@ import os
 import resource
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,8 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+from tests.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 # Past this, the first page is not coming: stop and say where it stood.
@@ -50,12 +51,6 @@ CALLERS = (
 
 def _load() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _answers(url: str) -> int | None:
@@ -125,7 +120,7 @@ def measure() -> dict[str, float]:
         subprocess.run(["git", "clone", "--quiet", "--no-checkout", str(ROOT), str(clone)], check=True)
         subprocess.run(["git", "-C", str(clone), "checkout", "--quiet", "--detach", head], check=True)
         cache = work / "cache"
-        port = _free_port()
+        port = free_port()
         env = {key: value for key, value in os.environ.items() if key not in CALLERS}
         env.update(
             PORT=str(port),

@@ -45,7 +45,7 @@ from typing import Any
 
 from tests import mlflow_store
 from tests.benchmarks import servers
-from tests.processes import stop
+from tests.processes import free_port, stop, wait_until_answering
 
 SECONDS = int(os.environ.get("BENCH_LOAD_SECONDS", "20"))
 WARM_SECONDS = 5
@@ -482,10 +482,10 @@ def main() -> None:
     env = servers.settings_env(url, servers.LOGS / "load", REDIS_URL=REDIS_URL)
     started = time.monotonic()
     versions = servers.trace_mlflow_store()
-    sources = [SyncSource(name, _sync_store(name, f"sync{name[-1]}"), servers.free_port()) for name in SYNC_SOURCES]
+    sources = [SyncSource(name, _sync_store(name, f"sync{name[-1]}"), free_port()) for name in SYNC_SOURCES]
     for source in sources:
         source.run_ids = _run_ids(source.store)
-    ours_port, mlflow_port = servers.free_port(), servers.free_port()
+    ours_port, mlflow_port = free_port(), free_port()
     with ExitStack() as running, tempfile.TemporaryDirectory(prefix="lineage-load-") as work:
         # MLflow's servers take long to start on a busy machine: they start while the database is prepared.
         anchor = _serve(
@@ -505,10 +505,12 @@ def main() -> None:
             _serve(running, servers.celery_worker(env, f"load-{n}", log=f"load-celery-{n}.log"))
             for n in range(SYNC_WORKERS)
         ]
-        servers.wait(ours_port, "/api/releases/", web, timeout=START_TIMEOUT)  # 401 without a token: the app answers
-        servers.wait(mlflow_port, "/health", anchor, timeout=START_TIMEOUT)
+        wait_until_answering(
+            f"http://127.0.0.1:{ours_port}/api/releases/", web, timeout=START_TIMEOUT
+        )  # 401 without a token: the app answers
+        wait_until_answering(f"http://127.0.0.1:{mlflow_port}/health", anchor, timeout=START_TIMEOUT)
         for source, process in zip(sources, sync_servers, strict=True):
-            servers.wait(source.port, "/health", process, timeout=START_TIMEOUT)
+            wait_until_answering(f"http://127.0.0.1:{source.port}/health", process, timeout=START_TIMEOUT)
         print(f"   data ready and servers started ({time.monotonic() - started:.0f} s)", flush=True)
         first = time.monotonic()
         _first_syncs(url, sources)

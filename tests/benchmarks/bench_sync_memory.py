@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import subprocess
 import sys
 import time
@@ -75,22 +74,6 @@ def _fresh_database(url: str) -> str:
     return f"{base}/{name}"
 
 
-def _environment(database_url: str) -> dict[str, str]:
-    env = dict(os.environ)
-    for name in ("DATABASE_MIGRATE_URL", "REDIS_URL", "DEBUG"):
-        env.pop(name, None)
-    # Production settings: DEBUG off, so no query log grows with every statement.
-    env.update(
-        DATABASE_URL=database_url,
-        DJANGO_SETTINGS_MODULE="lineage_site.settings",
-        SECRET_KEY=secrets.token_urlsafe(50),
-        ALLOWED_HOSTS="127.0.0.1",
-        LINEAGE_SIGNING_KEY_AUTOCREATE="1",
-        LINEAGE_VAR_DIR=str(STORES / "var"),
-    )
-    return env
-
-
 def _store(runs: int) -> Path:
     from tests import mlflow_store
 
@@ -106,14 +89,15 @@ def _store(runs: int) -> Path:
 def measure(runs: int, url: str) -> dict[str, Any]:
     """One full sync of a store of ``runs`` runs, served by a real `mlflow server`, in a child process."""
     from tests.benchmarks import servers
-    from tests.processes import stop
+    from tests.processes import free_port, stop, wait_until_answering
 
     root = _store(runs)
-    env = _environment(_fresh_database(url))
+    # Production settings: DEBUG off, so no query log grows with every statement.
+    env = servers.settings_env(_fresh_database(url), STORES / "var")
     subprocess.run([sys.executable, "manage.py", "migrate", "--verbosity", "0"], cwd=ROOT, env=env, check=True)
-    port = servers.free_port()
+    port = free_port()
     process = servers.mlflow_server(root, port, workers=1, log=f"sync-memory-{runs}-mlflow.log")
-    servers.wait(port, "/health", process)
+    wait_until_answering(f"http://127.0.0.1:{port}/health", process, timeout=servers.START_SECONDS)
     try:
         done = subprocess.run(
             [sys.executable, "-m", "tests.benchmarks.bench_sync_memory", "--sync", f"http://127.0.0.1:{port}"],

@@ -29,7 +29,7 @@ import time
 from typing import Any
 
 from tests.benchmarks import servers
-from tests.processes import stop
+from tests.processes import free_port, stop, wait_until_answering
 
 REQUESTS = int(os.environ.get("BENCH_TRACE_REQUESTS", "400"))
 
@@ -104,15 +104,17 @@ def measure(url: str, env: dict[str, str], anchor: list[tuple[str, str]] | None)
     releases; beside the trace-sized MLflow store's own lookups of the (name, version) pairs of ``anchor``."""
     names = servers.release_names(url)
     token = servers.api_token(env)
-    ours_port, mlflow_port = servers.free_port(), servers.free_port()
+    ours_port, mlflow_port = free_port(), free_port()
     ours = servers.gunicorn(env, ours_port, workers=2, log="trace-gunicorn.log")
     mlflow = None
     if anchor is not None:
         mlflow = servers.mlflow_server(servers.TRACE_STORE, mlflow_port, workers=2, log="trace-mlflow.log")
     try:
-        servers.wait(ours_port, "/api/releases/", ours)  # 401 without a token: the app answers
+        wait_until_answering(
+            f"http://127.0.0.1:{ours_port}/api/releases/", ours, timeout=servers.START_SECONDS
+        )  # 401 without a token: the app answers
         if mlflow is not None:
-            servers.wait(mlflow_port, "/health", mlflow)
+            wait_until_answering(f"http://127.0.0.1:{mlflow_port}/health", mlflow, timeout=servers.START_SECONDS)
         picks = random.Random(42)
         auth = {"Authorization": f"Bearer {token}"}
         # Warm both: each worker's imports, connections and caches, as a running service has them.

@@ -12,8 +12,6 @@ import os
 import secrets
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +23,7 @@ from django.db import connection
 
 from audit import signing
 from tests.conftest import unavailable
-from tests.integration.conftest import free_port
-from tests.processes import stop
+from tests.processes import free_port, stop, wait_until_answering
 
 VENV_BIN = Path(sys.executable).parent
 WORKERS = 4
@@ -113,18 +110,8 @@ def start(env: dict[str, str], log: Path, *, timeout: float = 180) -> tuple[subp
         start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"gunicorn exited: {log.read_text(errors='replace')[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/login/", timeout=5) as response:
-                if response.status == 200:
-                    return process, url
-        except OSError:
-            time.sleep(0.3)
-    stop(process)
-    pytest.fail(f"gunicorn did not answer within {timeout} s")
+    wait_until_answering(f"{url}/login/", process, timeout=timeout, log=log)
+    return process, url
 
 
 def purge_queued_tasks() -> None:

@@ -17,7 +17,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,8 +26,7 @@ import pytest
 
 from tests.clean_environment import product_variables
 from tests.conftest import unavailable
-from tests.integration.conftest import free_port
-from tests.processes import stop
+from tests.processes import free_port, stop, wait_until_answering
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -368,16 +366,7 @@ class WebServer:
                 start_new_session=True,
             )
 
-        def answers() -> bool:
-            if self.process is not None and self.process.poll() is not None:
-                pytest.fail(f"gunicorn exited with {self.process.returncode}: {tail(self.log)}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/login/", timeout=5) as response:
-                    return bool(response.status == 200)
-            except OSError:
-                return False
-
-        wait_until("the web server to answer", answers, timeout=timeout, every=0.3)
+        wait_until_answering(f"{self.url}/login/", self.process, timeout=timeout, log=self.log)
 
     def stop(self) -> None:
         if self.process is not None:

@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,16 +18,10 @@ import pytest
 
 from tests.conftest import unavailable
 from tests.mlflow_store import SERVER_ENV as MLFLOW_SERVER_ENV
-from tests.processes import stop
+from tests.processes import free_port, stop, wait_until_answering
 
 VENV_BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def start_mlflow_server(
@@ -67,18 +59,8 @@ def start_mlflow_server(
         env={**os.environ, **MLFLOW_SERVER_ENV, **(env or {})},
     )
     uri = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"mlflow server exited: {(root / 'server.log').read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
-                if response.status == 200:
-                    return process, uri
-        except OSError:
-            time.sleep(0.3)
-    stop(process)
-    pytest.fail(f"mlflow server did not answer within {timeout} s")
+    wait_until_answering(f"{uri}/health", process, timeout=timeout, log=root / "server.log")
+    return process, uri
 
 
 @pytest.fixture(scope="session")

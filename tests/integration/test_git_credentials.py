@@ -29,8 +29,9 @@ from releases.sync import sources
 from releases.sync.git import mirror_path
 from releases.sync.state import SourceUnavailable
 from tests.conftest import unavailable
-from tests.integration.conftest import GitHttp, GitRepo, free_port
+from tests.integration.conftest import GitHttp, GitRepo
 from tests.integration.test_mlflow_credentials import shown_error, sync_page
+from tests.processes import free_port
 
 pytestmark = pytest.mark.django_db
 

@@ -32,7 +32,8 @@ from releases.sync.state import SourceBusy, SourceUnavailable, leased
 from releases.tasks import apply_write_back, sync_source
 from tests.conftest import PASSWORD
 from tests.factories import approve, content_hash
-from tests.integration.conftest import GitRepo, free_port
+from tests.integration.conftest import GitRepo
+from tests.processes import free_port
 
 pytestmark = pytest.mark.django_db
 
