@@ -286,6 +286,20 @@ def serve_sync_requests(state_id: int) -> None:
         dispatch.after_commit(dispatch.SYNC_SOURCE, state_id, queued=True)
 
 
+def serving_started(state_id: int) -> None:
+    """A sync holding the source reads its waiting deliveries now: those kept from now on queue the next sync."""
+    cache.delete(serving_queued_key(state_id))
+
+
+def serve_what_still_waits(state_id: int) -> None:
+    """A sync let go of the source: queue one more for deliveries kept after its last read of the queue.
+
+    Such a delivery found a sync queued, or this one holding the source, and queued none of its own."""
+    serving_started(state_id)
+    if SyncRequest.objects.filter(state_id=state_id).exists():
+        serve_sync_requests(state_id)
+
+
 @refusals.audited("sync.request_refused", lambda state, *_, **__: object_ref(state))
 def record_served_requests(state: SyncState, requests: list[SyncRequest], *, by: Actor) -> None:
     """A sync served these webhook deliveries: one event naming each of them, and they leave the queue."""

@@ -19,7 +19,6 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 
@@ -217,11 +216,7 @@ def sync_server(server: TrackingServer, *, full: bool = False, queued: bool = Fa
     started = time.monotonic()
     with leased(state, holder=holder) as lease:
         result = _Sync(server, lease).run(started, full=full, queued=queued)
-    # A delivery kept after this sync's last read of the queue found a sync queued or this one holding the
-    # source, and queued none of its own: now that the source is free, see that it is served.
-    cache.delete(sources.serving_queued_key(state.pk))
-    if SyncRequest.objects.filter(state=state).exists():
-        services.serve_sync_requests(state.pk)
+    sources.serve_what_still_waits(state.pk)
     return result
 
 
@@ -262,7 +257,7 @@ class _Sync:
                     "sync.mlflow.completed",
                     actor=self.actor,
                     subject=self.server,
-                    new={"summary": self.result.summary(), "full": full and not queued, "deliveries": self.served},
+                    new={"summary": self.result.summary(), "full": full, "deliveries": self.served},
                 )
         record_success(self.lease.state, self.result, started=started, watermark=self.watermark)
         return self.result
@@ -277,8 +272,7 @@ class _Sync:
         """
         state = self.lease.state
         while True:
-            # Deliveries kept from now on queue the next sync; those kept before are in the batch read below.
-            cache.delete(sources.serving_queued_key(state.pk))
+            sources.serving_started(state.pk)
             batch = list(SyncRequest.objects.filter(state=state).order_by("pk")[:SERVED_AT_ONCE])
             if not batch:
                 return

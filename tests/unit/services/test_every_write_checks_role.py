@@ -60,6 +60,8 @@ NOT_WRITES = {
     "evidence.period.period_key": "how the log names a period",
     "sources.serve_sync_requests": "queues a task for deliveries queue_sync_request kept, which checked the role",
     "sources.serving_queued_key": "a cache key",
+    "sources.serving_started": "clears that cache key as a sync, which holds the source, reads the queue",
+    "sources.serve_what_still_waits": "queues a task for deliveries queue_sync_request kept, which checked the role",
     "accounts.refuse_if_locked_out": "check, inside sign_release",
     "accounts.count_wrong_signing_password": "a step of sign_release, after its role check",
     "accounts.record_sign_in": "the person's own sign-in (the login signal), recorded for anyone",
