@@ -173,7 +173,8 @@ def _record(
     backfill: bool = False,
 ) -> Deployment:
     _check_time(endpoint, release, at, backfill=backfill)
-    refusal = lineage.promotion_refusal(lineage.trace(release.name), endpoint)
+    trace = lineage.trace(release.name)
+    refusal = lineage.promotion_refusal(trace, endpoint)
     if refusal is not None:
         raise RuleViolation(refusal.message, rule=refusal.rule)
     with transaction.atomic():
@@ -198,9 +199,9 @@ def _record(
             reason=reason,
             source=source,
         )
-        model_id = ModelVersion.objects.values_list("registered_model_id", flat=True).get(pk=release.model_version_id)
         EndpointModel.objects.bulk_create(
-            [EndpointModel(registered_model_id=model_id, endpoint=endpoint)], ignore_conflicts=True
+            [EndpointModel(registered_model_id=trace.model_version.registered_model_id, endpoint=endpoint)],
+            ignore_conflicts=True,
         )
         log.record(
             "deployment.rolled_back"
