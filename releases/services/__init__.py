@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from releases.services.access import create_api_token, grant_role, revoke_api_token, revoke_role
 from releases.services.code import (
+    CommitColumns,
     CommitData,
+    record_commit_columns,
     record_commits,
     record_tag,
     record_tags,
@@ -49,6 +51,7 @@ from releases.services.sources import (
 from releases.services.webhooks import add_webhook, change_webhook
 
 __all__ = [
+    "CommitColumns",
     "CommitData",
     "DatasetRef",
     "ModelVersionData",
@@ -70,6 +73,7 @@ __all__ = [
     "observe_digest",
     "quarantine_dataset_version",
     "queue_sync_request",
+    "record_commit_columns",
     "record_commits",
     "record_deployment",
     "record_run",

@@ -7,8 +7,7 @@ parsed here reads 50,000 commits several times faster than GitPython's per-commi
 from __future__ import annotations
 
 import base64
-import datetime
-import itertools
+import codecs
 import os
 import queue
 import re
@@ -31,11 +30,14 @@ from releases.models import GitRepository, SyncState
 from releases.sync import credentials
 from releases.sync.state import Lease, SourceUnavailable, SyncResult, leased, record_success
 
-# Commits per transaction. Each batch is one COPY streamed while git log runs; between batches the
-# lease is renewed, so the batch must stay well under LINEAGE_SYNC_LEASE_SECONDS to write.
+# Commits per transaction, at least (whole chunks of git's output). Each batch is one COPY streamed while
+# git log runs; between batches the lease is renewed, so a batch must stay well under
+# LINEAGE_SYNC_LEASE_SECONDS to write.
 BATCH = 50_000
-_FIELD, _RECORD = "\x1f", "\x1e"
-_LOG_FORMAT = _FIELD.join(["%H", "%P", "%an", "%ae", "%aI", "%cI", "%B"]) + _RECORD
+_LOG_FORMAT = "%x00".join(["%H", "%P", "%an", "%ae", "%aI", "%cI", "%B"])
+_FIELDS = 7
+# How much of git log's output is read, split and written at a time.
+READ_BYTES = 1 << 20
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 # What git prints when a server refused (or asked for) a credential, and when ssh distrusts the host.
 _AUTH_FAILED = (
@@ -215,81 +217,93 @@ def read_refs(path: Path) -> tuple[dict[str, str], dict[str, str]]:
     return heads, tags
 
 
-def _when(value: str) -> datetime.datetime | None:
-    return datetime.datetime.fromisoformat(value) if value else None
+def new_commits(path: Path, tips: list[str], known: list[str]) -> Iterator[services.CommitColumns]:
+    """Commits reachable from ``tips`` but not from ``known``, streamed from one ``git log`` a chunk at a time.
 
-
-def new_commits(path: Path, tips: list[str], known: list[str]) -> Iterator[services.CommitData]:
-    """Commits reachable from ``tips`` but not from ``known``, streamed from one ``git log``."""
+    git ends each field and each commit with a NUL (``-z``), which no commit's text can hold: git cuts a
+    message at its first NUL. Each chunk read is split once into fields, and the fields into columns.
+    """
     if not tips:
         return
     revs = "\n".join([*tips, *(f"^{sha}" for sha in known)]) + "\n"
     with subprocess.Popen(
-        ["git", "log", "--ignore-missing", "--stdin", f"--format={_LOG_FORMAT}"],
+        ["git", "log", "-z", "--ignore-missing", "--stdin", f"--format={_LOG_FORMAT}"],
         cwd=path,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        text=True,
-        encoding="utf-8",
-        errors="replace",
         env=_environment(),
     ) as proc:
         assert proc.stdin is not None
         assert proc.stdout is not None
-        proc.stdin.write(revs)
+        proc.stdin.write(revs.encode())
         proc.stdin.close()
         # A thread drains the pipe, so git keeps walking history on another core while this one
-        # writes a batch to the database, instead of blocking on a full 64 KiB pipe buffer.
-        chunks: queue.Queue[str] = queue.Queue()
+        # writes a chunk to the database, instead of blocking on a full 64 KiB pipe buffer.
+        chunks: queue.Queue[bytes] = queue.Queue()
         stdout = proc.stdout
 
         def drain() -> None:
             try:
-                while chunk := stdout.read(1 << 20):
+                while chunk := stdout.read(READ_BYTES):
                     chunks.put(chunk)
             finally:
-                chunks.put("")
+                chunks.put(b"")
 
         reader = threading.Thread(target=drain, name="git-log-reader", daemon=True)
         reader.start()
-        buffer = ""
+        # Text that is not UTF-8 (a commit without an encoding header) is kept with U+FFFD in its place.
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        rest = ""
         while chunk := chunks.get():
-            buffer += chunk
-            *records, buffer = buffer.split(_RECORD)
-            for record in records:
-                fields = record.lstrip("\n").split(_FIELD)
-                if len(fields) != 7:
-                    continue
-                sha, parents, name, email, authored, committed, message = fields
-                yield services.CommitData(
-                    sha=sha,
-                    author_name=name,
-                    author_email=email,
-                    authored_at=_when(authored),
-                    committed_at=_when(committed),
-                    message=message.strip(),
-                    parents=tuple(parents.split()),
-                )
+            fields = (rest + decoder.decode(chunk)).split("\0")
+            whole = (len(fields) - 1) // _FIELDS * _FIELDS
+            rest = "\0".join(fields[whole:])
+            if whole:
+                yield _columns(fields[:whole])
         reader.join()
-        stderr = proc.stderr.read() if proc.stderr else ""
+        stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
     if proc.returncode:
         raise SourceUnavailable(
             f"git log failed: {stderr.strip().splitlines()[-1] if stderr.strip() else proc.returncode}"
         )
+    if rest + decoder.decode(b"", final=True):
+        raise SourceUnavailable("git log's output ended inside a commit")
+
+
+def _columns(fields: list[str]) -> services.CommitColumns:
+    return services.CommitColumns(
+        shas=fields[0::_FIELDS],
+        parents=fields[1::_FIELDS],
+        author_names=fields[2::_FIELDS],
+        author_emails=fields[3::_FIELDS],
+        authored_at=fields[4::_FIELDS],
+        committed_at=fields[5::_FIELDS],
+        messages=[message.strip() for message in fields[6::_FIELDS]],
+    )
+
+
+def _up_to(chunks: Iterator[services.CommitColumns], count: int) -> Iterator[services.CommitColumns]:
+    """Chunks from the stream until they hold at least ``count`` commits."""
+    taken = 0
+    for chunk in chunks:
+        yield chunk
+        taken += len(chunk)
+        if taken >= count:
+            return
 
 
 class _Counted:
-    """An iterator that counts what it hands out: how many commits a streamed batch held."""
+    """An iterator that counts the commits in the chunks it hands out: how many a streamed batch held."""
 
-    def __init__(self, items: Iterator[services.CommitData]) -> None:
-        self.items = items
+    def __init__(self, chunks: Iterator[services.CommitColumns]) -> None:
+        self.chunks = chunks
         self.count = 0
 
-    def __iter__(self) -> Iterator[services.CommitData]:
-        for item in self.items:
-            self.count += 1
-            yield item
+    def __iter__(self) -> Iterator[services.CommitColumns]:
+        for chunk in self.chunks:
+            self.count += len(chunk)
+            yield chunk
 
 
 def sync_repository(repository: GitRepository, *, holder: str = "") -> SyncResult:
@@ -311,8 +325,8 @@ def _sync(repository: GitRepository, lease: Lease, started: float) -> SyncResult
     seen = 0
     stream = new_commits(path, tips, known_tips)
     while True:
-        batch = _Counted(itertools.islice(stream, BATCH))
-        result.count("created", "commits", services.record_commits(repository, batch))
+        batch = _Counted(_up_to(stream, BATCH))
+        result.count("created", "commits", services.record_commit_columns(repository, batch))
         seen += batch.count
         if batch.count < BATCH:
             break

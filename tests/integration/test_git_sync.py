@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from audit.log import SystemActor
 from audit.models import AuditEvent
 from releases import lineage, services
 from releases.models import Commit, GitTag, SyncState
+from releases.sync import git as git_sync
 from releases.sync import sources
 from releases.sync.state import SourceUnavailable
 from tests.integration.conftest import GitRepo
@@ -175,3 +177,49 @@ def test_sync_interval_is_set_through_the_service_and_audited() -> None:
     assert list(AuditEvent.objects.filter(object_key="mlflow").values_list("action", flat=True)) == [
         "tracking_server.add_refused"
     ]
+
+
+def _raw_commit(
+    repo: GitRepo, message: bytes, parents: list[str], author: bytes = b"B\xc3\xa9a <bea@example.com>"
+) -> str:
+    """A commit object written as bytes, as another tool (or an old repository) may have made it."""
+    tree = repo.git("write-tree")
+    header = b"tree " + tree.encode() + b"\n" + b"".join(b"parent " + p.encode() + b"\n" for p in parents)
+    header += b"author " + author + b" 1700000000 +0100\ncommitter " + author + b" 1700000000 +0100\n\n"
+    done = subprocess.run(
+        ["git", "hash-object", "-t", "commit", "-w", "--stdin", "--literally"],
+        cwd=repo.path,
+        input=header + message,
+        capture_output=True,
+        check=True,
+    )
+    return done.stdout.decode().strip()
+
+
+@pytest.mark.parametrize("read_bytes", [7, 1 << 20], ids=["chunks cut anywhere", "one chunk"])
+def test_awkward_commits_are_stored_exactly_however_the_stream_is_cut(
+    git_repo: GitRepo, monkeypatch: pytest.MonkeyPatch, read_bytes: int
+) -> None:
+    # Cut into 7-byte reads, the stream breaks inside fields, commits and UTF-8 characters alike.
+    monkeypatch.setattr(git_sync, "READ_BYTES", read_bytes)
+    first = git_repo.commit("plain")
+    separators = _raw_commit(git_repo, "tab\there\x1e\x1f back\\slash\r\nCRLF é ✓\n\n".encode(), [first])
+    side = _raw_commit(git_repo, b"side\n", [first])
+    merge = _raw_commit(git_repo, b"merge with a nul\x00 cut here\n", [separators, side])
+    latin = _raw_commit(git_repo, b"caf\xe9 in latin-1\n", [merge], author=b"Jos\xe9 <jose@example.com>")
+    git_repo.git("update-ref", "refs/heads/main", latin)
+    state = services.add_git_repository(name="churn", url=str(git_repo.path), by=CLI)
+
+    result = sources.sync_state(state)
+
+    assert result.details["commits created"] == 5
+    stored = {c.sha: c for c in Commit.objects.all()}
+    assert set(stored) == {first, separators, side, merge, latin}
+    assert stored[separators].message == "tab\there\x1e\x1f back\\slash\r\nCRLF é ✓"
+    assert (stored[separators].author_name, stored[separators].parents) == ("Béa", [first])
+    # git itself prints a message up to its first NUL.
+    assert (stored[merge].message, stored[merge].parents) == ("merge with a nul", [separators, side])
+    assert stored[latin].message == "caf\ufffd in latin-1"
+    assert stored[latin].author_name == "Jos\ufffd"
+    assert stored[latin].authored_at.isoformat() == "2023-11-14T22:13:20+00:00"
+    assert stored[first].parents == []
