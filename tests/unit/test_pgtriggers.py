@@ -14,10 +14,12 @@ import psycopg
 import pytest
 from django.apps import apps
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 
+from audit.log import SystemActor
 from audit.pgtriggers import OwnerOnlyIgnoreSql
-from releases.models import DatasetVersion, Release
+from releases import services
+from releases.models import Commit, DatasetVersion, GitRepository, Release
 from releases.models.base import GuardedModel
 from tests.factories import World
 from tests.unit.test_dbroles import PROTECTED_TABLES, all_trigger_ids
@@ -115,3 +117,87 @@ def test_the_owner_too_meets_the_retired_never_deleted_rule_unless_it_lifts_it(a
     with pytest.raises(DatabaseError, match="rolled back on purpose"):
         as_owner(lift_then_move)
     assert DatasetVersion.objects.get(pk=spare.pk).uri == "s3://data/churn-train/99.parquet"
+
+
+# A commit's repository: PostgreSQL's constraint replaced by a check per statement (releases/models/code.py).
+
+_SHA = "c" * 40
+
+
+def _repository(name: str = "churn") -> GitRepository:
+    return services.add_git_repository(name=name, url=f"/srv/git/{name}.git", by=SystemActor("test")).repository
+
+
+@pytest.mark.django_db
+def test_a_commit_naming_no_repository_is_refused_by_insert_and_by_copy(postgres):
+    stored = _repository()
+    missing = stored.pk + 1000
+    insert = (
+        "INSERT INTO releases_commit (repository_id, sha, author_name, author_email, message, parents) "
+        "VALUES (%s, %s, '', '', '', '[]')"
+    )
+    with pytest.raises(IntegrityError, match="violates its reference"), transaction.atomic():
+        connection.cursor().execute(insert, [missing, _SHA])
+    columns = services.CommitColumns(
+        shas=[_SHA, "d" * 40],
+        parents=["", ""],
+        author_names=["", ""],
+        author_emails=["", ""],
+        authored_at=["", ""],
+        committed_at=["", ""],
+        messages=["", ""],
+    )
+    stranger = GitRepository(pk=missing, name="gone")
+    with pytest.raises(IntegrityError, match="violates its reference"), transaction.atomic():
+        services.record_commit_columns(stranger, [columns])
+    # One statement naming a stored repository and a missing one is refused whole.
+    with pytest.raises(IntegrityError, match="violates its reference"), transaction.atomic():
+        connection.cursor().execute(
+            insert.replace(
+                "VALUES (%s, %s, '', '', '', '[]')", "VALUES (%s, %s, '', '', '', '[]'), (%s, %s, '', '', '', '[]')"
+            ),
+            [stored.pk, _SHA, missing, "d" * 40],
+        )
+    assert services.record_commit_columns(stored, [columns]) == 2
+    assert Commit.objects.filter(repository=stored).count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_repository_keeps_its_commits_against_the_owner_too(as_owner: OwnerSql):
+    kept, bare = _repository("churn"), _repository("empty")
+    services.record_commits(kept, [services.CommitData(sha=_SHA)])
+    with pytest.raises(DatabaseError, match="still referenced"):
+        as_owner("DELETE FROM releases_gitrepository WHERE id = %s", [kept.pk])
+    with pytest.raises(DatabaseError, match="still referenced"):
+        as_owner("UPDATE releases_gitrepository SET id = id + 1000 WHERE id = %s", [kept.pk])
+    # What it holds is the reference, nothing more: another column changes, a repository without commits goes.
+    as_owner("UPDATE releases_gitrepository SET url = '/srv/git/moved.git' WHERE id = %s", [kept.pk])
+    gone = as_owner(
+        "WITH state AS (DELETE FROM releases_syncstate WHERE repository_id = %s) "
+        "DELETE FROM releases_gitrepository WHERE id = %s RETURNING id",
+        [bare.pk, bare.pk],
+    )
+    assert gone == [(bare.pk,)]
+
+
+@pytest.mark.django_db
+def test_the_app_cannot_move_a_repository_away_from_its_commits(app_role: str):
+    kept = _repository()
+    services.record_commits(kept, [services.CommitData(sha=_SHA)])
+    with pytest.raises(IntegrityError, match="still referenced"), transaction.atomic():
+        GitRepository.objects.filter(pk=kept.pk).update(id=kept.pk + 1000)
+    assert Commit.objects.get(sha=_SHA).repository_id == kept.pk
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_delete_waits_for_commits_still_being_loaded_then_sees_them(as_owner: OwnerSql):
+    kept = _repository()
+    with transaction.atomic():
+        services.record_commits(kept, [services.CommitData(sha=_SHA)])
+        # The load holds its repository (FOR KEY SHARE), as PostgreSQL's own constraint does: the owner's
+        # delete cannot slip in before it commits.
+        delete = f"DELETE FROM releases_gitrepository WHERE id = {int(kept.pk)}"  # noqa: S608 - an id
+        with pytest.raises(DatabaseError, match="lock timeout"):
+            as_owner(f"DO $$ BEGIN SET LOCAL lock_timeout = '200ms'; {delete}; END $$")
+    with pytest.raises(DatabaseError, match="still referenced"):
+        as_owner("DELETE FROM releases_gitrepository WHERE id = %s", [kept.pk])
