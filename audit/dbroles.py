@@ -76,6 +76,8 @@ POLICY: dict[str, tuple[str, ...]] = {
     "releases.WebhookDelivery": CHANGE,
     # services.record_runs replaces a run's inputs when MLflow reports different ones.
     "releases.RunDatasetInput": FULL,
+    # Kept equal to the inputs of each model version's run, so replaced with them.
+    "releases.ModelVersionDataset": FULL,
     # Django's own: people, roles and sessions are managed through the app (grant --revoke, logout).
     "auth.User": FULL,
     "auth.Group": FULL,

@@ -37,6 +37,7 @@ from releases.models import (
     GitRepository,
     GitTag,
     ModelVersion,
+    ModelVersionDataset,
     RegisteredModel,
     Release,
     RunDatasetInput,
@@ -493,6 +494,14 @@ class EndpointModelAdmin(RecordAdmin):
     list_display = ["registered_model", "endpoint"]
     list_filter = ["registered_model"]
     list_select_related = ["registered_model", "endpoint"]
+
+
+@admin.register(ModelVersionDataset)
+class ModelVersionDatasetAdmin(RecordAdmin):
+    """The dataset versions each model version's run used, kept equal to the run's inputs by the services."""
+
+    list_display = ["model_version", "dataset_version"]
+    list_select_related = ["model_version__registered_model", "dataset_version__dataset"]
 
 
 @admin.register(ApiToken)

@@ -18,6 +18,8 @@ from weakref import WeakKeyDictionary
 
 from django.db import connection, connections, models, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import F
+from django.db.models.functions import Coalesce
 from django.db.models.query import get_related_populators
 from django.db.models.sql.compiler import SQLCompiler
 
@@ -152,3 +154,15 @@ def planned_for_their_values() -> Iterator[None]:
         with connection.cursor() as cursor:
             cursor.execute("SET LOCAL plan_cache_mode = force_custom_plan")
         yield
+
+
+def sorted_not_walked(field: str) -> Coalesce:
+    """``field`` as an expression no index matches, to order by: PostgreSQL then sorts the rows a filter
+    keeps rather than walking an index in that order and testing each row until a page is full.
+
+    The walk is right when the kept rows are spread along the index; when they all sit at its far end (the
+    releases of the oldest runs, newest first) it tests every row before them, ninety thousand for one
+    page at ten times the large set, where sorting the ten thousand kept takes a few milliseconds.
+    ``COALESCE(x, x)`` is ``x``, NULLs included, on every database.
+    """
+    return Coalesce(F(field), F(field))

@@ -17,10 +17,11 @@ from releases.models import (
     Endpoint,
     ExperimentRun,
     ModelVersion,
+    ModelVersionDataset,
     Release,
     RunDatasetInput,
 )
-from releases.prepared import planned_for_their_values
+from releases.prepared import planned_for_their_values, sorted_not_walked
 
 
 @dataclass(frozen=True)
@@ -37,9 +38,11 @@ class Impact:
     releases: QuerySet[Release]
     endpoints_ever: QuerySet[Endpoint]
     live_endpoints: QuerySet[Endpoint]
-    # The ids of ``runs`` in the same order, from an index that holds them so (a dataset version's inputs):
-    # a page is cut from them and its runs read by id, however many newer runs other versions have.
+    # The ids of ``runs`` and of ``model_versions`` in the same order, from an index that holds them so (a
+    # dataset version's inputs and links): a page is cut from them and its rows read by id, however many
+    # newer rows other versions have.
     run_keys: QuerySet[Any] | None = None
+    model_version_keys: QuerySet[Any] | None = None
 
     def pages(self, numbers: ImpactPageNumbers) -> ImpactPages:
         """One page of each list with its exact total (ten queries), each planned for the version, commit or run
@@ -47,7 +50,7 @@ class Impact:
         with planned_for_their_values():
             return ImpactPages(
                 runs=numbered_page(self.runs, numbers.runs, keys=self.run_keys),
-                model_versions=numbered_page(self.model_versions, numbers.model_versions),
+                model_versions=numbered_page(self.model_versions, numbers.model_versions, keys=self.model_version_keys),
                 releases=numbered_page(self.releases, numbers.releases),
                 endpoints_ever=numbered_page(self.endpoints_ever, numbers.endpoints_ever),
                 live_endpoints=numbered_page(self.live_endpoints, numbers.live_endpoints),
@@ -76,30 +79,28 @@ class ImpactPages:
 
 def _impact(
     runs: QuerySet[ExperimentRun],
-    used: Callable[[OuterRef], QuerySet[Any]],
-    release_filter: Q | None = None,
+    model_versions: QuerySet[ModelVersion],
+    releases: QuerySet[Release],
+    *,
     run_keys: QuerySet[Any] | None = None,
+    model_version_keys: QuerySet[Any] | None = None,
 ) -> Impact:
-    """The lists downstream of ``runs`` (which ``used(run)`` finds too, given a reference to a run's id),
-    and of the releases ``release_filter`` names directly.
+    """The lists downstream, given the runs, model versions and releases it reaches (filtered, unordered).
 
-    Each list asks of its own rows whether they lead to such a run (EXISTS), rather than gathering every
-    such run first (IN): a page then stops at its fiftieth row, and SQLite, which builds an IN list in
-    full for every query, probes an index per row instead.
+    Each list asks of its own rows whether they are downstream (EXISTS), rather than gathering the whole
+    set first (IN): a page then stops at its fiftieth row, and SQLite, which builds an IN list in full for
+    every query, probes an index per row instead.
     """
-    releases = Release.objects.filter(
-        Q(Exists(used(OuterRef("model_version__run_id")))) | (release_filter or Q(pk__in=[]))
-    )
     # The impacted releases, read once per query (an uncorrelated IN) and looked up for each deployment.
     deployed = Deployment.objects.filter(endpoint_id=OuterRef("pk"), release_id__in=releases.values("pk"))
     endpoint_columns = ("name", "environment")
     return Impact(
         runs=runs.only("run_id", "name").order_by("-pk"),
-        model_versions=ModelVersion.objects.filter(Exists(used(OuterRef("run_id"))))
-        .select_related("registered_model")
+        model_versions=model_versions.select_related("registered_model")
         .only("version", "registered_model__name")
         .order_by("-pk"),
-        releases=releases.only("name", "state").order_by("-created_at", "-pk"),
+        # Sorted, not walked: the releases of a dataset version's oldest runs are the far end of the newest-first index.
+        releases=releases.only("name", "state").order_by(sorted_not_walked("created_at").desc(), "-pk"),
         endpoints_ever=Endpoint.objects.filter(Exists(deployed)).only(*endpoint_columns).order_by("name"),
         # An endpoint is live on an impacted release only if it ever deployed one: asked first, that
         # narrows the endpoints whose live deployment is looked up to those few.
@@ -108,29 +109,46 @@ def _impact(
         .only(*endpoint_columns)
         .order_by("name"),
         run_keys=run_keys,
+        model_version_keys=model_version_keys,
+    )
+
+
+def _from_runs(runs: QuerySet[ExperimentRun], used: Callable[[OuterRef], QuerySet[Any]], release_filter: Q) -> Impact:
+    """The impact of ``runs`` (which ``used(run)`` finds too, given a reference to a run's id), and of the
+    releases ``release_filter`` names directly."""
+    return _impact(
+        runs,
+        ModelVersion.objects.filter(Exists(used(OuterRef("run_id")))),
+        Release.objects.filter(Q(Exists(used(OuterRef("model_version__run_id")))) | release_filter),
     )
 
 
 def impact_of_dataset_version(version: DatasetVersion) -> Impact:
-    """Everything downstream of one dataset version."""
+    """Everything downstream of one dataset version: its model versions read from their kept links to it
+    (``ModelVersionDataset``), not found among every run that used it."""
     inputs = RunDatasetInput.objects.filter(dataset_version=version)
-    # Newest first from the (dataset version, run) index; a run may use the version in two contexts
-    # (training and evaluation), so each run once.
-    keys = inputs.values("run_id").order_by("-run_id").distinct()
-    runs = ExperimentRun.objects.filter(Exists(inputs.filter(run_id=OuterRef("pk"))))
-    return _impact(runs, lambda run: inputs.filter(run_id=run), run_keys=keys)
+    links = ModelVersionDataset.objects.filter(dataset_version=version)
+    return _impact(
+        ExperimentRun.objects.filter(Exists(inputs.filter(run_id=OuterRef("pk")))),
+        ModelVersion.objects.filter(Exists(links.filter(model_version_id=OuterRef("pk")))),
+        Release.objects.filter(Exists(links.filter(model_version_id=OuterRef("model_version_id")))),
+        # Newest first from the (dataset version, run) index; a run may use the version in two contexts
+        # (training and evaluation), so each run once.
+        run_keys=inputs.values("run_id").order_by("-run_id").distinct(),
+        model_version_keys=links.values("model_version_id").order_by("-model_version_id"),
+    )
 
 
 def impact_of_commit(commit: Commit) -> Impact:
     """Everything built from one commit: runs on it, runs on features built from it, releases cut from it."""
     runs = ExperimentRun.objects.filter(Q(commit=commit) | Q(feature_pipeline_version__commit=commit))
-    return _impact(runs, lambda run: runs.filter(pk=run), Q(commit=commit) | Q(git_tag__commit=commit))
+    return _from_runs(runs, lambda run: runs.filter(pk=run), Q(commit=commit) | Q(git_tag__commit=commit))
 
 
 def impact_of_run(run: ExperimentRun) -> Impact:
     """Everything downstream of one run."""
     just_this = ExperimentRun.objects.filter(pk=run.pk)
-    return _impact(just_this, lambda ref: just_this.filter(pk=ref))
+    return _from_runs(just_this, lambda ref: just_this.filter(pk=ref), Q(pk__in=[]))
 
 
 def releases_using(versions: Iterable[DatasetVersion]) -> QuerySet[Release]:

@@ -11,7 +11,7 @@ from releases.models.evidence import EvidenceExport
 from releases.models.experiment import ExperimentRun, RunDatasetInput, TrackingServer
 from releases.models.features import FeaturePipeline, FeaturePipelineVersion
 from releases.models.outbound import WebhookAttempt, WebhookDelivery, WebhookSubscription
-from releases.models.registry import ModelVersion, RegisteredModel
+from releases.models.registry import ModelVersion, ModelVersionDataset, RegisteredModel
 from releases.models.release import Approval, Release
 from releases.models.sync import SyncedRun, SyncRequest, SyncState, WriteBack
 
@@ -33,6 +33,7 @@ __all__ = [
     "GitTag",
     "ImmutableFieldError",
     "ModelVersion",
+    "ModelVersionDataset",
     "RegisteredModel",
     "Release",
     "RunDatasetInput",

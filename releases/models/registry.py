@@ -104,3 +104,24 @@ class ModelVersion(GuardedModel):
     @property
     def key(self) -> str:
         return f"{self.registered_model.name}/{self.version}"
+
+
+class ModelVersionDataset(models.Model):
+    """A dataset version a model version's run used, kept beside the run's inputs (``services.experiment``
+    keeps it equal to them as either changes): what a dataset version reached is read from one index,
+    not found among every run that used it, most of which never became a model version.
+    """
+
+    dataset_version = models.ForeignKey("releases.DatasetVersion", on_delete=models.PROTECT, related_name="+")
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="dataset_links")
+
+    class Meta:
+        # The unique index serves a dataset version's model versions, newest (highest id) first.
+        constraints = [
+            models.UniqueConstraint(fields=["dataset_version", "model_version"], name="model_version_dataset_unique")
+        ]
+        # Rows change as runs' inputs do, a few at a time; never emptied wholesale.
+        triggers = [pgtriggers.refuse_truncate("model_version_dataset_no_truncate", "links follow run inputs")]
+
+    def __str__(self) -> str:
+        return f"{self.model_version_id} used {self.dataset_version_id}"

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import datetime
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,8 @@ from releases.models import (
     DatasetVersion,
     ExperimentRun,
     FeaturePipelineVersion,
+    ModelVersion,
+    ModelVersionDataset,
     RunDatasetInput,
     TrackingServer,
 )
@@ -154,6 +157,9 @@ def record_runs(server: TrackingServer, runs: Sequence[RunData], *, by: Actor) -
                 ],
                 batch_size=1000,
             )
+            keep_dataset_links(
+                ModelVersion.objects.filter(run__in=[run.pk for run, _ in rewire]).values_list("pk", flat=True)
+            )
         log.record_many(
             [
                 log.PendingEvent(
@@ -175,6 +181,38 @@ def record_runs(server: TrackingServer, runs: Sequence[RunData], *, by: Actor) -
         )
         _observe_digests(planned, by=by)
     return [outcomes[data.run_id] for data in runs]
+
+
+def keep_dataset_links(model_versions: Collection[int]) -> None:
+    """Make these model versions' dataset links (ModelVersionDataset) what their runs' inputs are now: in the
+    transaction that changed a run's inputs or gave a model version its run (three queries at most)."""
+    ids = sorted(set(model_versions))
+    if not ids:
+        return
+    runs = dict(ModelVersion.objects.filter(pk__in=ids, run__isnull=False).values_list("pk", "run_id"))
+    used: dict[int, set[int]] = defaultdict(set)
+    for run, version in RunDatasetInput.objects.filter(run_id__in=set(runs.values())).values_list(
+        "run_id", "dataset_version_id"
+    ):
+        used[run].add(version)
+    wanted = {(version, model_version) for model_version, run in runs.items() for version in used[run]}
+    stored = set(
+        ModelVersionDataset.objects.filter(model_version_id__in=ids).values_list(
+            "dataset_version_id", "model_version_id"
+        )
+    )
+    stale = stored - wanted
+    if stale:
+        ModelVersionDataset.objects.filter(model_version_id__in={model_version for _, model_version in stale}).filter(
+            Q.create(
+                [Q(dataset_version_id=version, model_version_id=model_version) for version, model_version in stale],
+                connector=Q.OR,
+            )
+        ).delete()
+    ModelVersionDataset.objects.bulk_create(
+        [ModelVersionDataset(dataset_version_id=v, model_version_id=m) for v, m in sorted(wanted - stored)],
+        batch_size=1000,
+    )
 
 
 def _plan_runs(datas: list[RunData]) -> list[_PlannedRun]:

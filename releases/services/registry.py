@@ -16,6 +16,7 @@ from releases.errors import Conflict, InvalidInput, LineageError
 from releases.models import ExperimentRun, ModelVersion, RegisteredModel, TrackingServer
 from releases.roles import require_role
 from releases.services import refusals
+from releases.services.experiment import keep_dataset_links
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,7 @@ def register_model_versions(
                     continue
                 stored.add((data.name, data.version))
                 fresh.append((index, data))
-            ModelVersion.objects.bulk_create(
+            created = ModelVersion.objects.bulk_create(
                 [
                     ModelVersion(
                         registered_model=models[data.name],
@@ -139,6 +140,7 @@ def register_model_versions(
                 ],
                 batch_size=500,
             )
+            keep_dataset_links([version.pk for version in created if version.run_id is not None])
             log.record_many(
                 [
                     log.PendingEvent(
@@ -196,6 +198,7 @@ def register_model_version(
                 tags=data.tags,
                 created_at=data.created_at,
             )
+            keep_dataset_links([created.pk])
             log.record(
                 "model_version.registered",
                 actor=by,
@@ -230,6 +233,8 @@ def register_model_version(
         if "run" in new:
             existing.run = run
         existing.save(update_fields=list(new))
+        if "run" in new:
+            keep_dataset_links([existing.pk])
         # The event names every field that changed, with what it was: the run included.
         log.record("model_version.updated", actor=by, subject=existing, old=old, new=new)
         return existing, "updated"

@@ -51,6 +51,9 @@ NOT_WRITES = {
     "data.hash_file": "read (a file's hash)",
     "features.feature_pipeline_version": "a step of record_runs, which checks the role first",
     "code.record_commits": "copies Git's own facts inside the Git sync; no door calls it",
+    "code.record_commit_columns": "record_commits for the Git sync's stream of columns; no door calls it",
+    "experiment.keep_dataset_links": "keeps derived links equal to run inputs, inside record_runs' and the "
+    "model version registration's transactions, which check the role",
     "validation.check": "input check",
     "validation.require_reason": "input check",
     "accounts.is_locked_out": "read",
