@@ -30,7 +30,7 @@ from releases.services.deployment import (
     record_deployment,
     roll_back,
 )
-from releases.services.experiment import DatasetRef, RunData, record_run, record_runs
+from releases.services.experiment import DatasetRef, RunData, keep_dataset_links, record_run, record_runs
 from releases.services.integrity import acknowledge_alarm
 from releases.services.inventory import describe_model
 from releases.services.registry import ModelVersionData, register_model_version, register_model_versions
@@ -69,6 +69,7 @@ __all__ = [
     "follow_alias",
     "grant_role",
     "hash_file",
+    "keep_dataset_links",
     "lift_quarantine",
     "observe_digest",
     "quarantine_dataset_version",

@@ -185,11 +185,14 @@ def record_runs(server: TrackingServer, runs: Sequence[RunData], *, by: Actor) -
 
 def keep_dataset_links(model_versions: Collection[int]) -> None:
     """Make these model versions' dataset links (ModelVersionDataset) what their runs' inputs are now: in the
-    transaction that changed a run's inputs or gave a model version its run (three queries at most)."""
+    transaction that changed a run's inputs or gave a model version its run (six queries at most)."""
     ids = sorted(set(model_versions))
     if not ids:
         return
     runs = dict(ModelVersion.objects.filter(pk__in=ids, run__isnull=False).values_list("pk", "run_id"))
+    # The runs locked as record_runs locks them to change their inputs: a version linked here while another
+    # transaction changes its run's inputs waits for it, then reads the inputs it left.
+    list(ExperimentRun.objects.select_for_update().filter(pk__in=set(runs.values())).order_by("pk").values_list("pk"))
     used: dict[int, set[int]] = defaultdict(set)
     for run, version in RunDatasetInput.objects.filter(run_id__in=set(runs.values())).values_list(
         "run_id", "dataset_version_id"

@@ -106,6 +106,7 @@ def _generate_large(scale: int = 1) -> None:
         FeaturePipelineVersion,
         GitRepository,
         ModelVersion,
+        ModelVersionDataset,
         RegisteredModel,
         Release,
         RunDatasetInput,
@@ -200,6 +201,16 @@ def _generate_large(scale: int = 1) -> None:
             ),
         )
         mvs = list(ModelVersion.objects.order_by("pk").values_list("pk", flat=True))
+        # What the services keep beside each model version: the dataset version its run trained on.
+        _bulk_create(
+            ModelVersionDataset,
+            (
+                ModelVersionDataset(
+                    model_version_id=mv, dataset_version_id=versions[(i * runs_per_release) % len(versions)]
+                )
+                for i, mv in enumerate(mvs)
+            ),
+        )
         states = [Release.State.APPROVED] * 8 + [Release.State.PENDING, Release.State.RETIRED]
         _bulk_create(
             Release,
@@ -287,7 +298,8 @@ def _generate_shared(runs: int, scale: int = 1) -> str:
     """A dataset version the first ``runs`` runs evaluated on (added once per size); returns its page."""
     from django.db import connection, transaction
 
-    from releases.models import Dataset, DatasetVersion, ExperimentRun, RunDatasetInput
+    from releases import services
+    from releases.models import Dataset, DatasetVersion, ExperimentRun, ModelVersion, RunDatasetInput
 
     most = large_sizes(scale)["runs"]
     if not 0 < runs <= most:
@@ -307,6 +319,8 @@ def _generate_shared(runs: int, scale: int = 1) -> str:
                 (RunDatasetInput(run_id=run, dataset_version=version, context="evaluation") for run in first),
                 batch_size=5000,
             )
+            # As record_runs does when a run's inputs change: its model versions' links follow.
+            services.keep_dataset_links(ModelVersion.objects.filter(run_id__in=first).values_list("pk", flat=True))
         _settle(connection)
         print(f"added {name}:1 in {time.perf_counter() - began:.0f} s", file=sys.stderr)
     return f"/datasets/{name}/1/"

@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
-from django.db import connections
+from django.db import connections, transaction
 from django.test import Client
 
 from audit.log import verify_chain
 from audit.models import AuditEvent
 from releases import lineage, services
 from releases.errors import RuleViolation
-from releases.models import Approval, Deployment, Release
+from releases.models import Approval, Deployment, ModelVersionDataset, Release
 from tests.conftest import PASSWORD
 from tests.factories import SYSTEM, World, approve
 from tests.unit.conftest import MEANING, pending_release
@@ -161,3 +162,38 @@ def test_two_on_call_engineers_rolling_back_at_once(live_endpoint, oncall, lead)
         0
     ].release.name == ("churn-v41")
     assert AuditEvent.objects.filter(action="deployment.rolled_back").count() == 1
+
+
+def test_a_version_linked_while_its_runs_inputs_change_follows_the_new_inputs(postgres):
+    """A model version registered while a sync changes its run's inputs waits for that sync, then links the
+    dataset versions the run has after it, not the ones the sync was replacing."""
+    world = World.create()
+    old, new = world.dataset("churn-train:1"), world.dataset("churn-train:2")
+
+    def run(*versions: str) -> services.RunData:
+        return services.RunData(run_id="run-r", name="r", datasets=[services.DatasetRef(key=key) for key in versions])
+
+    services.record_run(world.server, run("churn-train:1"), by=SYSTEM)
+    inputs_written, registering = threading.Event(), threading.Event()
+
+    def change_inputs() -> None:
+        with transaction.atomic():
+            services.record_run(world.server, run("churn-train:2"), by=SYSTEM)
+            inputs_written.set()
+            registering.wait(10)
+            time.sleep(0.5)  # the registration below runs meanwhile, up to the run's lock
+
+    def register() -> None:
+        inputs_written.wait(10)
+        registering.set()
+        services.register_model_version(
+            world.server,
+            services.ModelVersionData(name="churn", version=1, source_run_id="run-r", artifact_uri="models:/r"),
+            by=SYSTEM,
+        )
+
+    results = at_once(change_inputs, register)
+
+    assert not [r for r in results if isinstance(r, Exception)], results
+    assert set(ModelVersionDataset.objects.values_list("dataset_version_id", flat=True)) == {new.pk}
+    assert old.pk != new.pk
