@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -86,18 +87,37 @@ def _store(runs: int) -> Path:
     return root
 
 
+def _analyzing(url: str, every: float = 30.0) -> threading.Event:
+    """Keep the planner's statistics current while the sync fills the tables, as autovacuum's ANALYZE does on a
+    deployed PostgreSQL; returns the event that stops it. Where autovacuum is off (as on this machine's
+    PostgreSQL), a table analyzed empty would keep being planned as empty through a million-run sync."""
+    import psycopg
+
+    stop = threading.Event()
+
+    def run() -> None:
+        with psycopg.connect(url, autocommit=True) as conn:
+            while not stop.wait(every):
+                conn.execute("ANALYZE")
+
+    threading.Thread(target=run, name="analyze", daemon=True).start()
+    return stop
+
+
 def measure(runs: int, url: str) -> dict[str, Any]:
     """One full sync of a store of ``runs`` runs, served by a real `mlflow server`, in a child process."""
     from tests.benchmarks import servers
     from tests.processes import free_port, stop, wait_until_answering
 
     root = _store(runs)
+    database = _fresh_database(url)
     # Production settings: DEBUG off, so no query log grows with every statement.
-    env = servers.settings_env(_fresh_database(url), STORES / "var")
+    env = servers.settings_env(database, STORES / "var")
     subprocess.run([sys.executable, "manage.py", "migrate", "--verbosity", "0"], cwd=ROOT, env=env, check=True)
     port = free_port()
     process = servers.mlflow_server(root, port, workers=1, log=f"sync-memory-{runs}-mlflow.log")
     wait_until_answering(f"http://127.0.0.1:{port}/health", process, timeout=servers.START_SECONDS)
+    analyzing = _analyzing(database)
     try:
         done = subprocess.run(
             [sys.executable, "-m", "tests.benchmarks.bench_sync_memory", "--sync", f"http://127.0.0.1:{port}"],
@@ -108,6 +128,7 @@ def measure(runs: int, url: str) -> dict[str, Any]:
             text=True,
         )
     finally:
+        analyzing.set()
         stop(process)
     found: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     if found["runs"] != runs:
