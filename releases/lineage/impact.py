@@ -152,7 +152,5 @@ def impact_of_run(run: ExperimentRun) -> Impact:
 
 
 def releases_using(versions: Iterable[DatasetVersion]) -> QuerySet[Release]:
-    """Releases whose run trained or evaluated on any of ``versions``."""
-    return Release.objects.filter(
-        model_version__run__dataset_inputs__dataset_version__in=[v.pk for v in versions]
-    ).distinct()
+    """Releases whose run trained or evaluated on any of ``versions`` (their model versions' kept links)."""
+    return Release.objects.filter(model_version__dataset_links__dataset_version__in=[v.pk for v in versions]).distinct()

@@ -111,8 +111,8 @@ def _live_endpoints(rows: dict[int, InventoryRow], ids: list[int]) -> None:
 def _open_quarantines(rows: dict[int, InventoryRow], ids: list[int]) -> None:
     used = (
         DatasetVersion.objects.quarantined()
-        .filter(run_inputs__run__model_versions__registered_model_id__in=ids)
-        .values_list("run_inputs__run__model_versions__registered_model_id", "dataset__name", "version")
+        .filter(model_version_links__model_version__registered_model_id__in=ids)
+        .values_list("model_version_links__model_version__registered_model_id", "dataset__name", "version")
         .distinct()
         .order_by("dataset__name", "version")
     )

@@ -21,7 +21,9 @@ class Migration(migrations.Migration):
                 (
                     "dataset_version",
                     models.ForeignKey(
-                        on_delete=django.db.models.deletion.PROTECT, related_name="+", to="releases.datasetversion"
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="model_version_links",
+                        to="releases.datasetversion",
                     ),
                 ),
                 (

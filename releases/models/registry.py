@@ -112,7 +112,9 @@ class ModelVersionDataset(models.Model):
     not found among every run that used it, most of which never became a model version.
     """
 
-    dataset_version = models.ForeignKey("releases.DatasetVersion", on_delete=models.PROTECT, related_name="+")
+    dataset_version = models.ForeignKey(
+        "releases.DatasetVersion", on_delete=models.PROTECT, related_name="model_version_links"
+    )
     model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="dataset_links")
 
     class Meta:
