@@ -37,6 +37,7 @@ from releases.models import (
     SyncState,
     TrackingServer,
 )
+from releases.prepared import planned_for_their_values
 from releases.services import sources
 from releases.sync import credentials, mapping
 from releases.sync.state import Lease, SourceUnavailable, SyncResult, leased, record_success
@@ -379,29 +380,32 @@ class _Sync:
 
     def _write_runs(self, page: list[Any]) -> None:
         datas = [mapping.run_data(run, self.experiment_names) for run in page]
-        known = {
-            row["run_id"]: row
-            for row in SyncedRun.objects.filter(server=self.server, run_id__in=[d.run_id for d in datas]).values(
-                "run_id", "fingerprint", "pending"
-            )
-        }
-        written: dict[str, str] = {}
-        to_write: list[services.RunData] = []
-        for data in datas:
-            fingerprint = mapping.fingerprint(data)
-            row = known.get(data.run_id)
-            if row and row["fingerprint"] == fingerprint and not row["pending"]:
-                self.result.count("unchanged", "runs")
-                continue
-            to_write.append(data)
-            written[data.run_id] = fingerprint
-        if to_write:
-            # One transaction for the page: a killed worker leaves either all of it or none, and the
-            # fingerprints below are stored only after it, so the next sync redoes what is missing.
-            for outcome in services.record_runs(self.server, to_write, by=self.actor):
-                self.result.count(outcome, "runs")
-        if written:
-            self._remember(datas, written)
+        # One transaction for the page, its fingerprints included: a killed worker leaves either all of it or
+        # none, and the next sync redoes what is missing. Each statement is planned for this page's run ids:
+        # PostgreSQL's generic plan for "these thousand run ids" tested every run of the server against each
+        # id while a first sync was still filling the table (1.8 s a statement at 40,000 runs).
+        with planned_for_their_values():
+            known = {
+                row["run_id"]: row
+                for row in SyncedRun.objects.filter(server=self.server, run_id__in=[d.run_id for d in datas]).values(
+                    "run_id", "fingerprint", "pending"
+                )
+            }
+            written: dict[str, str] = {}
+            to_write: list[services.RunData] = []
+            for data in datas:
+                fingerprint = mapping.fingerprint(data)
+                row = known.get(data.run_id)
+                if row and row["fingerprint"] == fingerprint and not row["pending"]:
+                    self.result.count("unchanged", "runs")
+                    continue
+                to_write.append(data)
+                written[data.run_id] = fingerprint
+            if to_write:
+                for outcome in services.record_runs(self.server, to_write, by=self.actor):
+                    self.result.count(outcome, "runs")
+            if written:
+                self._remember(datas, written)
         self.done += len(page)
         self.lease.progress(self.done, f"{self.done} runs read")
 
