@@ -52,9 +52,19 @@ class Impact:
                 runs=numbered_page(self.runs, numbers.runs, keys=self.run_keys),
                 model_versions=numbered_page(self.model_versions, numbers.model_versions, keys=self.model_version_keys),
                 releases=numbered_page(self.releases, numbers.releases),
-                endpoints_ever=numbered_page(self.endpoints_ever, numbers.endpoints_ever),
-                live_endpoints=numbered_page(self.live_endpoints, numbers.live_endpoints),
+                endpoints_ever=numbered_page(
+                    self.endpoints_ever, numbers.endpoints_ever, few=_sorted_by_name(self.endpoints_ever)
+                ),
+                live_endpoints=numbered_page(
+                    self.live_endpoints, numbers.live_endpoints, few=_sorted_by_name(self.live_endpoints)
+                ),
             )
+
+
+def _sorted_by_name(endpoints: QuerySet[Endpoint]) -> QuerySet[Endpoint]:
+    """The endpoints gathered, then sorted by name: for a list of a few, where walking the name index would
+    test every endpoint's deployments (1.9 s at 5,000 endpoints for a dataset version none went live from)."""
+    return endpoints.order_by(sorted_not_walked("name"))
 
 
 @dataclass(frozen=True)

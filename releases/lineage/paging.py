@@ -66,6 +66,7 @@ def numbered_page(
     *,
     count: QuerySet[Any] | int | None = None,
     keys: QuerySet[Any] | None = None,
+    few: QuerySet[M] | None = None,
     size: int = PAGE_SIZE,
 ) -> Page[M]:
     """Page ``number`` of the ordered ``rows`` (clamped from 1 to the last page) and the exact total (two
@@ -74,10 +75,16 @@ def numbered_page(
     ``keys`` are the rows' primary keys in the same order, from an index that holds them in that order
     (a dataset version's inputs, by run): the page is cut from them, then its rows read by key, so the
     database walks the list's own entries instead of the whole table's. They are counted too.
+
+    ``few`` are the same rows ordered so that the database gathers them first and then sorts them
+    (``prepared.sorted_not_walked``), read instead when the whole list fits on one page: walking an index in
+    the list's order and testing each row for a page it never fills reads the whole table.
     """
     if keys is not None and count is None:
         count = keys
     total = count if isinstance(count, int) else (rows if count is None else count).count()
+    if few is not None and total <= size:
+        rows = few
     last_page = max(1, -(-total // size))
     number = min(max(number, 1), last_page)
     offset = (number - 1) * size

@@ -80,3 +80,15 @@ def test_a_key_past_either_end_shows_the_page_at_that_end(commits, django_assert
     page = keyset_page(Commit.objects.all(), keys, after=(newest.committed_at, newest.pk), size=3)
     assert page.start == 1
     assert page.rows[0].sha == newest.sha
+
+
+def test_a_list_that_fits_one_page_is_read_the_few_way(commits, django_assert_num_queries):
+    # ``few`` stands for the same rows gathered and then sorted; a different order here shows which was read.
+    walked = Commit.objects.order_by("-committed_at")
+    few = Commit.objects.order_by("committed_at")
+    with django_assert_num_queries(2):
+        whole = numbered_page(walked, 1, few=few, size=7)
+    assert _shas(whole.rows) == _shas(commits)
+    assert (whole.total, whole.start, whole.end) == (7, 1, 7)
+    more_than_a_page = numbered_page(walked, 1, few=few, size=6)
+    assert _shas(more_than_a_page.rows) == _shas(commits[::-1][:6])
