@@ -190,30 +190,25 @@ def keep_dataset_links(model_versions: Collection[int]) -> None:
     if not ids:
         return
     runs = dict(ModelVersion.objects.filter(pk__in=ids, run__isnull=False).values_list("pk", "run_id"))
+    run_ids = sorted(set(runs.values()))
     # The runs locked as record_runs locks them to change their inputs: a version linked here while another
     # transaction changes its run's inputs waits for it, then reads the inputs it left.
-    list(ExperimentRun.objects.select_for_update().filter(pk__in=set(runs.values())).order_by("pk").values_list("pk"))
+    list(ExperimentRun.objects.select_for_update().filter(pk__in=run_ids).order_by("pk").values_list("pk"))
     used: dict[int, set[int]] = defaultdict(set)
-    for run, version in RunDatasetInput.objects.filter(run_id__in=set(runs.values())).values_list(
-        "run_id", "dataset_version_id"
-    ):
+    for run, version in RunDatasetInput.objects.filter(run_id__in=run_ids).values_list("run_id", "dataset_version_id"):
         used[run].add(version)
     wanted = {(version, model_version) for model_version, run in runs.items() for version in used[run]}
-    stored = set(
-        ModelVersionDataset.objects.filter(model_version_id__in=ids).values_list(
-            "dataset_version_id", "model_version_id"
+    stored = {
+        (version, model_version): pk
+        for pk, version, model_version in ModelVersionDataset.objects.filter(model_version_id__in=ids).values_list(
+            "pk", "dataset_version_id", "model_version_id"
         )
-    )
-    stale = stored - wanted
+    }
+    stale = [pk for pair, pk in stored.items() if pair not in wanted]
     if stale:
-        ModelVersionDataset.objects.filter(model_version_id__in={model_version for _, model_version in stale}).filter(
-            Q.create(
-                [Q(dataset_version_id=version, model_version_id=model_version) for version, model_version in stale],
-                connector=Q.OR,
-            )
-        ).delete()
+        ModelVersionDataset.objects.filter(pk__in=stale).delete()
     ModelVersionDataset.objects.bulk_create(
-        [ModelVersionDataset(dataset_version_id=v, model_version_id=m) for v, m in sorted(wanted - stored)],
+        [ModelVersionDataset(dataset_version_id=v, model_version_id=m) for v, m in sorted(wanted - stored.keys())],
         batch_size=1000,
     )
 
