@@ -166,10 +166,10 @@ def record_commit_columns(repository: GitRepository, chunks: Iterable[CommitColu
                 return sum(map(len, taken))
             except (IntegrityError, psycopg.IntegrityError):
                 taken.extend(stream)
-                return _insert_unknown(repository, [item for chunk in taken for item in chunk.commits()])
+                return _insert_unknown(repository, taken)
     taken.extend(stream)
     with transaction.atomic():
-        return _insert_unknown(repository, [item for chunk in taken for item in chunk.commits()])
+        return _insert_unknown(repository, taken)
 
 
 def _kept(chunks: Iterator[CommitColumns], taken: list[CommitColumns]) -> Iterator[CommitColumns]:
@@ -179,8 +179,8 @@ def _kept(chunks: Iterator[CommitColumns], taken: list[CommitColumns]) -> Iterat
         yield chunk
 
 
-def _insert_unknown(repository: GitRepository, commits: list[CommitData]) -> int:
-    fresh = _unknown_commits(repository, commits)
+def _insert_unknown(repository: GitRepository, chunks: list[CommitColumns]) -> int:
+    fresh = _unknown_commits(repository, [item for chunk in chunks for item in chunk.commits()])
     Commit.objects.bulk_create(
         [
             Commit(
