@@ -169,6 +169,14 @@ def _flush_between_transactional_tests() -> Iterator[None]:
     flush.Command.handle = original  # type: ignore[method-assign]
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _json_support_known(django_db_setup: Any, django_db_blocker: Any) -> None:
+    """SQLite finds out whether it has JSON functions with a query, the first time one is used: found out up
+    front, so a test's query count does not depend on which tests ran before it."""
+    with django_db_blocker.unblock():
+        assert connection.features.supports_json_field
+
+
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(settings: Any) -> None:
     # Real hashing costs ~0.3 s a password; the tests check signatures, not key stretching.

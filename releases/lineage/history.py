@@ -28,9 +28,9 @@ def investigate(endpoint_name: str, at: datetime.datetime, *, commits_page: int 
     """The release live on ``endpoint_name`` at ``at``, its chain, and the diff with its rollback target
     (with page ``commits_page`` of the commits between them).
 
-    Nine queries at most. Raises Endpoint.DoesNotExist.
+    Ten queries at most. Raises Endpoint.DoesNotExist.
     """
-    statuses = endpoint_statuses(Endpoint.objects.filter(name=endpoint_name), when=at)
+    statuses = endpoint_statuses(Endpoint.objects.filter(name=endpoint_name), when=at, rollback_traces=True)
     if not statuses:
         raise Endpoint.DoesNotExist(f"No endpoint named {endpoint_name}")
     status = statuses[0]
@@ -58,8 +58,8 @@ def endpoint_history(
     """An endpoint's status now, a page of its deployments (the newest, or those just older than deployment
     ``before`` or newer than deployment ``after``), and (given ``at``) what was live then.
 
-    At most sixteen queries: the status now (six), the key of the deployment a page continues from (one),
-    the page (one, or two past either end) and its counts (one), the status then (six). Raises
+    At most eighteen queries: the status now (seven), the key of the deployment a page continues from (one),
+    the page (one, or two past either end) and its counts (one), the status then (seven). Raises
     Endpoint.DoesNotExist.
     """
     statuses = endpoint_statuses(Endpoint.objects.filter(name=name))

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypedDict
 
 from django.conf import settings
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
-from django.db.models.functions import Coalesce
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce, JSONObject
 from django.db.models.lookups import LessThan
 from django.utils import timezone
 
@@ -34,11 +34,28 @@ def restorable(prefix: str = "") -> Q:
     counts again only when enough ML leads signed after the lift. This is the digest check of
     ``ApprovalState`` in SQL, so the rollback target is never a release the promotion gate refuses.
 
-    ``prefix`` points at the release from another model (``"release__"`` from a deployment). The data
-    check is one correlated NOT EXISTS on the release's own run, so it touches a handful of index
-    entries per candidate instead of every run input of the whole history; the approvals are counted
-    only for the rare lifted input.
+    ``prefix`` points at the release from another model (``"release__"`` from a deployment). The
+    quarantined, changed and lifted dataset versions are read first (one query; few rows, usually none).
+    When there are any, the data check is one correlated NOT EXISTS on the release's own run against
+    those constants, so it touches a handful of index entries per candidate instead of every run input of
+    the whole history; the approvals are counted only for the rare lifted input.
     """
+    approved_and_tagged = Q(**{f"{prefix}state": Release.State.APPROVED}) & ~Q(
+        **{f"{prefix}git_tag__moved_to_sha__gt": ""}
+    )
+    unsafe: list[int] = []
+    lifted: list[int] = []
+    lifted_versions = DatasetVersion.objects.filter(quarantine_lifted_at__isnull=False)
+    troubled = (
+        DatasetVersion.objects.unsafe()
+        .order_by()
+        .values_list("pk", Value(True))
+        .union(lifted_versions.order_by().values_list("pk", Value(False)), all=True)
+    )
+    for pk, is_unsafe in troubled:
+        (unsafe if is_unsafe else lifted).append(pk)
+    if not unsafe and not lifted:
+        return approved_and_tagged
     signers_since_lift = (
         Approval.objects.filter(
             release_id=OuterRef(OuterRef(f"{prefix}pk")),
@@ -49,9 +66,6 @@ def restorable(prefix: str = "") -> Q:
         .annotate(signers=Count("approver_id", distinct=True))
         .values("signers")
     )
-    # Both sets are few rows: read once, not joined per candidate.
-    unsafe = DatasetVersion.objects.unsafe().values("pk")
-    lifted = DatasetVersion.objects.filter(quarantine_lifted_at__isnull=False).values("pk")
     bad_input = RunDatasetInput.objects.filter(run_id=OuterRef(f"{prefix}model_version__run_id")).filter(
         Q(dataset_version__in=unsafe)
         | Q(
@@ -59,11 +73,7 @@ def restorable(prefix: str = "") -> Q:
             LessThan(Coalesce(Subquery(signers_since_lift), 0), settings.LINEAGE_REQUIRED_APPROVALS),
         )
     )
-    return (
-        Q(**{f"{prefix}state": Release.State.APPROVED})
-        & ~Q(**{f"{prefix}git_tag__moved_to_sha__gt": ""})
-        & Q(~Exists(bad_input))
-    )
+    return approved_and_tagged & Q(~Exists(bad_input))
 
 
 class LiveAnnotations(TypedDict):
@@ -90,8 +100,8 @@ def endpoints_with_live(when: datetime.datetime | None = None) -> QuerySet[Endpo
 
 
 def with_rollback_target(deployments: QuerySet[Deployment]) -> QuerySet[Deployment]:
-    """Live deployments annotated with ``rollback_release_id``: the most recent earlier deployment on the
-    same endpoint of an older release that is safe to restore.
+    """Live deployments annotated with ``rollback_release``, ``{"id": ..., "name": ...}`` of the release of the
+    most recent earlier deployment on the same endpoint of an older release that is safe to restore.
 
     The candidates are read against the live deployment's own columns, so each endpoint costs one
     index range scan, not a re-evaluation of "what is live" per candidate row.
@@ -106,7 +116,9 @@ def with_rollback_target(deployments: QuerySet[Deployment]) -> QuerySet[Deployme
         .exclude(release_id=OuterRef("release_id"))
         .order_by("-deployed_at", "-id")
     )
-    return deployments.annotate(rollback_release_id=Subquery(target.values("release_id")[:1]))
+    # One subquery gives both: two would search twice.
+    found = target.values(found=JSONObject(id="release_id", name="release__name"))
+    return deployments.annotate(rollback_release=Subquery(found[:1]))
 
 
 @dataclass(frozen=True)
@@ -114,11 +126,9 @@ class EndpointStatus:
     endpoint: Endpoint
     live: Deployment | None
     live_trace: Trace | None
-    rollback_trace: Trace | None
-
-    @property
-    def rollback_target(self) -> Release | None:
-        return self.rollback_trace.release if self.rollback_trace is not None else None
+    # The release a rollback would restore; its whole trace only when asked for (``rollback_traces``).
+    rollback_target: Release | None
+    rollback_trace: Trace | None = None
 
     @property
     def rollback_blocker(self) -> str:
@@ -134,30 +144,46 @@ class EndpointStatus:
 
 
 def endpoint_statuses(
-    endpoints: QuerySet[Endpoint] | None = None, when: datetime.datetime | None = None
+    endpoints: QuerySet[Endpoint] | None = None,
+    when: datetime.datetime | None = None,
+    *,
+    rollback_traces: bool = False,
 ) -> list[EndpointStatus]:
-    """Live release, its trace and the rollback target of each endpoint (four queries in all)."""
+    """Live release, its trace and the rollback target of each endpoint (seven queries).
+
+    A list shows the rollback target by name: its release row is read, not its chain. ``rollback_traces``
+    reads the targets' whole traces too, for what explains or performs a rollback.
+    """
     annotated = endpoints_with_live(when).select_related("registered_model")
     if endpoints is not None:
         annotated = annotated.filter(pk__in=endpoints.values("pk"))
     rows = list(annotated)
     live_ids = [row.live_deployment_id for row in rows if row.live_deployment_id]
     deployments = with_rollback_target(Deployment.objects.select_related("actor_user")).in_bulk(live_ids)
-    targets = {d.pk: d.rollback_release_id for d in deployments.values()}  # type: ignore[attr-defined]
-    release_ids = {d.release_id for d in deployments.values()} | {t for t in targets.values() if t}
-    traces = status_traces(release_ids)
+    # The targets' rows as ``only("name")`` would read them; their traces, when asked for, replace them.
+    target_releases = {
+        d.pk: Release.from_db(d._state.db, ["id", "name"], [found["id"], found["name"]])
+        for d in deployments.values()
+        if (found := d.rollback_release)  # type: ignore[attr-defined]
+    }
+    target_ids = {release.pk for release in target_releases.values()}
+    live_release_ids = {d.release_id for d in deployments.values()}
+    traces = status_traces(live_release_ids | target_ids if rollback_traces else live_release_ids)
     statuses = []
     for row in rows:
         live = deployments.get(row.live_deployment_id) if row.live_deployment_id else None
         live_trace = traces.get(live.release_id) if live else None
         if live is not None and live_trace is not None:
             live.release = live_trace.release
+        target = target_releases.get(live.pk) if live is not None else None
+        target_trace = traces.get(target.pk) if target is not None and rollback_traces else None
         statuses.append(
             EndpointStatus(
                 endpoint=row,
                 live=live,
                 live_trace=live_trace,
-                rollback_trace=traces.get(targets[live.pk]) if live is not None and targets[live.pk] else None,
+                rollback_target=target_trace.release if target_trace is not None else target,
+                rollback_trace=target_trace,
             )
         )
     return statuses
@@ -229,10 +255,10 @@ def rollback_plan(endpoint_name: str) -> RollbackPlan:
     """The endpoint's rollback target now and why it is safe: its valid approvals, its data and their
     status, when it was live on this endpoint before, what happens to the MLflow alias.
 
-    Seven queries at most: the endpoint status (six) and the target's earlier periods (one).
+    Eight queries at most: the endpoint status (seven) and the target's earlier periods (one).
     Raises Endpoint.DoesNotExist.
     """
-    statuses = endpoint_statuses(Endpoint.objects.filter(name=endpoint_name))
+    statuses = endpoint_statuses(Endpoint.objects.filter(name=endpoint_name), rollback_traces=True)
     if not statuses:
         raise Endpoint.DoesNotExist(f"No endpoint named {endpoint_name}")
     status = statuses[0]

@@ -93,7 +93,9 @@ def release_periods(release: Release) -> list[ReleasePeriod]:
         .annotate(next_id=neighbour_on_endpoint(later=True))
         .order_by("endpoint__name", "deployed_at", "id")
     )
-    followers = Deployment.objects.select_related("release").in_bulk([d.next_id for d in own if d.next_id is not None])
+    followers = Deployment.objects.select_related("release", "endpoint").in_bulk(
+        [d.next_id for d in own if d.next_id is not None]
+    )
     periods: list[ReleasePeriod] = []
     continues: int | None = None  # the deployment that carries the last period on (a redeployment)
     for deployment in own:

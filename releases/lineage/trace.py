@@ -346,10 +346,9 @@ def trace(name: str) -> Trace:
 
 
 def previous_release(release: Release) -> Release | None:
-    """The release of the same registered model created just before this one."""
+    """The release of the same registered model created just before this one (its row, not its chain)."""
     return (
-        Release.objects.with_chain()
-        .filter(
+        Release.objects.filter(
             model_version__registered_model_id=release.model_version.registered_model_id,
             created_at__lt=release.created_at,
         )

@@ -64,10 +64,11 @@ def planned() -> int:
 
 @pytest.mark.parametrize("n", [1, 3])
 def test_board_queries(page: Any, django_assert_num_queries: Any, n: int) -> None:
-    # 3 + endpoint count for the pager (1), endpoints annotated with live release and rollback
-    # target (1), live deployments (1), traced releases (1) and their inputs, approvals, deployments (3);
-    # integrity: the last verification, the newest checkpoint, the newest event (3)
-    html = page(n, "/", 13, django_assert_num_queries)
+    # 3 + endpoint count for the pager (1), endpoints annotated with live release (1), the quarantined,
+    # changed and lifted dataset versions (1), live deployments with their rollback target's name (1),
+    # traced releases (1) and their inputs, approvals, endpoints gone to (3); integrity: the last
+    # verification, the newest checkpoint, the newest event (3)
+    html = page(n, "/", 14, django_assert_num_queries)
     assert f"churn-v{39 + n}" in html
     assert html.count('data-label="Endpoint"') == n + 1
 
@@ -82,10 +83,11 @@ def test_release_list_queries(page: Any, django_assert_num_queries: Any, n: int)
 @pytest.mark.parametrize("n", [1, 3, MORE_THAN_A_PAGE])
 def test_release_detail_queries(page: Any, django_assert_num_queries: Any, n: int) -> None:
     # 3 + traced release (1) + inputs, approvals, deployments (3); endpoint statuses: annotated endpoints (1),
-    # live deployments (1), traced releases (1) + their prefetches (3); previous release (1); its deployments
+    # troubled dataset versions (1), live deployments (1), traced releases (1) + their prefetches (3);
+    # previous release (1); its deployments
     # with what followed each (1; the newest release is live, so no ended period is read); the newest audit
     # events (1) and their count (1)
-    html = page(n, lambda: f"/releases/churn-v{39 + n}/", 17, django_assert_num_queries)
+    html = page(n, lambda: f"/releases/churn-v{39 + n}/", 18, django_assert_num_queries)
     assert html.count('class="status-box"') == n + 1
     assert "churn-train:17" in html
     if n > lineage.PAGE_SIZE:
@@ -168,9 +170,9 @@ def test_lift_quarantine_confirmation_queries(page: Any, django_assert_num_queri
     assert "Confirm: lift the quarantine of churn-train:17" in html
 
 
-# The endpoint page: 3 + status now: annotated endpoint, live deployment, traced releases + 3 prefetches (6);
-# a page of deployments (1), and their count with the position of the first (1).
-ENDPOINT_PAGE_QUERIES = 11
+# The endpoint page: 3 + status now: annotated endpoint, troubled dataset versions, live deployment, traced
+# releases + 3 prefetches (7); a page of deployments (1), and their count with the position of the first (1).
+ENDPOINT_PAGE_QUERIES = 12
 
 
 @pytest.mark.parametrize("n", [1, 3, MORE_THAN_A_PAGE])
@@ -200,9 +202,9 @@ def test_endpoint_queries(page: Any, client: Client, django_assert_num_queries: 
 
 @pytest.mark.parametrize("n", [1, 3])
 def test_endpoint_live_at_queries(page: Any, django_assert_num_queries: Any, n: int) -> None:
-    # as above, plus the status at the chosen moment (6)
+    # as above, plus the status at the chosen moment (7)
     html = page(
-        n, "/endpoints/churn-scoring/?at=2999-01-01T00:00", ENDPOINT_PAGE_QUERIES + 6, django_assert_num_queries
+        n, "/endpoints/churn-scoring/?at=2999-01-01T00:00", ENDPOINT_PAGE_QUERIES + 7, django_assert_num_queries
     )
     assert 'class="status-box then"' in html
     assert 'datetime="2999-01-01T00:00:00+00:00"' in html
@@ -235,9 +237,9 @@ def test_rollback_confirmation_queries(
         world.deploy(endpoint, v41, by=release_manager, hours_ago=100 - 10 * i)
         world.deploy(endpoint, v42, by=release_manager, hours_ago=95 - 10 * i)
     client.force_login(oncall)
-    # 3 + endpoint status: annotated endpoint, live deployment, traced releases + 3 prefetches (6);
-    # the target's earlier periods on the endpoint (1)
-    with django_assert_num_queries(10):
+    # 3 + endpoint status: annotated endpoint, troubled dataset versions, live deployment, traced releases
+    # + 3 prefetches (7); the target's earlier periods on the endpoint (1)
+    with django_assert_num_queries(11):
         response = client.get("/endpoints/churn-scoring/rollback/")
     html = response.content.decode()
     assert response.status_code == 200
@@ -248,9 +250,9 @@ def test_rollback_confirmation_queries(
 
 @pytest.mark.parametrize("n", [2, 3])
 def test_investigate_queries(page: Any, django_assert_num_queries: Any, n: int) -> None:
-    # 3 + status at the moment (6); commits between live and previous stable, as on the compare page (3);
+    # 3 + status at the moment (7); commits between live and previous stable, as on the compare page (3);
     # endpoint choices (1)
-    html = page(n, "/investigate/?endpoint=churn-scoring", 13, django_assert_num_queries)
+    html = page(n, "/investigate/?endpoint=churn-scoring", 14, django_assert_num_queries)
     assert f"churn-v{38 + n}" in html
 
 
@@ -380,11 +382,32 @@ def test_trace_page_query_count_is_constant(
         world.deploy(world.endpoint(f"ep-{i}"), release, by=release_manager)
     client.force_login(lead)
     # session, user, release chain, dataset inputs, approvals, deployments, endpoints carrying it,
-    # endpoint statuses (annotated endpoints, live deployments, traced releases + 3 prefetches),
-    # previous release, the release's deployments with what followed each, the newest audit events and their count
-    with django_assert_num_queries(17):
+    # endpoint statuses (annotated endpoints, troubled dataset versions, live deployments, traced releases
+    # + 3 prefetches), previous release, the release's deployments with what followed each, the newest audit
+    # events and their count
+    with django_assert_num_queries(18):
         response = client.get("/releases/churn-v42/")
     assert response.content.decode().count("churn-train:") >= count
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_trace_page_of_a_release_replaced_on_many_endpoints_runs_the_same_queries(
+    client: Client, world, ci_account, lead, release_manager, count, django_assert_num_queries
+):
+    """Each of ``count`` endpoints ran churn-v41, then churn-v42: the timeline names the deployment that ended
+    each of churn-v41's periods, read with its endpoint in the query that finds it, not one query apiece."""
+    v41 = world.full_release(41, by=ci_account, approver=lead)
+    v42 = world.full_release(42, by=ci_account, approver=lead)
+    for i in range(count):
+        endpoint = world.endpoint(f"ep-{i}")
+        world.deploy(endpoint, v41, by=release_manager, hours_ago=10)
+        world.deploy(endpoint, v42, by=release_manager, hours_ago=5)
+    client.force_login(lead)
+    # as above, plus the deployments that ended a period, with their release and endpoint (1)
+    with django_assert_num_queries(19):
+        response = client.get(f"/releases/{v41.name}/")
+    assert response.status_code == 200
+    assert response.content.decode().count('class="status-box"') == count
 
 
 # Impact of a dataset version -------------------------------------------------------------------------
@@ -436,9 +459,10 @@ def test_endpoint_list_query_count(world, ci_account, lead, django_assert_num_qu
         world.deploy(world.endpoint(f"churn-scoring-{number}"), release, by=ci_account)
     client = api(token_for(ci_account))
     client.get("/api/endpoints/")  # the token's first use is written down; a minute's later calls write nothing
-    # token + user, the user's groups, endpoints annotated with live deployment and rollback target,
-    # the live deployments, the releases with their chain, then prefetches: inputs, approvals, deployments.
-    with django_assert_num_queries(8):
+    # token + user, the user's groups, endpoints annotated with live deployment, the troubled dataset versions,
+    # the live deployments with their rollback target, the releases with their chain, then prefetches: inputs,
+    # approvals, endpoints gone to.
+    with django_assert_num_queries(9):
         response = client.get("/api/endpoints/")
     assert [e["live_release"] for e in response.json()] == ["churn-v42"] * count
 

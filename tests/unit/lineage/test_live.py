@@ -258,7 +258,7 @@ def test_endpoint_statuses_hand_back_the_traced_live_release(
     endpoint = world.endpoint()
     world.deploy(endpoint, v41, by=release_manager, hours_ago=5)
     world.deploy(endpoint, v42, by=release_manager, hours_ago=1)
-    with django_assert_num_queries(6):
+    with django_assert_num_queries(7):
         [status] = lineage.endpoint_statuses()
         # Read without a further query: the live deployment carries the release the trace was built from.
         assert status.live.release.name == "churn-v42"
