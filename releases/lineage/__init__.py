@@ -28,7 +28,14 @@ from releases.lineage.impact import (
     releases_using,
 )
 from releases.lineage.inventory import InventoryRow, inventory, inventory_models
-from releases.lineage.live import EndpointStatus, RollbackPlan, endpoint_statuses, moved_alias, rollback_plan
+from releases.lineage.live import (
+    EndpointStatus,
+    RollbackPlan,
+    Traced,
+    endpoint_statuses,
+    moved_alias,
+    rollback_plan,
+)
 from releases.lineage.paging import PAGE_SIZE, Page, keyset_page, numbered_page
 from releases.lineage.periods import ReleasePeriod, release_periods
 from releases.lineage.population import Change, Period, changes_in, environments, population
@@ -81,6 +88,7 @@ __all__ = [
     "SearchHit",
     "SearchResults",
     "Trace",
+    "Traced",
     "approval_queue",
     "approval_state",
     "awaiting_signature",

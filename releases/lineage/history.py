@@ -6,7 +6,7 @@ import datetime
 from dataclasses import dataclass
 
 from releases.lineage.compare import Comparison, compare_traces
-from releases.lineage.live import EndpointStatus, endpoint_statuses
+from releases.lineage.live import EndpointStatus, Traced, endpoint_statuses
 from releases.lineage.paging import Page, keyset_page
 from releases.models import (
     Deployment,
@@ -30,7 +30,7 @@ def investigate(endpoint_name: str, at: datetime.datetime, *, commits_page: int 
 
     Ten queries at most. Raises Endpoint.DoesNotExist.
     """
-    statuses = endpoint_statuses(Endpoint.objects.filter(name=endpoint_name), when=at, rollback_traces=True)
+    statuses = endpoint_statuses(Endpoint.objects.filter(name=endpoint_name), when=at, traced=Traced.LIVE_AND_ROLLBACK)
     if not statuses:
         raise Endpoint.DoesNotExist(f"No endpoint named {endpoint_name}")
     status = statuses[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import enum
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypedDict
 
@@ -126,7 +127,7 @@ class EndpointStatus:
     endpoint: Endpoint
     live: Deployment | None
     live_trace: Trace | None
-    # The release a rollback would restore; its whole trace only when asked for (``rollback_traces``).
+    # The release a rollback would restore; its whole trace only when asked for (``Traced``).
     rollback_target: Release | None
     rollback_trace: Trace | None = None
 
@@ -143,32 +144,47 @@ class EndpointStatus:
         )
 
 
+class Traced(enum.Enum):
+    """Which releases of an endpoint status come with their whole trace (``status_traces``)."""
+
+    # A list naming what is live and what a rollback restores (a release's endpoints): the release rows only.
+    NOTHING = "nothing"
+    # What shows each live release's status, warnings and completeness (the board, an endpoint's page).
+    LIVE = "live"
+    # What explains or performs a rollback: the target's approvals and data too.
+    LIVE_AND_ROLLBACK = "live and rollback"
+
+
 def endpoint_statuses(
     endpoints: QuerySet[Endpoint] | None = None,
     when: datetime.datetime | None = None,
     *,
-    rollback_traces: bool = False,
+    traced: Traced = Traced.LIVE,
 ) -> list[EndpointStatus]:
-    """Live release, its trace and the rollback target of each endpoint (seven queries).
+    """Live release and rollback target of each endpoint, with the traces ``traced`` asks for: seven queries,
+    three with none.
 
-    A list shows the rollback target by name: its release row is read, not its chain. ``rollback_traces``
-    reads the targets' whole traces too, for what explains or performs a rollback.
+    A rollback target is read as its release's id and name, unless its trace is asked for.
     """
     annotated = endpoints_with_live(when).select_related("registered_model")
     if endpoints is not None:
         annotated = annotated.filter(pk__in=endpoints.values("pk"))
     rows = list(annotated)
     live_ids = [row.live_deployment_id for row in rows if row.live_deployment_id]
-    deployments = with_rollback_target(Deployment.objects.select_related("actor_user")).in_bulk(live_ids)
+    joined = ("actor_user",) if traced is not Traced.NOTHING else ("actor_user", "release")
+    deployments = with_rollback_target(Deployment.objects.select_related(*joined)).in_bulk(live_ids)
     # The targets' rows as ``only("name")`` would read them; their traces, when asked for, replace them.
     target_releases = {
         d.pk: Release.from_db(d._state.db, ["id", "name"], [found["id"], found["name"]])
         for d in deployments.values()
         if (found := d.rollback_release)  # type: ignore[attr-defined]
     }
-    target_ids = {release.pk for release in target_releases.values()}
-    live_release_ids = {d.release_id for d in deployments.values()}
-    traces = status_traces(live_release_ids | target_ids if rollback_traces else live_release_ids)
+    wanted = set()
+    if traced is not Traced.NOTHING:
+        wanted = {d.release_id for d in deployments.values()}
+    if traced is Traced.LIVE_AND_ROLLBACK:
+        wanted |= {release.pk for release in target_releases.values()}
+    traces = status_traces(wanted) if wanted else {}
     statuses = []
     for row in rows:
         live = deployments.get(row.live_deployment_id) if row.live_deployment_id else None
@@ -176,7 +192,7 @@ def endpoint_statuses(
         if live is not None and live_trace is not None:
             live.release = live_trace.release
         target = target_releases.get(live.pk) if live is not None else None
-        target_trace = traces.get(target.pk) if target is not None and rollback_traces else None
+        target_trace = traces.get(target.pk) if target is not None and traced is Traced.LIVE_AND_ROLLBACK else None
         statuses.append(
             EndpointStatus(
                 endpoint=row,
@@ -258,7 +274,7 @@ def rollback_plan(endpoint_name: str) -> RollbackPlan:
     Eight queries at most: the endpoint status (seven) and the target's earlier periods (one).
     Raises Endpoint.DoesNotExist.
     """
-    statuses = endpoint_statuses(Endpoint.objects.filter(name=endpoint_name), rollback_traces=True)
+    statuses = endpoint_statuses(Endpoint.objects.filter(name=endpoint_name), traced=Traced.LIVE_AND_ROLLBACK)
     if not statuses:
         raise Endpoint.DoesNotExist(f"No endpoint named {endpoint_name}")
     status = statuses[0]

@@ -312,7 +312,9 @@ def roll_back(endpoint: Endpoint, *, by: Actor, reason: str, source: str, expect
         with transaction.atomic():
             # Decide the target under the endpoint lock: two rollbacks at once must not walk back two releases.
             Endpoint.objects.select_for_update().filter(pk=endpoint.pk).first()
-            [status] = lineage.endpoint_statuses(Endpoint.objects.filter(pk=endpoint.pk), rollback_traces=True)
+            [status] = lineage.endpoint_statuses(
+                Endpoint.objects.filter(pk=endpoint.pk), traced=lineage.Traced.LIVE_AND_ROLLBACK
+            )
             target = status.rollback_target
             if expected_target and (target is None or target.name != expected_target):
                 live = status.live

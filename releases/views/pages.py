@@ -52,7 +52,8 @@ def release_detail(request: HttpRequest, name: str) -> HttpResponse:
         "trace": trace,
         "approval": approval,
         "status": lineage.release_status(trace, approval),
-        "endpoint_statuses": lineage.endpoint_statuses(endpoints),
+        # What is live on each endpoint it went to and what a rollback there restores, by name.
+        "endpoint_statuses": lineage.endpoint_statuses(endpoints, traced=lineage.Traced.NOTHING),
         "previous": lineage.previous_release(trace.release),
         # The newest events with their total; the audit trail pages through all of them.
         "events": lineage.keyset_page(lineage.release_events(trace), ("seq",)),

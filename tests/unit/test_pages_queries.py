@@ -82,12 +82,12 @@ def test_release_list_queries(page: Any, django_assert_num_queries: Any, n: int)
 
 @pytest.mark.parametrize("n", [1, 3, MORE_THAN_A_PAGE])
 def test_release_detail_queries(page: Any, django_assert_num_queries: Any, n: int) -> None:
-    # 3 + traced release (1) + inputs, approvals, deployments (3); endpoint statuses: annotated endpoints (1),
-    # troubled dataset versions (1), live deployments (1), traced releases (1) + their prefetches (3);
-    # previous release (1); its deployments
+    # 3 + traced release (1) + inputs, approvals, deployments (3); endpoint statuses, by name: annotated
+    # endpoints (1), troubled dataset versions (1), live deployments with their releases (1); previous
+    # release (1); its deployments
     # with what followed each (1; the newest release is live, so no ended period is read); the newest audit
     # events (1) and their count (1)
-    html = page(n, lambda: f"/releases/churn-v{39 + n}/", 18, django_assert_num_queries)
+    html = page(n, lambda: f"/releases/churn-v{39 + n}/", 14, django_assert_num_queries)
     assert html.count('class="status-box"') == n + 1
     assert "churn-train:17" in html
     if n > lineage.PAGE_SIZE:
@@ -382,10 +382,10 @@ def test_trace_page_query_count_is_constant(
         world.deploy(world.endpoint(f"ep-{i}"), release, by=release_manager)
     client.force_login(lead)
     # session, user, release chain, dataset inputs, approvals, deployments, endpoints carrying it,
-    # endpoint statuses (annotated endpoints, troubled dataset versions, live deployments, traced releases
-    # + 3 prefetches), previous release, the release's deployments with what followed each, the newest audit
+    # endpoint statuses by name (annotated endpoints, troubled dataset versions, live deployments with their
+    # releases), previous release, the release's deployments with what followed each, the newest audit
     # events and their count
-    with django_assert_num_queries(18):
+    with django_assert_num_queries(14):
         response = client.get("/releases/churn-v42/")
     assert response.content.decode().count("churn-train:") >= count
 
@@ -404,7 +404,7 @@ def test_trace_page_of_a_release_replaced_on_many_endpoints_runs_the_same_querie
         world.deploy(endpoint, v42, by=release_manager, hours_ago=5)
     client.force_login(lead)
     # as above, plus the deployments that ended a period, with their release and endpoint (1)
-    with django_assert_num_queries(19):
+    with django_assert_num_queries(15):
         response = client.get(f"/releases/{v41.name}/")
     assert response.status_code == 200
     assert response.content.decode().count('class="status-box"') == count

@@ -266,6 +266,24 @@ def test_endpoint_statuses_hand_back_the_traced_live_release(
         assert status.rollback_target.name == "churn-v41"
 
 
+def test_endpoint_statuses_by_name_read_no_trace(world, ci_account, lead, release_manager, django_assert_num_queries):
+    v41 = world.full_release(41, by=ci_account, approver=lead, dataset="churn-train:17")
+    v42 = world.full_release(42, by=ci_account, approver=lead, dataset="churn-train:18")
+    endpoint = world.endpoint()
+    world.deploy(endpoint, v41, by=release_manager, hours_ago=5)
+    world.deploy(endpoint, v42, by=release_manager, hours_ago=1)
+    # annotated endpoints, troubled dataset versions, live deployments with their releases and rollback targets
+    with django_assert_num_queries(3):
+        [status] = lineage.endpoint_statuses(traced=lineage.Traced.NOTHING)
+        assert status.live.release.name == "churn-v42"
+        assert status.rollback_target.name == "churn-v41"
+        assert status.live_trace is None
+        assert status.rollback_trace is None
+    [traced] = lineage.endpoint_statuses(traced=lineage.Traced.LIVE_AND_ROLLBACK)
+    assert traced.rollback_trace.release == traced.rollback_target == v41
+    assert traced.rollback_trace.dataset_versions[0].key == "churn-train:17"
+
+
 def _ids_past_the_small_int_cache(table: str) -> None:
     """Make the next ids of ``table`` exceed 256, past CPython's cache of small ints: an ``is`` slipped in
     where ``==`` belongs then fails as it would on any real database."""
