@@ -14,7 +14,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from audit import signing, vocabulary
-from releases.lineage import MetricSeries, Trace
+from releases.lineage import MetricSeries, ReleaseStatus, Trace
 from releases.lineage.paging import Page
 from releases.models import Deployment
 
@@ -341,3 +341,26 @@ def describe_action(action: str) -> str:
 def signing_key_fingerprint() -> str:
     """The fingerprint auditors pin the evidence verifier to (verify.py --key)."""
     return signing.fingerprint()
+
+
+@register.simple_tag
+def status_badge(status: ReleaseStatus) -> SafeString:
+    """A release's one status as a badge (``lineage.release_status``), its detail as the tooltip."""
+    if status.detail:
+        return format_html('<span class="state state-{}" title="{}">{}</span>', status.key, status.detail, status.label)
+    return format_html('<span class="state state-{}">{}</span>', status.key, status.label)
+
+
+@register.simple_tag
+def completeness(trace: Trace) -> SafeString:
+    """Links present of those expected by now; the tooltip explains each gap and what is still to come."""
+    done, expected = trace.completeness
+    gaps, upcoming = trace.gaps, trace.upcoming
+    return format_html(
+        '<span class="completeness{}" title="{}">{}/{} links{}</span>',
+        " incomplete" if gaps else "",
+        "".join(f"{link.explanation} " for link in gaps) + "".join(link.explanation for link in upcoming),
+        done,
+        expected,
+        "".join(f" · {link.label.lower()} pending" for link in upcoming),
+    )
