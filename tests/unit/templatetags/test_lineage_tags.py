@@ -26,9 +26,9 @@ def test_ago_gives_a_short_relative_hint() -> None:
 @pytest.mark.django_db
 def test_a_pending_release_shows_its_status_and_the_deployment_still_to_come(world, ci_account) -> None:
     trace = lineage.trace(pending_release(world, ci_account, with_commit=False).name)
-    html = Template("{% load lineage_tags access %}{% status_badge trace|release_status %} {% completeness trace %}").render(
-        Context({"trace": trace})
-    )
+    html = Template(
+        "{% load lineage_tags access %}{% status_badge trace|release_status %} {% completeness trace %}"
+    ).render(Context({"trace": trace}))
     status = lineage.release_status(trace)
     [gap] = trace.gaps
     [upcoming] = trace.upcoming
