@@ -78,6 +78,8 @@ POLICY: dict[str, tuple[str, ...]] = {
     "releases.RunDatasetInput": FULL,
     # Kept equal to the inputs of each model version's run, so replaced with them.
     "releases.ModelVersionDataset": FULL,
+    # Added as deployments are recorded; removed when a run's new inputs no longer reach an endpoint.
+    "releases.DatasetVersionEndpoint": QUEUE,
     # Django's own: people, roles and sessions are managed through the app (grant --revoke, logout).
     "auth.User": FULL,
     "auth.Group": FULL,

@@ -27,6 +27,7 @@ from releases.models import (
     Dataset,
     DatasetDigest,
     DatasetVersion,
+    DatasetVersionEndpoint,
     Deployment,
     Endpoint,
     EndpointModel,
@@ -502,6 +503,14 @@ class ModelVersionDatasetAdmin(RecordAdmin):
 
     list_display = ["model_version", "dataset_version"]
     list_select_related = ["model_version__registered_model", "dataset_version__dataset"]
+
+
+@admin.register(DatasetVersionEndpoint)
+class DatasetVersionEndpointAdmin(RecordAdmin):
+    """The endpoints each dataset version reached through a release's deployment, kept by the services."""
+
+    list_display = ["dataset_version", "endpoint"]
+    list_select_related = ["dataset_version__dataset", "endpoint"]
 
 
 @admin.register(ApiToken)

@@ -13,6 +13,7 @@ from releases.lineage.paging import Page, numbered_page
 from releases.models import (
     Commit,
     DatasetVersion,
+    DatasetVersionEndpoint,
     Deployment,
     Endpoint,
     ExperimentRun,
@@ -94,15 +95,21 @@ def _impact(
     *,
     run_keys: QuerySet[Any] | None = None,
     model_version_keys: QuerySet[Any] | None = None,
+    reached: QuerySet[DatasetVersionEndpoint] | None = None,
 ) -> Impact:
-    """The lists downstream, given the runs, model versions and releases it reaches (filtered, unordered).
+    """The lists downstream, given the runs, model versions and releases it reaches (filtered, unordered), and
+    the kept rows naming the endpoints it reached when there are any (``reached``, a dataset version's).
 
     Each list asks of its own rows whether they are downstream (EXISTS), rather than gathering the whole
     set first (IN): a page then stops at its fiftieth row, and SQLite, which builds an IN list in full for
     every query, probes an index per row instead.
     """
-    # The impacted releases, read once per query (an uncorrelated IN) and looked up for each deployment.
-    deployed = Deployment.objects.filter(endpoint_id=OuterRef("pk"), release_id__in=releases.values("pk"))
+    deployed: QuerySet[Any]
+    if reached is not None:
+        deployed = reached.filter(endpoint_id=OuterRef("pk"))
+    else:
+        # The impacted releases, read once per query (an uncorrelated IN) and looked up for each deployment.
+        deployed = Deployment.objects.filter(endpoint_id=OuterRef("pk"), release_id__in=releases.values("pk"))
     endpoint_columns = ("name", "environment")
     return Impact(
         runs=runs.only("run_id", "name").order_by("-pk"),
@@ -134,8 +141,9 @@ def _from_runs(runs: QuerySet[ExperimentRun], used: Callable[[OuterRef], QuerySe
 
 
 def impact_of_dataset_version(version: DatasetVersion) -> Impact:
-    """Everything downstream of one dataset version: its model versions read from their kept links to it
-    (``ModelVersionDataset``), not found among every run that used it."""
+    """Everything downstream of one dataset version: its model versions and the endpoints it reached read from
+    their kept links to it (``ModelVersionDataset``, ``DatasetVersionEndpoint``), not found among every run that
+    used it and every deployment of their releases."""
     inputs = RunDatasetInput.objects.filter(dataset_version=version)
     links = ModelVersionDataset.objects.filter(dataset_version=version)
     return _impact(
@@ -146,6 +154,7 @@ def impact_of_dataset_version(version: DatasetVersion) -> Impact:
         # (training and evaluation), so each run once.
         run_keys=inputs.values("run_id").order_by("-run_id").distinct(),
         model_version_keys=links.values("model_version_id").order_by("-model_version_id"),
+        reached=DatasetVersionEndpoint.objects.filter(dataset_version=version),
     )
 
 

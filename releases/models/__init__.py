@@ -6,7 +6,7 @@ from releases.models.access import ApiToken
 from releases.models.base import ImmutableFieldError
 from releases.models.code import Commit, GitRepository, GitTag
 from releases.models.data import Dataset, DatasetDigest, DatasetVersion
-from releases.models.deployment import Deployment, Endpoint, EndpointModel
+from releases.models.deployment import DatasetVersionEndpoint, Deployment, Endpoint, EndpointModel
 from releases.models.evidence import EvidenceExport
 from releases.models.experiment import ExperimentRun, RunDatasetInput, TrackingServer
 from releases.models.features import FeaturePipeline, FeaturePipelineVersion
@@ -22,6 +22,7 @@ __all__ = [
     "Dataset",
     "DatasetDigest",
     "DatasetVersion",
+    "DatasetVersionEndpoint",
     "Deployment",
     "Endpoint",
     "EndpointModel",

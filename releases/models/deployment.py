@@ -10,6 +10,7 @@ from django.db import models
 
 from audit import pgtriggers
 from releases.models.code import name_validator
+from releases.models.data import DatasetVersion
 from releases.models.registry import RegisteredModel
 from releases.models.release import Release
 
@@ -116,3 +117,26 @@ class EndpointModel(models.Model):
 
     def __str__(self) -> str:
         return f"{self.registered_model_id} on {self.endpoint_id}"
+
+
+class DatasetVersionEndpoint(models.Model):
+    """An endpoint that a release trained or evaluated on a dataset version went live on.
+
+    Where a dataset version reached, read from one index instead of found through every deployment of every
+    release its runs became (a version a hundred thousand runs used reaches 50,000 deployments at scale).
+    Kept exactly: a row is added in the transaction that records such a deployment (``services.deployment``)
+    and the rows of a model version's endpoints are added or removed in the transaction that changes its
+    dataset links (``services.experiment.keep_dataset_links``, as a run's inputs change).
+    """
+
+    dataset_version = models.ForeignKey(DatasetVersion, on_delete=models.PROTECT, related_name="endpoint_links")
+    endpoint = models.ForeignKey(Endpoint, on_delete=models.PROTECT, related_name="dataset_links")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["dataset_version", "endpoint"], name="dataset_version_endpoint_unique"),
+        ]
+        triggers = [pgtriggers.refuse_truncate("dataset_version_endpoint_no_truncate", "links follow deployments")]
+
+    def __str__(self) -> str:
+        return f"{self.dataset_version_id} reached {self.endpoint_id}"

@@ -17,6 +17,7 @@ from releases.models.code import name_validator
 from releases.models.registry import alias_problem
 from releases.roles import ML_LEADS, ON_CALL, RELEASE_MANAGERS, require_role
 from releases.services import refusals, writeback
+from releases.services.experiment import reach_endpoint
 from releases.services.validation import check, require_reason
 
 NAME_MAX = Endpoint._meta.get_field("name").max_length or 100
@@ -178,6 +179,8 @@ def _record(
     if refusal is not None:
         raise RuleViolation(refusal.message, rule=refusal.rule)
     with transaction.atomic():
+        # Where the release's data reached, first: it locks the model version and its run before the endpoint.
+        reach_endpoint(trace.model_version, endpoint.pk)
         # Lock the endpoint: two deployments racing on one endpoint are recorded one after the other.
         Endpoint.objects.select_for_update().filter(pk=endpoint.pk).first()
         # Take the time under the lock, so it is never earlier than the deployment that held the lock before.

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from audit import log
@@ -18,6 +18,8 @@ from releases.errors import InvalidInput
 from releases.models import (
     DatasetDigest,
     DatasetVersion,
+    DatasetVersionEndpoint,
+    Deployment,
     ExperimentRun,
     FeaturePipelineVersion,
     ModelVersion,
@@ -184,8 +186,9 @@ def record_runs(server: TrackingServer, runs: Sequence[RunData], *, by: Actor) -
 
 
 def keep_dataset_links(model_versions: Collection[int]) -> None:
-    """Make these model versions' dataset links (ModelVersionDataset) what their runs' inputs are now: in the
-    transaction that changed a run's inputs or gave a model version its run (six queries at most)."""
+    """Make these model versions' dataset links (ModelVersionDataset) what their runs' inputs are now, and the
+    endpoints their dataset versions reached follow (``_follow_endpoints``): in the transaction that changed a
+    run's inputs or gave a model version its run (nine queries at most)."""
     ids = sorted(set(model_versions))
     if not ids:
         return
@@ -207,9 +210,72 @@ def keep_dataset_links(model_versions: Collection[int]) -> None:
     stale = [pk for pair, pk in stored.items() if pair not in wanted]
     if stale:
         ModelVersionDataset.objects.filter(pk__in=stale).delete()
+    added = sorted(wanted - stored.keys())
     ModelVersionDataset.objects.bulk_create(
-        [ModelVersionDataset(dataset_version_id=v, model_version_id=m) for v, m in sorted(wanted - stored.keys())],
+        [ModelVersionDataset(dataset_version_id=v, model_version_id=m) for v, m in added],
         batch_size=1000,
+    )
+    _follow_endpoints(added, [pair for pair in stored if pair not in wanted])
+
+
+def _follow_endpoints(added: Sequence[tuple[int, int]], removed: Sequence[tuple[int, int]]) -> None:
+    """The endpoints each dataset version reached (DatasetVersionEndpoint), after these (dataset version, model
+    version) links were added and removed: a new link reaches every endpoint the model version's releases went
+    live on; a removed one leaves an endpoint only if no other link of that dataset version still reaches it.
+    Three queries at most; none when no link changed."""
+    changed = {m for _, m in (*added, *removed)}
+    if not changed:
+        return
+    went: dict[int, set[int]] = defaultdict(set)
+    for model_version, endpoint in (
+        Deployment.objects.filter(release__model_version_id__in=changed)
+        .values_list("release__model_version_id", "endpoint_id")
+        .distinct()
+    ):
+        went[model_version].add(endpoint)
+    DatasetVersionEndpoint.objects.bulk_create(
+        [
+            DatasetVersionEndpoint(dataset_version_id=v, endpoint_id=e)
+            for v, e in sorted({(v, e) for v, m in added for e in went[m]})
+        ],
+        batch_size=1000,
+        ignore_conflicts=True,
+    )
+    left: dict[int, set[int]] = defaultdict(set)
+    for version, model_version in removed:
+        left[version] |= went[model_version]
+    if not any(left.values()):
+        return
+    still_reached = Deployment.objects.filter(
+        endpoint_id=OuterRef("endpoint_id"),
+        release__model_version__dataset_links__dataset_version_id=OuterRef("dataset_version_id"),
+    )
+    candidates = Q(pk__in=[])
+    for version, endpoints in left.items():
+        candidates |= Q(dataset_version_id=version, endpoint_id__in=sorted(endpoints))
+    DatasetVersionEndpoint.objects.filter(candidates).exclude(Exists(still_reached)).delete()
+
+
+def reach_endpoint(model_version: ModelVersion, endpoint_id: int) -> None:
+    """A release of ``model_version`` goes live on the endpoint: every dataset version its run used reached it
+    (DatasetVersionEndpoint). In the deployment's transaction, before it locks the endpoint.
+
+    The model version and its run are locked first: a transaction that gives the version its run or changes
+    the run's inputs holds one of them, so this waits for it and reads the links it left, or it waits for this
+    deployment and then sees it (``keep_dataset_links``). Model version, run, endpoint: the order in which a
+    sync that changes the run's inputs takes them too (the run, then each endpoint as it adds links to it).
+    """
+    [run_id] = (
+        ModelVersion.objects.select_for_update(no_key=True).filter(pk=model_version.pk).values_list("run_id", flat=True)
+    )
+    if run_id is not None:
+        list(ExperimentRun.objects.select_for_update(no_key=True).filter(pk=run_id).values_list("pk"))
+    versions = ModelVersionDataset.objects.filter(model_version=model_version).values_list(
+        "dataset_version_id", flat=True
+    )
+    DatasetVersionEndpoint.objects.bulk_create(
+        [DatasetVersionEndpoint(dataset_version_id=v, endpoint_id=endpoint_id) for v in sorted(versions)],
+        ignore_conflicts=True,
     )
 
 

@@ -98,6 +98,7 @@ def _generate_large(scale: int = 1) -> None:
         Commit,
         Dataset,
         DatasetVersion,
+        DatasetVersionEndpoint,
         Deployment,
         Endpoint,
         EndpointModel,
@@ -283,6 +284,20 @@ def _generate_large(scale: int = 1) -> None:
             .distinct()
         )
         _bulk_create(EndpointModel, (EndpointModel(registered_model_id=m, endpoint_id=e) for m, e in went))
+        # And where each dataset version reached.
+        reached = (
+            Deployment.objects.order_by()
+            .values_list("release__model_version__dataset_links__dataset_version_id", "endpoint_id")
+            .filter(release__model_version__dataset_links__isnull=False)
+            .distinct()
+        )
+        _bulk_create(
+            DatasetVersionEndpoint,
+            (
+                DatasetVersionEndpoint(dataset_version_id=v, endpoint_id=e)
+                for v, e in reached.iterator(chunk_size=CHUNK)
+            ),
+        )
 
 
 def _settle(connection: Any) -> None:

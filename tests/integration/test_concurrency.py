@@ -17,7 +17,7 @@ from audit.log import verify_chain
 from audit.models import AuditEvent
 from releases import lineage, services
 from releases.errors import RuleViolation
-from releases.models import Approval, Deployment, ModelVersionDataset, Release
+from releases.models import Approval, DatasetVersionEndpoint, Deployment, ModelVersionDataset, Release
 from tests.conftest import PASSWORD
 from tests.factories import SYSTEM, World, approve
 from tests.unit.conftest import MEANING, pending_release
@@ -196,4 +196,55 @@ def test_a_version_linked_while_its_runs_inputs_change_follows_the_new_inputs(po
 
     assert not [r for r in results if isinstance(r, Exception)], results
     assert set(ModelVersionDataset.objects.values_list("dataset_version_id", flat=True)) == {new.pk}
+    assert old.pk != new.pk
+
+
+@pytest.mark.parametrize("first", ["deployment", "new inputs"])
+def test_where_a_dataset_version_reached_holds_when_a_deployment_races_a_change_of_inputs(
+    postgres, ci_account, release_manager, first
+):
+    """A release goes live while a sync changes its run's inputs: whichever transaction holds the run first,
+    the other waits and then sees it, so the endpoint is reached by the new inputs and not by the old."""
+    world = World.create()
+    old, new = world.dataset("churn-train:1"), world.dataset("churn-train:2")
+    version = world.model_version("churn-model/1", datasets=("churn-train:1",))
+    release = world.release("churn-v1", version, by=ci_account)
+    endpoint = world.endpoint("churn-staging", "staging")
+    holding, other_started = threading.Event(), threading.Event()
+
+    def hold(write: Callable[[], Any]) -> Callable[[], None]:
+        def held() -> None:
+            with transaction.atomic():
+                write()
+                holding.set()
+                other_started.wait(10)
+                time.sleep(0.5)  # the other transaction runs meanwhile, up to the lock this one holds
+
+        return held
+
+    def follow(write: Callable[[], Any]) -> Callable[[], None]:
+        def after() -> None:
+            holding.wait(10)
+            other_started.set()
+            write()
+
+        return after
+
+    def deploy() -> None:
+        services.record_deployment(endpoint, release, by=release_manager, source=Deployment.Source.API)
+
+    def change_inputs() -> None:
+        services.record_run(
+            world.server,
+            services.RunData(run_id=version.run.run_id, name="r", datasets=[services.DatasetRef(key="churn-train:2")]),
+            by=SYSTEM,
+        )
+
+    calls = (hold(deploy), follow(change_inputs)) if first == "deployment" else (hold(change_inputs), follow(deploy))
+    results = at_once(*calls)
+
+    assert not [r for r in results if isinstance(r, Exception)], results
+    assert set(DatasetVersionEndpoint.objects.values_list("dataset_version_id", "endpoint_id")) == {
+        (new.pk, endpoint.pk)
+    }
     assert old.pk != new.pk

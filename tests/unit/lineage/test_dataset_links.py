@@ -1,5 +1,6 @@
-"""A model version's dataset links (ModelVersionDataset) stay what its run's inputs say, through every write
-that changes either, and a dataset version's impact is read from them."""
+"""A model version's dataset links (ModelVersionDataset) stay what its run's inputs say, and the endpoints each
+dataset version reached (DatasetVersionEndpoint) what its releases' deployments say, through every write that
+changes either; a dataset version's impact is read from them."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pytest
 
 from audit.log import SystemActor
 from releases import lineage, services
-from releases.models import ModelVersion, ModelVersionDataset, RunDatasetInput
+from releases.models import DatasetVersionEndpoint, Deployment, ModelVersion, ModelVersionDataset, RunDatasetInput
 from tests.factories import World
 
 pytestmark = pytest.mark.django_db
@@ -110,3 +111,85 @@ def test_the_releases_of_a_dataset_version_come_newest_first_by_when_they_were_c
     releases = lineage.impact_of_dataset_version(dataset).releases
     assert list(releases) == [first, second]
     assert releases.count() == 2
+
+
+def _reached() -> set[tuple[str, str]]:
+    return {
+        (link.dataset_version.key, link.endpoint.name)
+        for link in DatasetVersionEndpoint.objects.select_related("dataset_version__dataset", "endpoint")
+    }
+
+
+def _reached_the_long_way() -> set[tuple[str, str]]:
+    """Where each dataset version reached, from every deployment and its release's run's inputs."""
+    return {
+        (used.dataset_version.key, deployment.endpoint.name)
+        for deployment in Deployment.objects.select_related("endpoint", "release__model_version")
+        for used in RunDatasetInput.objects.filter(
+            run_id=deployment.release.model_version.run_id, run_id__isnull=False
+        ).select_related("dataset_version__dataset")
+    }
+
+
+def test_the_endpoints_a_dataset_version_reached_follow_deployments_and_the_runs_inputs(ci_account, release_manager):
+    world = World.create()
+    for key in ("train:1", "train:2", "shared:1"):
+        world.dataset(key)
+    first = world.release("churn-v1", world.model_version("churn/1", datasets=("train:1", "shared:1")), by=ci_account)
+    second = world.release("churn-v2", world.model_version("churn/2", datasets=("train:2", "shared:1")), by=ci_account)
+    third = world.release("churn-v3", world.model_version("churn/3", datasets=("shared:1",)), by=ci_account)
+    # Staging endpoints: the releases need no approval to go live there.
+    a, b = world.endpoint("ep-a", "staging"), world.endpoint("ep-b", "staging")
+    world.deploy(a, first, by=release_manager)
+    world.deploy(b, second, by=release_manager)
+    world.deploy(a, third, by=release_manager)
+    assert (
+        _reached()
+        == _reached_the_long_way()
+        == {
+            ("train:1", "ep-a"),
+            ("shared:1", "ep-a"),
+            ("train:2", "ep-b"),
+            ("shared:1", "ep-b"),
+        }
+    )
+
+    # MLflow reports other inputs for churn/1's run: train:1 no longer reached ep-a, train:2 did; shared:1
+    # still reached it through churn-v3.
+    _run(world, first.model_version.run.run_id, "train:2")
+    assert (
+        _reached()
+        == _reached_the_long_way()
+        == {
+            ("train:2", "ep-a"),
+            ("shared:1", "ep-a"),
+            ("train:2", "ep-b"),
+            ("shared:1", "ep-b"),
+        }
+    )
+    # And when churn/3's run stops using shared:1 too, nothing reached ep-a with it.
+    _run(world, third.model_version.run.run_id, "train:2")
+    assert _reached() == _reached_the_long_way()
+    assert ("shared:1", "ep-a") not in _reached()
+
+    pages = lineage.impact_of_dataset_version(world.dataset("train:2")).pages(lineage.ImpactPageNumbers())
+    assert [e.name for e in pages.endpoints_ever.rows] == ["ep-a", "ep-b"]
+    assert pages.endpoints_ever.total == 2
+    # Live on ep-a is churn-v3, on ep-b churn-v2: both trained on train:2 now.
+    assert [e.name for e in pages.live_endpoints.rows] == ["ep-a", "ep-b"]
+    shared = lineage.impact_of_dataset_version(world.dataset("shared:1")).pages(lineage.ImpactPageNumbers())
+    assert [e.name for e in shared.endpoints_ever.rows] == ["ep-b"]
+
+
+def test_a_version_deployed_before_its_run_was_synced_reaches_the_endpoint_once_linked(ci_account, release_manager):
+    world = World.create()
+    world.dataset("train:1")
+    services.register_model_version(world.server, _version("churn", 1, "run-late"), by=SYSTEM)
+    version = ModelVersion.objects.get(source_run_id="run-late")
+    release = world.release("churn-v1", version, by=ci_account)
+    world.deploy(world.endpoint("ep-staging", "staging"), release, by=release_manager)
+    assert _reached() == set()
+
+    _run(world, "run-late", "train:1")
+    services.register_model_version(world.server, _version("churn", 1, "run-late"), by=SYSTEM)
+    assert _reached() == _reached_the_long_way() == {("train:1", "ep-staging")}
