@@ -341,6 +341,12 @@ def _generate_shared(runs: int, scale: int = 1) -> str:
     return f"/datasets/{name}/1/"
 
 
+def goal_ms(label: str) -> int:
+    """The server time a page must stay under: 100 ms, and 200 for the dataset version so many runs used (whose
+    goal issue 12 sets apart: its lists reach tens of thousands of runs, releases and endpoints)."""
+    return 200 if label.startswith("dataset version used by") else 100
+
+
 def page_list(dataset: str, scale: int = 1, shared_runs: int = SHARED_RUNS) -> list[tuple[str, str]]:
     """Every page, as (label, path), on the demo world or on the large set of ``large_sizes(scale)``."""
     from releases.models import Commit, ExperimentRun, Release
@@ -471,7 +477,7 @@ def main(argv: list[str] | None = None) -> int:
     slow = []
     for label, large_ms in found["large"]["pages"].items():
         print(f"| {label} | {found['demo']['pages'].get(label, '—')} | {large_ms} |")
-        if large_ms >= 100:
+        if large_ms >= goal_ms(label):
             slow.append(label)
     print(
         f"\nLarge set: {', '.join(f'{v:,} {k}' for k, v in LARGE.items())}, "
@@ -480,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
     # Shared machines vary: the load average (1, 5, 15 minutes) says how busy this one was.
     print(f"Load average before: {load_before}; after: {load_average()}")
     if slow:
-        print(f"Over the 100 ms target: {', '.join(slow)}")
+        print(f"Over the target (100 ms; 200 for the dataset version so many runs used): {', '.join(slow)}")
     return 0
 
 

@@ -7,7 +7,7 @@ Prints, with the load average at the time:
   proof read from the stored tree; goal < 2 s): the first, on a cold cache, and the median of seven; the
   bundle's audit events and proofs checked offline;
 - every page of bench_pages, median server time (goal < 100 ms each, none growing with the data); the
-  dataset version page with 100,000 runs on it;
+  dataset version page with 100,000 runs on it (goal < 200 ms);
 - the trace API of bench_trace_api (gunicorn, 2 workers, fresh connections), median and p95; without
   MLflow's anchor, whose store of a million runs would take longer to fill than the rest of the run;
 - ``audit_verify`` over the 10,000,000 events, with BENCH_SCALE_VERIFY=1 (about five minutes).
@@ -250,8 +250,10 @@ def main() -> None:
     print("   | page | 10x set |\n   |---|---:|")
     for label, ms in pages.items():
         print(f"   | {label} | {ms} |")
-    slow = [label for label, ms in pages.items() if ms >= 100]
-    print(f"\n   over the 100 ms goal: {', '.join(slow) or 'none'}\n", flush=True)
+    slow = [label for label, ms in pages.items() if ms >= bench_pages.goal_ms(label)]
+    print(
+        f"\n   over the goal (100 ms; 200 for the version 100,000 runs used): {', '.join(slow) or 'none'}\n", flush=True
+    )
 
     print(f"   trace API (no MLflow anchor at this size); load {load_average()}", flush=True)
     bench_trace_api.measure(url, servers.settings_env(url, VAR_DIR), anchor=None)
