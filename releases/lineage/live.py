@@ -8,10 +8,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypedDict
 
 from django.conf import settings
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce, JSONObject
 from django.db.models.lookups import LessThan
-from django.utils import timezone
 
 from releases.lineage.rules import approval_state
 from releases.lineage.trace import Trace, status_traces
@@ -91,8 +90,14 @@ else:
 
 
 def endpoints_with_live(when: datetime.datetime | None = None) -> QuerySet[EndpointWithLive]:
-    """Endpoints annotated with their live deployment (and its release) at ``when`` (one query)."""
-    live = Deployment.objects.filter(endpoint=OuterRef("pk")).live_at(when or timezone.now())
+    """Endpoints annotated with their live deployment (and its release) at ``when`` (one query): now, as each
+    endpoint keeps it; at an earlier moment, the newest of its deployments up to then."""
+    if when is None:
+        now: QuerySet[EndpointWithLive] = Endpoint.objects.annotate(
+            live_deployment_id=F("live_deployment_now_id"), live_release_id=F("live_release_now_id")
+        )
+        return now
+    live = Deployment.objects.filter(endpoint=OuterRef("pk")).live_at(when)
     annotated: QuerySet[EndpointWithLive] = Endpoint.objects.annotate(
         live_deployment_id=Subquery(live.values("id")[:1]),
         live_release_id=Subquery(live.values("release_id")[:1]),

@@ -30,6 +30,15 @@ class Endpoint(models.Model):
     )
     description = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # What is live now: the newest deployment (by time, then in the order recorded) and its release, kept by
+    # the one service that records deployments, in the deployment's transaction under the endpoint's lock.
+    # What was live at an earlier moment is read from the deployments (``DeploymentQuerySet.live_at``).
+    live_deployment_now = models.ForeignKey(
+        "releases.Deployment", null=True, blank=True, editable=False, on_delete=models.PROTECT, related_name="+"
+    )
+    live_release_now = models.ForeignKey(
+        Release, null=True, blank=True, editable=False, on_delete=models.PROTECT, related_name="+"
+    )
 
     class Meta:
         ordering = ["environment", "name"]

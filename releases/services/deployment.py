@@ -221,7 +221,13 @@ def _record(
             reason=reason,
         )
         dispatch.after_commit(dispatch.ISSUE_CHECKPOINT)
+        # Never later than now, each deployment is dated at or before the time taken under the lock: the newest
+        # up to now is the newest of all, what the endpoint keeps as live now (it is this one unless a backfill).
         live_now = Deployment.objects.filter(endpoint=endpoint).live_at(locked_now).first()
+        assert live_now is not None
+        Endpoint.objects.filter(pk=endpoint.pk).update(
+            live_deployment_now=live_now, live_release_now_id=live_now.release_id
+        )
         if not backfill and source != Deployment.Source.MLFLOW_ALIAS and live_now == deployment:
             # Serving follows the MLflow alias: move it when this deployment is what is live now (a report a
             # few minutes late included), unless the alias is where this came from. History never moves it.

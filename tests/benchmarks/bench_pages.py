@@ -91,6 +91,7 @@ def _generate_large(scale: int = 1) -> None:
     benchmark), a chunk at a time, rows named by their keys rather than held as model instances."""
     from django.contrib.auth.models import Group, User
     from django.db import transaction
+    from django.db.models import OuterRef, Subquery
     from django.utils import timezone
 
     from releases.models import (
@@ -284,6 +285,12 @@ def _generate_large(scale: int = 1) -> None:
             .distinct()
         )
         _bulk_create(EndpointModel, (EndpointModel(registered_model_id=m, endpoint_id=e) for m, e in went))
+        # What each endpoint keeps as live now: its newest deployment (all of them are in the past here).
+        newest = Deployment.objects.filter(endpoint_id=OuterRef("pk")).order_by("-deployed_at", "-id")
+        Endpoint.objects.update(
+            live_deployment_now=Subquery(newest.values("id")[:1]),
+            live_release_now=Subquery(newest.values("release_id")[:1]),
+        )
         # And where each dataset version reached.
         reached = (
             Deployment.objects.order_by()

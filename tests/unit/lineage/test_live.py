@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from releases import lineage, services
 from releases.lineage import live
-from releases.models import Endpoint
+from releases.models import Deployment, Endpoint, Release
 from tests.conftest import PASSWORD
 from tests.factories import SYSTEM, approve, content_hash
 from tests.unit.conftest import status_of
@@ -325,3 +325,34 @@ def test_rollback_target_skips_a_release_whose_lifted_data_was_then_changed_in_p
     version.refresh_from_db()
     assert version.mutated
     assert status_of(story["endpoint"]).rollback_target.name == "churn-v40"
+
+
+def test_what_an_endpoint_keeps_as_live_now_is_its_newest_deployment(world, ci_account, lead, release_manager, oncall):
+    v40, v41, v42 = (world.full_release(n, by=ci_account, approver=lead) for n in (40, 41, 42))
+    endpoint = world.endpoint()
+
+    def kept() -> tuple[Deployment | None, Release | None]:
+        endpoint.refresh_from_db()
+        return endpoint.live_deployment_now, endpoint.live_release_now
+
+    def newest() -> tuple[Deployment | None, Release | None]:
+        found = Deployment.objects.filter(endpoint=endpoint).live_at(timezone.now()).first()
+        return found, found.release if found else None
+
+    assert kept() == newest() == (None, None)
+    world.deploy(endpoint, v41, by=release_manager)
+    assert kept() == newest()
+    assert kept()[1] == v41
+    # History recorded later, older than what is live: what is live stays.
+    world.deploy(endpoint, v40, by=release_manager, hours_ago=5)
+    assert kept() == newest()
+    assert kept()[1] == v41
+    world.deploy(endpoint, v42, by=release_manager)
+    assert kept()[1] == v42
+    services.roll_back(endpoint, by=oncall, reason="latency", source=Deployment.Source.UI)
+    assert kept() == newest()
+    assert kept()[1] == v41
+    # The statuses read it, and agree with what was live a moment ago read from the deployments.
+    [now] = lineage.endpoint_statuses(Endpoint.objects.filter(pk=endpoint.pk))
+    [then] = lineage.endpoint_statuses(Endpoint.objects.filter(pk=endpoint.pk), when=timezone.now())
+    assert now.live == then.live == kept()[0]
