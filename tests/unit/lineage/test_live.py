@@ -250,14 +250,18 @@ def test_a_period_ends_when_an_older_release_follows_it(world, ci_account, lead,
     assert len(plan.periods) == 2
 
 
-def test_endpoint_statuses_hand_back_the_traced_live_release(
-    world, ci_account, lead, release_manager, django_assert_num_queries
-):
+@pytest.fixture
+def v41_then_v42(world, ci_account, lead, release_manager) -> Release:
+    """churn-v41 (on churn-train:17) went live on churn-scoring, then churn-v42 (churn-train:18); returns v41."""
     v41 = world.full_release(41, by=ci_account, approver=lead, dataset="churn-train:17")
     v42 = world.full_release(42, by=ci_account, approver=lead, dataset="churn-train:18")
     endpoint = world.endpoint()
     world.deploy(endpoint, v41, by=release_manager, hours_ago=5)
     world.deploy(endpoint, v42, by=release_manager, hours_ago=1)
+    return v41
+
+
+def test_endpoint_statuses_hand_back_the_traced_live_release(v41_then_v42, django_assert_num_queries):
     with django_assert_num_queries(7):
         [status] = lineage.endpoint_statuses()
         # Read without a further query: the live deployment carries the release the trace was built from.
@@ -266,12 +270,7 @@ def test_endpoint_statuses_hand_back_the_traced_live_release(
         assert status.rollback_target.name == "churn-v41"
 
 
-def test_endpoint_statuses_by_name_read_no_trace(world, ci_account, lead, release_manager, django_assert_num_queries):
-    v41 = world.full_release(41, by=ci_account, approver=lead, dataset="churn-train:17")
-    v42 = world.full_release(42, by=ci_account, approver=lead, dataset="churn-train:18")
-    endpoint = world.endpoint()
-    world.deploy(endpoint, v41, by=release_manager, hours_ago=5)
-    world.deploy(endpoint, v42, by=release_manager, hours_ago=1)
+def test_endpoint_statuses_by_name_read_no_trace(v41_then_v42, django_assert_num_queries):
     # annotated endpoints, troubled dataset versions, live deployments with their releases and rollback targets
     with django_assert_num_queries(3):
         [status] = lineage.endpoint_statuses(traced=lineage.Traced.NOTHING)
@@ -280,7 +279,7 @@ def test_endpoint_statuses_by_name_read_no_trace(world, ci_account, lead, releas
         assert status.live_trace is None
         assert status.rollback_trace is None
     [traced] = lineage.endpoint_statuses(traced=lineage.Traced.LIVE_AND_ROLLBACK)
-    assert traced.rollback_trace.release == traced.rollback_target == v41
+    assert traced.rollback_trace.release == traced.rollback_target == v41_then_v42
     assert traced.rollback_trace.dataset_versions[0].key == "churn-train:17"
 
 
