@@ -54,6 +54,8 @@ NOT_WRITES = {
     "code.record_commit_columns": "record_commits for the Git sync's stream of columns; no door calls it",
     "experiment.keep_dataset_links": "keeps derived links equal to run inputs, inside record_runs' and the "
     "model version registration's transactions, which check the role",
+    "experiment.reach_endpoint": "keeps the derived endpoints a dataset version reached, inside the transaction "
+    "of record_deployment and roll_back, which check the role",
     "validation.check": "input check",
     "validation.require_reason": "input check",
     "accounts.is_locked_out": "read",
