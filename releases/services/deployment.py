@@ -179,10 +179,11 @@ def _record(
     if refusal is not None:
         raise RuleViolation(refusal.message, rule=refusal.rule)
     with transaction.atomic():
-        # Where the release's data reached, first: it locks the model version and its run before the endpoint.
+        # Lock the endpoint: two deployments racing on one endpoint are recorded one after the other. FOR NO KEY
+        # UPDATE, which rows that name the endpoint (a sync adding where a dataset version reached) do not wait for.
+        Endpoint.objects.select_for_update(no_key=True).filter(pk=endpoint.pk).first()
+        # Then where the release's data reached: the endpoint, then the model version and its run, as a rollback.
         reach_endpoint(trace.model_version, endpoint.pk)
-        # Lock the endpoint: two deployments racing on one endpoint are recorded one after the other.
-        Endpoint.objects.select_for_update().filter(pk=endpoint.pk).first()
         # Take the time under the lock, so it is never earlier than the deployment that held the lock before.
         # A reported time a little ahead of ours (a CI runner's clock) counts as now: a deployment dated in
         # the future would not show as live until then, and every page would keep showing the old release.
@@ -320,7 +321,7 @@ def roll_back(endpoint: Endpoint, *, by: Actor, reason: str, source: str, expect
         reason = require_reason(reason, "roll back")
         with transaction.atomic():
             # Decide the target under the endpoint lock: two rollbacks at once must not walk back two releases.
-            Endpoint.objects.select_for_update().filter(pk=endpoint.pk).first()
+            Endpoint.objects.select_for_update(no_key=True).filter(pk=endpoint.pk).first()
             [status] = lineage.endpoint_statuses(
                 Endpoint.objects.filter(pk=endpoint.pk), traced=lineage.Traced.LIVE_AND_ROLLBACK
             )

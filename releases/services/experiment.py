@@ -258,12 +258,13 @@ def _follow_endpoints(added: Sequence[tuple[int, int]], removed: Sequence[tuple[
 
 def reach_endpoint(model_version: ModelVersion, endpoint_id: int) -> None:
     """A release of ``model_version`` goes live on the endpoint: every dataset version its run used reached it
-    (DatasetVersionEndpoint). In the deployment's transaction, before it locks the endpoint.
+    (DatasetVersionEndpoint). In the deployment's transaction.
 
-    The model version and its run are locked first: a transaction that gives the version its run or changes
-    the run's inputs holds one of them, so this waits for it and reads the links it left, or it waits for this
-    deployment and then sees it (``keep_dataset_links``). Model version, run, endpoint: the order in which a
-    sync that changes the run's inputs takes them too (the run, then each endpoint as it adds links to it).
+    The model version and its run are locked: a transaction that gives the version its run or changes the
+    run's inputs holds one of them, so this waits for it and reads the links it left, or it waits for this
+    deployment and then sees it (``keep_dataset_links``). Every deployment takes the endpoint's lock first,
+    then these; a sync holding the run adds rows naming the endpoint, which do not wait for that lock (FOR NO
+    KEY UPDATE), so neither waits for the other in a circle.
     """
     [run_id] = (
         ModelVersion.objects.select_for_update(no_key=True).filter(pk=model_version.pk).values_list("run_id", flat=True)

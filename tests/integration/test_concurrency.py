@@ -17,7 +17,15 @@ from audit.log import verify_chain
 from audit.models import AuditEvent
 from releases import lineage, services
 from releases.errors import RuleViolation
-from releases.models import Approval, DatasetVersionEndpoint, Deployment, ModelVersionDataset, Release
+from releases.models import (
+    Approval,
+    DatasetVersionEndpoint,
+    Deployment,
+    Endpoint,
+    ExperimentRun,
+    ModelVersionDataset,
+    Release,
+)
 from tests.conftest import PASSWORD
 from tests.factories import SYSTEM, World, approve
 from tests.unit.conftest import MEANING, pending_release
@@ -248,3 +256,47 @@ def test_where_a_dataset_version_reached_holds_when_a_deployment_races_a_change_
         (new.pk, endpoint.pk)
     }
     assert old.pk != new.pk
+
+
+def test_a_rollback_and_a_sync_changing_the_targets_inputs_wait_for_each_other_in_no_circle(live_endpoint, oncall):
+    """The rollback locks the endpoint, then the target's run; the sync holds that run and adds rows naming the
+    endpoint. With the endpoint locked FOR UPDATE those rows would wait for the rollback, which waits for the
+    run: PostgreSQL would end one as a deadlock. Locked FOR NO KEY UPDATE, the sync goes on, then the rollback."""
+    endpoint = Endpoint.objects.get(name="churn-scoring")
+    run = Release.objects.get(name="churn-v41").model_version.run
+    run_held = threading.Event()
+
+    def sync() -> None:
+        with transaction.atomic():
+            ExperimentRun.objects.select_for_update().get(pk=run.pk)
+            run_held.set()
+            time.sleep(1.5)  # the rollback locks the endpoint meanwhile, then waits for this run
+            services.record_run(
+                live_endpoint.server,
+                services.RunData(
+                    run_id=run.run_id,
+                    name=run.name,
+                    params=run.params,
+                    metrics=run.metrics,
+                    datasets=[
+                        services.DatasetRef(key="churn-train:17"),
+                        services.DatasetRef(key="churn-train:19", context="evaluation"),
+                    ],
+                ),
+                by=SYSTEM,
+            )
+
+    def roll_back() -> Deployment:
+        run_held.wait(10)
+        return services.roll_back(endpoint, by=oncall, reason="INC-312", source=Deployment.Source.UI)
+
+    results = at_once(sync, roll_back)
+
+    assert not [r for r in results if isinstance(r, Exception)], results
+    assert results[1].release.name == "churn-v41"
+    reached = DatasetVersionEndpoint.objects.filter(endpoint=endpoint)
+    assert {link.dataset_version.key for link in reached.select_related("dataset_version__dataset")} == {
+        "churn-train:17",
+        "churn-train:18",
+        "churn-train:19",
+    }
