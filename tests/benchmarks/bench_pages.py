@@ -285,11 +285,11 @@ def _generate_large(scale: int = 1) -> None:
             .distinct()
         )
         _bulk_create(EndpointModel, (EndpointModel(registered_model_id=m, endpoint_id=e) for m, e in went))
-        # What each endpoint keeps as live now: its newest deployment (all of them are in the past here).
-        newest = Deployment.objects.filter(endpoint_id=OuterRef("pk")).order_by("-deployed_at", "-id")
+        # What each endpoint keeps as live now: what was live at ``now`` by the deployments' own rule.
+        live = Deployment.objects.filter(endpoint_id=OuterRef("pk")).live_at(now)
         Endpoint.objects.update(
-            live_deployment_now=Subquery(newest.values("id")[:1]),
-            live_release_now=Subquery(newest.values("release_id")[:1]),
+            live_deployment_now=Subquery(live.values("id")[:1]),
+            live_release_now=Subquery(live.values("release_id")[:1]),
         )
         # And where each dataset version reached.
         reached = (
