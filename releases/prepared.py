@@ -5,10 +5,15 @@ query, which follows fifteen joins, takes longer to compile than PostgreSQL take
 A ``PreparedQuery`` compiles its queryset once with a placeholder for each named value, then runs that
 SQL with the caller's values and builds the rows with Django's own model loading (``Model.from_db`` and
 the ``select_related`` populators), so each row is the instance the queryset itself would give.
+
+A list of ids is one value too, through the ``any_of`` lookup (``pk__any_of=[3, 5, 8]``): ``IN (%s, %s,
+%s)`` would be new SQL for each length, compiled again by Django and planned again by PostgreSQL.
 """
 
 from __future__ import annotations
 
+import json
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,9 +21,9 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 from weakref import WeakKeyDictionary
 
-from django.db import connection, connections, models, transaction
+from django.db import NotSupportedError, connection, connections, models, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import F
+from django.db.models import F, Lookup
 from django.db.models.functions import Coalesce
 from django.db.models.query import get_related_populators
 from django.db.models.sql.compiler import SQLCompiler
@@ -30,6 +35,48 @@ M = TypeVar("M", bound=models.Model)
 # every key and version.
 _TEXT = "\x00prepared:{}\x00"
 _INTEGER = -1_987_654_321
+
+
+class IdList(list[int]):
+    """The ids of an ``any_of`` lookup, sent as one parameter: an array to PostgreSQL, JSON text to SQLite."""
+
+
+sqlite3.register_adapter(IdList, json.dumps)
+
+
+@models.IntegerField.register_lookup
+@models.ForeignKey.register_lookup
+class AnyOf(Lookup):  # type: ignore[type-arg]
+    """``column__any_of=ids``: the rows whose column is one of ``ids`` (whole numbers), with SQL that stays
+    the same whatever their number: ``= ANY(%s)`` on PostgreSQL, ``IN (SELECT value FROM json_each(%s))``
+    on SQLite."""
+
+    lookup_name = "any_of"
+    prepare_rhs = False
+
+    def get_prep_lookup(self) -> IdList:
+        values = IdList(self.rhs)
+        if not all(type(value) is int for value in values):
+            raise TypeError("any_of takes whole numbers")
+        return values
+
+    def _sql(self, compiler: Any, connection: BaseDatabaseWrapper, template: str) -> tuple[str, list[Any]]:
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        return template.format(lhs), [*lhs_params, IdList(self.rhs)]
+
+    def as_postgresql(self, compiler: Any, connection: BaseDatabaseWrapper) -> tuple[str, list[Any]]:
+        return self._sql(compiler, connection, "{} = ANY(%s::bigint[])")
+
+    def as_sqlite(self, compiler: Any, connection: BaseDatabaseWrapper) -> tuple[str, list[Any]]:
+        return self._sql(compiler, connection, "{} IN (SELECT value FROM json_each(%s))")
+
+    def as_sql(self, compiler: Any, connection: BaseDatabaseWrapper) -> tuple[str, list[Any]]:
+        raise NotSupportedError(f"any_of is written for PostgreSQL and SQLite, not {connection.vendor}")
+
+
+def _key(value: object) -> object:
+    """A parameter as a dictionary key (a list of ids as a tuple)."""
+    return tuple(value) if isinstance(value, list) else value
 
 
 @dataclass(frozen=True)
@@ -46,8 +93,9 @@ class _Compiled:
 class PreparedQuery(Generic[M]):
     """``build(**values)`` compiled once per connection; ``all(**values)`` runs it with these values.
 
-    ``kinds`` names each value and its type (str or int). The queryset may hold other fixed values, but
-    no ``prefetch_related`` or annotations (the rows are built as plain ``select_related`` instances).
+    ``kinds`` names each value and its type: str, int, or list (of ids, for an ``any_of`` lookup). The
+    queryset may hold other fixed values, but no ``prefetch_related`` or annotations (the rows are built as
+    plain ``select_related`` instances).
     """
 
     def __init__(self, build: Callable[..., models.QuerySet[M]], **kinds: type) -> None:
@@ -65,8 +113,10 @@ class PreparedQuery(Generic[M]):
                 found[name] = _TEXT.format(name)
             elif kind is int:
                 found[name] = _INTEGER - number
+            elif kind is list:
+                found[name] = IdList([_INTEGER - number])
             else:
-                raise TypeError(f"a prepared value is str or int, not {kind!r} ({name})")
+                raise TypeError(f"a prepared value is str, int or list, not {kind!r} ({name})")
         return found
 
     def _compile(self, connection: BaseDatabaseWrapper) -> _Compiled:
@@ -76,8 +126,10 @@ class PreparedQuery(Generic[M]):
             raise TypeError("a prepared query builds select_related rows only (no prefetch, no annotation)")
         compiler = queryset.query.get_compiler(connection=connection)
         sql, params = compiler.as_sql()
-        names = {value: name for name, value in placeholders.items()}
-        given = tuple((names.get(value, "") if isinstance(value, str | int) else "", value) for value in params)
+        names = {_key(value): name for name, value in placeholders.items()}
+        given = tuple(
+            (names.get(_key(value), "") if isinstance(value, str | int | list) else "", value) for value in params
+        )
         missing = placeholders.keys() - {name for name, _ in given}
         if missing:
             raise TypeError(f"the prepared query does not use {', '.join(sorted(missing))}")
@@ -111,7 +163,10 @@ class PreparedQuery(Generic[M]):
         using = self._using
         connection = connections[using]
         compiled = self.compiled(connection)
-        params: list[Any] = [values[name] if name else constant for name, constant in compiled.params]
+        params: list[Any] = [
+            (IdList(values[name]) if isinstance(constant, IdList) else values[name]) if name else constant
+            for name, constant in compiled.params
+        ]
         with connection.cursor() as cursor:
             cursor.execute(compiled.sql, params)
             rows: Any = cursor.fetchall()

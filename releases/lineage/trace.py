@@ -146,6 +146,10 @@ _TRACE_RELEASE = PreparedQuery(lambda name: Release.objects.with_chain().filter(
 _TRACE_INPUTS = PreparedQuery(lambda run: _dataset_inputs().filter(run_id=run), run=int)
 _TRACE_APPROVALS = PreparedQuery(lambda release: _approvals().filter(release_id=release), release=int)
 _TRACE_DEPLOYMENTS = PreparedQuery(lambda release: _deployments().filter(release_id=release), release=int)
+# And the traces of a board's page of live releases.
+_STATUS_RELEASES = PreparedQuery(lambda ids: Release.objects.with_chain().filter(pk__any_of=ids), ids=list)
+_STATUS_INPUTS = PreparedQuery(lambda runs: _dataset_inputs().filter(run_id__any_of=runs), runs=list)
+_STATUS_APPROVALS = PreparedQuery(lambda ids: _approvals().filter(release_id__any_of=ids), ids=list)
 
 
 @dataclass
@@ -321,20 +325,20 @@ def status_traces(release_ids: Iterable[int]) -> dict[int, Trace]:
 
     The inputs and approvals are read and handed to each trace as ``ToMany.read`` does for one release,
     not through ``prefetch_related``, whose bookkeeping cost more than the two queries."""
-    ids = set(release_ids)
-    releases = Release.objects.with_chain().in_bulk(ids)
+    ids = sorted(set(release_ids))
+    releases = {release.pk: release for release in _STATUS_RELEASES.all(ids=ids)}
     runs = {release.model_version.run_id: release.model_version.run for release in releases.values()}
     inputs: dict[int, list[RunDatasetInput]] = defaultdict(list)
-    for item in _dataset_inputs().filter(run_id__in=[pk for pk in runs if pk is not None]):
+    for item in _STATUS_INPUTS.all(runs=sorted(pk for pk in runs if pk is not None)):
         item.run = runs[item.run_id]  # type: ignore[assignment]
         inputs[item.run_id].append(item)
     approvals: dict[int, list[Approval]] = defaultdict(list)
-    for approval in _approvals().filter(release_id__in=ids):
+    for approval in _STATUS_APPROVALS.all(ids=ids):
         approval.release = releases[approval.release_id]
         approvals[approval.release_id].append(approval)
     went: dict[int, list[str]] = defaultdict(list)
     last_at_each = (
-        Deployment.objects.filter(release_id__in=ids)
+        Deployment.objects.filter(release_id__any_of=ids)
         .values_list("release_id", "endpoint__name")
         .annotate(last=Max("deployed_at"), last_id=Max("id"))
         .order_by("-last", "-last_id")

@@ -5,18 +5,20 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from django import template
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from audit import signing, vocabulary
-from releases.lineage import MetricSeries, ReleaseStatus, Trace
+from releases.lineage import EndpointStatus, MetricSeries, ReleaseStatus, Trace
 from releases.lineage.paging import Page
 from releases.models import Deployment
+from releases.roles import may_act_as
 
 register = template.Library()
 
@@ -363,4 +365,34 @@ def completeness(trace: Trace) -> SafeString:
         done,
         expected,
         "".join(f" · {link.label.lower()} pending" for link in upcoming),
+    )
+
+
+@register.simple_tag
+def trace_warnings(trace: Trace) -> SafeString:
+    """Every warning of every link of the trace, one line each (a quarantined input, a moved tag...)."""
+    return format_html_join(
+        "", '<div class="warning">⚠ {}</div>', ((w,) for link in trace.links for w in link.warnings)
+    )
+
+
+@register.simple_tag(takes_context=True)
+def rollback_action(context: template.Context, status: EndpointStatus) -> SafeString:
+    """For on-call engineers and ML leads: the button that rolls the endpoint back to its rollback target,
+    or a disabled one saying why there is none (``status.rollback_blocker``). Nothing for anyone else."""
+    request: HttpRequest = context["request"]
+    if not may_act_as(request.user, "on-call", "ml-leads"):
+        return SafeString("")
+    if status.rollback_target is not None:
+        return format_html(
+            '<div class="rollback-action"><a class="button danger" href="{}?next={}">Roll back to {}…</a></div>',
+            reverse("releases:rollback", args=[status.endpoint.name]),
+            quote(request.get_full_path(), safe="/"),
+            status.rollback_target.name,
+        )
+    return format_html(
+        '<div class="rollback-action"><button type="button" class="button" disabled aria-describedby="{0}">'
+        'Roll back</button> <span class="muted small" id="{0}">Cannot roll back: {1}</span></div>',
+        f"no-rollback-{status.endpoint.pk}",
+        status.rollback_blocker,
     )
