@@ -15,10 +15,10 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 from weakref import WeakKeyDictionary
 
 from django.db import NotSupportedError, connection, connections, models, transaction
@@ -46,7 +46,7 @@ sqlite3.register_adapter(IdList, json.dumps)
 
 @models.IntegerField.register_lookup
 @models.ForeignKey.register_lookup
-class AnyOf(Lookup):  # type: ignore[type-arg]
+class AnyOf(Lookup):
     """``column__any_of=ids``: the rows whose column is one of ``ids`` (whole numbers), with SQL that stays
     the same whatever their number: ``= ANY(%s)`` on PostgreSQL, ``IN (SELECT value FROM json_each(%s))``
     on SQLite."""
@@ -60,17 +60,17 @@ class AnyOf(Lookup):  # type: ignore[type-arg]
             raise TypeError("any_of takes whole numbers")
         return values
 
-    def _sql(self, compiler: Any, connection: BaseDatabaseWrapper, template: str) -> tuple[str, list[Any]]:
+    def _sql(self, compiler: Any, connection: BaseDatabaseWrapper, template: str) -> tuple[str, tuple[Any, ...]]:
         lhs, lhs_params = self.process_lhs(compiler, connection)
-        return template.format(lhs), [*lhs_params, IdList(self.rhs)]
+        return template.format(lhs), (*lhs_params, IdList(self.rhs))
 
-    def as_postgresql(self, compiler: Any, connection: BaseDatabaseWrapper) -> tuple[str, list[Any]]:
+    def as_postgresql(self, compiler: Any, connection: BaseDatabaseWrapper) -> tuple[str, tuple[Any, ...]]:
         return self._sql(compiler, connection, "{} = ANY(%s::bigint[])")
 
-    def as_sqlite(self, compiler: Any, connection: BaseDatabaseWrapper) -> tuple[str, list[Any]]:
+    def as_sqlite(self, compiler: Any, connection: BaseDatabaseWrapper) -> tuple[str, tuple[Any, ...]]:
         return self._sql(compiler, connection, "{} IN (SELECT value FROM json_each(%s))")
 
-    def as_sql(self, compiler: Any, connection: BaseDatabaseWrapper) -> tuple[str, list[Any]]:
+    def as_sql(self, compiler: Any, connection: BaseDatabaseWrapper) -> tuple[str, tuple[Any, ...]]:
         raise NotSupportedError(f"any_of is written for PostgreSQL and SQLite, not {connection.vendor}")
 
 
@@ -88,14 +88,16 @@ class _Compiled:
     converters: dict[int, Any]
     init_list: list[str]
     fields_end: int
+    # Each annotation's name and the column it is read from, set on the row as the queryset sets it.
+    annotations: tuple[tuple[str, int], ...]
 
 
 class PreparedQuery(Generic[M]):
     """``build(**values)`` compiled once per connection; ``all(**values)`` runs it with these values.
 
     ``kinds`` names each value and its type: str, int, or list (of ids, for an ``any_of`` lookup). The
-    queryset may hold other fixed values, but no ``prefetch_related`` or annotations (the rows are built as
-    plain ``select_related`` instances).
+    queryset may hold other fixed values and annotations (set on each row, as the queryset sets them), but
+    no ``prefetch_related``, ``values()`` or ``defer()`` (the rows are built as ``select_related`` instances).
     """
 
     def __init__(self, build: Callable[..., models.QuerySet[M]], **kinds: type) -> None:
@@ -122,8 +124,10 @@ class PreparedQuery(Generic[M]):
     def _compile(self, connection: BaseDatabaseWrapper) -> _Compiled:
         placeholders = self._placeholders()
         queryset = self.build(**placeholders)
-        if queryset._prefetch_related_lookups or queryset.query.annotations:  # type: ignore[attr-defined]
-            raise TypeError("a prepared query builds select_related rows only (no prefetch, no annotation)")
+        if queryset._prefetch_related_lookups or queryset._fields is not None:  # type: ignore[attr-defined]
+            raise TypeError("a prepared query builds select_related rows only (no prefetch, no values())")
+        if queryset.query.deferred_loading != (frozenset(), True):
+            raise TypeError("a prepared query reads whole rows (no defer() or only())")
         compiler = queryset.query.get_compiler(connection=connection)
         sql, params = compiler.as_sql()
         names = {_key(value): name for name, value in placeholders.items()}
@@ -144,6 +148,7 @@ class PreparedQuery(Generic[M]):
             converters=compiler.get_converters([s[0] for s in select[: compiler.col_count]]),
             init_list=[f[0].target.attname for f in select[start:end]],
             fields_end=end,
+            annotations=tuple(compiler.annotation_col_map.items()),
         )
 
     def compiled(self, connection: BaseDatabaseWrapper) -> _Compiled:
@@ -164,7 +169,9 @@ class PreparedQuery(Generic[M]):
         connection = connections[using]
         compiled = self.compiled(connection)
         params: list[Any] = [
-            (IdList(values[name]) if isinstance(constant, IdList) else values[name]) if name else constant
+            (IdList(cast("Iterable[int]", values[name])) if isinstance(constant, IdList) else values[name])
+            if name
+            else constant
             for name, constant in compiled.params
         ]
         with connection.cursor() as cursor:
@@ -182,6 +189,8 @@ class PreparedQuery(Generic[M]):
             instance = model.from_db(using, compiled.init_list, row[: compiled.fields_end])
             for populator in populators:
                 populator.populate(row, instance)
+            for name, column in compiled.annotations:
+                setattr(instance, name, row[column])
             found.append(instance)
         return found
 

@@ -23,9 +23,38 @@ from releases.models import (
     Release,
     RunDatasetInput,
 )
+from releases.prepared import PreparedQuery
 
 
-def restorable(prefix: str = "") -> Q:
+@dataclass(frozen=True)
+class TroubledData:
+    """The dataset versions a rollback target must not have used: unsafe ones (quarantined or changed in
+    place), and those lifted from a quarantine (safe again, but approvals signed before the lift no longer count).
+    Few, usually none."""
+
+    unsafe: list[int]
+    lifted: list[int]
+
+    def __bool__(self) -> bool:
+        return bool(self.unsafe or self.lifted)
+
+
+def troubled_data() -> TroubledData:
+    """The unsafe and the lifted dataset versions, read in one query."""
+    lifted_versions = DatasetVersion.objects.filter(quarantine_lifted_at__isnull=False)
+    troubled = (
+        DatasetVersion.objects.unsafe()
+        .order_by()
+        .values_list("pk", Value(True))
+        .union(lifted_versions.order_by().values_list("pk", Value(False)), all=True)
+    )
+    found = TroubledData([], [])
+    for pk, is_unsafe in troubled:
+        (found.unsafe if is_unsafe else found.lifted).append(pk)
+    return found
+
+
+def restorable(troubled: TroubledData, prefix: str = "", *, required: int | None = None) -> Q:
     """Condition for a release safe to restore: approved (so not retired), tag not moved, and no input
     of its run that is unsafe (quarantined or mutated) or lifted from a quarantine since its signatures.
 
@@ -34,27 +63,16 @@ def restorable(prefix: str = "") -> Q:
     counts again only when enough ML leads signed after the lift. This is the digest check of
     ``ApprovalState`` in SQL, so the rollback target is never a release the promotion gate refuses.
 
-    ``prefix`` points at the release from another model (``"release__"`` from a deployment). The
-    quarantined, changed and lifted dataset versions are read first (one query; few rows, usually none).
-    When there are any, the data check is one correlated NOT EXISTS on the release's own run against
-    those constants, so it touches a handful of index entries per candidate instead of every run input of
-    the whole history; the approvals are counted only for the rare lifted input.
+    ``prefix`` points at the release from another model (``"release__"`` from a deployment). ``troubled``
+    is ``troubled_data()``. When there are any, the data check is one correlated NOT EXISTS on the release's
+    own run against those ids, so it touches a handful of index entries per candidate instead of every run
+    input of the whole history; the approvals are counted only for the rare lifted input. When there are
+    none, it is left out. ``required`` signers, LINEAGE_REQUIRED_APPROVALS unless given.
     """
     approved_and_tagged = Q(**{f"{prefix}state": Release.State.APPROVED}) & ~Q(
         **{f"{prefix}git_tag__moved_to_sha__gt": ""}
     )
-    unsafe: list[int] = []
-    lifted: list[int] = []
-    lifted_versions = DatasetVersion.objects.filter(quarantine_lifted_at__isnull=False)
-    troubled = (
-        DatasetVersion.objects.unsafe()
-        .order_by()
-        .values_list("pk", Value(True))
-        .union(lifted_versions.order_by().values_list("pk", Value(False)), all=True)
-    )
-    for pk, is_unsafe in troubled:
-        (unsafe if is_unsafe else lifted).append(pk)
-    if not unsafe and not lifted:
+    if not troubled:
         return approved_and_tagged
     signers_since_lift = (
         Approval.objects.filter(
@@ -67,10 +85,13 @@ def restorable(prefix: str = "") -> Q:
         .values("signers")
     )
     bad_input = RunDatasetInput.objects.filter(run_id=OuterRef(f"{prefix}model_version__run_id")).filter(
-        Q(dataset_version__in=unsafe)
+        Q(dataset_version__any_of=troubled.unsafe)
         | Q(
-            Q(dataset_version__in=lifted),
-            LessThan(Coalesce(Subquery(signers_since_lift), 0), settings.LINEAGE_REQUIRED_APPROVALS),
+            Q(dataset_version__any_of=troubled.lifted),
+            LessThan(
+                Coalesce(Subquery(signers_since_lift), 0),
+                settings.LINEAGE_REQUIRED_APPROVALS if required is None else required,
+            ),
         )
     )
     return approved_and_tagged & Q(~Exists(bad_input))
@@ -105,9 +126,12 @@ def endpoints_with_live(when: datetime.datetime | None = None) -> QuerySet[Endpo
     return annotated
 
 
-def with_rollback_target(deployments: QuerySet[Deployment]) -> QuerySet[Deployment]:
+def with_rollback_target(
+    deployments: QuerySet[Deployment], troubled: TroubledData, *, required: int | None = None
+) -> QuerySet[Deployment]:
     """Live deployments annotated with ``rollback_release``, ``{"id": ..., "name": ...}`` of the release of the
-    most recent earlier deployment on the same endpoint of an older release that is safe to restore.
+    most recent earlier deployment on the same endpoint of an older release that is safe to restore
+    (``restorable``, given ``troubled_data()``).
 
     The candidates are read against the live deployment's own columns, so each endpoint costs one
     index range scan, not a re-evaluation of "what is live" per candidate row.
@@ -118,13 +142,38 @@ def with_rollback_target(deployments: QuerySet[Deployment]) -> QuerySet[Deployme
             deployed_at__lt=OuterRef("deployed_at"),
             release__created_at__lt=OuterRef("release__created_at"),
         )
-        .filter(restorable("release__"))
+        .filter(restorable(troubled, "release__", required=required))
         .exclude(release_id=OuterRef("release_id"))
         .order_by("-deployed_at", "-id")
     )
     # One subquery gives both: two would search twice.
     found = target.values(found=JSONObject(id="release_id", name="release__name"))
     return deployments.annotate(rollback_release=Subquery(found[:1]))
+
+
+def _live_deployments(*, with_release: bool, troubled: bool) -> PreparedQuery[Deployment]:
+    """Live deployments by id with their rollback targets, prepared: with their releases' rows or not,
+    against troubled data (its ids as values) or none."""
+    joined = ("actor_user", "release") if with_release else ("actor_user",)
+
+    def build(
+        ids: list[int], unsafe: list[int] | None = None, lifted: list[int] | None = None, required: int | None = None
+    ) -> QuerySet[Deployment]:
+        data = TroubledData(unsafe or [], lifted or [])
+        live = Deployment.objects.select_related(*joined).filter(pk__any_of=ids)
+        return with_rollback_target(live, data, required=required)
+
+    if troubled:
+        # The number of signers is a value too: the compiled SQL holds no setting.
+        return PreparedQuery(build, ids=list, unsafe=list, lifted=list, required=int)
+    return PreparedQuery(build, ids=list)
+
+
+_LIVE_DEPLOYMENTS = {
+    (with_release, troubled): _live_deployments(with_release=with_release, troubled=troubled)
+    for with_release in (False, True)
+    for troubled in (False, True)
+}
 
 
 @dataclass(frozen=True)
@@ -175,9 +224,17 @@ def endpoint_statuses(
     if endpoints is not None:
         annotated = annotated.filter(pk__in=endpoints.values("pk"))
     rows = list(annotated)
-    live_ids = [row.live_deployment_id for row in rows if row.live_deployment_id]
-    joined = ("actor_user",) if traced is not Traced.NOTHING else ("actor_user", "release")
-    deployments = with_rollback_target(Deployment.objects.select_related(*joined)).in_bulk(live_ids)
+    live_ids = sorted(row.live_deployment_id for row in rows if row.live_deployment_id)
+    troubled = troubled_data()
+    found = _LIVE_DEPLOYMENTS[traced is Traced.NOTHING, bool(troubled)].all(
+        ids=live_ids,
+        **(
+            {"unsafe": troubled.unsafe, "lifted": troubled.lifted, "required": settings.LINEAGE_REQUIRED_APPROVALS}
+            if troubled
+            else {}
+        ),
+    )
+    deployments = {deployment.pk: deployment for deployment in found}
     # The targets' rows as ``only("name")`` would read them; their traces, when asked for, replace them.
     target_releases = {
         d.pk: Release.from_db(d._state.db, ["id", "name"], [found["id"], found["name"]])

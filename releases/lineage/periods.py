@@ -15,6 +15,7 @@ from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
 from releases.models import Deployment, Release
+from releases.prepared import PreparedQuery
 
 
 @dataclass(frozen=True)
@@ -85,21 +86,30 @@ def neighbour_on_endpoint(*, later: bool) -> Subquery:
     )
 
 
-def release_periods(release: Release) -> list[ReleasePeriod]:
-    """Every period ``release`` was live, by endpoint then time (oldest first)."""
-    own = list(
-        Deployment.objects.filter(release=release)
+# A release page reads its periods on every view: both queries are compiled once (releases/prepared.py).
+_OWN = PreparedQuery(
+    lambda release: (
+        Deployment.objects.filter(release_id=release)
         .select_related("endpoint", "release")
         .annotate(next_id=neighbour_on_endpoint(later=True))
         .order_by("endpoint__name", "deployed_at", "id")
-    )
-    followers = Deployment.objects.select_related("release", "endpoint").in_bulk(
-        [d.next_id for d in own if d.next_id is not None]
-    )
+    ),
+    release=int,
+)
+_FOLLOWERS = PreparedQuery(
+    lambda ids: Deployment.objects.select_related("release", "endpoint").filter(pk__any_of=ids), ids=list
+)
+
+
+def release_periods(release: Release) -> list[ReleasePeriod]:
+    """Every period ``release`` was live, by endpoint then time (oldest first)."""
+    own = _OWN.all(release=release.pk)
+    next_ids = sorted({d.next_id for d in own if d.next_id is not None})  # type: ignore[attr-defined]
+    followers = {d.pk: d for d in _FOLLOWERS.all(ids=next_ids)} if next_ids else {}
     periods: list[ReleasePeriod] = []
     continues: int | None = None  # the deployment that carries the last period on (a redeployment)
     for deployment in own:
-        nxt = followers.get(deployment.next_id)
+        nxt = followers.get(deployment.next_id)  # type: ignore[attr-defined]
         ended = nxt if nxt is not None and nxt.release_id != release.pk else None
         if continues == deployment.pk:
             periods[-1] = ReleasePeriod(periods[-1].started, ended)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.db.models import F
 
 from releases.models import Deployment, Release
 from releases.prepared import PreparedQuery
@@ -50,3 +51,67 @@ def test_a_shape_it_cannot_prepare_is_refused(db):
         prefetching.all(name="churn-v1")
     with pytest.raises(TypeError, match="takes name"):
         BY_NAME.all(release="churn-v1")
+
+
+# A list of ids as one value (any_of), and annotations -------------------------------------------------
+
+WITH_NEXT = PreparedQuery(
+    lambda ids: (
+        Deployment.objects.select_related("release")
+        .filter(pk__any_of=ids)
+        .annotate(release_name=F("release__name"), deployed_on=F("endpoint__name"))
+        .order_by("pk")
+    ),
+    ids=list,
+)
+
+
+def test_any_of_finds_what_in_finds_for_every_length(story):
+    ids = sorted(Release.objects.values_list("pk", flat=True))
+    for chosen in ([], ids[:1], ids[:2], ids, [*ids, 10**12]):
+        assert sorted(Release.objects.filter(pk__any_of=chosen).values_list("pk", flat=True)) == sorted(
+            Release.objects.filter(pk__in=chosen).values_list("pk", flat=True)
+        )
+    # On a foreign key too.
+    expected = sorted(Deployment.objects.filter(release_id__in=ids[:2]).values_list("pk", flat=True))
+    assert sorted(Deployment.objects.filter(release_id__any_of=ids[:2]).values_list("pk", flat=True)) == expected
+
+
+def test_any_of_sends_the_ids_as_one_parameter_whatever_their_number(story):
+    ids = list(Release.objects.values_list("pk", flat=True))
+    one, all_of_them = (str(Release.objects.filter(pk__any_of=chosen).query) for chosen in (ids[:1], ids))
+    sql = [Release.objects.filter(pk__any_of=chosen).query.sql_with_params()[0] for chosen in (ids[:1], ids, [])]
+    assert len(set(sql)) == 1, sql
+    assert one != all_of_them, "the values themselves differ"
+
+
+def test_any_of_takes_whole_numbers_only(db):
+    for wrong in (["1"], [1.0], [True]):
+        with pytest.raises(TypeError, match="whole numbers"):
+            Release.objects.filter(pk__any_of=wrong)
+
+
+def test_a_prepared_list_and_its_annotations_are_what_the_queryset_gives(story, django_assert_num_queries):
+    ids = list(Deployment.objects.order_by("pk").values_list("pk", flat=True))
+    for chosen in (ids[:1], ids[1:3], ids, []):
+        expected = list(
+            Deployment.objects.select_related("release")
+            .filter(pk__in=chosen)
+            .annotate(release_name=F("release__name"), deployed_on=F("endpoint__name"))
+            .order_by("pk")
+        )
+        with django_assert_num_queries(1):
+            found = WITH_NEXT.all(ids=chosen)
+            names = [(d.release.name, d.release_name, d.deployed_on) for d in found]
+        assert [d.pk for d in found] == [d.pk for d in expected]
+        assert names == [(d.release.name, d.release_name, d.deployed_on) for d in expected]
+    assert all(d.release_name == d.release.name for d in WITH_NEXT.all(ids=ids))
+
+
+def test_a_prepared_query_refuses_rows_it_cannot_build(db):
+    as_values = PreparedQuery(lambda name: Release.objects.filter(name=name).values("pk"), name=str)
+    with pytest.raises(TypeError, match="no values"):
+        as_values.all(name="churn-v1")
+    deferred = PreparedQuery(lambda name: Release.objects.filter(name=name).only("name"), name=str)
+    with pytest.raises(TypeError, match="whole rows"):
+        deferred.all(name="churn-v1")

@@ -355,3 +355,18 @@ def test_what_an_endpoint_keeps_as_live_now_is_its_newest_deployment(world, ci_a
     [now] = lineage.endpoint_statuses(Endpoint.objects.filter(pk=endpoint.pk))
     [then] = lineage.endpoint_statuses(Endpoint.objects.filter(pk=endpoint.pk), when=timezone.now())
     assert now.live == then.live == kept()[0]
+
+
+def test_the_signers_a_lifted_input_needs_are_read_on_each_call_not_kept_in_the_prepared_query(
+    story, lead, lead2, settings
+):
+    settings.LINEAGE_REQUIRED_APPROVALS = 1
+    version = story["v41"].model_version.run.dataset_inputs.get().dataset_version
+    services.quarantine_dataset_version(version, by=lead2, reason="label mapping changed upstream")
+    services.lift_quarantine(version, by=lead2, reason="mapping restored")
+    approve(story["v41"], by=lead2, password=PASSWORD, meaning="Approved for production")
+    assert status_of(story["endpoint"]).rollback_target.name == "churn-v41", "one signature of the one required"
+
+    settings.LINEAGE_REQUIRED_APPROVALS = 2
+
+    assert status_of(story["endpoint"]).rollback_target.name == "churn-v40", "one signature of the two required"
