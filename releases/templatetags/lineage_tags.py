@@ -19,6 +19,7 @@ from releases.lineage import EndpointStatus, MetricSeries, ReleaseStatus, Trace
 from releases.lineage.paging import Page
 from releases.models import Deployment
 from releases.roles import may_act_as
+from releases.web_links import safe_href
 
 register = template.Library()
 
@@ -177,13 +178,11 @@ SHORT_LABELS = {
 }
 
 
-@register.inclusion_tag("releases/_chain_diagram.html")
-def chain_diagram(trace: Trace) -> dict[str, Any]:
-    """The six links as boxes joined by arrows, twice: a wide row for laptops, a column for phones."""
-    links = trace.links
+def chain_nodes(trace: Trace) -> tuple[list[ChainNode], list[ChainNode]]:
+    """The six links as nodes of the two drawings: a wide row for laptops, a column for phones."""
     wide = []
     tall = []
-    for index, link in enumerate(links):
+    for index, link in enumerate(trace.links):
         more = f"+{len(link.identifiers) - 1} more" if len(link.identifiers) > 1 else ""
         common = {
             "key": link.key,
@@ -197,7 +196,104 @@ def chain_diagram(trace: Trace) -> dict[str, Any]:
         tall_text = "not yet" if link.not_yet else _short(link.key, link.identifiers, trace, 36)
         wide.append(ChainNode(x=10 + index * 190, y=10, text=wide_text, **common))
         tall.append(ChainNode(x=10, y=10 + index * 84, text=tall_text, **common))
-    return {"wide": wide, "tall": tall}
+    return wide, tall
+
+
+# What a state other than complete reads as under a node's text.
+_STATE_WORDS = {"warning": "⚠ warning", "missing": "✕ missing", "pending": "… after approval"}
+
+
+def _svg_node(node: ChainNode, shape: SafeString) -> SafeString:
+    """One node: a link to the page of what it names when there is one, its tooltip, then its ``shape``."""
+    tooltip = format_html(
+        "<title>{}: {}{}</title>", node.label, node.state, f" — {node.explanation}" if node.explanation else ""
+    )
+    attributes = format_html('class="chain-node node-{}" data-link="{}"', node.state, node.key)
+    if node.url:
+        return format_html('<a href="{}" {}>{}{}</a>', safe_href(node.url), attributes, tooltip, shape)
+    return format_html("<g {}>{}{}</g>", attributes, tooltip, shape)
+
+
+def _svg_title(element_id: str, nodes: list[ChainNode]) -> SafeString:
+    return format_html('<title id="{}">Chain: {}</title>', element_id, ", ".join(f"{n.label} {n.state}" for n in nodes))
+
+
+@register.simple_tag
+def chain_diagram(trace: Trace) -> SafeString:
+    """The six links as boxes joined by arrows, twice: a wide row for laptops, a column for phones.
+
+    Drawn in Python rather than a template: a release's page shows it on every view, and twelve nodes of
+    template variables cost more than the rest of the chain's markup."""
+    wide, tall = chain_nodes(trace)
+    wide_parts = []
+    for number, n in enumerate(wide):
+        if number < len(wide) - 1:
+            wide_parts.append(
+                format_html(
+                    '<line x1="{}" y1="50" x2="{}" y2="50" class="chain-edge" marker-end="url(#chain-arrow)"/>',
+                    n.x + 172,
+                    n.x + 188,
+                )
+            )
+        state = _STATE_WORDS.get(n.state, "✓ complete") + (f" · {n.more}" if n.more else "")
+        shape = format_html(
+            '<rect x="{x}" y="{y}" width="170" height="80" rx="8"/>'
+            '<text x="{tx}" y="{y1}" class="node-label">{label}</text>'
+            '<text x="{tx}" y="{y2}" class="node-text">{text}</text>'
+            '<text x="{tx}" y="{y3}" class="node-state">{state}</text>',
+            x=n.x,
+            y=n.y,
+            tx=n.x + 12,
+            y1=n.y + 22,
+            y2=n.y + 46,
+            y3=n.y + 67,
+            label=n.label,
+            text=n.text,
+            state=state,
+        )
+        wide_parts.append(_svg_node(n, shape))
+    tall_parts = []
+    for number, n in enumerate(tall):
+        if number < len(tall) - 1:
+            tall_parts.append(
+                format_html(
+                    '<line x1="180" y1="{}" x2="180" y2="{}" class="chain-edge" marker-end="url(#chain-arrow-v)"/>',
+                    n.y + 66,
+                    n.y + 82,
+                )
+            )
+        shape = format_html(
+            '<rect x="{x}" y="{y}" width="340" height="64" rx="8"/>'
+            '<text x="{tx}" y="{y1}" class="node-label">{label}</text>'
+            '<text x="{tx}" y="{y2}" class="node-text">{text}</text>'
+            '<text x="{sx}" y="{y1}" class="node-state" text-anchor="end">{state}</text>',
+            x=n.x,
+            y=n.y,
+            tx=n.x + 14,
+            sx=n.x + 326,
+            y1=n.y + 24,
+            y2=n.y + 48,
+            label=n.label,
+            text=n.text,
+            state=_STATE_WORDS.get(n.state, "✓"),
+        )
+        tall_parts.append(_svg_node(n, shape))
+    arrow = (
+        '<defs><marker id="{}" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" '
+        'orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="#8a94a6"/></marker></defs>'
+    )
+    return format_html(
+        '<figure class="chain-diagram" aria-label="Release chain: six links">'
+        '<svg class="chain-wide" viewBox="0 0 1150 100" role="img" aria-labelledby="chain-wide-title">{}{}{}</svg>'
+        '<svg class="chain-tall" viewBox="0 0 360 504" role="img" aria-labelledby="chain-tall-title">{}{}{}</svg>'
+        "</figure>",
+        _svg_title("chain-wide-title", wide),
+        format_html(arrow, "chain-arrow"),
+        format_html_join("", "{}", ((part,) for part in wide_parts)),
+        _svg_title("chain-tall-title", tall),
+        format_html(arrow, "chain-arrow-v"),
+        format_html_join("", "{}", ((part,) for part in tall_parts)),
+    )
 
 
 # Deployment timeline ------------------------------------------------------------------------

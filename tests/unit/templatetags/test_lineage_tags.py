@@ -9,8 +9,9 @@ from django.template import Context, Template
 from django.utils import timezone
 from django.utils.html import escape
 
-from releases import lineage
+from releases import lineage, services
 from releases.lineage import ReleaseStatus
+from releases.models import Endpoint
 from releases.templatetags.lineage_tags import ago, status_badge
 from tests.unit.conftest import pending_release
 
@@ -47,3 +48,75 @@ def test_a_status_without_detail_has_no_tooltip_and_its_detail_is_escaped() -> N
     assert status_badge(odd) == (
         '<span class="state state-invalidated" title="&lt;b&gt;&quot;x&quot;&lt;/b&gt;">Invalidated</span>'
     )
+
+
+# The board's and the release page's markup drawn in Python ---------------------------------------------
+
+
+def _render(source: str, **context: object) -> str:
+    return Template("{% load lineage_tags %}" + source).render(Context(context))
+
+
+@pytest.mark.django_db
+def test_a_quarantined_input_shows_as_a_warning_line_and_a_warning_node(story, lead2) -> None:
+    version = story["v42"].model_version.run.dataset_inputs.get().dataset_version
+    services.quarantine_dataset_version(version, by=lead2, reason="labels <shifted> upstream")
+    trace = lineage.trace("churn-v42")
+
+    warnings = _render("{% trace_warnings trace %}", trace=trace)
+    diagram = _render("{% chain_diagram trace %}", trace=trace)
+
+    expected = f"churn-train:18 is quarantined: {escape('labels <shifted> upstream')}"
+    assert warnings == f'<div class="warning">⚠ {expected}</div>'
+    # The data node, in both drawings, is a warning whose tooltip says why, and links to the version.
+    assert diagram.count('class="chain-node node-warning" data-link="data"') == 2
+    assert diagram.count(f"<title>Dataset: warning — {expected}</title>") == 2
+    assert diagram.count('<a href="/datasets/churn-train/18/" class="chain-node node-warning"') == 2
+    assert "⚠ warning" in diagram
+    assert "<shifted>" not in diagram
+    assert _render("{% trace_warnings trace %}", trace=lineage.trace("churn-v41")) == ""
+
+
+@pytest.mark.django_db
+def test_a_missing_link_is_a_node_without_a_link_that_explains_the_gap(world, ci_account) -> None:
+    trace = lineage.trace(pending_release(world, ci_account, with_commit=False).name)
+    diagram = _render("{% chain_diagram trace %}", trace=trace)
+    [gap] = trace.gaps
+    assert diagram.count('<g class="chain-node node-missing" data-link="code">') == 2
+    assert diagram.count(f"<title>Git commit: missing — {escape(gap.explanation)}</title>") == 2
+    assert "✕ missing" in diagram
+    assert diagram.count('data-link="deployment">') == 2
+    assert "… after approval" in diagram
+    assert diagram.count('class="chain-edge"') == 10, "five arrows in each drawing"
+
+
+@pytest.mark.django_db
+def test_the_rollback_action_is_for_on_call_and_ml_leads_only(story, oncall, auditor, rf) -> None:
+    [status] = lineage.endpoint_statuses(Endpoint.objects.filter(pk=story["endpoint"].pk))
+    request = rf.get("/?page=2&q=churn scoring")
+
+    request.user = oncall
+    action = _render("{% rollback_action status %}", status=status, request=request)
+    request.user = auditor
+    nothing = _render("{% rollback_action status %}", status=status, request=request)
+
+    assert action == (
+        '<div class="rollback-action"><a class="button danger" '
+        'href="/endpoints/churn-scoring/rollback/?next=/%3Fpage%3D2%26q%3Dchurn%2520scoring">'
+        "Roll back to churn-v41…</a></div>"
+    )
+    assert nothing == ""
+
+
+@pytest.mark.django_db
+def test_without_a_target_the_rollback_action_says_why(world, oncall, rf, release_manager, ci_account, lead) -> None:
+    endpoint = world.endpoint()
+    world.deploy(endpoint, world.full_release(40, by=ci_account, approver=lead), by=release_manager, hours_ago=1)
+    [status] = lineage.endpoint_statuses(Endpoint.objects.filter(pk=endpoint.pk))
+    request = rf.get("/")
+    request.user = oncall
+
+    action = _render("{% rollback_action status %}", status=status, request=request)
+
+    assert f'<button type="button" class="button" disabled aria-describedby="no-rollback-{endpoint.pk}">' in action
+    assert f'id="no-rollback-{endpoint.pk}">Cannot roll back: {escape(status.rollback_blocker)}</span>' in action
