@@ -151,3 +151,22 @@ def test_the_debug_page_would_show_passwords_without_the_filter(settings):
     except RuntimeError:
         response = technical_500_response(RequestFactory().get("/"), *sys.exc_info())
     assert "hunter2-redis" in response.content.decode()
+
+
+def test_the_loaded_application_is_out_of_the_garbage_collectors_reach(tmp_path: Path):
+    # What a server process holds once the WSGI module is imported: the views loaded with the rest and frozen,
+    # so a full collection during a request walks only the objects requests left behind.
+    code = (
+        "import gc, sys\n"
+        "assert gc.get_freeze_count() == 0\n"
+        "import lineage_site.wsgi\n"
+        "print(gc.get_freeze_count(), len(gc.get_objects(generation=2)), 'releases.views.pages' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=_production_env(tmp_path), capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    frozen, left, views_loaded = result.stdout.split()
+    assert int(frozen) > 50_000
+    assert int(left) < int(frozen) // 100, "nearly nothing left for a full collection to walk"
+    assert views_loaded == "True"
