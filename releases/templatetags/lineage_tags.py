@@ -214,10 +214,6 @@ def _svg_node(node: ChainNode, shape: SafeString) -> SafeString:
     return format_html("<g {}>{}{}</g>", attributes, tooltip, shape)
 
 
-def _svg_title(element_id: str, nodes: list[ChainNode]) -> SafeString:
-    return format_html('<title id="{}">Chain: {}</title>', element_id, ", ".join(f"{n.label} {n.state}" for n in nodes))
-
-
 @register.simple_tag
 def chain_diagram(trace: Trace) -> SafeString:
     """The six links as boxes joined by arrows, twice: a wide row for laptops, a column for phones.
@@ -225,74 +221,92 @@ def chain_diagram(trace: Trace) -> SafeString:
     Drawn in Python rather than a template: a release's page shows it on every view, and twelve nodes of
     template variables cost more than the rest of the chain's markup."""
     wide, tall = chain_nodes(trace)
-    wide_parts = []
-    for number, n in enumerate(wide):
-        if number < len(wide) - 1:
-            wide_parts.append(
-                format_html(
-                    '<line x1="{}" y1="50" x2="{}" y2="50" class="chain-edge" marker-end="url(#chain-arrow)"/>',
-                    n.x + 172,
-                    n.x + 188,
-                )
-            )
-        state = _STATE_WORDS.get(n.state, "✓ complete") + (f" · {n.more}" if n.more else "")
-        shape = format_html(
-            '<rect x="{x}" y="{y}" width="170" height="80" rx="8"/>'
-            '<text x="{tx}" y="{y1}" class="node-label">{label}</text>'
-            '<text x="{tx}" y="{y2}" class="node-text">{text}</text>'
-            '<text x="{tx}" y="{y3}" class="node-state">{state}</text>',
-            x=n.x,
-            y=n.y,
-            tx=n.x + 12,
-            y1=n.y + 22,
-            y2=n.y + 46,
-            y3=n.y + 67,
-            label=n.label,
-            text=n.text,
-            state=state,
-        )
-        wide_parts.append(_svg_node(n, shape))
-    tall_parts = []
-    for number, n in enumerate(tall):
-        if number < len(tall) - 1:
-            tall_parts.append(
-                format_html(
-                    '<line x1="180" y1="{}" x2="180" y2="{}" class="chain-edge" marker-end="url(#chain-arrow-v)"/>',
-                    n.y + 66,
-                    n.y + 82,
-                )
-            )
-        shape = format_html(
-            '<rect x="{x}" y="{y}" width="340" height="64" rx="8"/>'
-            '<text x="{tx}" y="{y1}" class="node-label">{label}</text>'
-            '<text x="{tx}" y="{y2}" class="node-text">{text}</text>'
-            '<text x="{sx}" y="{y1}" class="node-state" text-anchor="end">{state}</text>',
-            x=n.x,
-            y=n.y,
-            tx=n.x + 14,
-            sx=n.x + 326,
-            y1=n.y + 24,
-            y2=n.y + 48,
-            label=n.label,
-            text=n.text,
-            state=_STATE_WORDS.get(n.state, "✓"),
-        )
-        tall_parts.append(_svg_node(n, shape))
-    arrow = (
-        '<defs><marker id="{}" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" '
-        'orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="#8a94a6"/></marker></defs>'
-    )
     return format_html(
-        '<figure class="chain-diagram" aria-label="Release chain: six links">'
-        '<svg class="chain-wide" viewBox="0 0 1150 100" role="img" aria-labelledby="chain-wide-title">{}{}{}</svg>'
-        '<svg class="chain-tall" viewBox="0 0 360 504" role="img" aria-labelledby="chain-tall-title">{}{}{}</svg>'
-        "</figure>",
-        _svg_title("chain-wide-title", wide),
-        format_html(arrow, "chain-arrow"),
-        format_html_join("", "{}", ((part,) for part in wide_parts)),
-        _svg_title("chain-tall-title", tall),
-        format_html(arrow, "chain-arrow-v"),
-        format_html_join("", "{}", ((part,) for part in tall_parts)),
+        '<figure class="chain-diagram" aria-label="Release chain: six links">{}{}</figure>',
+        _draw(WIDE, wide),
+        _draw(TALL, tall),
+    )
+
+
+@dataclass(frozen=True)
+class ChainDrawing:
+    """One drawing of the chain diagram: where each part of a node sits, relative to the node's corner."""
+
+    name: str
+    view_box: str
+    width: int
+    height: int
+    text_x: int
+    label_y: int
+    text_y: int
+    # The state line: where it sits and how it is anchored; what a complete link reads; "+2 more" or not.
+    state_x: int
+    state_y: int
+    state_end: bool
+    complete: str
+    more: bool
+    # The arrow to the next node, from and to.
+    edge: tuple[int, int, int, int]
+
+
+WIDE = ChainDrawing("wide", "0 0 1150 100", 170, 80, 12, 22, 46, 12, 67, False, "✓ complete", True, (172, 40, 188, 40))
+TALL = ChainDrawing("tall", "0 0 360 504", 340, 64, 14, 24, 48, 326, 24, True, "✓", False, (170, 66, 170, 82))
+
+
+def _draw(drawing: ChainDrawing, nodes: list[ChainNode]) -> SafeString:
+    arrow = f"chain-arrow{'-v' if drawing is TALL else ''}"
+    parts = [
+        format_html(
+            '<title id="chain-{}-title">Chain: {}</title>',
+            drawing.name,
+            ", ".join(f"{n.label} {n.state}" for n in nodes),
+        ),
+        format_html(
+            '<defs><marker id="{}" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" '
+            'orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="#8a94a6"/></marker></defs>',
+            arrow,
+        ),
+    ]
+    x1, y1, x2, y2 = drawing.edge
+    for number, n in enumerate(nodes):
+        if number < len(nodes) - 1:
+            parts.append(
+                format_html(
+                    '<line x1="{}" y1="{}" x2="{}" y2="{}" class="chain-edge" marker-end="url(#{})"/>',
+                    n.x + x1,
+                    n.y + y1,
+                    n.x + x2,
+                    n.y + y2,
+                    arrow,
+                )
+            )
+        state = _STATE_WORDS.get(n.state, drawing.complete) + (f" · {n.more}" if drawing.more and n.more else "")
+        shape = format_html(
+            '<rect x="{}" y="{}" width="{}" height="{}" rx="8"/>'
+            '<text x="{tx}" y="{}" class="node-label">{}</text>'
+            '<text x="{tx}" y="{}" class="node-text">{}</text>'
+            '<text x="{}" y="{}" class="node-state"{}>{}</text>',
+            n.x,
+            n.y,
+            drawing.width,
+            drawing.height,
+            n.y + drawing.label_y,
+            n.label,
+            n.y + drawing.text_y,
+            n.text,
+            n.x + drawing.state_x,
+            n.y + drawing.state_y,
+            SafeString(' text-anchor="end"') if drawing.state_end else "",
+            state,
+            tx=n.x + drawing.text_x,
+        )
+        parts.append(_svg_node(n, shape))
+    return format_html(
+        '<svg class="chain-{}" viewBox="{}" role="img" aria-labelledby="chain-{}-title">{}</svg>',
+        drawing.name,
+        drawing.view_box,
+        drawing.name,
+        format_html_join("", "{}", ((part,) for part in parts)),
     )
 
 

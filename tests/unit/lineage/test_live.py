@@ -61,12 +61,17 @@ def test_rollback_target_after_a_lifted_quarantine_needs_a_new_signature(story, 
     assert status_of(story["endpoint"]).rollback_target.name == "churn-v41", "a lifted version is safe again"
 
 
+def _lifted_then_signed_by(story, signer):
+    """churn-v41's input quarantined, lifted, then churn-v41 signed again by ``signer`` alone."""
+    version = story["v41"].model_version.run.dataset_inputs.get().dataset_version
+    services.quarantine_dataset_version(version, by=signer, reason="label mapping changed upstream")
+    services.lift_quarantine(version, by=signer, reason="mapping restored")
+    approve(story["v41"], by=signer, password=PASSWORD, meaning="Approved for production")
+
+
 def test_rollback_target_after_a_lift_counts_the_required_signers(story, lead, lead2, settings):
     settings.LINEAGE_REQUIRED_APPROVALS = 2
-    version = story["v41"].model_version.run.dataset_inputs.get().dataset_version
-    services.quarantine_dataset_version(version, by=lead2, reason="label mapping changed upstream")
-    services.lift_quarantine(version, by=lead2, reason="mapping restored")
-    approve(story["v41"], by=lead2, password=PASSWORD, meaning="Approved for production")
+    _lifted_then_signed_by(story, lead2)
     assert status_of(story["endpoint"]).rollback_target.name == "churn-v40", "one signature of the two required"
 
     approve(story["v41"], by=lead, password=PASSWORD, meaning="Approved for production")
@@ -361,10 +366,7 @@ def test_the_signers_a_lifted_input_needs_are_read_on_each_call_not_kept_in_the_
     story, lead, lead2, settings
 ):
     settings.LINEAGE_REQUIRED_APPROVALS = 1
-    version = story["v41"].model_version.run.dataset_inputs.get().dataset_version
-    services.quarantine_dataset_version(version, by=lead2, reason="label mapping changed upstream")
-    services.lift_quarantine(version, by=lead2, reason="mapping restored")
-    approve(story["v41"], by=lead2, password=PASSWORD, meaning="Approved for production")
+    _lifted_then_signed_by(story, lead2)
     assert status_of(story["endpoint"]).rollback_target.name == "churn-v41", "one signature of the one required"
 
     settings.LINEAGE_REQUIRED_APPROVALS = 2
