@@ -19,14 +19,16 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
-from weakref import WeakKeyDictionary
+from weakref import WeakKeyDictionary, WeakSet
 
+from django.core.signals import setting_changed
 from django.db import NotSupportedError, connection, connections, models, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import F, Lookup
 from django.db.models.functions import Coalesce
 from django.db.models.query import get_related_populators
 from django.db.models.sql.compiler import SQLCompiler
+from django.dispatch import receiver
 
 M = TypeVar("M", bound=models.Model)
 
@@ -98,6 +100,10 @@ class PreparedQuery(Generic[M]):
     ``kinds`` names each value and its type: str, int, or list (of ids, for an ``any_of`` lookup). The
     queryset may hold other fixed values and annotations (set on each row, as the queryset sets them), but
     no ``prefetch_related``, ``values()`` or ``defer()`` (the rows are built as ``select_related`` instances).
+
+    A value the queryset reads when it is built (a setting, such as the number of signers an approval needs)
+    is compiled in with it. Settings do not change while a process runs; when a test changes one, every
+    prepared query is compiled again (``setting_changed``), so no caller passes settings as values.
     """
 
     def __init__(self, build: Callable[..., models.QuerySet[M]], **kinds: type) -> None:
@@ -107,6 +113,13 @@ class PreparedQuery(Generic[M]):
         self._lock = threading.Lock()
         # The database the queryset reads from (its router's choice), known once it is first built.
         self._using = ""
+        _EVERY.add(self)
+
+    def forget(self) -> None:
+        """Drop the compiled SQL: the next call compiles it again."""
+        with self._lock:
+            self._compiled.clear()
+            self._using = ""
 
     def _placeholders(self) -> dict[str, Any]:
         found: dict[str, Any] = {}
@@ -198,6 +211,16 @@ class PreparedQuery(Generic[M]):
         """The first row for these values, or None."""
         rows = self.all(**values)
         return rows[0] if rows else None
+
+
+_EVERY: WeakSet[PreparedQuery[Any]] = WeakSet()
+
+
+@receiver(setting_changed)
+def _compile_again(**_: object) -> None:
+    """A test changed a setting: what a queryset read from the old one must not stay in compiled SQL."""
+    for query in list(_EVERY):
+        query.forget()
 
 
 @contextmanager

@@ -54,7 +54,7 @@ def troubled_data() -> TroubledData:
     return found
 
 
-def restorable(troubled: TroubledData, prefix: str = "", *, required: int | None = None) -> Q:
+def restorable(troubled: TroubledData, prefix: str = "") -> Q:
     """Condition for a release safe to restore: approved (so not retired), tag not moved, and no input
     of its run that is unsafe (quarantined or mutated) or lifted from a quarantine since its signatures.
 
@@ -67,7 +67,7 @@ def restorable(troubled: TroubledData, prefix: str = "", *, required: int | None
     is ``troubled_data()``. When there are any, the data check is one correlated NOT EXISTS on the release's
     own run against those ids, so it touches a handful of index entries per candidate instead of every run
     input of the whole history; the approvals are counted only for the rare lifted input. When there are
-    none, it is left out. ``required`` signers, LINEAGE_REQUIRED_APPROVALS unless given.
+    none, it is left out.
     """
     approved_and_tagged = Q(**{f"{prefix}state": Release.State.APPROVED}) & ~Q(
         **{f"{prefix}git_tag__moved_to_sha__gt": ""}
@@ -88,10 +88,7 @@ def restorable(troubled: TroubledData, prefix: str = "", *, required: int | None
         Q(dataset_version__any_of=troubled.unsafe)
         | Q(
             Q(dataset_version__any_of=troubled.lifted),
-            LessThan(
-                Coalesce(Subquery(signers_since_lift), 0),
-                settings.LINEAGE_REQUIRED_APPROVALS if required is None else required,
-            ),
+            LessThan(Coalesce(Subquery(signers_since_lift), 0), settings.LINEAGE_REQUIRED_APPROVALS),
         )
     )
     return approved_and_tagged & Q(~Exists(bad_input))
@@ -126,9 +123,7 @@ def endpoints_with_live(when: datetime.datetime | None = None) -> QuerySet[Endpo
     return annotated
 
 
-def with_rollback_target(
-    deployments: QuerySet[Deployment], troubled: TroubledData, *, required: int | None = None
-) -> QuerySet[Deployment]:
+def with_rollback_target(deployments: QuerySet[Deployment], troubled: TroubledData) -> QuerySet[Deployment]:
     """Live deployments annotated with ``rollback_release``, ``{"id": ..., "name": ...}`` of the release of the
     most recent earlier deployment on the same endpoint of an older release that is safe to restore
     (``restorable``, given ``troubled_data()``).
@@ -142,7 +137,7 @@ def with_rollback_target(
             deployed_at__lt=OuterRef("deployed_at"),
             release__created_at__lt=OuterRef("release__created_at"),
         )
-        .filter(restorable(troubled, "release__", required=required))
+        .filter(restorable(troubled, "release__"))
         .exclude(release_id=OuterRef("release_id"))
         .order_by("-deployed_at", "-id")
     )
@@ -156,16 +151,12 @@ def _live_deployments(*, with_release: bool, troubled: bool) -> PreparedQuery[De
     against troubled data (its ids as values) or none."""
     joined = ("actor_user", "release") if with_release else ("actor_user",)
 
-    def build(
-        ids: list[int], unsafe: list[int] | None = None, lifted: list[int] | None = None, required: int | None = None
-    ) -> QuerySet[Deployment]:
-        data = TroubledData(unsafe or [], lifted or [])
+    def build(ids: list[int], unsafe: list[int] | None = None, lifted: list[int] | None = None) -> QuerySet[Deployment]:
         live = Deployment.objects.select_related(*joined).filter(pk__any_of=ids)
-        return with_rollback_target(live, data, required=required)
+        return with_rollback_target(live, TroubledData(unsafe or [], lifted or []))
 
     if troubled:
-        # The number of signers is a value too: the compiled SQL holds no setting.
-        return PreparedQuery(build, ids=list, unsafe=list, lifted=list, required=int)
+        return PreparedQuery(build, ids=list, unsafe=list, lifted=list)
     return PreparedQuery(build, ids=list)
 
 
@@ -227,12 +218,7 @@ def endpoint_statuses(
     live_ids = sorted(row.live_deployment_id for row in rows if row.live_deployment_id)
     troubled = troubled_data()
     found = _LIVE_DEPLOYMENTS[traced is Traced.NOTHING, bool(troubled)].all(
-        ids=live_ids,
-        **(
-            {"unsafe": troubled.unsafe, "lifted": troubled.lifted, "required": settings.LINEAGE_REQUIRED_APPROVALS}
-            if troubled
-            else {}
-        ),
+        ids=live_ids, **({"unsafe": troubled.unsafe, "lifted": troubled.lifted} if troubled else {})
     )
     deployments = {deployment.pk: deployment for deployment in found}
     # The targets' rows as ``only("name")`` would read them; their traces, when asked for, replace them.

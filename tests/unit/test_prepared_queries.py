@@ -115,3 +115,21 @@ def test_a_prepared_query_refuses_rows_it_cannot_build(db):
     deferred = PreparedQuery(lambda name: Release.objects.filter(name=name).only("name"), name=str)
     with pytest.raises(TypeError, match="whole rows"):
         deferred.all(name="churn-v1")
+
+
+def test_a_setting_read_when_the_query_is_built_is_read_again_when_it_changes(story, settings):
+    # The build reads a setting, as the rollback target's query reads the signers an approval needs: a changed
+    # setting (in tests; settings do not change while a process runs) compiles the query again.
+    settings.LINEAGE_REQUIRED_APPROVALS = 1
+    by_setting = PreparedQuery(
+        lambda ids: Release.objects.filter(pk__any_of=ids).exclude(
+            name=f"churn-v{39 + settings.LINEAGE_REQUIRED_APPROVALS}"
+        ),
+        ids=list,
+    )
+    ids = sorted(Release.objects.values_list("pk", flat=True))
+    assert sorted(r.name for r in by_setting.all(ids=ids)) == ["churn-v41", "churn-v42"]
+
+    settings.LINEAGE_REQUIRED_APPROVALS = 2
+
+    assert sorted(r.name for r in by_setting.all(ids=ids)) == ["churn-v40", "churn-v42"]
