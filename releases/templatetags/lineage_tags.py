@@ -178,10 +178,44 @@ SHORT_LABELS = {
 }
 
 
+@dataclass(frozen=True)
+class ChainDrawing:
+    """One drawing of the chain diagram: where each part of a node sits, relative to the node's corner."""
+
+    name: str
+    view_box: str
+    width: int
+    height: int
+    text_x: int
+    label_y: int
+    text_y: int
+    # The state line: where it sits and how it is anchored; what a complete link reads; "+2 more" or not.
+    state_x: int
+    state_y: int
+    state_end: bool
+    complete: str
+    more: bool
+    # The arrow to the next node, from and to, and its marker's id.
+    edge: tuple[int, int, int, int]
+    arrow: str
+    # From one node to the next; the characters of a node's text.
+    step: tuple[int, int]
+    text_width: int
+
+
+WIDE = ChainDrawing(
+    "wide", "0 0 1150 100", 170, 80, 12, 22, 46, 12, 67, False, "✓ complete", True, (172, 40, 188, 40),
+    "chain-arrow", (190, 0), 20,
+)  # fmt: skip
+TALL = ChainDrawing(
+    "tall", "0 0 360 504", 340, 64, 14, 24, 48, 326, 24, True, "✓", False, (170, 66, 170, 82),
+    "chain-arrow-v", (0, 84), 36,
+)  # fmt: skip
+
+
 def chain_nodes(trace: Trace) -> tuple[list[ChainNode], list[ChainNode]]:
     """The six links as nodes of the two drawings: a wide row for laptops, a column for phones."""
-    wide = []
-    tall = []
+    placed: dict[ChainDrawing, list[ChainNode]] = {WIDE: [], TALL: []}
     for index, link in enumerate(trace.links):
         more = f"+{len(link.identifiers) - 1} more" if len(link.identifiers) > 1 else ""
         common = {
@@ -192,11 +226,11 @@ def chain_nodes(trace: Trace) -> tuple[list[ChainNode], list[ChainNode]]:
             "url": _node_url(link.key, trace) if link.present else "",
             "explanation": "; ".join(link.warnings) if link.warnings else ("" if link.present else link.explanation),
         }
-        wide_text = "not yet" if link.not_yet else _short(link.key, link.identifiers, trace, 20)
-        tall_text = "not yet" if link.not_yet else _short(link.key, link.identifiers, trace, 36)
-        wide.append(ChainNode(x=10 + index * 190, y=10, text=wide_text, **common))
-        tall.append(ChainNode(x=10, y=10 + index * 84, text=tall_text, **common))
-    return wide, tall
+        for drawing, nodes in placed.items():
+            text = "not yet" if link.not_yet else _short(link.key, link.identifiers, trace, drawing.text_width)
+            dx, dy = drawing.step
+            nodes.append(ChainNode(x=10 + index * dx, y=10 + index * dy, text=text, **common))
+    return placed[WIDE], placed[TALL]
 
 
 # What a state other than complete reads as under a node's text.
@@ -228,33 +262,8 @@ def chain_diagram(trace: Trace) -> SafeString:
     )
 
 
-@dataclass(frozen=True)
-class ChainDrawing:
-    """One drawing of the chain diagram: where each part of a node sits, relative to the node's corner."""
-
-    name: str
-    view_box: str
-    width: int
-    height: int
-    text_x: int
-    label_y: int
-    text_y: int
-    # The state line: where it sits and how it is anchored; what a complete link reads; "+2 more" or not.
-    state_x: int
-    state_y: int
-    state_end: bool
-    complete: str
-    more: bool
-    # The arrow to the next node, from and to.
-    edge: tuple[int, int, int, int]
-
-
-WIDE = ChainDrawing("wide", "0 0 1150 100", 170, 80, 12, 22, 46, 12, 67, False, "✓ complete", True, (172, 40, 188, 40))
-TALL = ChainDrawing("tall", "0 0 360 504", 340, 64, 14, 24, 48, 326, 24, True, "✓", False, (170, 66, 170, 82))
-
-
 def _draw(drawing: ChainDrawing, nodes: list[ChainNode]) -> SafeString:
-    arrow = f"chain-arrow{'-v' if drawing is TALL else ''}"
+    arrow = drawing.arrow  # the marker every edge of this drawing ends with
     parts = [
         format_html(
             '<title id="chain-{}-title">Chain: {}</title>',
