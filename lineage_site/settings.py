@@ -95,6 +95,8 @@ TEMPLATES = [
         "DIRS": [BASE_DIR / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
+            # Every template's {% url %} remembers what it reversed (releases/templatetags/addresses.py).
+            "builtins": ["releases.templatetags.addresses"],
             "context_processors": [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
@@ -124,6 +126,9 @@ if DATABASE_URL:
     # costs ten times the execution). A statement of several commands cannot be prepared: nothing here sends
     # one. DB_SERVER_SIDE_BINDING=0 behind a transaction-mode pooler that cannot keep prepared statements.
     postgres = DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+    if postgres:
+        # Django's backend, reading timestamps with psycopg's compiled loader (lineage_site/postgresql/base.py).
+        DATABASES["default"]["ENGINE"] = "lineage_site.postgresql"
     if postgres and env_bool("DB_SERVER_SIDE_BINDING", default=True):
         DATABASES["default"].setdefault("OPTIONS", {}).update(server_side_binding=True, prepare_threshold=5)
 else:

@@ -9,7 +9,6 @@ from urllib.parse import quote
 
 from django import template
 from django.http import HttpRequest
-from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
@@ -19,6 +18,7 @@ from releases.lineage import EndpointStatus, MetricSeries, ReleaseStatus, Trace
 from releases.lineage.paging import Page
 from releases.models import Deployment
 from releases.roles import may_act_as
+from releases.templatetags.addresses import address
 from releases.web_links import safe_href
 
 register = template.Library()
@@ -69,7 +69,7 @@ def query_with(context: template.Context, **changes: Any) -> str:
 def model_version_url(model: str, version: int) -> str:
     """The model page at the page of versions that starts with ``version``, scrolled to it: a model's
     versions are paged newest first, so an older version is not on the first page."""
-    return reverse("releases:model", args=[model]) + f"?before={version + 1}#v{version}"
+    return address("releases:model", model) + f"?before={version + 1}#v{version}"
 
 
 @register.filter
@@ -136,17 +136,17 @@ class ChainNode:
 
 def _node_url(key: str, trace: Trace) -> str:
     if key == "code" and trace.commit is not None:
-        return reverse("releases:commit", args=[trace.commit.sha])
+        return address("releases:commit", trace.commit.sha)
     if key == "data" and trace.dataset_inputs:
         dv = _training_first(trace)[0].dataset_version
-        return reverse("releases:dataset_version", args=[dv.dataset.name, dv.version])
+        return address("releases:dataset_version", dv.dataset.name, dv.version)
     if key in ("features", "experiment") and trace.run is not None:
-        return reverse("releases:run", args=[trace.run.run_id])
+        return address("releases:run", trace.run.run_id)
     if key == "model":
         mv = trace.model_version
         return model_version_url(mv.registered_model.name, mv.version)
     if key == "deployment" and trace.deployed_to:
-        return reverse("releases:endpoint", args=[trace.deployed_to[0]])
+        return address("releases:endpoint", trace.deployed_to[0])
     return ""
 
 
@@ -374,7 +374,7 @@ def _timeline_drawing(
             lane = lanes[event.release_id] = {
                 "name": name,
                 "label": name if len(name) <= shape.label_chars else name[: shape.label_chars - 1] + "…",
-                "url": reverse("releases:release", args=[name]),
+                "url": address("releases:release", name),
                 "colour": PALETTE[len(lanes) % len(PALETTE)],
                 "y": 6 + len(lanes) * LANE_HEIGHT,
                 "bars": [],
@@ -505,7 +505,7 @@ def rollback_action(context: template.Context, status: EndpointStatus) -> SafeSt
     if status.rollback_target is not None:
         return format_html(
             '<div class="rollback-action"><a class="button danger" href="{}?next={}">Roll back to {}…</a></div>',
-            reverse("releases:rollback", args=[status.endpoint.name]),
+            address("releases:rollback", status.endpoint.name),
             quote(request.get_full_path(), safe="/"),
             status.rollback_target.name,
         )
