@@ -33,7 +33,7 @@ from django.db import NotSupportedError, connection, connections, models, transa
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import F, Lookup
 from django.db.models.functions import Coalesce
-from django.db.models.query import get_related_populators
+from django.db.models.query import ValuesListIterable, get_related_populators
 from django.db.models.sql.compiler import SQLCompiler
 from django.dispatch import receiver
 from psycopg import sql as psycopg_sql
@@ -135,25 +135,18 @@ class _Compiled:
     params: tuple[tuple[str, Any], ...]
     compiler: SQLCompiler
     converters: dict[int, Any]
+    # For model rows: the model's columns, where they end, and each annotation's name and the column it is
+    # read from (set on the row as the queryset sets it). Empty for tuples.
     init_list: list[str]
     fields_end: int
-    # Each annotation's name and the column it is read from, set on the row as the queryset sets it.
     annotations: tuple[tuple[str, int], ...]
 
 
-class PreparedQuery(Generic[M]):
-    """``build(**values)`` compiled once per connection; ``all(**values)`` runs it with these values.
+class _Prepared:
+    """What both kinds of prepared query share: compile ``build(**placeholders)`` once per connection, run
+    it with the caller's values, give the rows with Django's converters applied."""
 
-    ``kinds`` names each value and its type: str, int, or list (of ids, for an ``any_of`` lookup). The
-    queryset may hold other fixed values and annotations (set on each row, as the queryset sets them), but
-    no ``prefetch_related``, ``values()`` or ``defer()`` (the rows are built as ``select_related`` instances).
-
-    A value the queryset reads when it is built (a setting, such as the number of signers an approval needs)
-    is compiled in with it. Settings do not change while a process runs; when a test changes one, every
-    prepared query is compiled again (``setting_changed``), so no caller passes settings as values.
-    """
-
-    def __init__(self, build: Callable[..., models.QuerySet[M]], **kinds: type) -> None:
+    def __init__(self, build: Callable[..., models.QuerySet[Any]], **kinds: type) -> None:
         self.build = build
         self.kinds = kinds
         self._compiled: WeakKeyDictionary[BaseDatabaseWrapper, _Compiled] = WeakKeyDictionary()
@@ -181,13 +174,19 @@ class PreparedQuery(Generic[M]):
                 raise TypeError(f"a prepared value is str, int or list, not {kind!r} ({name})")
         return found
 
+    def _check_shape(self, queryset: models.QuerySet[Any]) -> None:
+        raise NotImplementedError
+
+    def _rows_of(self, compiler: SQLCompiler) -> tuple[list[str], int, tuple[tuple[str, int], ...]]:
+        """What building model rows needs: ``_Compiled.init_list``, ``fields_end``, ``annotations``."""
+        return [], 0, ()
+
     def _compile(self, connection: BaseDatabaseWrapper) -> _Compiled:
         placeholders = self._placeholders()
         queryset = self.build(**placeholders)
-        if queryset._prefetch_related_lookups or queryset._fields is not None:  # type: ignore[attr-defined]
-            raise TypeError("a prepared query builds select_related rows only (no prefetch, no values())")
-        if queryset.query.deferred_loading != (frozenset(), True):
-            raise TypeError("a prepared query reads whole rows (no defer() or only())")
+        if queryset._prefetch_related_lookups:  # type: ignore[attr-defined]
+            raise TypeError("a prepared query reads its rows in one query (no prefetch)")
+        self._check_shape(queryset)
         compiler = queryset.query.get_compiler(connection=connection)
         sql, params = compiler.as_sql()
         names = {_key(value): name for name, value in placeholders.items()}
@@ -199,18 +198,15 @@ class PreparedQuery(Generic[M]):
             raise TypeError(f"the prepared query does not use {', '.join(sorted(missing))}")
         if connection.vendor == "postgresql":
             sql, given = _with_constants_written(sql, given)
-        select, klass_info = compiler.select, compiler.klass_info
-        start, end = klass_info["select_fields"][0], klass_info["select_fields"][-1] + 1
-        if start != 0:
-            raise TypeError("a prepared query selects its own model's columns first")
+        init_list, fields_end, annotations = self._rows_of(compiler)
         return _Compiled(
             sql=sql,
             params=given,
             compiler=compiler,
-            converters=compiler.get_converters([s[0] for s in select[: compiler.col_count]]),
-            init_list=[f[0].target.attname for f in select[start:end]],
-            fields_end=end,
-            annotations=tuple(compiler.annotation_col_map.items()),
+            converters=compiler.get_converters([s[0] for s in compiler.select[: compiler.col_count]]),
+            init_list=init_list,
+            fields_end=fields_end,
+            annotations=annotations,
         )
 
     def compiled(self, connection: BaseDatabaseWrapper) -> _Compiled:
@@ -221,8 +217,8 @@ class PreparedQuery(Generic[M]):
                 self._compiled[connection] = compiled
         return compiled
 
-    def all(self, **values: object) -> list[M]:
-        """The rows for these values, as ``list(build(**values))`` gives them."""
+    def _run(self, values: dict[str, object]) -> tuple[_Compiled, str, Any]:
+        """The compiled query, the database and the rows for these values, converted as Django converts them."""
         if values.keys() != self.kinds.keys():
             raise TypeError(f"a prepared query takes {', '.join(self.kinds)}, not {', '.join(values)}")
         if not self._using:
@@ -239,11 +235,49 @@ class PreparedQuery(Generic[M]):
         with connection.cursor() as cursor:
             cursor.execute(compiled.sql, params)
             rows: Any = cursor.fetchall()
+        if rows and compiled.converters:
+            rows = compiled.compiler.apply_converters(rows, compiled.converters)
+        return compiled, using, rows
+
+
+class PreparedQuery(_Prepared, Generic[M]):
+    """``build(**values)`` compiled once per connection; ``all(**values)`` runs it with these values.
+
+    ``kinds`` names each value and its type: str, int, or list (of ids, for an ``any_of`` lookup). The
+    queryset may hold other fixed values and annotations (set on each row, as the queryset sets them), but
+    no ``prefetch_related``, ``values()`` or ``defer()`` (the rows are built as ``select_related`` instances).
+
+    A value the queryset reads when it is built (a setting, such as the number of signers an approval needs)
+    is compiled in with it. Settings do not change while a process runs; when a test changes one, every
+    prepared query is compiled again (``setting_changed``), so no caller passes settings as values.
+    """
+
+    def __init__(self, build: Callable[..., models.QuerySet[M]], **kinds: type) -> None:
+        super().__init__(build, **kinds)
+
+    def _check_shape(self, queryset: models.QuerySet[Any]) -> None:
+        if queryset._fields is not None:  # type: ignore[attr-defined]
+            raise TypeError("a prepared query builds select_related rows (no values(); PreparedTuples reads tuples)")
+        if queryset.query.deferred_loading != (frozenset(), True):
+            raise TypeError("a prepared query reads whole rows (no defer() or only())")
+
+    def _rows_of(self, compiler: SQLCompiler) -> tuple[list[str], int, tuple[tuple[str, int], ...]]:
+        select, klass_info = compiler.select, compiler.klass_info
+        start, end = klass_info["select_fields"][0], klass_info["select_fields"][-1] + 1
+        if start != 0:
+            raise TypeError("a prepared query selects its own model's columns first")
+        return (
+            [f[0].target.attname for f in select[start:end]],
+            end,
+            tuple(compiler.annotation_col_map.items()),
+        )
+
+    def all(self, **values: object) -> list[M]:
+        """The rows for these values, as ``list(build(**values))`` gives them."""
+        compiled, using, rows = self._run(values)
         if not rows:
             return []
         compiler = compiled.compiler
-        if compiled.converters:
-            rows = compiler.apply_converters(rows, compiled.converters)
         model = compiler.klass_info["model"]
         populators = get_related_populators(compiler.klass_info, compiler.select, using)  # type: ignore[call-arg]
         found = []
@@ -262,7 +296,21 @@ class PreparedQuery(Generic[M]):
         return rows[0] if rows else None
 
 
-_EVERY: WeakSet[PreparedQuery[Any]] = WeakSet()
+class PreparedTuples(_Prepared):
+    """A ``values_list()`` queryset (aggregates and unions too) compiled once per connection; ``all(**values)``
+    gives its rows as tuples, as ``list(build(**values))`` does."""
+
+    def _check_shape(self, queryset: models.QuerySet[Any]) -> None:
+        if queryset._iterable_class is not ValuesListIterable:
+            raise TypeError("prepared tuples come from values_list() (not flat, not named, not values())")
+
+    def all(self, **values: object) -> list[tuple[Any, ...]]:
+        """The rows for these values, as tuples."""
+        _, _, rows = self._run(values)
+        return [tuple(row) for row in rows]
+
+
+_EVERY: WeakSet[_Prepared] = WeakSet()
 
 
 @receiver(setting_changed)

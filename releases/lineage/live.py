@@ -23,7 +23,7 @@ from releases.models import (
     Release,
     RunDatasetInput,
 )
-from releases.prepared import PreparedQuery
+from releases.prepared import PreparedQuery, PreparedTuples
 
 
 @dataclass(frozen=True)
@@ -39,17 +39,24 @@ class TroubledData:
         return bool(self.unsafe or self.lifted)
 
 
-def troubled_data() -> TroubledData:
-    """The unsafe and the lifted dataset versions, read in one query."""
+def _troubled() -> QuerySet[DatasetVersion]:
     lifted_versions = DatasetVersion.objects.filter(quarantine_lifted_at__isnull=False)
-    troubled = (
+    return (
         DatasetVersion.objects.unsafe()
         .order_by()
         .values_list("pk", Value(True))
         .union(lifted_versions.order_by().values_list("pk", Value(False)), all=True)
     )
+
+
+# Read on every page that shows what is live: compiled once (releases/prepared.py).
+_TROUBLED = PreparedTuples(_troubled)
+
+
+def troubled_data() -> TroubledData:
+    """The unsafe and the lifted dataset versions, read in one query."""
     found = TroubledData([], [])
-    for pk, is_unsafe in troubled:
+    for pk, is_unsafe in _TROUBLED.all():
         (found.unsafe if is_unsafe else found.lifted).append(pk)
     return found
 

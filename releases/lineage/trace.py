@@ -26,7 +26,7 @@ from releases.models import (
     RunDatasetInput,
 )
 from releases.models.base import get_or_refuse
-from releases.prepared import PreparedQuery
+from releases.prepared import PreparedQuery, PreparedTuples
 
 # The six links, in chain order, with the incident each missing one makes hard to debug.
 LINKS: tuple[tuple[str, str, str], ...] = (
@@ -150,6 +150,16 @@ _TRACE_DEPLOYMENTS = PreparedQuery(lambda release: _deployments().filter(release
 _STATUS_RELEASES = PreparedQuery(lambda ids: Release.objects.with_chain().filter(pk__any_of=ids), ids=list)
 _STATUS_INPUTS = PreparedQuery(lambda runs: _dataset_inputs().filter(run_id__any_of=runs), runs=list)
 _STATUS_APPROVALS = PreparedQuery(lambda ids: _approvals().filter(release_id__any_of=ids), ids=list)
+# Where each went: every endpoint once, with its newest deployment of the release, newest first.
+_STATUS_WENT = PreparedTuples(
+    lambda ids: (
+        Deployment.objects.filter(release_id__any_of=ids)
+        .values_list("release_id", "endpoint__name")
+        .annotate(last=Max("deployed_at"), last_id=Max("id"))
+        .order_by("-last", "-last_id")
+    ),
+    ids=list,
+)
 
 
 @dataclass
@@ -337,13 +347,7 @@ def status_traces(release_ids: Iterable[int]) -> dict[int, Trace]:
         approval.release = releases[approval.release_id]
         approvals[approval.release_id].append(approval)
     went: dict[int, list[str]] = defaultdict(list)
-    last_at_each = (
-        Deployment.objects.filter(release_id__any_of=ids)
-        .values_list("release_id", "endpoint__name")
-        .annotate(last=Max("deployed_at"), last_id=Max("id"))
-        .order_by("-last", "-last_id")
-    )
-    for release_id, endpoint_name, _, _ in last_at_each:
+    for release_id, endpoint_name, _, _ in _STATUS_WENT.all(ids=ids):
         went[release_id].append(endpoint_name)
     return {
         pk: Trace(

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 from django.db import connection, connections
-from django.db.models import F, Value
+from django.db.models import F, Max, Value
 
 from releases.lineage import live
 from releases.models import Deployment, Release
-from releases.prepared import PreparedQuery
+from releases.prepared import PreparedQuery, PreparedTuples
 from tests.plans import plans_while_generic_plans_are_preferred
 
 BY_NAME = PreparedQuery(lambda name: Release.objects.with_chain().filter(name=name), name=str)
@@ -113,7 +113,7 @@ def test_a_prepared_list_and_its_annotations_are_what_the_queryset_gives(story, 
 
 def test_a_prepared_query_refuses_rows_it_cannot_build(db):
     as_values = PreparedQuery(lambda name: Release.objects.filter(name=name).values("pk"), name=str)
-    with pytest.raises(TypeError, match="no values"):
+    with pytest.raises(TypeError, match=r"no values.*PreparedTuples"):
         as_values.all(name="churn-v1")
     deferred = PreparedQuery(lambda name: Release.objects.filter(name=name).only("name"), name=str)
     with pytest.raises(TypeError, match="whole rows"):
@@ -181,3 +181,61 @@ def test_the_rollback_targets_one_plan_for_any_value_knows_the_state_it_looks_fo
         (statement,) = cursor.fetchone()
     assert "= 'approved'" in statement
     assert "$1" in statement
+
+
+# Tuples: values_list(), its aggregates and unions -------------------------------------------------------------
+
+WENT = PreparedTuples(
+    lambda ids: (
+        Deployment.objects.filter(release_id__any_of=ids)
+        .values_list("release_id", "endpoint__name")
+        .annotate(last=Max("deployed_at"), last_id=Max("id"))
+        .order_by("-last", "-last_id")
+    ),
+    ids=list,
+)
+STATES = PreparedTuples(
+    lambda name: (
+        Release.objects.filter(name=name)
+        .values_list("pk", Value("named"))
+        .union(Release.objects.filter(state=Release.State.APPROVED).values_list("pk", Value("approved")), all=True)
+    ),
+    name=str,
+)
+
+
+def test_prepared_tuples_are_what_values_list_gives_aggregated_or_united(story, django_assert_num_queries):
+    ids = sorted(Release.objects.values_list("pk", flat=True))
+    for chosen in ([], ids[:1], ids):
+        expected = list(
+            Deployment.objects.filter(release_id__in=chosen)
+            .values_list("release_id", "endpoint__name")
+            .annotate(last=Max("deployed_at"), last_id=Max("id"))
+            .order_by("-last", "-last_id")
+        )
+        with django_assert_num_queries(1):
+            found = WENT.all(ids=chosen)
+        assert found == expected
+    assert WENT.all(ids=ids), "the story's releases went somewhere"
+    for name in ("churn-v41", "no-such-release"):
+        expected_union = list(
+            Release.objects.filter(name=name)
+            .values_list("pk", Value("named"))
+            .union(Release.objects.filter(state=Release.State.APPROVED).values_list("pk", Value("approved")), all=True)
+        )
+        assert sorted(STATES.all(name=name)) == sorted(expected_union) != []
+
+
+def test_prepared_tuples_take_values_list_only(db):
+    for shape in (
+        lambda name: Release.objects.filter(name=name),
+        lambda name: Release.objects.filter(name=name).values("pk"),
+        lambda name: Release.objects.filter(name=name).values_list("pk", flat=True),
+        lambda name: Release.objects.filter(name=name).values_list("pk", named=True),
+    ):
+        with pytest.raises(TypeError, match="come from values_list"):
+            PreparedTuples(shape, name=str).all(name="churn-v1")
+    with pytest.raises(TypeError, match="no prefetch"):
+        PreparedTuples(
+            lambda name: Release.objects.filter(name=name).values_list("pk").prefetch_related("approvals"), name=str
+        ).all(name="churn-v1")
