@@ -147,7 +147,7 @@ _TRACE_INPUTS = PreparedQuery(lambda run: _dataset_inputs().filter(run_id=run), 
 _TRACE_APPROVALS = PreparedQuery(lambda release: _approvals().filter(release_id=release), release=int)
 _TRACE_DEPLOYMENTS = PreparedQuery(lambda release: _deployments().filter(release_id=release), release=int)
 # And the traces of a board's page of live releases.
-_STATUS_RELEASES = PreparedQuery(lambda ids: Release.objects.with_chain().filter(pk__any_of=ids), ids=list)
+_STATUS_RELEASES = PreparedQuery(lambda ids: Release.objects.with_links().filter(pk__any_of=ids), ids=list)
 _STATUS_INPUTS = PreparedQuery(lambda runs: _dataset_inputs().filter(run_id__any_of=runs), runs=list)
 _STATUS_APPROVALS = PreparedQuery(lambda ids: _approvals().filter(release_id__any_of=ids), ids=list)
 # Where each went: every endpoint once, with its newest deployment of the release, newest first.
@@ -330,8 +330,9 @@ class Trace:
 
 def status_traces(release_ids: Iterable[int]) -> dict[int, Trace]:
     """The traces of these releases, by id, for what shows many at once (the board, an endpoint's status):
-    the whole chain, but where each release went as endpoint names, not every deployment row (a release live
-    on a hundred endpoints has thousands). Four queries.
+    the links (``with_links``, without the commits' repositories or who created the release) and where each
+    release went as endpoint names, not every deployment row (a release live on a hundred endpoints has
+    thousands). Four queries.
 
     The inputs and approvals are read and handed to each trace as ``ToMany.read`` does for one release,
     not through ``prefetch_related``, whose bookkeeping cost more than the two queries."""

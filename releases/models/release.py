@@ -14,16 +14,23 @@ from releases.models.registry import ModelVersion
 
 
 class ReleaseQuerySet(models.QuerySet["Release"]):
-    def with_chain(self) -> ReleaseQuerySet:
-        """Releases with every single-valued link joined in (one query for the whole chain)."""
+    def with_links(self) -> ReleaseQuerySet:
+        """Releases with each link their status, digest and warnings read joined in (one query): what the board
+        shows for each live release."""
         return self.select_related(
             "model_version__registered_model",
             "model_version__run__server",
-            "model_version__run__commit__repository",
+            "model_version__run__commit",
             "model_version__run__feature_pipeline_version__pipeline",
-            "commit__repository",
+            "commit",
             "git_tag__commit",
-            "created_by",
+        )
+
+    def with_chain(self) -> ReleaseQuerySet:
+        """Releases with every single-valued link joined in (one query for the whole chain): the links, their
+        commits' repositories (for a link to the forge) and who created the release."""
+        return self.with_links().select_related(
+            "model_version__run__commit__repository", "commit__repository", "created_by"
         )
 
 
