@@ -77,7 +77,7 @@ def test_another_url_configuration_gives_its_own_addresses():
     assert template.render(Context({})) == here == reverse("releases:release", args=["churn-v42"])
 
 
-def test_address_reverses_once_and_what_it_keeps_is_bounded(monkeypatch):
+def test_address_gives_what_django_reverses_and_what_it_keeps_is_bounded(monkeypatch):
     assert addresses.address("releases:endpoint", "churn-scoring") == reverse(
         "releases:endpoint", args=["churn-scoring"]
     )
@@ -86,3 +86,19 @@ def test_address_reverses_once_and_what_it_keeps_is_bounded(monkeypatch):
     for number in range(12):
         assert addresses.address("releases:release", f"r{number}") == f"/releases/r{number}/"
         assert len(addresses._remembered) <= 5
+
+
+def test_what_was_reversed_is_given_again_not_reversed_again():
+    """The second time, the answer comes from what was kept: a kept answer changed by hand shows through,
+    for the tag and for ``address``, while other arguments are still reversed."""
+    template = Template('{% url "releases:release" name %}')
+    assert template.render(Context({"name": "churn-v42"})) == "/releases/churn-v42/"
+    assert addresses.address("releases:endpoint", "churn-scoring") == "/endpoints/churn-scoring/"
+    (tag_key,) = [key for key in addresses._remembered if key[0] == "tag"]
+    (address_key,) = [key for key in addresses._remembered if key[0] == "reverse"]
+    addresses._remembered[tag_key] = "/kept/"
+    addresses._remembered[address_key] = "/kept-too/"
+
+    assert template.render(Context({"name": "churn-v42"})) == "/kept/"
+    assert addresses.address("releases:endpoint", "churn-scoring") == "/kept-too/"
+    assert template.render(Context({"name": "churn-v41"})) == "/releases/churn-v41/"
