@@ -217,13 +217,28 @@ class _Prepared:
                 self._compiled[connection] = compiled
         return compiled
 
-    def _run(self, values: dict[str, object]) -> tuple[_Compiled, str, Any]:
-        """The compiled query, the database and the rows for these values, converted as Django converts them."""
-        if values.keys() != self.kinds.keys():
-            raise TypeError(f"a prepared query takes {', '.join(self.kinds)}, not {', '.join(values)}")
+    def _database(self) -> str:
+        """The database the queryset reads from (its router's choice)."""
         if not self._using:
             self._using = self.build(**self._placeholders()).db
-        using = self._using
+        return self._using
+
+    def _run(self, values: dict[str, object]) -> tuple[_Compiled, str, Any]:
+        """The compiled query, the database and the rows for these values, converted as Django converts them."""
+        compiled, using, rows = self._fetch(values)
+        return compiled, using, self._converted(compiled, rows)
+
+    @staticmethod
+    def _converted(compiled: _Compiled, rows: Any) -> Any:
+        if rows and compiled.converters:
+            rows = compiled.compiler.apply_converters(rows, compiled.converters)
+        return rows
+
+    def _fetch(self, values: dict[str, object]) -> tuple[_Compiled, str, list[tuple[Any, ...]]]:
+        """The compiled query, the database and the rows for these values as the driver gives them."""
+        if values.keys() != self.kinds.keys():
+            raise TypeError(f"a prepared query takes {', '.join(self.kinds)}, not {', '.join(values)}")
+        using = self._database()
         connection = connections[using]
         compiled = self.compiled(connection)
         params: list[Any] = [
@@ -234,10 +249,20 @@ class _Prepared:
         ]
         with connection.cursor() as cursor:
             cursor.execute(compiled.sql, params)
-            rows: Any = cursor.fetchall()
-        if rows and compiled.converters:
-            rows = compiled.compiler.apply_converters(rows, compiled.converters)
+            rows = cursor.fetchall()
         return compiled, using, rows
+
+
+class Rows(list[tuple[Any, ...]]):
+    """A prepared query's rows as the driver gave them, and the database they came from."""
+
+    def __init__(self, rows: Iterable[tuple[Any, ...]], using: str) -> None:
+        super().__init__(rows)
+        self.using = using
+
+    def some(self, rows: Iterable[tuple[Any, ...]]) -> Rows:
+        """Some of these rows, from the same database."""
+        return Rows(rows, self.using)
 
 
 class PreparedQuery(_Prepared, Generic[M]):
@@ -274,14 +299,30 @@ class PreparedQuery(_Prepared, Generic[M]):
 
     def all(self, **values: object) -> list[M]:
         """The rows for these values, as ``list(build(**values))`` gives them."""
-        compiled, using, rows = self._run(values)
+        return self.instances(self.rows(**values))
+
+    def rows(self, **values: object) -> Rows:
+        """The rows for these values as the database driver gives them, before Django converts them or builds
+        any instance: plain values to compare with rows read before (``instances`` builds them)."""
+        _, using, rows = self._fetch(values)
+        return Rows(rows, using)
+
+    def column(self, attname: str) -> int:
+        """Where the queryset's own model's field ``attname`` (``run_id``) sits in each of ``rows``."""
+        return self.compiled(connections[self._database()]).init_list.index(attname)
+
+    def instances(self, rows: Rows) -> list[M]:
+        """The instances ``rows`` (a ``rows()``, or ``some`` of one) stand for, as ``all()`` builds them."""
         if not rows:
             return []
+        using = rows.using
+        compiled = self.compiled(connections[using])
+        converted = self._converted(compiled, rows)
         compiler = compiled.compiler
         model = compiler.klass_info["model"]
         populators = get_related_populators(compiler.klass_info, compiler.select, using)  # type: ignore[call-arg]
         found = []
-        for row in rows:
+        for row in converted:
             instance = model.from_db(using, compiled.init_list, row[: compiled.fields_end])
             for populator in populators:
                 populator.populate(row, instance)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import hashlib
-from collections import defaultdict
+import threading
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from django.core.signals import setting_changed
 from django.db.models import Max, Prefetch, Q, QuerySet
+from django.dispatch import receiver
 
 from audit.models import AuditEvent, canonical_json
 from audit.vocabulary import object_ref
@@ -328,40 +331,127 @@ class Trace:
         return "sha256:" + hashlib.sha256(canonical_json(self._chain).encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class _Read:
+    """What a status trace is built from: its rows as the database driver gave them (``PreparedQuery.rows``),
+    and where the release went."""
+
+    release: tuple[Any, ...]
+    inputs: tuple[tuple[Any, ...], ...]
+    approvals: tuple[tuple[Any, ...], ...]
+    went: tuple[str, ...]
+
+
+class KeptTraces:
+    """Status traces kept between requests, each with the rows it was built from.
+
+    A trace is a function of its rows: the same rows give the same links, digest and status. So a trace
+    read again is taken from here when every row it is built from is equal to the row read now (each
+    column's value, as the driver gave it); when any differs, the trace is built anew and kept instead.
+    Nothing is invalidated by a write, so no write can be missed: what is compared is what was just read,
+    in the reader's own transaction. What is saved is building the model instances and deriving the
+    chain and its digest from them (most of a board's work); the rows are read every time.
+
+    Kept traces are shared by the requests of one process, so they are read, never changed. Bounded:
+    the least recently used goes first.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._kept: OrderedDict[tuple[str, int], tuple[_Read, Trace]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    def get(self, using: str, pk: int) -> tuple[_Read, Trace] | None:
+        with self._lock:
+            found = self._kept.get((using, pk))
+            if found is not None:
+                self._kept.move_to_end((using, pk))
+            return found
+
+    def keep(self, using: str, pk: int, read: _Read, trace: Trace) -> None:
+        with self._lock:
+            self._kept[using, pk] = read, trace
+            self._kept.move_to_end((using, pk))
+            while len(self._kept) > self.size:
+                self._kept.popitem(last=False)
+
+    def forget(self) -> None:
+        with self._lock:
+            self._kept.clear()
+
+
+# A board shows 25 live releases a page; an endpoint's page, a rollback, the API's endpoint list a few more.
+KEPT = KeptTraces(size=1024)
+
+
+@receiver(setting_changed)
+def _forget_kept(**_: object) -> None:
+    """A test changed a setting: build every trace again, as the prepared queries are compiled again."""
+    KEPT.forget()
+
+
 def status_traces(release_ids: Iterable[int]) -> dict[int, Trace]:
     """The traces of these releases, by id, for what shows many at once (the board, an endpoint's status):
     the links (``with_links``, without the commits' repositories or who created the release) and where each
     release went as endpoint names, not every deployment row (a release live on a hundred endpoints has
     thousands). Four queries.
 
-    The inputs and approvals are read and handed to each trace as ``ToMany.read`` does for one release,
-    not through ``prefetch_related``, whose bookkeeping cost more than the two queries."""
+    Each trace is taken from ``KEPT`` when its rows are the ones it was built from, and otherwise built from
+    the rows just read: its inputs and approvals handed to it as ``ToMany.read`` does for one release, not
+    through ``prefetch_related``, whose bookkeeping cost more than the queries."""
     ids = sorted(set(release_ids))
-    releases = {release.pk: release for release in _STATUS_RELEASES.all(ids=ids)}
-    runs = {release.model_version.run_id: release.model_version.run for release in releases.values()}
-    inputs: dict[int, list[RunDatasetInput]] = defaultdict(list)
-    for item in _STATUS_INPUTS.all(runs=sorted(pk for pk in runs if pk is not None)):
-        item.run = runs[item.run_id]  # type: ignore[assignment]
-        inputs[item.run_id].append(item)
-    approvals: dict[int, list[Approval]] = defaultdict(list)
-    for approval in _STATUS_APPROVALS.all(ids=ids):
-        approval.release = releases[approval.release_id]
-        approvals[approval.release_id].append(approval)
+    release_rows = _STATUS_RELEASES.rows(ids=ids)
+    using = release_rows.using
+    by_pk = {row[_STATUS_RELEASES.column("id")]: row for row in release_rows}
+    kept = {pk: found for pk in by_pk if (found := KEPT.get(using, pk)) is not None}
+    # Each release's run: the kept trace's when the release's row is the one it was built from.
+    changed = [row for pk, row in by_pk.items() if pk not in kept or kept[pk][0].release != row]
+    releases = {release.pk: release for release in _STATUS_RELEASES.instances(release_rows.some(changed))}
+    run_of = {pk: (releases[pk] if pk in releases else kept[pk][1].release).model_version.run_id for pk in by_pk}
+    input_rows = _STATUS_INPUTS.rows(runs=sorted({run for run in run_of.values() if run is not None}))
+    inputs: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
+    for row in input_rows:
+        inputs[row[_STATUS_INPUTS.column("run_id")]].append(row)
+    approval_rows = _STATUS_APPROVALS.rows(ids=ids)
+    approvals: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
+    for row in approval_rows:
+        approvals[row[_STATUS_APPROVALS.column("release_id")]].append(row)
     went: dict[int, list[str]] = defaultdict(list)
     for release_id, endpoint_name, _, _ in _STATUS_WENT.all(ids=ids):
         went[release_id].append(endpoint_name)
-    return {
-        pk: Trace(
-            release,
-            ToMany(
-                inputs[release.model_version.run_id] if release.model_version.run_id is not None else [],
-                approvals[pk],
-                None,
-                tuple(went[pk]),
-            ),
-        )
-        for pk, release in releases.items()
-    }
+
+    traces: dict[int, Trace] = {}
+    new: dict[int, _Read] = {}
+    for pk, row in by_pk.items():
+        run = run_of[pk]
+        read = _Read(row, tuple(inputs[run]) if run is not None else (), tuple(approvals[pk]), tuple(went[pk]))
+        if pk in kept and kept[pk][0] == read:
+            traces[pk] = kept[pk][1]
+        else:
+            new[pk] = read
+    # What is new is built from the rows just read, every release with instances of its own.
+    releases.update(
+        (release.pk, release)
+        for release in _STATUS_RELEASES.instances(release_rows.some(by_pk[pk] for pk in new if pk not in releases))
+    )
+    built_inputs = iter(_STATUS_INPUTS.instances(input_rows.some(row for read in new.values() for row in read.inputs)))
+    built_approvals = iter(
+        _STATUS_APPROVALS.instances(approval_rows.some(row for read in new.values() for row in read.approvals))
+    )
+    for pk, read in new.items():
+        release = releases[pk]
+        its_inputs = [next(built_inputs) for _ in read.inputs]
+        for item in its_inputs:
+            item.run = release.model_version.run  # type: ignore[assignment]
+        its_approvals = [next(built_approvals) for _ in read.approvals]
+        for approval in its_approvals:
+            approval.release = release
+        traces[pk] = Trace(release, ToMany(its_inputs, its_approvals, None, read.went))
+        KEPT.keep(using, pk, read, traces[pk])
+    return traces
 
 
 def trace(name: str) -> Trace:
