@@ -8,8 +8,10 @@ import dataclasses
 
 import pytest
 
+from audit.models import AuditEvent
+from audit.vocabulary import object_ref
 from releases import lineage, services
-from releases.models import ExperimentRun
+from releases.models import DatasetVersion, ExperimentRun
 from tests.factories import SYSTEM
 from tests.unit.conftest import board_with
 
@@ -76,6 +78,78 @@ def test_trace_timeline_keeps_only_this_releases_endpoint_events(world, ci_accou
     assert [e.new["release"] for e in deployments] == ["churn-v101"]
     assert {e.object_key for e in events} >= {"churn-v101", "churn-model/101", "churn-train:17", "churn-scoring-0"}
     assert [e.seq for e in events] == sorted(e.seq for e in events)
+
+
+def test_a_timeline_holds_its_chains_events_its_endpoint_events_and_the_deployments_that_ended_it(
+    world, ci_account, lead, release_manager
+):
+    v41 = world.full_release(41, by=ci_account, approver=lead, dataset="churn-train:17")
+    v42 = world.full_release(42, by=ci_account, approver=lead, dataset="churn-train:18")
+    v43 = world.full_release(43, by=ci_account, approver=lead, dataset="churn-train:18")
+    scoring, shadow = world.endpoint("churn-scoring"), world.endpoint("churn-shadow", "staging")
+    world.deploy(scoring, v41, by=release_manager, hours_ago=50)
+    world.deploy(scoring, v42, by=release_manager, hours_ago=40)
+    world.deploy(scoring, v41, by=release_manager, hours_ago=30)  # ends v42's period on churn-scoring
+    world.deploy(scoring, v43, by=release_manager, hours_ago=20)  # ends v41's, not v42's
+    world.deploy(shadow, v42, by=release_manager, hours_ago=35)
+    world.deploy(shadow, v43, by=release_manager, hours_ago=10)  # ends v42's period on churn-shadow
+    services.quarantine_dataset_version(
+        DatasetVersion.objects.get(dataset__name="churn-train", version=17), by=lead, reason="label leak"
+    )
+
+    for release, others in ((v42, {"churn-v41", "churn-v43"}), (v41, {"churn-v42", "churn-v43"})):
+        trace = lineage.trace(release.name)
+        timeline = list(lineage.release_events(trace))
+        endings = {
+            (period.endpoint, period.ended.release.name, period.ended.deployed_at.isoformat())
+            for period in lineage.release_periods(release)
+            if period.ended is not None
+        }
+        subjects = {
+            ("release", release.name),
+            ("model_version", trace.model_version.key),
+            ("run", object_ref(trace.run)[1]),
+            *(("dataset_version", version.key) for version in trace.dataset_versions),
+        }
+        # Every event of the log, told in or out by the rule of ``release_scope`` written out here.
+        expected = [
+            event.seq
+            for event in AuditEvent.objects.order_by("seq")
+            if (event.object_type, event.object_key) in subjects
+            or (event.object_type == "endpoint" and (event.new or {}).get("release") == release.name)
+            or (
+                event.object_type == "endpoint"
+                and (event.object_key, (event.new or {}).get("release"), (event.new or {}).get("deployed_at"))
+                in endings
+            )
+        ]
+        assert [event.seq for event in timeline] == expected
+        named = {event.new["release"] for event in timeline if event.object_type == "endpoint"}
+        assert release.name in named
+        # The deployments that ended its periods are there; the rest of the endpoints' history is not.
+        assert named - {release.name} == {ending[1] for ending in endings} < others | {release.name}
+    assert len(lineage.release_periods(v42)) == 2
+
+    def quarantines(name: str) -> list[AuditEvent]:
+        return [e for e in lineage.release_events(lineage.trace(name)) if e.action == "dataset_version.quarantined"]
+
+    assert len(quarantines("churn-v41")) == 1
+    assert quarantines("churn-v42") == []
+
+
+def test_the_timeline_of_a_release_never_deployed_and_without_a_run(world, ci_account):
+    no_run, _ = services.register_model_version(
+        world.server,
+        services.ModelVersionData(name="churn-model", version=44, source_run_id="f" * 32, artifact_uri="models:/44"),
+        by=SYSTEM,
+    )
+    world.release("churn-v44", no_run, by=ci_account)
+    world.release("churn-v45", world.model_version("churn-model/45"), by=ci_account)
+    events = list(lineage.release_events(lineage.trace("churn-v44")))
+    assert {(e.object_type, e.object_key) for e in events} == {
+        ("release", "churn-v44"),
+        ("model_version", "churn-model/44"),
+    }
 
 
 def test_an_unresolved_commit_is_named_by_its_first_twelve_characters(world, ci_account):
