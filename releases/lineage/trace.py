@@ -13,7 +13,7 @@ from typing import Any
 
 from django.core.signals import setting_changed
 from django.db import NotSupportedError
-from django.db.models import BooleanField, Expression, F, Max, Prefetch, Q, QuerySet
+from django.db.models import BooleanField, Expression, F, Max, Prefetch, Q, QuerySet, Subquery
 from django.dispatch import receiver
 
 from audit.models import AuditEvent, canonical_json
@@ -464,14 +464,18 @@ def trace(name: str) -> Trace:
 
 def previous_release(release: Release) -> Release | None:
     """The release of the same registered model created just before this one (its row, not its chain)."""
-    return (
-        Release.objects.filter(
-            model_version__registered_model_id=release.model_version.registered_model_id,
-            created_at__lt=release.created_at,
-        )
-        .order_by("-created_at", "-id")
-        .first()
-    )
+    return _PREVIOUS.first(release=release.pk, model=release.model_version.registered_model_id)
+
+
+def _previous(release: int, model: int) -> QuerySet[Release]:
+    created = Release.objects.filter(pk=release).values("created_at")[:1]
+    return Release.objects.filter(model_version__registered_model_id=model, created_at__lt=Subquery(created)).order_by(
+        "-created_at", "-id"
+    )[:1]
+
+
+# On every release page: compiled once (releases/prepared.py).
+_PREVIOUS = PreparedQuery(_previous, release=int, model=int)
 
 
 def release_events(trace: Trace, periods: Sequence[ReleasePeriod] | None = None) -> QuerySet[AuditEvent]:

@@ -47,7 +47,7 @@ def board(request: HttpRequest) -> HttpResponse:
 def release_detail(request: HttpRequest, name: str) -> HttpResponse:
     trace = lineage.trace(name)
     approval = lineage.approval_state(trace)
-    endpoints = Endpoint.objects.filter(deployments__release=trace.release).distinct()
+    endpoints = Endpoint.objects.filter(pk__any_of=sorted({d.endpoint_id for d in trace.deployments}))
     context = {
         "trace": trace,
         "approval": approval,
