@@ -14,7 +14,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from audit import signing, vocabulary
-from releases.lineage import EndpointStatus, MetricSeries, ReleaseStatus, Trace
+from releases.lineage import EndpointStatus, MetricSeries, ReleaseStatus, Trace, release_status
 from releases.lineage.paging import Page
 from releases.models import Deployment
 from releases.roles import may_act_as
@@ -493,6 +493,49 @@ def trace_warnings(trace: Trace) -> SafeString:
     return format_html_join(
         "", '<div class="warning">⚠ {}</div>', ((w,) for link in trace.links for w in link.warnings)
     )
+
+
+@register.simple_tag(takes_context=True)
+def board_row(context: template.Context, status: EndpointStatus) -> SafeString:
+    """One endpoint's row on the board: the endpoint, its live release with its one status, warnings, since when,
+    by whom and its lineage, then the rollback target and the action. Built here rather than in the board's
+    template: the board shows 25 rows a page, and the template engine's lookups cost 0.5 ms a row, four
+    times the tags they call (the same ones, so a badge, a time or a button is still written once)."""
+    request: HttpRequest = context["request"]
+    endpoint, live, trace = status.endpoint, status.live, status.live_trace
+    cells = [
+        format_html(
+            '<td data-label="Endpoint"><a href="{}"><strong>{}</strong></a></td>',
+            address("releases:endpoint", endpoint.name),
+            endpoint.name,
+        )
+    ]
+    if live is not None and trace is not None:
+        cells.append(
+            format_html(
+                '<td data-label="Live release"><a class="release-name" href="{}">{}</a> {}{}{}</td>'
+                '<td data-label="Since">{}</td><td data-label="Deployed by">{}</td><td data-label="Lineage">{}</td>',
+                address("releases:release", live.release.name),
+                live.release.name,
+                status_badge(release_status(trace)),
+                SafeString(' <span class="badge">rolled back</span>') if live.kind == Deployment.Kind.ROLLBACK else "",
+                trace_warnings(trace),
+                utc(live.deployed_at),
+                live.actor,
+                completeness(trace),
+            )
+        )
+    else:
+        cells.append(SafeString('<td colspan="4" class="muted">Nothing deployed</td>'))
+    target = status.rollback_target
+    if target is not None:
+        shown = format_html('<a href="{}">{}</a>', address("releases:release", target.name), target.name)
+    elif not may_act_as(request.user, "on-call", "ml-leads"):
+        shown = format_html('<span class="muted">{}</span>', status.rollback_blocker)
+    else:
+        shown = SafeString("")
+    cells.append(format_html('<td data-label="Rollback target">{} {}</td>', shown, rollback_action(context, status)))
+    return format_html("<tr>{}</tr>", SafeString("".join(cells)))
 
 
 @register.simple_tag(takes_context=True)

@@ -24,7 +24,9 @@ ENDPOINTS_PER_PAGE = 25
 def board(request: HttpRequest) -> HttpResponse:
     query = request.GET.get("q", "").strip()
     environment = request.GET.get("env", "").strip()
-    endpoints = Endpoint.objects.filter(name__icontains=query).order_by("environment", "name")
+    endpoints = Endpoint.objects.order_by("environment", "name")
+    if query:
+        endpoints = endpoints.filter(name__icontains=query)
     if environment in Endpoint.Environment.values:
         endpoints = endpoints.filter(environment=environment)
     page = Paginator(endpoints, ENDPOINTS_PER_PAGE).get_page(parse_page(request.GET.get("page")))

@@ -5,13 +5,14 @@ the release's own timeline.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 
 import pytest
 
 from audit.models import AuditEvent
 from audit.vocabulary import object_ref
 from releases import lineage, services
-from releases.models import DatasetVersion, ExperimentRun
+from releases.models import DatasetVersion, ExperimentRun, Release
 from tests.factories import SYSTEM
 from tests.unit.conftest import board_with
 
@@ -67,6 +68,20 @@ def test_unresolved_commit_is_a_warning_not_a_link_lost(world, ci_account):
 def test_previous_release_of_the_same_model(story):
     assert lineage.previous_release(story["v42"]).name == "churn-v41"
     assert lineage.previous_release(story["v40"]) is None
+
+
+def test_previous_release_skips_other_models_and_breaks_ties_by_id(story, world, ci_account):
+    # Another model's release cut between v41 and v42 in time is not v42's previous one.
+    fraud = world.release("fraud-v1", world.model_version("fraud-model/1"), by=ci_account)
+    Release.objects.filter(pk=fraud.pk).update(created_at=story["v42"].created_at - datetime.timedelta(seconds=1))
+    # Two releases of the model cut at the same instant: the one recorded later counts as the newer.
+    v43 = world.release("churn-v43", world.model_version("churn-model/43"), by=ci_account)
+    v44 = world.release("churn-v44", world.model_version("churn-model/44"), by=ci_account)
+    Release.objects.filter(pk__in=[v43.pk, v44.pk]).update(created_at=story["v42"].created_at)
+    assert lineage.previous_release(story["v42"]).name == "churn-v41"
+    v45 = world.release("churn-v45", world.model_version("churn-model/45"), by=ci_account)
+    assert lineage.previous_release(v45).name == "churn-v44"
+    assert lineage.previous_release(fraud) is None
 
 
 def test_trace_timeline_keeps_only_this_releases_endpoint_events(world, ci_account, lead, release_manager):
