@@ -47,12 +47,12 @@ def utc(value: datetime.datetime | None) -> SafeString:
     if value is None:
         return format_html('<span class="muted">{}</span>', "unknown")
     value = value.astimezone(datetime.UTC)
-    return format_html(
-        '<time datetime="{}" title="{}">{} UTC</time> <span class="ago">{}</span>',
-        value.isoformat(),
-        value.strftime("%Y-%m-%d %H:%M:%S UTC"),
-        value.strftime("%Y-%m-%d %H:%M"),
-        ago(value),
+    seconds = value.strftime("%Y-%m-%d %H:%M:%S")
+    # Every part is written from the datetime (digits, "-", ":", "+", "T", spaces) or is one of ``ago``'s own
+    # words: nothing to escape, so no escaping pass (a board shows 25 times, a release page up to a hundred).
+    return SafeString(
+        f'<time datetime="{value.isoformat()}" title="{seconds} UTC">{seconds[:16]} UTC</time> '
+        f'<span class="ago">{ago(value)}</span>'
     )
 
 

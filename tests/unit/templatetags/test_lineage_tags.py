@@ -12,7 +12,7 @@ from django.utils.html import escape
 from releases import lineage, services
 from releases.lineage import ReleaseStatus
 from releases.models import Endpoint
-from releases.templatetags.lineage_tags import ago, status_badge
+from releases.templatetags.lineage_tags import ago, status_badge, utc
 from tests.unit.conftest import pending_release
 
 
@@ -22,6 +22,19 @@ def test_ago_gives_a_short_relative_hint() -> None:
     assert ago(now - datetime.timedelta(days=2), now) == "2 d ago"
     assert ago(now + datetime.timedelta(minutes=5), now) == "in 5 min"
     assert ago(now, now) == "just now"
+
+
+def test_utc_writes_the_moment_in_utc_with_its_hint() -> None:
+    berlin = datetime.timezone(datetime.timedelta(hours=2))
+    moment = datetime.datetime(2024, 5, 1, 14, 0, 7, 250000, tzinfo=berlin)
+    assert utc(moment) == (
+        '<time datetime="2024-05-01T12:00:07.250000+00:00" title="2024-05-01 12:00:07 UTC">2024-05-01 12:00 UTC</time> '
+        f'<span class="ago">{ago(moment)}</span>'
+    )
+    # Through a template it is not escaped again, and nothing is left unknown.
+    rendered = Template("{% load lineage_tags %}{{ when|utc }}").render(Context({"when": moment}))
+    assert rendered == utc(moment)
+    assert utc(None) == '<span class="muted">unknown</span>'
 
 
 @pytest.mark.django_db
