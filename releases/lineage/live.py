@@ -156,10 +156,12 @@ def with_rollback_target(deployments: QuerySet[Deployment], troubled: TroubledDa
 def _live_deployments(*, with_release: bool, troubled: bool) -> PreparedQuery[Deployment]:
     """Live deployments by id with their rollback targets, prepared: with their releases' rows or not,
     against troubled data (its ids as values) or none."""
-    joined = ("actor_user", "release") if with_release else ("actor_user",)
 
     def build(ids: list[int], unsafe: list[int] | None = None, lifted: list[int] | None = None) -> QuerySet[Deployment]:
-        live = Deployment.objects.select_related(*joined).filter(pk__any_of=ids)
+        # Who deployed is shown as the deployment's own ``actor``: the user row is not read.
+        live = Deployment.objects.filter(pk__any_of=ids)
+        if with_release:
+            live = live.select_related("release")
         return with_rollback_target(live, TroubledData(unsafe or [], lifted or []))
 
     if troubled:

@@ -407,7 +407,8 @@ def status_traces(release_ids: Iterable[int]) -> dict[int, Trace]:
     ids = sorted(set(release_ids))
     release_rows = _STATUS_RELEASES.rows(ids=ids)
     using = release_rows.using
-    by_pk = {row[_STATUS_RELEASES.column("id")]: row for row in release_rows}
+    release_id = _STATUS_RELEASES.column("id")
+    by_pk = {row[release_id]: row for row in release_rows}
     kept = {pk: found for pk in by_pk if (found := KEPT.get(using, pk)) is not None}
     # Each release's run: the kept trace's when the release's row is the one it was built from.
     changed = [row for pk, row in by_pk.items() if pk not in kept or kept[pk][0].release != row]
@@ -415,12 +416,14 @@ def status_traces(release_ids: Iterable[int]) -> dict[int, Trace]:
     run_of = {pk: (releases[pk] if pk in releases else kept[pk][1].release).model_version.run_id for pk in by_pk}
     input_rows = _STATUS_INPUTS.rows(runs=sorted({run for run in run_of.values() if run is not None}))
     inputs: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
+    run_id = _STATUS_INPUTS.column("run_id")
     for row in input_rows:
-        inputs[row[_STATUS_INPUTS.column("run_id")]].append(row)
+        inputs[row[run_id]].append(row)
     approval_rows = _STATUS_APPROVALS.rows(ids=ids)
     approvals: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
+    approved_id = _STATUS_APPROVALS.column("release_id")
     for row in approval_rows:
-        approvals[row[_STATUS_APPROVALS.column("release_id")]].append(row)
+        approvals[row[approved_id]].append(row)
     went: dict[int, list[str]] = defaultdict(list)
     for release_id, endpoint_name, _, _ in _STATUS_WENT.all(ids=ids):
         went[release_id].append(endpoint_name)
