@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from audit import log, signing, tree, verifier
 from audit.models import Checkpoint, Cosignature
+from releases.prepared import PreparedQuery
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +86,11 @@ def _check_extends_previous(body: verifier.CheckpointBody) -> None:
 
 def latest() -> Checkpoint | None:
     """The newest checkpoint issued as a signed note."""
-    return Checkpoint.objects.exclude(note="").order_by("-size").first()
+    return _LATEST.first()
+
+
+# On every page that shows the log's integrity: compiled once (releases/prepared.py).
+_LATEST = PreparedQuery(lambda: Checkpoint.objects.exclude(note="").order_by("-size")[:1])
 
 
 def append_to_log(note: str, path: Path | None = None) -> None:

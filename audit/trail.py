@@ -20,6 +20,7 @@ from django.db.models import Count, Max, Q, QuerySet
 
 from audit import checkpoints, log, signing
 from audit.models import AuditEvent, Checkpoint, VerificationRun, canonical_json
+from releases.prepared import PreparedQuery, PreparedTuples
 
 PAGE_SIZE = 50
 EXPORT_CHUNK = 2000
@@ -200,9 +201,15 @@ class IntegrityStatus:
 
 def integrity_status() -> IntegrityStatus:
     """Three queries: the newest verification run, the newest checkpoint, the newest sequence number."""
+    newest = _NEWEST_SEQ.all()
     return IntegrityStatus(
-        last_run=VerificationRun.objects.order_by("-ran_at", "-pk").first(),
+        last_run=_NEWEST_RUN.first(),
         checkpoint=covering_checkpoint(),
-        events=AuditEvent.objects.aggregate(newest=Max("seq"))["newest"] or 0,
+        events=newest[0][0] if newest else 0,
         key_fingerprint=signing.fingerprint(),
     )
+
+
+# On every board: compiled once (releases/prepared.py).
+_NEWEST_RUN = PreparedQuery(lambda: VerificationRun.objects.order_by("-ran_at", "-pk")[:1])
+_NEWEST_SEQ = PreparedTuples(lambda: AuditEvent.objects.order_by("-seq").values_list("seq")[:1])
