@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypedDict
 
@@ -262,7 +263,7 @@ def endpoint_statuses(
 
 def _endpoints_and_live(
     endpoints: QuerySet[Endpoint] | None, when: datetime.datetime | None
-) -> tuple[list[Endpoint], dict[int, int | None]]:
+) -> tuple[Sequence[Endpoint], dict[int, int | None]]:
     """The endpoints (all when None), with their registered models, and the id of each one's live deployment
     at ``when``. Now, each endpoint keeps it on its own row, so the endpoints asked for are read as they are, in
     their own order (one query); at an earlier moment, as ``endpoints_with_live`` finds it."""
@@ -273,7 +274,7 @@ def _endpoints_and_live(
     if endpoints is not None:
         annotated = annotated.filter(pk__in=endpoints.values("pk"))
     then = list(annotated)
-    return list(then), {row.pk: row.live_deployment_id for row in then}
+    return then, {row.pk: row.live_deployment_id for row in then}
 
 
 def moved_alias(endpoint: Endpoint, model_version: ModelVersion) -> str:
