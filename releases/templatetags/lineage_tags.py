@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime
+import html
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -10,7 +12,6 @@ from urllib.parse import quote
 from django import template
 from django.http import HttpRequest
 from django.utils import timezone
-from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from audit import signing, vocabulary
@@ -22,6 +23,27 @@ from releases.templatetags.addresses import address
 from releases.web_links import safe_href
 
 register = template.Library()
+
+
+def markup(template_text: str, /, *args: object, **kwargs: object) -> SafeString:
+    """``format_html`` as the tags here need it: every argument escaped unless it is already HTML (has
+    ``__html__``, as ``SafeString`` does), then put in its place. The same output as Django's (a test
+    compares them), without its lazy-text wrappers around each escape: they were a tenth of the board's
+    processor time, called some 700 times a page."""
+    return SafeString(
+        template_text.format(*map(_escaped, args), **{name: _escaped(value) for name, value in kwargs.items()})
+    )
+
+
+def markup_join(separator: str, template_text: str, rows: Iterable[Iterable[object]]) -> SafeString:
+    """``format_html_join``: ``template_text`` filled from each row by ``markup``, joined by ``separator``."""
+    return SafeString(separator.join(markup(template_text, *row) for row in rows))
+
+
+def _escaped(value: object) -> str:
+    if hasattr(value, "__html__"):
+        return str(value.__html__())
+    return html.escape(str(value))
 
 
 @register.filter
@@ -45,7 +67,7 @@ def ago(value: datetime.datetime | None, now: datetime.datetime | None = None) -
 def utc(value: datetime.datetime | None) -> SafeString:
     """A <time> element in UTC with its relative hint: 2024-05-01 12:00 UTC (3 h ago)."""
     if value is None:
-        return format_html('<span class="muted">{}</span>', "unknown")
+        return markup('<span class="muted">{}</span>', "unknown")
     value = value.astimezone(datetime.UTC)
     seconds = value.strftime("%Y-%m-%d %H:%M:%S")
     # Every part is written from the datetime (digits, "-", ":", "+", "T", spaces) or is one of ``ago``'s own
@@ -239,13 +261,13 @@ _STATE_WORDS = {"warning": "⚠ warning", "missing": "✕ missing", "pending": "
 
 def _svg_node(node: ChainNode, shape: SafeString) -> SafeString:
     """One node: a link to the page of what it names when there is one, its tooltip, then its ``shape``."""
-    tooltip = format_html(
+    tooltip = markup(
         "<title>{}: {}{}</title>", node.label, node.state, f" — {node.explanation}" if node.explanation else ""
     )
-    attributes = format_html('class="chain-node node-{}" data-link="{}"', node.state, node.key)
+    attributes = markup('class="chain-node node-{}" data-link="{}"', node.state, node.key)
     if node.url:
-        return format_html('<a href="{}" {}>{}{}</a>', safe_href(node.url), attributes, tooltip, shape)
-    return format_html("<g {}>{}{}</g>", attributes, tooltip, shape)
+        return markup('<a href="{}" {}>{}{}</a>', safe_href(node.url), attributes, tooltip, shape)
+    return markup("<g {}>{}{}</g>", attributes, tooltip, shape)
 
 
 @register.simple_tag
@@ -255,7 +277,7 @@ def chain_diagram(trace: Trace) -> SafeString:
     Drawn in Python rather than a template: a release's page shows it on every view, and twelve nodes of
     template variables cost more than the rest of the chain's markup."""
     wide, tall = chain_nodes(trace)
-    return format_html(
+    return markup(
         '<figure class="chain-diagram" aria-label="Release chain: six links">{}{}</figure>',
         _draw(WIDE, wide),
         _draw(TALL, tall),
@@ -265,12 +287,12 @@ def chain_diagram(trace: Trace) -> SafeString:
 def _draw(drawing: ChainDrawing, nodes: list[ChainNode]) -> SafeString:
     arrow = drawing.arrow  # the marker every edge of this drawing ends with
     parts = [
-        format_html(
+        markup(
             '<title id="chain-{}-title">Chain: {}</title>',
             drawing.name,
             ", ".join(f"{n.label} {n.state}" for n in nodes),
         ),
-        format_html(
+        markup(
             '<defs><marker id="{}" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" '
             'orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="#8a94a6"/></marker></defs>',
             arrow,
@@ -280,7 +302,7 @@ def _draw(drawing: ChainDrawing, nodes: list[ChainNode]) -> SafeString:
     for number, n in enumerate(nodes):
         if number < len(nodes) - 1:
             parts.append(
-                format_html(
+                markup(
                     '<line x1="{}" y1="{}" x2="{}" y2="{}" class="chain-edge" marker-end="url(#{})"/>',
                     n.x + x1,
                     n.y + y1,
@@ -290,7 +312,7 @@ def _draw(drawing: ChainDrawing, nodes: list[ChainNode]) -> SafeString:
                 )
             )
         state = _STATE_WORDS.get(n.state, drawing.complete) + (f" · {n.more}" if drawing.more and n.more else "")
-        shape = format_html(
+        shape = markup(
             '<rect x="{}" y="{}" width="{}" height="{}" rx="8"/>'
             '<text x="{tx}" y="{}" class="node-label">{}</text>'
             '<text x="{tx}" y="{}" class="node-text">{}</text>'
@@ -310,12 +332,12 @@ def _draw(drawing: ChainDrawing, nodes: list[ChainNode]) -> SafeString:
             tx=n.x + drawing.text_x,
         )
         parts.append(_svg_node(n, shape))
-    return format_html(
+    return markup(
         '<svg class="chain-{}" viewBox="{}" role="img" aria-labelledby="chain-{}-title">{}</svg>',
         drawing.name,
         drawing.view_box,
         drawing.name,
-        format_html_join("", "{}", ((part,) for part in parts)),
+        markup_join("", "{}", ((part,) for part in parts)),
     )
 
 
@@ -468,8 +490,8 @@ def signing_key_fingerprint() -> str:
 def status_badge(status: ReleaseStatus) -> SafeString:
     """A release's one status as a badge (``lineage.release_status``), its detail as the tooltip."""
     if status.detail:
-        return format_html('<span class="state state-{}" title="{}">{}</span>', status.key, status.detail, status.label)
-    return format_html('<span class="state state-{}">{}</span>', status.key, status.label)
+        return markup('<span class="state state-{}" title="{}">{}</span>', status.key, status.detail, status.label)
+    return markup('<span class="state state-{}">{}</span>', status.key, status.label)
 
 
 @register.simple_tag
@@ -477,7 +499,7 @@ def completeness(trace: Trace) -> SafeString:
     """Links present of those expected by now; the tooltip explains each gap and what is still to come."""
     done, expected = trace.completeness
     gaps, upcoming = trace.gaps, trace.upcoming
-    return format_html(
+    return markup(
         '<span class="completeness{}" title="{}">{}/{} links{}</span>',
         " incomplete" if gaps else "",
         "".join(f"{link.explanation} " for link in gaps) + "".join(link.explanation for link in upcoming),
@@ -490,9 +512,7 @@ def completeness(trace: Trace) -> SafeString:
 @register.simple_tag
 def trace_warnings(trace: Trace) -> SafeString:
     """Every warning of every link of the trace, one line each (a quarantined input, a moved tag...)."""
-    return format_html_join(
-        "", '<div class="warning">⚠ {}</div>', ((w,) for link in trace.links for w in link.warnings)
-    )
+    return markup_join("", '<div class="warning">⚠ {}</div>', ((w,) for link in trace.links for w in link.warnings))
 
 
 @register.simple_tag(takes_context=True)
@@ -504,7 +524,7 @@ def board_row(context: template.Context, status: EndpointStatus) -> SafeString:
     request: HttpRequest = context["request"]
     endpoint, live, trace = status.endpoint, status.live, status.live_trace
     cells = [
-        format_html(
+        markup(
             '<td data-label="Endpoint"><a href="{}"><strong>{}</strong></a></td>',
             address("releases:endpoint", endpoint.name),
             endpoint.name,
@@ -512,7 +532,7 @@ def board_row(context: template.Context, status: EndpointStatus) -> SafeString:
     ]
     if live is not None and trace is not None:
         cells.append(
-            format_html(
+            markup(
                 '<td data-label="Live release"><a class="release-name" href="{}">{}</a> {}{}{}</td>'
                 '<td data-label="Since">{}</td><td data-label="Deployed by">{}</td><td data-label="Lineage">{}</td>',
                 address("releases:release", live.release.name),
@@ -529,13 +549,13 @@ def board_row(context: template.Context, status: EndpointStatus) -> SafeString:
         cells.append(SafeString('<td colspan="4" class="muted">Nothing deployed</td>'))
     target = status.rollback_target
     if target is not None:
-        shown = format_html('<a href="{}">{}</a>', address("releases:release", target.name), target.name)
+        shown = markup('<a href="{}">{}</a>', address("releases:release", target.name), target.name)
     elif not may_act_as(request.user, "on-call", "ml-leads"):
-        shown = format_html('<span class="muted">{}</span>', status.rollback_blocker)
+        shown = markup('<span class="muted">{}</span>', status.rollback_blocker)
     else:
         shown = SafeString("")
-    cells.append(format_html('<td data-label="Rollback target">{} {}</td>', shown, rollback_action(context, status)))
-    return format_html("<tr>{}</tr>", SafeString("".join(cells)))
+    cells.append(markup('<td data-label="Rollback target">{} {}</td>', shown, rollback_action(context, status)))
+    return markup("<tr>{}</tr>", SafeString("".join(cells)))
 
 
 @register.simple_tag(takes_context=True)
@@ -546,13 +566,13 @@ def rollback_action(context: template.Context, status: EndpointStatus) -> SafeSt
     if not may_act_as(request.user, "on-call", "ml-leads"):
         return SafeString("")
     if status.rollback_target is not None:
-        return format_html(
+        return markup(
             '<div class="rollback-action"><a class="button danger" href="{}?next={}">Roll back to {}…</a></div>',
             address("releases:rollback", status.endpoint.name),
             quote(request.get_full_path(), safe="/"),
             status.rollback_target.name,
         )
-    return format_html(
+    return markup(
         '<div class="rollback-action"><button type="button" class="button" disabled aria-describedby="{0}">'
         'Roll back</button> <span class="muted small" id="{0}">Cannot roll back: {1}</span></div>',
         f"no-rollback-{status.endpoint.pk}",

@@ -7,12 +7,16 @@ import datetime
 import pytest
 from django.template import Context, Template
 from django.utils import timezone
-from django.utils.html import escape
+from django.utils.functional import lazy
+from django.utils.html import escape, format_html, format_html_join
+from django.utils.safestring import SafeString, mark_safe
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from releases import lineage, services
 from releases.lineage import ReleaseStatus
 from releases.models import Endpoint
-from releases.templatetags.lineage_tags import ago, status_badge, utc
+from releases.templatetags.lineage_tags import ago, markup, markup_join, status_badge, utc
 from tests.unit.conftest import pending_release
 
 
@@ -133,3 +137,39 @@ def test_without_a_target_the_rollback_action_says_why(world, oncall, rf, releas
 
     assert f'<button type="button" class="button" disabled aria-describedby="no-rollback-{endpoint.pk}">' in action
     assert f'id="no-rollback-{endpoint.pk}">Cannot roll back: {escape(status.rollback_blocker)}</span>' in action
+
+
+# Any value a tag puts into markup: text with every character HTML cares about, text already HTML, numbers,
+# None, and lazy text (a translation), plain or already HTML.
+_lazy_text = lazy(str, str)
+_lazy_html = lazy(mark_safe, SafeString)
+_values = st.one_of(
+    st.text(alphabet=st.sampled_from("<>&\"'` =/aZ09é⚠\u00a0"), max_size=12),
+    st.text(max_size=8).map(mark_safe),
+    st.integers(),
+    st.floats(allow_nan=False),
+    st.none(),
+    st.text(alphabet="<&'x", max_size=6).map(_lazy_text),
+    st.text(alphabet="<b>", max_size=6).map(_lazy_html),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(args=st.lists(_values, min_size=1, max_size=4), named=_values)
+def test_markup_writes_what_format_html_writes(args: list[object], named: object) -> None:
+    text = '<span title="{}">' + "{}" * (len(args) - 1) + "</span>{named}"
+    ours = markup(text, *args, named=named)
+    assert ours == format_html(text, *args, named=named)
+    assert isinstance(ours, SafeString)
+
+
+@settings(max_examples=100, deadline=None)
+@given(rows=st.lists(st.tuples(_values, _values), max_size=4))
+def test_markup_join_writes_what_format_html_join_writes(rows: list[tuple[object, object]]) -> None:
+    assert markup_join(" · ", "<b>{}</b>={}", rows) == format_html_join(" · ", "<b>{}</b>={}", rows)
+
+
+def test_markup_escapes_text_and_keeps_html() -> None:
+    assert markup("<i>{}</i>{}", "<script>&\"'", mark_safe("<b>ok</b>")) == (
+        "<i>&lt;script&gt;&amp;&quot;&#x27;</i><b>ok</b>"
+    )
