@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 from typing import Any, ClassVar, TypeVar
 
 from django.db import models
@@ -52,23 +53,31 @@ class GuardedModel(models.Model):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._loaded_immutable = {name: self._immutable_value(name) for name in self.immutable_fields}
+        self._loaded_immutable = self._immutable_values()
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         if not self._state.adding:
+            now = self._immutable_values()
             changed = [
                 name
-                for name in self.immutable_fields
-                if self._loaded_immutable[name] is not _DEFERRED
-                and self._immutable_value(name) != self._loaded_immutable[name]
+                for name, loaded in self._loaded_immutable.items()
+                if loaded is not _DEFERRED and now[name] != loaded
             ]
             if changed:
                 raise ImmutableFieldError(
                     f"{self._meta.verbose_name} {self}: {', '.join(changed)} cannot change once registered"
                 )
         super().save(*args, **kwargs)
-        self._loaded_immutable = {name: self._immutable_value(name) for name in self.immutable_fields}
+        self._loaded_immutable = self._immutable_values()
 
-    def _immutable_value(self, name: str) -> Any:
+    def _immutable_values(self) -> dict[str, Any]:
         # Read __dict__, not the attribute, so a deferred column is not fetched just to guard it.
-        return self.__dict__.get(self._meta.get_field(name).attname, _DEFERRED)  # type: ignore[union-attr]
+        values = self.__dict__
+        return {name: values.get(attname, _DEFERRED) for name, attname in _immutable_columns(type(self))}
+
+
+@functools.cache
+def _immutable_columns(model: type[GuardedModel]) -> tuple[tuple[str, str], ...]:
+    """Each immutable field of ``model`` with its column's attribute name, looked up once per model (every row
+    read is guarded: a page builds a hundred)."""
+    return tuple((name, model._meta.get_field(name).attname) for name in model.immutable_fields)  # type: ignore[union-attr]
