@@ -37,6 +37,32 @@ def test_rows_are_the_querysets_rows_for_each_value(story, django_assert_num_que
         assert [r.created_at for r in found] == [r.created_at for r in expected]
 
 
+def test_raw_rows_are_kept_apart_by_column_and_built_later_as_all_builds_them(story, django_assert_num_queries):
+    ids = list(Deployment.objects.order_by("pk").values_list("pk", flat=True))
+    with django_assert_num_queries(1):
+        rows = WITH_NEXT.rows(ids=ids)
+    # Plain driver values, before any conversion or instance: what a later read is compared with.
+    assert all(type(row) is tuple for row in rows)
+    assert rows.using == "default"
+    release_at = WITH_NEXT.column("release_id")
+    assert WITH_NEXT.column("id") != release_at
+    assert [row[release_at] for row in rows] == [d.release_id for d in WITH_NEXT.all(ids=ids)]
+    with pytest.raises(ValueError, match="is not in list"):
+        WITH_NEXT.column("no_such_column")
+
+    some = rows.some(row for row in rows if row[release_at] == story["v41"].pk)
+    assert some.using == rows.using
+    assert 0 < len(some) < len(rows)
+    with django_assert_num_queries(0):
+        built = WITH_NEXT.instances(some)
+        names = [(d.release.name, d.release_name, d.deployed_on) for d in built]
+    expected = [d for d in WITH_NEXT.all(ids=ids) if d.release_id == story["v41"].pk]
+    assert [d.pk for d in built] == [d.pk for d in expected]
+    assert names == [(d.release.name, d.release_name, d.deployed_on) for d in expected]
+    assert [d.deployed_at for d in built] == [d.deployed_at for d in expected]
+    assert WITH_NEXT.instances(rows.some([])) == []
+
+
 def test_fixed_values_of_the_queryset_stay(story):
     release = story["v41"]
     assert [d.pk for d in LIVE_OF.all(release=release.pk)] == [
