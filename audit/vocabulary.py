@@ -79,7 +79,8 @@ def object_ref(obj: Any) -> tuple[str, str]:
     """The (type, key) an event about ``obj`` is filed under: ``("release", "churn-v42")``.
 
     ``Audited`` is asked as its members, not with ``isinstance``: a runtime protocol check collects the
-    protocol's attributes on every call (100 microseconds), and a release's page names some twenty objects.
+    protocol's attributes on every call (about 24 microseconds, against 0.2), and a release's page names some
+    twenty objects.
     """
     if isinstance(obj, AbstractBaseUser):
         return "user", obj.get_username()
