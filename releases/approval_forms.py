@@ -9,10 +9,11 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django.forms.boundfield import BoundField
 from django.utils.safestring import SafeString
+from django.utils.translation import get_language
 
 from releases.models import Approval
 
-# The widgets of blank forms, as rendered once: (form class, field name, id, renderer) -> HTML.
+# The widgets of blank forms, as rendered once, by what each one's HTML is made of (``RenderedOnceWhenBlank``).
 _blank_widgets: dict[tuple[Any, ...], SafeString] = {}
 
 
@@ -24,6 +25,11 @@ class RenderedOnceWhenBlank(BoundField):
     dozen nested templates (2.7 ms of a page for this form). A field with a value, a form that was submitted
     (its errors and what was typed are shown again) or a call with a widget or attributes of its own is
     rendered as Django renders it, every time.
+
+    What is kept is found by what the widget's HTML is made of: its name and id, its class, the attributes
+    Django builds for it from the field and the form (``build_widget_attrs``: required, disabled, the help
+    text's id), its choices, the renderer and the language. A view that changes a field of one form (its
+    widget's attributes, disabled, required, choices) gets that field rendered anew, not one kept from before.
     """
 
     def as_widget(
@@ -31,7 +37,16 @@ class RenderedOnceWhenBlank(BoundField):
     ) -> SafeString:
         if widget is not None or attrs or only_initial or self.form.is_bound or self.value() not in (None, ""):
             return super().as_widget(widget, attrs, only_initial)
-        key = (type(self.form), self.html_name, self.auto_id, self.form.renderer)
+        built = self.field.widget
+        key = (
+            self.html_name,
+            self.auto_id,
+            type(built),
+            repr(sorted(self.build_widget_attrs(built.attrs).items())),
+            repr(list(getattr(built, "choices", ()))),
+            self.form.renderer,
+            get_language(),
+        )
         rendered = _blank_widgets.get(key)
         if rendered is None:
             rendered = _blank_widgets[key] = super().as_widget()

@@ -81,3 +81,22 @@ def test_widgets_are_rendered_again_under_another_renderer() -> None:
         assert str(form["comment"]) == blank
         assert form.renderer.rendered == ["django/forms/widgets/textarea.html"]  # type: ignore[attr-defined]
     assert str(SignatureForm()["comment"]) == blank
+
+
+def test_a_field_changed_on_one_form_is_rendered_as_changed_not_as_kept() -> None:
+    blank = {name: str(SignatureForm()[name]) for name in ("comment", "meaning", "password")}
+
+    changed = SignatureForm()
+    changed.fields["comment"].widget.attrs["placeholder"] = "Why?"
+    changed.fields["meaning"].disabled = True
+    changed.fields["meaning"].choices = [("authorship", "authorship: I wrote it")]
+    changed.fields["password"].required = False
+    written = {name: str(changed[name]) for name in ("comment", "meaning", "password")}
+
+    django_wrote = as_django_renders(changed)
+    assert written == {name: django_wrote[name] for name in written}
+    assert 'placeholder="Why?"' in written["comment"]
+    assert "disabled" in written["meaning"]
+    assert "I wrote it" in written["meaning"]
+    assert "required" not in written["password"]
+    assert {name: str(SignatureForm()[name]) for name in blank} == blank
