@@ -47,11 +47,38 @@ _TEXT = "\x00prepared:{}\x00"
 _INTEGER = -1_987_654_321
 
 
-class IdList(list[int]):
-    """The ids of an ``any_of`` lookup, sent as one parameter: an array to PostgreSQL, JSON text to SQLite."""
+class _Values(list[Any]):
+    """A list of values sent as one parameter: an array to PostgreSQL, JSON text to SQLite."""
+
+    item: type = object
+    items = "values"
+
+    @classmethod
+    def checked(cls, values: Iterable[Any]) -> _Values:
+        """``values`` as this kind of list, each checked to be of its type (TypeError otherwise)."""
+        found = cls(values)
+        if not all(type(value) is cls.item for value in found):
+            raise TypeError(f"{cls.__name__} takes {cls.items} only")
+        return found
+
+
+class IdList(_Values):
+    """The ids of an ``any_of`` lookup, or a prepared query's list of ids."""
+
+    item = int
+    items = "whole numbers"
+
+
+class TextList(_Values):
+    """A prepared query's list of texts (compared with ``= ANY(%s::text[])`` on PostgreSQL, ``json_each`` on
+    SQLite)."""
+
+    item = str
+    items = "texts"
 
 
 sqlite3.register_adapter(IdList, json.dumps)
+sqlite3.register_adapter(TextList, json.dumps)
 
 
 @models.IntegerField.register_lookup
@@ -64,11 +91,8 @@ class AnyOf(Lookup):
     lookup_name = "any_of"
     prepare_rhs = False
 
-    def get_prep_lookup(self) -> IdList:
-        values = IdList(self.rhs)
-        if not all(type(value) is int for value in values):
-            raise TypeError("any_of takes whole numbers")
-        return values
+    def get_prep_lookup(self) -> _Values:
+        return IdList.checked(self.rhs)
 
     def _sql(self, compiler: Any, connection: BaseDatabaseWrapper, template: str) -> tuple[str, tuple[Any, ...]]:
         lhs, lhs_params = self.process_lhs(compiler, connection)
@@ -170,8 +194,10 @@ class _Prepared:
                 found[name] = _INTEGER - number
             elif kind is list:
                 found[name] = IdList([_INTEGER - number])
+            elif kind is TextList:
+                found[name] = TextList([_TEXT.format(name)])
             else:
-                raise TypeError(f"a prepared value is str, int or list, not {kind!r} ({name})")
+                raise TypeError(f"a prepared value is str, int, list (of ids) or TextList, not {kind!r} ({name})")
         return found
 
     def _check_shape(self, queryset: models.QuerySet[Any]) -> None:
@@ -242,7 +268,7 @@ class _Prepared:
         connection = connections[using]
         compiled = self.compiled(connection)
         params: list[Any] = [
-            (IdList(cast("Iterable[int]", values[name])) if isinstance(constant, IdList) else values[name])
+            (constant.checked(cast("Iterable[Any]", values[name])) if isinstance(constant, _Values) else values[name])
             if name
             else constant
             for name, constant in compiled.params
@@ -268,8 +294,8 @@ class Rows(list[tuple[Any, ...]]):
 class PreparedQuery(_Prepared, Generic[M]):
     """``build(**values)`` compiled once per connection; ``all(**values)`` runs it with these values.
 
-    ``kinds`` names each value and its type: str, int, or list (of ids, for an ``any_of`` lookup). The
-    queryset may hold other fixed values and annotations (set on each row, as the queryset sets them), but
+    ``kinds`` names each value and its type: str, int, list (of ids, for an ``any_of`` lookup) or ``TextList``.
+    The queryset may hold other fixed values and annotations (set on each row, as the queryset sets them), but
     no ``prefetch_related``, ``values()`` or ``defer()`` (the rows are built as ``select_related`` instances).
 
     A value the queryset reads when it is built (a setting, such as the number of signers an approval needs)

@@ -134,6 +134,15 @@ def keyset_page(
         found = list(rows.order_by(*newest_first)[:size])
     if not found:
         return Page(found, rows.count(), 0)
+    if after is None and before is None:
+        return newest_page(found, rows.count(), keys)
     first, last = key_of(found[0], keys), key_of(found[-1], keys)
     counts = rows.order_by().aggregate(total=Count("pk"), newer=Count("pk", filter=_beyond(keys, first, "gt")))
     return Page(found, counts["total"], counts["newer"] + 1, first=first, last=last)
+
+
+def newest_page(found: Sequence[M], total: int, keys: Sequence[str]) -> Page[M]:
+    """The first page of ``keyset_page``: ``found``, the newest rows of a list of ``total``, newest first."""
+    if not found:
+        return Page(found, total, 0)
+    return Page(found, total, 1, first=key_of(found[0], keys), last=key_of(found[-1], keys))

@@ -2,13 +2,14 @@
 made it live to the one that ended it, with who, when and why on both sides.
 
 A redeployment of a release on top of itself extends its period; a period still open is live now. Two
-queries whatever the history: the release's deployments with the deployment that followed each, then
-those following deployments.
+queries whatever the history (one when the release's deployments are already read): the release's
+deployments, then the deployment that followed each.
 """
 
 from __future__ import annotations
 
 import datetime
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.db.models import OuterRef, Q, Subquery
@@ -88,28 +89,38 @@ def neighbour_on_endpoint(*, later: bool) -> Subquery:
 
 # A release page reads its periods on every view: both queries are compiled once (releases/prepared.py).
 _OWN = PreparedQuery(
-    lambda release: (
-        Deployment.objects.filter(release_id=release)
-        .select_related("endpoint", "release")
-        .annotate(next_id=neighbour_on_endpoint(later=True))
-        .order_by("endpoint__name", "deployed_at", "id")
-    ),
-    release=int,
+    lambda release: Deployment.objects.filter(release_id=release).select_related("endpoint", "release"), release=int
 )
+# The deployment just after each of ``ids`` on its endpoint, with the id of the one it followed.
 _FOLLOWERS = PreparedQuery(
-    lambda ids: Deployment.objects.select_related("release", "endpoint").filter(pk__any_of=ids), ids=list
+    lambda ids: (
+        Deployment.objects.filter(
+            pk__in=Deployment.objects.filter(pk__any_of=ids)
+            .annotate(next_id=neighbour_on_endpoint(later=True))
+            .values("next_id")
+        )
+        .select_related("release", "endpoint")
+        .annotate(previous_id=neighbour_on_endpoint(later=False))
+    ),
+    ids=list,
 )
 
 
-def release_periods(release: Release) -> list[ReleasePeriod]:
-    """Every period ``release`` was live, by endpoint then time (oldest first)."""
-    own = _OWN.all(release=release.pk)
-    next_ids = sorted({d.next_id for d in own if d.next_id is not None})  # type: ignore[attr-defined]
-    followers = {d.pk: d for d in _FOLLOWERS.all(ids=next_ids)} if next_ids else {}
+def release_periods(release: Release, deployments: Iterable[Deployment] | None = None) -> list[ReleasePeriod]:
+    """Every period ``release`` was live, by endpoint then time (oldest first).
+
+    ``deployments`` are the release's own, each with its endpoint, when the caller has them read (a trace's):
+    then one query, the deployments that followed them; otherwise two.
+    """
+    own = sorted(
+        _OWN.all(release=release.pk) if deployments is None else deployments,
+        key=lambda deployment: (deployment.endpoint.name, deployment.deployed_at, deployment.pk),
+    )
+    followers = {d.previous_id: d for d in _FOLLOWERS.all(ids=[d.pk for d in own])} if own else {}  # type: ignore[attr-defined]
     periods: list[ReleasePeriod] = []
     continues: int | None = None  # the deployment that carries the last period on (a redeployment)
     for deployment in own:
-        nxt = followers.get(deployment.next_id)  # type: ignore[attr-defined]
+        nxt = followers.get(deployment.pk)
         ended = nxt if nxt is not None and nxt.release_id != release.pk else None
         if continues == deployment.pk:
             periods[-1] = ReleasePeriod(periods[-1].started, ended)

@@ -13,11 +13,12 @@ from typing import Any
 
 from django.core.signals import setting_changed
 from django.db import NotSupportedError
-from django.db.models import BooleanField, Expression, F, Max, Prefetch, Q, QuerySet, Subquery
+from django.db.models import BooleanField, Count, Expression, F, Max, Prefetch, Q, QuerySet, Subquery, Window
 from django.dispatch import receiver
 
 from audit.models import AuditEvent, canonical_json
 from audit.vocabulary import object_ref
+from releases.lineage.paging import PAGE_SIZE, Page, newest_page
 from releases.lineage.periods import ReleasePeriod, release_periods
 from releases.models import (
     Approval,
@@ -31,7 +32,7 @@ from releases.models import (
     RunDatasetInput,
 )
 from releases.models.base import get_or_refuse
-from releases.prepared import PreparedQuery, PreparedTuples
+from releases.prepared import PreparedQuery, PreparedTuples, TextList
 
 # The six links, in chain order, with the incident each missing one makes hard to debug.
 LINKS: tuple[tuple[str, str, str], ...] = (
@@ -486,60 +487,85 @@ def release_events(trace: Trace, periods: Sequence[ReleasePeriod] | None = None)
     return AuditEvent.objects.filter(release_scope(trace, periods)).order_by("seq")
 
 
+def release_timeline(trace: Trace, periods: Sequence[ReleasePeriod] | None = None) -> Page[AuditEvent]:
+    """The newest ``PAGE_SIZE`` events of a release's timeline (``release_events``) with their total: the first
+    page ``keyset_page`` gives of it, in one query compiled once per connection instead of two compiled on
+    every call (a release's page shows it on every view)."""
+    found = _TIMELINE.all(**_scope_values(trace, periods))
+    return newest_page(found, found[0].total if found else 0, ("seq",))  # type: ignore[attr-defined]
+
+
 def release_scope(trace: Trace, periods: Sequence[ReleasePeriod] | None = None) -> Q:
     """Which audit events belong to a release: events about it and its chain, the endpoint events that
     name it, and those of the deployments that ended its time on an endpoint (often a rollback).
 
     ``periods`` are the release's live periods when the caller has them (``release_periods``, read here
-    otherwise: one query, two when a period ended). Other endpoint events are left out, so a busy
-    endpoint's history of other releases does not drown the timeline.
+    otherwise). Other endpoint events are left out, so a busy endpoint's history of other releases does
+    not drown the timeline.
     """
+    return Q(InReleaseScope(**_scope_values(trace, periods)))
+
+
+def _scope_values(trace: Trace, periods: Sequence[ReleasePeriod] | None) -> dict[str, Any]:
+    """What ``InReleaseScope`` takes for this release, by name."""
     if periods is None:
-        periods = release_periods(trace.release)
-    subjects: dict[str, list[str]] = defaultdict(list)
+        periods = release_periods(trace.release, trace.deployments)
+    values: dict[str, Any] = {_subject_name(object_type): [] for object_type in SUBJECT_TYPES}
     for object_type, object_key in map(
         object_ref, [trace.release, trace.model_version, *trace.dataset_versions, *filter(None, [trace.run])]
     ):
-        subjects[object_type].append(object_key)
-    endings = [
-        (object_ref(ended.endpoint)[1], ended.release.name, ended.deployed_at.isoformat())
-        for ended in (period.ended for period in periods)
-        if ended is not None
-    ]
-    return Q(
-        InReleaseScope(
-            subjects,
-            endpoints=sorted({object_ref(d.endpoint)[1] for d in trace.deployments}),
-            release=trace.release.name,
-            endings=endings,
-        )
-    )
+        values[_subject_name(object_type)].append(object_key)
+    endings = [period.ended for period in periods if period.ended is not None]
+    return {
+        **{name: sorted(keys) for name, keys in values.items()},
+        "endpoints": sorted({object_ref(d.endpoint)[1] for d in trace.deployments}),
+        "release": trace.release.name,
+        "ended_endpoints": [object_ref(ended.endpoint)[1] for ended in endings],
+        "ended_releases": [ended.release.name for ended in endings],
+        "ended_times": [ended.deployed_at.isoformat() for ended in endings],
+    }
+
+
+def _subject_name(object_type: str) -> str:
+    """The name ``InReleaseScope`` takes the keys of one kind of subject by (``of_release``)."""
+    return f"of_{object_type}"
 
 
 class InReleaseScope(Expression):
     """The condition of ``release_scope`` on audit events, as SQL of one shape whatever the release: each list
     (the keys of each kind of subject, the endpoints, the deployments that ended its periods) is one array
     parameter. Django compiles it in microseconds, where one condition per subject and per ended period took
-    milliseconds for a release deployed a few times, and twice a page (its rows, its counts).
+    milliseconds for a release deployed a few times; and a prepared query (``release_timeline``) compiles it
+    once with placeholders for every list.
 
     Each part names the object type and keys first, so the database finds each in the index on
-    (object_type, object_key) and checks the rest on those rows only.
+    (object_type, object_key) and checks the rest on those rows only. The deployments that ended the
+    release's periods come as three lists of one length: their endpoints, releases and times.
     """
 
     conditional = True
 
     def __init__(
-        self, subjects: dict[str, list[str]], *, endpoints: list[str], release: str, endings: list[tuple[str, str, str]]
+        self,
+        *,
+        endpoints: list[str],
+        release: str,
+        ended_endpoints: list[str],
+        ended_releases: list[str],
+        ended_times: list[str],
+        **subjects: list[str],
     ) -> None:
         super().__init__(output_field=BooleanField())
         # Every kind of subject a chain has, each with its keys (maybe none): the SQL is the same for any release.
-        unknown = subjects.keys() - set(SUBJECT_TYPES)
-        if unknown:
-            raise TypeError(f"a release's timeline has no subjects of type {', '.join(sorted(unknown))}")
-        self.subjects = [(object_type, sorted(subjects.get(object_type, []))) for object_type in SUBJECT_TYPES]
+        expected = {_subject_name(object_type) for object_type in SUBJECT_TYPES}
+        if subjects.keys() != expected:
+            raise TypeError(f"a release's timeline takes the subjects {', '.join(sorted(expected))}")
+        if not len(ended_endpoints) == len(ended_releases) == len(ended_times):
+            raise TypeError("the deployments that ended a release's periods come as three lists of one length")
+        self.subjects = [(object_type, subjects[_subject_name(object_type)]) for object_type in SUBJECT_TYPES]
         self.endpoints = endpoints
         self.release = release
-        self.endings = endings
+        self.ended = (ended_endpoints, ended_releases, ended_times)
         self.columns = [F("object_type"), F("object_key"), F("new")]
 
     def get_source_expressions(self) -> list[Any]:
@@ -556,29 +582,25 @@ class InReleaseScope(Expression):
         subject, endpoint, ended = (part.format(type=object_type, key=object_key, new=new) for part in parts)
         return "(" + " OR ".join([subject] * len(self.subjects) + [endpoint, ended]) + ")"
 
-    def _ended(self) -> tuple[list[str], list[str], list[str]]:
-        """The deployments that ended the release's periods, as three columns: endpoints, releases, times."""
-        return (
-            [endpoint for endpoint, _, _ in self.endings],
-            [release for _, release, _ in self.endings],
-            [at for _, _, at in self.endings],
-        )
-
     def as_postgresql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
         params: list[Any] = [value for kind, keys in self.subjects for value in (kind, keys)]
-        endpoints, releases, times = self._ended()
         params += [Endpoint.audit_type, self.endpoints, self.release]
-        params += [Endpoint.audit_type, sorted(set(endpoints)), endpoints, releases, times]
+        params += [Endpoint.audit_type, self.ended[0], *self.ended]
         return self._sql(compiler, _POSTGRESQL_SCOPE), params
 
     def as_sqlite(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
-        params: list[Any] = [value for kind, keys in self.subjects for value in (kind, json.dumps(keys))]
-        params += [Endpoint.audit_type, json.dumps(self.endpoints), self.release]
-        params += [Endpoint.audit_type, json.dumps(self.endings)]
+        params: list[Any] = [value for kind, keys in self.subjects for value in (kind, _json_text(keys))]
+        params += [Endpoint.audit_type, _json_text(self.endpoints), self.release]
+        params += [Endpoint.audit_type, *map(_json_text, self.ended)]
         return self._sql(compiler, _SQLITE_SCOPE), params
 
     def as_sql(self, compiler: Any, connection: Any) -> tuple[str, tuple[Any, ...]]:
         raise NotSupportedError(f"a release's timeline is written for PostgreSQL and SQLite, not {connection.vendor}")
+
+
+def _json_text(values: list[str]) -> list[str] | str:
+    """A list as SQLite reads it: JSON text, or a prepared query's ``TextList`` as it is (sent as JSON)."""
+    return values if isinstance(values, TextList) else json.dumps(values)
 
 
 # ``InReleaseScope`` on each database: events about a subject of one kind, endpoint events naming the release,
@@ -593,9 +615,26 @@ _POSTGRESQL_SCOPE = (
 _SQLITE_SCOPE = (
     "({type} = %s AND {key} IN (SELECT value FROM json_each(%s)))",
     "({type} = %s AND {key} IN (SELECT value FROM json_each(%s)) AND json_extract({new}, '$.release') = %s)",
-    "({type} = %s AND EXISTS (SELECT 1 FROM json_each(%s) AS ended WHERE json_extract(ended.value, '$[0]') = {key} "
-    "AND json_extract({new}, '$.release') = json_extract(ended.value, '$[1]') "
-    "AND json_extract({new}, '$.deployed_at') = json_extract(ended.value, '$[2]')))",
+    "({type} = %s AND EXISTS (SELECT 1 FROM json_each(%s) AS ended_endpoint JOIN json_each(%s) AS ended_release "
+    "ON ended_release.key = ended_endpoint.key JOIN json_each(%s) AS ended_at ON ended_at.key = ended_endpoint.key "
+    "WHERE ended_endpoint.value = {key} AND json_extract({new}, '$.release') = ended_release.value "
+    "AND json_extract({new}, '$.deployed_at') = ended_at.value))",
 )
 # The kinds of subject a release's chain has events about, besides its endpoints.
 SUBJECT_TYPES = (Release.audit_type, ModelVersion.audit_type, DatasetVersion.audit_type, ExperimentRun.audit_type)
+
+# A release's page shows the newest of its timeline on every view, with their total (a window over the same
+# rows, counted before the limit): compiled once (releases/prepared.py).
+_TIMELINE = PreparedQuery(
+    lambda **scope: (
+        AuditEvent.objects.filter(InReleaseScope(**scope))
+        .annotate(total=Window(Count("pk")))
+        .order_by("-seq")[:PAGE_SIZE]
+    ),
+    **{_subject_name(object_type): TextList for object_type in SUBJECT_TYPES},
+    endpoints=TextList,
+    release=str,
+    ended_endpoints=TextList,
+    ended_releases=TextList,
+    ended_times=TextList,
+)

@@ -58,7 +58,7 @@ def release_detail(request: HttpRequest, name: str) -> HttpResponse:
         "endpoint_statuses": lineage.endpoint_statuses(endpoints, traced=lineage.Traced.NOTHING),
         "previous": lineage.previous_release(trace.release),
         # The newest events with their total; the audit trail pages through all of them.
-        "events": lineage.keyset_page(lineage.release_events(trace), ("seq",)),
+        "events": lineage.release_timeline(trace),
     }
     return render(request, "releases/release_detail.html", context)
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import pytest
 from django.db import connection, connections
-from django.db.models import Count, F, Min, Value
+from django.db.models import BooleanField, Count, Expression, F, Min, Value
 
 from releases.lineage import live
 from releases.models import Deployment, Release
-from releases.prepared import PreparedQuery, PreparedTuples
+from releases.prepared import PreparedQuery, PreparedTuples, TextList
 from tests.plans import plans_while_generic_plans_are_preferred
 
 BY_NAME = PreparedQuery(lambda name: Release.objects.with_chain().filter(name=name), name=str)
@@ -266,3 +269,42 @@ def test_prepared_tuples_take_values_list_only(db):
         PreparedTuples(
             lambda name: Release.objects.filter(name=name).values_list("pk").prefetch_related("approvals"), name=str
         ).all(name="churn-v1")
+
+
+class NamedOneOf(Expression):
+    """A release named one of ``names``, the list sent as one parameter (as a release's timeline sends its keys)."""
+
+    conditional = True
+
+    def __init__(self, names: list[str]) -> None:
+        super().__init__(output_field=BooleanField())
+        self.names = names
+
+    def as_postgresql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
+        return "name = ANY(%s::text[])", [self.names]
+
+    def as_sqlite(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
+        return "name IN (SELECT value FROM json_each(%s))", [
+            self.names if isinstance(self.names, TextList) else json.dumps(self.names)
+        ]
+
+
+NAMED = PreparedQuery(lambda names: Release.objects.filter(NamedOneOf(names)).order_by("pk"), names=TextList)
+
+
+def test_a_prepared_list_of_texts_is_one_parameter_whatever_its_length(story, django_assert_num_queries):
+    names = list(Release.objects.order_by("pk").values_list("name", flat=True))
+    for chosen in ([], names[:1], names[1:], [*names, "no-such-release", "it's 100% \\ odd"]):
+        with django_assert_num_queries(1):
+            found = NAMED.all(names=chosen)
+        assert found == list(Release.objects.filter(name__in=chosen).order_by("pk"))
+        assert found == list(NAMED.build(names=chosen))
+    assert len(NAMED.all(names=names)) == len(names) > 1
+
+
+def test_a_prepared_list_of_texts_takes_texts_only(db):
+    for wrong in ([1], [None], ["churn-v1", b"churn-v2"]):
+        with pytest.raises(TypeError, match="TextList takes texts only"):
+            NAMED.all(names=wrong)
+    with pytest.raises(TypeError, match="IdList takes whole numbers only"):
+        PER_ENDPOINT.all(ids=["1"])

@@ -139,6 +139,18 @@ def test_a_timeline_holds_its_chains_events_its_endpoint_events_and_the_deployme
             )
         ]
         assert [event.seq for event in timeline] == expected
+        # The release page's first page of it, read with its total in one prepared query, is the same list.
+        newest = lineage.release_timeline(trace)
+        assert [event.seq for event in newest.rows] == expected[::-1][: lineage.PAGE_SIZE]
+        assert (newest.total, newest.start, newest.first, newest.last) == (
+            len(expected),
+            1,
+            (expected[-1],),
+            (expected[::-1][: lineage.PAGE_SIZE][-1],),
+        )
+        assert newest == lineage.keyset_page(lineage.release_events(trace), ("seq",))
+        # The periods found from the trace's own deployments are those read from the database.
+        assert lineage.release_periods(release, trace.deployments) == lineage.release_periods(release)
         named = {event.new["release"] for event in timeline if event.object_type == "endpoint"}
         assert release.name in named
         # The deployments that ended its periods are there; the rest of the endpoints' history is not.
@@ -165,6 +177,10 @@ def test_the_timeline_of_a_release_never_deployed_and_without_a_run(world, ci_ac
         ("release", "churn-v44"),
         ("model_version", "churn-model/44"),
     }
+    newest = lineage.release_timeline(lineage.trace("churn-v44"))
+    assert [e.seq for e in newest.rows] == [e.seq for e in reversed(events)]
+    assert newest.total == len(events) and newest.is_whole
+    assert lineage.release_periods(Release.objects.get(name="churn-v44"), []) == []
 
 
 def test_an_unresolved_commit_is_named_by_its_first_twelve_characters(world, ci_account):
