@@ -179,7 +179,8 @@ def test_the_timeline_of_a_release_never_deployed_and_without_a_run(world, ci_ac
     }
     newest = lineage.release_timeline(lineage.trace("churn-v44"))
     assert [e.seq for e in newest.rows] == [e.seq for e in reversed(events)]
-    assert newest.total == len(events) and newest.is_whole
+    assert newest.total == len(events)
+    assert newest.is_whole
     assert lineage.release_periods(Release.objects.get(name="churn-v44"), []) == []
 
 

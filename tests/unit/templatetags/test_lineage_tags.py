@@ -16,7 +16,16 @@ from hypothesis import strategies as st
 from releases import lineage, services
 from releases.lineage import ReleaseStatus
 from releases.models import Endpoint
-from releases.templatetags.lineage_tags import ago, markup, markup_join, status_badge, utc
+from releases.templatetags.lineage_tags import (
+    ago,
+    completeness,
+    markup,
+    markup_join,
+    rollback_action,
+    status_badge,
+    trace_warnings,
+    utc,
+)
 from tests.unit.conftest import pending_release
 
 
@@ -137,6 +146,48 @@ def test_without_a_target_the_rollback_action_says_why(world, oncall, rf, releas
 
     assert f'<button type="button" class="button" disabled aria-describedby="no-rollback-{endpoint.pk}">' in action
     assert f'id="no-rollback-{endpoint.pk}">Cannot roll back: {escape(status.rollback_blocker)}</span>' in action
+
+
+@pytest.mark.django_db
+def test_a_board_row_is_the_endpoint_its_live_release_and_its_rollback_each_written_by_its_own_tag(
+    story, world, oncall, auditor, lead2, rf
+) -> None:
+    version = story["v42"].model_version.run.dataset_inputs.get().dataset_version
+    services.quarantine_dataset_version(version, by=lead2, reason="labels <shifted> upstream")
+    services.roll_back(story["endpoint"], by=oncall, reason="bad labels", source="ui")
+    world.endpoint("churn-shadow", "staging")
+    live, empty = lineage.endpoint_statuses(Endpoint.objects.order_by("name"))
+    assert live.live is not None
+    assert live.live_trace is not None
+    assert live.rollback_target is not None
+    request = rf.get("/?q=churn")
+
+    for user in (oncall, auditor):
+        request.user = user
+        context = Context({"request": request})
+        row, nothing = (_render("{% board_row status %}", status=status, request=request) for status in (live, empty))
+        trace = live.live_trace
+        assert row == (
+            '<tr><td data-label="Endpoint"><a href="/endpoints/churn-scoring/"><strong>churn-scoring</strong></a></td>'
+            '<td data-label="Live release"><a class="release-name" href="/releases/churn-v41/">churn-v41</a> '
+            f'{status_badge(lineage.release_status(trace))} <span class="badge">rolled back</span>'
+            f"{trace_warnings(trace)}</td>"
+            f'<td data-label="Since">{utc(live.live.deployed_at)}</td>'
+            f'<td data-label="Deployed by">{escape(live.live.actor)}</td>'
+            f'<td data-label="Lineage">{completeness(trace)}</td>'
+            f'<td data-label="Rollback target"><a href="/releases/{live.rollback_target.name}/">'
+            f"{live.rollback_target.name}</a> {rollback_action(context, live)}</td></tr>"
+        )
+        # Nothing live: no target, and why, said once (in the action for those who may roll back).
+        why = f'<span class="muted">{escape(empty.rollback_blocker)}</span>' if user == auditor else ""
+        assert nothing == (
+            '<tr><td data-label="Endpoint"><a href="/endpoints/churn-shadow/"><strong>churn-shadow</strong></a></td>'
+            '<td colspan="4" class="muted">Nothing deployed</td>'
+            f'<td data-label="Rollback target">{why} {rollback_action(context, empty)}</td></tr>'
+        )
+        # Only those who may roll back see the action; everyone sees the target.
+        assert ("Roll back to churn-v40…" in row) is (user == oncall)
+        assert ("disabled" in nothing) is (user == oncall)
 
 
 # Any value a tag puts into markup: text with every character HTML cares about, text already HTML, numbers,
