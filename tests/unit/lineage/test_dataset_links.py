@@ -8,6 +8,7 @@ import pytest
 
 from audit.log import SystemActor
 from releases import lineage, services
+from releases.lineage import kept
 from releases.models import DatasetVersionEndpoint, Deployment, ModelVersion, ModelVersionDataset, RunDatasetInput
 from tests.factories import World
 
@@ -171,6 +172,8 @@ def test_the_endpoints_a_dataset_version_reached_follow_deployments_and_the_runs
     _run(world, third.model_version.run.run_id, "train:2")
     assert _reached() == _reached_the_long_way()
     assert ("shared:1", "ep-a") not in _reached()
+    # The check of every kept fact finds them as the services left them after each change.
+    assert kept.check().disagreements == []
 
     pages = lineage.impact_of_dataset_version(world.dataset("train:2")).pages(lineage.ImpactPageNumbers())
     assert [e.name for e in pages.endpoints_ever.rows] == ["ep-a", "ep-b"]
@@ -190,6 +193,9 @@ def test_a_version_deployed_before_its_run_was_synced_reaches_the_endpoint_once_
     world.deploy(world.endpoint("ep-staging", "staging"), release, by=release_manager)
     assert _reached() == set()
 
+    assert kept.check().disagreements == []
+
     _run(world, "run-late", "train:1")
     services.register_model_version(world.server, _version("churn", 1, "run-late"), by=SYSTEM)
     assert _reached() == _reached_the_long_way() == {("train:1", "ep-staging")}
+    assert kept.check().disagreements == []
