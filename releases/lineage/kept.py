@@ -18,9 +18,14 @@ finds every such row by recomputing each fact from its rows in the database (one
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from django.db import connections, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -69,9 +74,37 @@ _DATASET_VERSIONS = DatasetVersion.objects.select_related("dataset")
 
 
 def check(limit: int = 100) -> KeptFacts:
-    """Each kept fact recomputed from its rows and compared with what is kept."""
+    """Each kept fact recomputed from its rows and compared with what is kept, all read at one moment."""
+    with _one_snapshot():
+        return _check(limit)
+
+
+@contextmanager
+def _one_snapshot() -> Iterator[None]:
+    """Every read inside sees the database as it was at one moment, so a deployment recorded while the check
+    runs is in both what is kept and its rows, or in neither: on PostgreSQL a read-only REPEATABLE READ
+    transaction (inside a caller's own transaction, that transaction's view)."""
+    connection = connections[Endpoint.objects.db]
+    own = not connection.in_atomic_block
+    with transaction.atomic(using=connection.alias):
+        if own and connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        yield
+
+
+def _check(limit: int) -> KeptFacts:
+    counts = KeptFacts(
+        endpoints=Endpoint.objects.count(),
+        model_endpoints=EndpointModel.objects.count(),
+        model_version_datasets=ModelVersionDataset.objects.count(),
+        dataset_version_endpoints=DatasetVersionEndpoint.objects.count(),
+        disagreements=[],
+    )
+    # Taken once the transaction's snapshot is (by the first read): every deployment it holds is dated before.
+    now = timezone.now()
     found = [
-        *_live_now(limit),
+        *_live_now(now, limit),
         *_pairs(
             "where a model's releases went",
             EndpointModel.objects.values_list("registered_model_id", "endpoint_id"),
@@ -101,20 +134,14 @@ def check(limit: int = 100) -> KeptFacts:
             limit,
         ),
     ]
-    return KeptFacts(
-        endpoints=Endpoint.objects.count(),
-        model_endpoints=EndpointModel.objects.count(),
-        model_version_datasets=ModelVersionDataset.objects.count(),
-        dataset_version_endpoints=DatasetVersionEndpoint.objects.count(),
-        disagreements=found,
-    )
+    return dataclasses.replace(counts, disagreements=found)
 
 
-def _live_now(limit: int) -> list[Disagreement]:
-    """Each endpoint whose kept live deployment or release is not the newest of its deployments up to now."""
+def _live_now(now: datetime.datetime, limit: int) -> list[Disagreement]:
+    """Each endpoint whose kept live deployment or release is not the newest of its deployments up to ``now``."""
     columns = ("pk", "live_deployment_id", "live_release_id")
     kept = endpoints_with_live().order_by().values_list(*columns)
-    derived = endpoints_with_live(timezone.now()).order_by().values_list(*columns)
+    derived = endpoints_with_live(now).order_by().values_list(*columns)
     wrong = [pk for pk, _, _ in kept.difference(derived)[:limit]]
     if not wrong:
         return []

@@ -6,6 +6,7 @@ import io
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from releases import services
@@ -18,6 +19,7 @@ from releases.models import (
     EndpointModel,
     ModelVersionDataset,
 )
+from tests.factories import World
 
 
 def _messages(facts: kept.KeptFacts) -> list[str]:
@@ -110,3 +112,25 @@ def test_the_command_says_what_it_checked_and_exits_1_naming_each_disagreement(s
 def test_the_command_refuses_a_limit_that_is_not_a_whole_number(db, limit):
     with pytest.raises(CommandError, match="expected a whole number"):
         call_command("verify_kept", "--limit", limit)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_outside_a_transaction_the_check_reads_one_read_only_snapshot(ci_account, lead, release_manager):
+    world = World.create()
+    world.deploy(world.endpoint(), world.full_release(41, by=ci_account, approver=lead), by=release_manager)
+    assert not connection.in_atomic_block
+
+    assert kept.check().disagreements == []
+    # What check() reads in.
+    with kept._one_snapshot():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT current_setting('transaction_isolation'), current_setting('transaction_read_only')"
+                )
+                assert cursor.fetchone() == ("repeatable read", "on")
+            # Nothing can be written while it checks.
+            with pytest.raises(DatabaseError, match="read-only transaction"), transaction.atomic():
+                Endpoint.objects.update(description="changed")
+        else:
+            assert connection.in_atomic_block
