@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Sequence
@@ -562,10 +561,13 @@ class InReleaseScope(Expression):
             raise TypeError(f"a release's timeline takes the subjects {', '.join(sorted(expected))}")
         if not len(ended_endpoints) == len(ended_releases) == len(ended_times):
             raise TypeError("the deployments that ended a release's periods come as three lists of one length")
-        self.subjects = [(object_type, subjects[_subject_name(object_type)]) for object_type in SUBJECT_TYPES]
-        self.endpoints = endpoints
+        # Each list as a ``TextList``: one parameter on either database (a prepared query's placeholders are one).
+        self.subjects = [
+            (object_type, TextList.checked(subjects[_subject_name(object_type)])) for object_type in SUBJECT_TYPES
+        ]
+        self.endpoints = TextList.checked(endpoints)
         self.release = release
-        self.ended = (ended_endpoints, ended_releases, ended_times)
+        self.ended = tuple(TextList.checked(values) for values in (ended_endpoints, ended_releases, ended_times))
         self.columns = [F("object_type"), F("object_key"), F("new")]
 
     def get_source_expressions(self) -> list[Any]:
@@ -589,18 +591,13 @@ class InReleaseScope(Expression):
         return self._sql(compiler, _POSTGRESQL_SCOPE), params
 
     def as_sqlite(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
-        params: list[Any] = [value for kind, keys in self.subjects for value in (kind, _json_text(keys))]
-        params += [Endpoint.audit_type, _json_text(self.endpoints), self.release]
-        params += [Endpoint.audit_type, *map(_json_text, self.ended)]
+        params: list[Any] = [value for kind, keys in self.subjects for value in (kind, keys)]
+        params += [Endpoint.audit_type, self.endpoints, self.release]
+        params += [Endpoint.audit_type, *self.ended]
         return self._sql(compiler, _SQLITE_SCOPE), params
 
     def as_sql(self, compiler: Any, connection: Any) -> tuple[str, tuple[Any, ...]]:
         raise NotSupportedError(f"a release's timeline is written for PostgreSQL and SQLite, not {connection.vendor}")
-
-
-def _json_text(values: list[str]) -> list[str] | str:
-    """A list as SQLite reads it: JSON text, or a prepared query's ``TextList`` as it is (sent as JSON)."""
-    return values if isinstance(values, TextList) else json.dumps(values)
 
 
 # ``InReleaseScope`` on each database: events about a subject of one kind, endpoint events naming the release,

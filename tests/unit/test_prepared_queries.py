@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
@@ -278,15 +277,13 @@ class NamedOneOf(Expression):
 
     def __init__(self, names: list[str]) -> None:
         super().__init__(output_field=BooleanField())
-        self.names = names
+        self.names = TextList.checked(names)
 
     def as_postgresql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
         return "name = ANY(%s::text[])", [self.names]
 
     def as_sqlite(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
-        return "name IN (SELECT value FROM json_each(%s))", [
-            self.names if isinstance(self.names, TextList) else json.dumps(self.names)
-        ]
+        return "name IN (SELECT value FROM json_each(%s))", [self.names]
 
 
 NAMED = PreparedQuery(lambda names: Release.objects.filter(NamedOneOf(names)).order_by("pk"), names=TextList)
